@@ -1,0 +1,1 @@
+"""ringleader.drivers (see the package docstring of ringleader)."""

@@ -1,0 +1,1 @@
+"""ringleader.runtime (see the package docstring of ringleader)."""

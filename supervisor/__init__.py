@@ -1,0 +1,1 @@
+"""ringleader.supervisor (see the package docstring of ringleader)."""

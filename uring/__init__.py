@@ -1,0 +1,22 @@
+"""ringleader.uring: our cffi binding of liburing.
+
+This is the only package that calls the C library.  It offers a :class:`Ring`
+(one io_uring instance, single-threaded), its registered-file table, its
+provided-buffer rings, a kernel probe (:func:`probe`) and frozen stats
+snapshots.  It knows nothing about asyncio; the runtime builds on it.
+"""
+from .errors import RingFullError, RingUnavailableError, UringError, check, error_from_result
+from .features import Features, probe
+from .ring import (
+    BufferRing,
+    Completion,
+    FixedFiles,
+    Ring,
+    RingStats,
+)
+from . import consts
+
+__all__ = [
+    "BufferRing", "Completion", "Features", "FixedFiles", "Ring", "RingFullError", "RingStats",
+    "RingUnavailableError", "UringError", "check", "consts", "error_from_result", "probe",
+]

@@ -1,0 +1,556 @@
+/* C helpers compiled into ringleader.uring._liburing (cffi API mode).
+ *
+ * Why C: each call from Python into cffi costs ~100 ns, and the runtime's
+ * hot path is "prepare an SQE" and "harvest a batch of CQEs".  Every helper
+ * here does one whole step (get SQE + prep + flags + user_data, or
+ * flush + wait + copy N CQEs out + advance) in a single call, and keeps the
+ * ring counters (batch size, flush depth) in C so telemetry costs nothing
+ * in Python.
+ *
+ * What this file does not do: own any policy.  It never decides what to
+ * submit; it only fills SQEs it is asked to fill.  liburing 2.3 lacks a few
+ * helpers the kernel supports (msg_ring SEND_FD, setup_buf_ring); those SQEs
+ * are filled by hand below, following the kernel's uapi.
+ */
+#include <liburing.h>
+#include <errno.h>
+#include <string.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define RL_HIST 16
+
+struct rl_stats {
+    uint64_t enters;          /* io_uring_enter calls made by rl_enter/flush */
+    uint64_t waits;           /* enters that blocked waiting for completions */
+    uint64_t sqes_submitted;
+    uint64_t cqes_reaped;
+    uint64_t flushes;         /* flushes with at least one SQE pending */
+    uint64_t bytes_flushed;   /* send bytes handed to the kernel */
+    uint64_t cq_overflow;     /* kernel's CQ overflow counter, last seen */
+    uint64_t sq_full;         /* times an SQE was not free and we flushed early */
+    uint64_t wait_ns;         /* time spent blocked in the kernel */
+    uint64_t batch_hist[RL_HIST];   /* CQEs per harvest: bucket 0 = 0, k = [2^(k-1), 2^k) */
+    uint64_t flush_hist[RL_HIST];   /* SQEs pending at each flush */
+    uint64_t flush_bytes_hist[RL_HIST]; /* send bytes pending at each flush, log2 buckets */
+};
+
+struct rl_ring {
+    struct io_uring ring;
+    struct rl_stats st;
+    uint64_t pending_bytes;
+    struct __kernel_timespec *ts;  /* one per SQ slot: the kernel copies it at submit */
+    unsigned sq_entries;
+    unsigned setup_flags;
+    unsigned features;
+    int initialized;
+};
+
+struct rl_bufring {
+    struct io_uring_buf_ring *br;
+    char *base;
+    size_t ring_bytes;
+    size_t buf_bytes;
+    unsigned count;
+    unsigned size;
+    unsigned mask;
+    int bgid;
+    int registered;
+};
+
+static inline unsigned rl_bucket(uint64_t v)
+{
+    unsigned b = 0;
+    while (v && b < RL_HIST - 1) { v >>= 1; b++; }
+    return b;
+}
+
+static uint64_t rl_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static int rl_ring_init(struct rl_ring *r, unsigned entries, unsigned cq_entries,
+                        unsigned flags, unsigned sq_idle_ms)
+{
+    struct io_uring_params p;
+    int ret;
+    memset(&p, 0, sizeof(p));
+    p.flags = flags;
+    if (cq_entries) {
+        p.flags |= IORING_SETUP_CQSIZE;
+        p.cq_entries = cq_entries;
+    }
+    if (flags & IORING_SETUP_SQPOLL)
+        p.sq_thread_idle = sq_idle_ms;
+    ret = io_uring_queue_init_params(entries, &r->ring, &p);
+    if (ret < 0)
+        return ret;
+    r->sq_entries = p.sq_entries;
+    r->ts = calloc(p.sq_entries, sizeof(struct __kernel_timespec));
+    if (!r->ts) {
+        io_uring_queue_exit(&r->ring);
+        return -ENOMEM;
+    }
+    r->setup_flags = p.flags;
+    r->features = p.features;
+    r->initialized = 1;
+    return 0;
+}
+
+static void rl_ring_exit(struct rl_ring *r)
+{
+    if (!r->initialized)
+        return;
+    io_uring_queue_exit(&r->ring);
+    free(r->ts);
+    r->ts = NULL;
+    r->initialized = 0;
+}
+
+static int rl_ring_fd(struct rl_ring *r) { return r->ring.ring_fd; }
+static unsigned rl_sq_ready(struct rl_ring *r) { return io_uring_sq_ready(&r->ring); }
+static unsigned rl_cq_ready(struct rl_ring *r) { return io_uring_cq_ready(&r->ring); }
+
+static void rl_note_flush(struct rl_ring *r, unsigned pending)
+{
+    if (!pending)
+        return;
+    r->st.flushes++;
+    r->st.flush_hist[rl_bucket(pending)]++;
+    r->st.flush_bytes_hist[rl_bucket(r->pending_bytes)]++;
+    r->st.bytes_flushed += r->pending_bytes;
+    r->pending_bytes = 0;
+}
+
+/* Submit what is queued, without waiting.  Returns SQEs submitted or -errno. */
+static int rl_flush(struct rl_ring *r)
+{
+    unsigned pending = io_uring_sq_ready(&r->ring);
+    int ret;
+    if (!pending)
+        return 0;
+    rl_note_flush(r, pending);
+    ret = io_uring_submit(&r->ring);
+    r->st.enters++;
+    if (ret > 0)
+        r->st.sqes_submitted += (unsigned)ret;
+    return ret;
+}
+
+static inline struct io_uring_sqe *rl_sqe(struct rl_ring *r)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+    if (!sqe) {
+        /* SQ full: push the batch to the kernel now rather than failing. */
+        r->st.sq_full++;
+        rl_flush(r);
+        sqe = io_uring_get_sqe(&r->ring);
+    }
+    return sqe;
+}
+
+static inline int rl_finish(struct io_uring_sqe *sqe, uint64_t ud, unsigned sqe_flags)
+{
+    sqe->user_data = ud;
+    sqe->flags |= (uint8_t)sqe_flags;
+    return 0;
+}
+
+#define RL_GET_SQE(r) struct io_uring_sqe *sqe = rl_sqe(r); if (!sqe) return -EBUSY
+
+/* Flush queued SQEs, optionally wait, then copy up to max CQEs out.
+ * wait_nr == 0: never block (still enters the kernel so DEFER_TASKRUN work runs).
+ * timeout_ns < 0: wait without a deadline.
+ * Returns the number of CQEs copied, or -errno (never -ETIME / -EINTR). */
+static int rl_enter(struct rl_ring *r, unsigned wait_nr, int64_t timeout_ns,
+                    uint64_t *ud, int32_t *res, uint32_t *flags, unsigned max)
+{
+    struct io_uring_cqe *cqes[256];
+    struct io_uring_cqe *cqe = NULL;
+    unsigned pending = io_uring_sq_ready(&r->ring);
+    unsigned got = 0, n, i;
+    int ret = 0;
+
+    rl_note_flush(r, pending);
+    if (wait_nr && io_uring_cq_ready(&r->ring))
+        wait_nr = 0;  /* completions already waiting: don't sleep */
+    if (wait_nr == 0) {
+        if (pending || (r->setup_flags & IORING_SETUP_DEFER_TASKRUN) ||
+            !io_uring_cq_ready(&r->ring)) {
+            ret = io_uring_submit_and_get_events(&r->ring);
+            r->st.enters++;
+        }
+    } else {
+        uint64_t t0 = rl_now_ns();
+        r->st.waits++;
+        if (timeout_ns < 0) {
+            ret = io_uring_submit_and_wait(&r->ring, wait_nr);
+        } else {
+            struct __kernel_timespec ts;
+            ts.tv_sec = timeout_ns / 1000000000ll;
+            ts.tv_nsec = timeout_ns % 1000000000ll;
+            ret = io_uring_submit_and_wait_timeout(&r->ring, &cqe, wait_nr, &ts, NULL);
+        }
+        r->st.enters++;
+        r->st.wait_ns += rl_now_ns() - t0;
+    }
+    if (pending)
+        r->st.sqes_submitted += pending - io_uring_sq_ready(&r->ring);
+    if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+        return ret;
+
+    while (got < max) {
+        unsigned want = max - got;
+        if (want > 256)
+            want = 256;
+        n = io_uring_peek_batch_cqe(&r->ring, cqes, want);
+        if (!n)
+            break;
+        for (i = 0; i < n; i++) {
+            ud[got + i] = cqes[i]->user_data;
+            res[got + i] = cqes[i]->res;
+            flags[got + i] = cqes[i]->flags;
+        }
+        io_uring_cq_advance(&r->ring, n);
+        got += n;
+    }
+    r->st.cqes_reaped += got;
+    r->st.batch_hist[rl_bucket(got)]++;
+    if (r->ring.cq.koverflow)
+        r->st.cq_overflow = *r->ring.cq.koverflow;
+    return (int)got;
+}
+
+/* ---- operations: each fills one SQE; returns 0 or -EBUSY (SQ full) ---- */
+
+static int rl_prep_nop(struct rl_ring *r, uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_nop(sqe);
+    return rl_finish(sqe, ud, sf);
+}
+
+/* n NOPs with consecutive user_data: used by the benchmark and tests. */
+static int rl_prep_nops(struct rl_ring *r, unsigned n, uint64_t ud0)
+{
+    unsigned i;
+    for (i = 0; i < n; i++) {
+        RL_GET_SQE(r);
+        io_uring_prep_nop(sqe);
+        sqe->user_data = ud0 + i;
+    }
+    return 0;
+}
+
+/* mode: 0 single, 1 multishot; direct: allocate a fixed slot for the new socket */
+static int rl_prep_accept(struct rl_ring *r, int fd, int multishot, int direct,
+                          uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    if (multishot && direct)
+        io_uring_prep_multishot_accept_direct(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    else if (multishot)
+        io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    else if (direct)
+        io_uring_prep_accept_direct(sqe, fd, NULL, NULL, SOCK_CLOEXEC, IORING_FILE_INDEX_ALLOC);
+    else
+        io_uring_prep_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    return rl_finish(sqe, ud, sf);
+}
+
+static int rl_prep_connect(struct rl_ring *r, int fd, const void *addr, unsigned addrlen,
+                           uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_connect(sqe, fd, (const struct sockaddr *)addr, (socklen_t)addrlen);
+    return rl_finish(sqe, ud, sf);
+}
+
+static int rl_prep_recv(struct rl_ring *r, int fd, void *buf, unsigned len, int msg_flags,
+                        uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_recv(sqe, fd, buf, len, msg_flags);
+    return rl_finish(sqe, ud, sf);
+}
+
+/* Receive into a buffer picked by the kernel from provided-buffer group bgid. */
+static int rl_prep_recv_bufsel(struct rl_ring *r, int fd, int bgid, int multishot,
+                               uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    if (multishot)
+        io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    else
+        io_uring_prep_recv(sqe, fd, NULL, 0, 0);
+    sqe->buf_group = (uint16_t)bgid;
+    return rl_finish(sqe, ud, sf | IOSQE_BUFFER_SELECT);
+}
+
+static int rl_prep_send(struct rl_ring *r, int fd, const void *buf, unsigned len,
+                        int msg_flags, uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_send(sqe, fd, buf, len, msg_flags);
+    r->pending_bytes += len;
+    return rl_finish(sqe, ud, sf);
+}
+
+static int rl_prep_send_zc(struct rl_ring *r, int fd, const void *buf, unsigned len,
+                           int msg_flags, uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_send_zc(sqe, fd, buf, len, msg_flags, 0);
+    r->pending_bytes += len;
+    return rl_finish(sqe, ud, sf);
+}
+
+static int rl_prep_read(struct rl_ring *r, int fd, void *buf, unsigned len, uint64_t off,
+                        uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_read(sqe, fd, buf, len, off);
+    return rl_finish(sqe, ud, sf);
+}
+
+static int rl_prep_write(struct rl_ring *r, int fd, const void *buf, unsigned len, uint64_t off,
+                         uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_write(sqe, fd, buf, len, off);
+    r->pending_bytes += len;
+    return rl_finish(sqe, ud, sf);
+}
+
+static int rl_prep_close(struct rl_ring *r, int fd, uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_close(sqe, fd);
+    return rl_finish(sqe, ud, sf);
+}
+
+static int rl_prep_close_direct(struct rl_ring *r, unsigned slot, uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_close_direct(sqe, slot);
+    return rl_finish(sqe, ud, sf);
+}
+
+static int rl_prep_shutdown(struct rl_ring *r, int fd, int how, uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_shutdown(sqe, fd, how);
+    return rl_finish(sqe, ud, sf);
+}
+
+/* A relative timeout; count > 0 also completes it after that many CQEs. */
+static int rl_prep_timeout(struct rl_ring *r, int64_t ns, unsigned count, unsigned tflags,
+                           uint64_t ud, unsigned sf)
+{
+    struct __kernel_timespec *ts;
+    RL_GET_SQE(r);
+    ts = &r->ts[sqe - r->ring.sq.sqes];
+    ts->tv_sec = ns / 1000000000ll;
+    ts->tv_nsec = ns % 1000000000ll;
+    io_uring_prep_timeout(sqe, ts, count, tflags);
+    return rl_finish(sqe, ud, sf);
+}
+
+/* Must directly follow an SQE that carried IOSQE_IO_LINK. */
+static int rl_prep_link_timeout(struct rl_ring *r, int64_t ns, uint64_t ud, unsigned sf)
+{
+    struct __kernel_timespec *ts;
+    RL_GET_SQE(r);
+    ts = &r->ts[sqe - r->ring.sq.sqes];
+    ts->tv_sec = ns / 1000000000ll;
+    ts->tv_nsec = ns % 1000000000ll;
+    io_uring_prep_link_timeout(sqe, ts, 0);
+    return rl_finish(sqe, ud, sf);
+}
+
+static int rl_prep_timeout_remove(struct rl_ring *r, uint64_t target, uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_timeout_remove(sqe, target, 0);
+    return rl_finish(sqe, ud, sf);
+}
+
+static int rl_prep_cancel(struct rl_ring *r, uint64_t target, int cflags, uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_cancel64(sqe, target, cflags);
+    return rl_finish(sqe, ud, sf);
+}
+
+/* Cancel every request on fd (a fixed slot when fixed != 0). */
+static int rl_prep_cancel_fd(struct rl_ring *r, int fd, int fixed, uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL |
+                            (fixed ? IORING_ASYNC_CANCEL_FD_FIXED : 0));
+    return rl_finish(sqe, ud, sf);
+}
+
+static int rl_prep_poll(struct rl_ring *r, int fd, unsigned mask, int multishot,
+                        uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    if (multishot)
+        io_uring_prep_poll_multishot(sqe, fd, mask);
+    else
+        io_uring_prep_poll_add(sqe, fd, mask);
+    return rl_finish(sqe, ud, sf);
+}
+
+static int rl_prep_poll_remove(struct rl_ring *r, uint64_t target, uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_poll_remove(sqe, target);
+    return rl_finish(sqe, ud, sf);
+}
+
+/* MSG_RING data message: the target ring gets a CQE {user_data=target_ud, res=value}. */
+static int rl_prep_msg_ring(struct rl_ring *r, int target_ring_fd, unsigned value,
+                            uint64_t target_ud, uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_msg_ring(sqe, target_ring_fd, value, target_ud, 0);
+    return rl_finish(sqe, ud, sf);
+}
+
+/* MSG_RING SEND_FD: install fixed file src_slot of this ring into slot dst_slot of the
+ * target ring (dst_slot == IORING_FILE_INDEX_ALLOC lets the kernel pick one; the target's
+ * CQE res then carries it).  liburing 2.3 has no prep helper for this; fields per uapi. */
+static int rl_prep_msg_ring_fd(struct rl_ring *r, int target_ring_fd, unsigned src_slot,
+                               unsigned dst_slot, uint64_t target_ud, int skip_cqe,
+                               uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_rw(IORING_OP_MSG_RING, sqe, target_ring_fd, (void *)(uintptr_t)IORING_MSG_SEND_FD,
+                     0, target_ud);
+    sqe->addr3 = src_slot;
+    /* file_index is 1-based, except the ALLOC sentinel, which is passed as is */
+    sqe->file_index = dst_slot == IORING_FILE_INDEX_ALLOC ? IORING_FILE_INDEX_ALLOC : dst_slot + 1;
+    sqe->msg_ring_flags = skip_cqe ? IORING_MSG_RING_CQE_SKIP : 0;
+    return rl_finish(sqe, ud, sf);
+}
+
+/* ---- provided-buffer ring (kernel >= 5.19) ---- */
+
+static int rl_bufring_setup(struct rl_ring *r, struct rl_bufring *b, unsigned count,
+                            unsigned size, int bgid)
+{
+    struct io_uring_buf_reg reg;
+    unsigned i;
+    int ret;
+    if (!count || (count & (count - 1)) || count > 32768)
+        return -EINVAL;
+    memset(b, 0, sizeof(*b));
+    b->ring_bytes = (size_t)count * sizeof(struct io_uring_buf);
+    b->br = mmap(NULL, b->ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (b->br == MAP_FAILED) {
+        b->br = NULL;
+        return -errno;
+    }
+    b->buf_bytes = (size_t)count * size;
+    b->base = mmap(NULL, b->buf_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (b->base == MAP_FAILED) {
+        b->base = NULL;
+        munmap(b->br, b->ring_bytes);
+        b->br = NULL;
+        return -errno;
+    }
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)b->br;
+    reg.ring_entries = count;
+    reg.bgid = (uint16_t)bgid;
+    ret = io_uring_register_buf_ring(&r->ring, &reg, 0);
+    if (ret < 0) {
+        munmap(b->base, b->buf_bytes);
+        munmap(b->br, b->ring_bytes);
+        b->base = NULL;
+        b->br = NULL;
+        return ret;
+    }
+    b->registered = 1;
+    b->count = count;
+    b->size = size;
+    b->bgid = bgid;
+    b->mask = io_uring_buf_ring_mask(count);
+    io_uring_buf_ring_init(b->br);
+    for (i = 0; i < count; i++)
+        io_uring_buf_ring_add(b->br, b->base + (size_t)i * size, size, (uint16_t)i, b->mask, (int)i);
+    io_uring_buf_ring_advance(b->br, (int)count);
+    return 0;
+}
+
+static void rl_bufring_free(struct rl_ring *r, struct rl_bufring *b)
+{
+    if (b->registered && r->initialized)
+        io_uring_unregister_buf_ring(&r->ring, b->bgid);
+    b->registered = 0;
+    if (b->base)
+        munmap(b->base, b->buf_bytes);
+    if (b->br)
+        munmap(b->br, b->ring_bytes);
+    b->base = NULL;
+    b->br = NULL;
+}
+
+static char *rl_buf_addr(struct rl_bufring *b, unsigned bid)
+{
+    return b->base + (size_t)(bid % b->count) * b->size;
+}
+
+/* Hand buffer bid back to the kernel. */
+static void rl_bufring_recycle(struct rl_bufring *b, unsigned bid)
+{
+    io_uring_buf_ring_add(b->br, b->base + (size_t)bid * b->size, b->size, (uint16_t)bid, b->mask, 0);
+    io_uring_buf_ring_advance(b->br, 1);
+}
+
+/* Copy a received buffer's bytes out and recycle it in one call. */
+static void rl_buf_take(struct rl_bufring *b, unsigned bid, unsigned len, char *out)
+{
+    memcpy(out, b->base + (size_t)bid * b->size, len);
+    rl_bufring_recycle(b, bid);
+}
+
+/* ---- registered files ---- */
+
+static int rl_files_sparse(struct rl_ring *r, unsigned n) { return io_uring_register_files_sparse(&r->ring, n); }
+
+static int rl_files_update(struct rl_ring *r, unsigned slot, int fd)
+{
+    int fds[1];
+    fds[0] = fd;
+    return io_uring_register_files_update(&r->ring, slot, fds, 1);
+}
+
+static int rl_files_alloc_range(struct rl_ring *r, unsigned off, unsigned len)
+{
+    return io_uring_register_file_alloc_range(&r->ring, off, len);
+}
+
+/* ---- probe ---- */
+
+/* Fills ops[0..n) with 1 where the opcode is supported; returns last_op+1 or -errno. */
+static int rl_probe_ops(struct rl_ring *r, unsigned char *ops, unsigned n)
+{
+    struct io_uring_probe *p = io_uring_get_probe_ring(&r->ring);
+    unsigned i;
+    int last;
+    if (!p)
+        return -ENOSYS;
+    last = p->last_op;
+    for (i = 0; i < n; i++)
+        ops[i] = (unsigned char)io_uring_opcode_supported(p, (int)i);
+    io_uring_free_probe(p);
+    return last + 1;
+}

@@ -1,0 +1,481 @@
+"""One io_uring instance: prepare operations, flush, harvest completions.
+
+A :class:`Ring` belongs to the thread that creates it.  With
+``IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN`` (chosen when the kernel offers
+them) only that thread may submit, register resources or wait; other threads
+reach it with ``msg_ring`` from their own ring or an eventfd the ring reads.
+
+Operations are prepared with one C call each and stay queued in the SQ until
+:meth:`Ring.enter` (or :meth:`Ring.flush`) hands the batch to the kernel in one
+``io_uring_enter``.  Each operation carries a caller-chosen ``user_data`` (an
+int < 2**64) which comes back in its completion.  The ring keeps any Python
+buffer an operation points at alive until that operation's last completion.
+
+Not here: callbacks, futures, scheduling.  The runtime's event loop owns that.
+"""
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+
+from . import consts
+from ._liburing import ffi, lib
+from .errors import RingFullError, check, error_from_result
+from .features import Features, probe, unavailable
+
+__all__ = ["Ring", "RingStats", "FixedFiles", "BufferRing", "Completion"]
+
+_EBUSY = -16
+_FIXED = consts.SQE_FIXED_FILE
+_F_MORE = consts.CQE_F_MORE
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Completion:
+    user_data: int
+    res: int
+    flags: int
+
+    @property
+    def more(self) -> bool:
+        return bool(self.flags & _F_MORE)
+
+    @property
+    def buffer_id(self) -> int | None:
+        return self.flags >> 16 if self.flags & consts.CQE_F_BUFFER else None
+
+
+@dataclasses.dataclass(frozen=True)
+class RingStats:
+    """Counters of one ring, read without stopping it (values may lag by one batch).
+
+    Histogram bucket 0 counts zeros; bucket k >= 1 counts values in [2**(k-1), 2**k).
+    """
+
+    enters: int
+    waits: int
+    sqes_submitted: int
+    cqes_reaped: int
+    flushes: int
+    bytes_flushed: int
+    cq_overflow: int
+    sq_full: int
+    wait_ns: int
+    batch_hist: tuple[int, ...]
+    flush_hist: tuple[int, ...]
+    flush_bytes_hist: tuple[int, ...]
+    fixed_in_use: int
+    fixed_capacity: int
+    sq_entries: int
+    setup_flags: int
+
+    @staticmethod
+    def bucket_bounds(k: int) -> tuple[int, int]:
+        """Inclusive (low, high) of histogram bucket k."""
+        if k == 0:
+            return (0, 0)
+        return (1 << (k - 1), (1 << k) - 1)
+
+    def mean_batch(self) -> float:
+        """CQEs per harvest, averaged over all enters."""
+        n = sum(self.batch_hist)
+        return self.cqes_reaped / n if n else 0.0
+
+    def mean_flush_depth(self) -> float:
+        return self.sqes_submitted / self.flushes if self.flushes else 0.0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _pick_flags(feats: Features, sqpoll: bool) -> list[int]:
+    """Flag sets to try, best first."""
+    base = consts.SETUP_SUBMIT_ALL if feats.submit_all else 0
+    choices = []
+    if sqpoll and feats.sqpoll:
+        choices.append(base | consts.SETUP_SQPOLL | (consts.SETUP_SINGLE_ISSUER if feats.single_issuer else 0))
+    if feats.defer_taskrun:
+        choices.append(base | consts.SETUP_SINGLE_ISSUER | consts.SETUP_DEFER_TASKRUN)
+    if feats.coop_taskrun:
+        choices.append(base | consts.SETUP_COOP_TASKRUN | consts.SETUP_TASKRUN_FLAG)
+    choices.append(base)
+    choices.append(0)
+    return choices
+
+
+class FixedFiles:
+    """The ring's sparse registered-file table and a slot allocator.
+
+    Slots ``[0, user_slots)`` are handed out by :meth:`install`; the rest are left
+    to the kernel for ``accept(direct=True)`` and ``msg_ring_send_fd(slot=ALLOC)``.
+    """
+
+    def __init__(self, ring: "Ring", capacity: int, kernel_slots: int):
+        self._ring = ring
+        self.capacity = capacity
+        self.user_slots = capacity - kernel_slots
+        self._free = list(range(self.user_slots - 1, -1, -1))
+        self._used: set[int] = set()
+        self.kernel_in_use = 0
+
+    @property
+    def in_use(self) -> int:
+        return len(self._used) + self.kernel_in_use
+
+    def reserve(self) -> int:
+        """Take a free slot without installing anything (a msg_ring target)."""
+        if not self._free:
+            raise error_from_result(-23, "fixed_files.reserve", None, False,  # ENFILE
+                                    f"all {self.user_slots} slots in use")
+        slot = self._free.pop()
+        self._used.add(slot)
+        return slot
+
+    def install(self, fd: int) -> int:
+        """Register ``fd`` into a free slot; returns the slot.  ``fd`` stays open."""
+        slot = self.reserve()
+        res = lib.rl_files_update(self._ring._r, slot, fd)
+        if res < 0:
+            self._free.append(slot)
+            self._used.discard(slot)
+            raise error_from_result(res, "files_update", fd)
+        return slot
+
+    def update(self, slot: int, fd: int) -> None:
+        check(lib.rl_files_update(self._ring._r, slot, fd), "files_update", slot, True)
+
+    def release(self, slot: int) -> None:
+        """Empty ``slot`` (drops the ring's reference to the file) and free it."""
+        if slot in self._used:
+            res = lib.rl_files_update(self._ring._r, slot, -1)
+            self._used.discard(slot)
+            self._free.append(slot)
+            check(res, "files_update(release)", slot, True)
+        else:
+            # a kernel-allocated slot (accept direct / msg_ring alloc)
+            check(lib.rl_files_update(self._ring._r, slot, -1), "files_update(release)", slot, True)
+            self.kernel_in_use = max(0, self.kernel_in_use - 1)
+
+    def forget(self, slot: int) -> None:
+        """Mark ``slot`` free after the kernel emptied it (close_direct completed)."""
+        if slot in self._used:
+            self._used.discard(slot)
+            self._free.append(slot)
+        else:
+            self.kernel_in_use = max(0, self.kernel_in_use - 1)
+
+    def adopt(self, slot: int) -> None:
+        """Account for a slot the kernel filled (accept direct, msg_ring alloc)."""
+        if slot >= self.user_slots:
+            self.kernel_in_use += 1
+
+
+class BufferRing:
+    """A provided-buffer ring: ``count`` buffers of ``size`` bytes in group ``bgid``.
+
+    Receives with buffer selection take a buffer; :meth:`take` copies the bytes
+    out and gives the buffer straight back, so a buffer is never held by Python.
+    """
+
+    def __init__(self, ring: "Ring", count: int, size: int, bgid: int):
+        self._ring = ring
+        self._b = ffi.new("struct rl_bufring *")
+        check(lib.rl_bufring_setup(ring._r, self._b, count, size, bgid), "register_buf_ring", bgid)
+        self.count = count
+        self.size = size
+        self.bgid = bgid
+        self.enobufs = 0  # multishot receives ended because the ring ran dry
+
+    def take(self, bid: int, n: int) -> bytes:
+        data = ffi.unpack(lib.rl_buf_addr(self._b, bid), n)
+        lib.rl_bufring_recycle(self._b, bid)
+        return data
+
+    def recycle(self, bid: int) -> None:
+        lib.rl_bufring_recycle(self._b, bid)
+
+    def close(self) -> None:
+        if self._b is not None:
+            lib.rl_bufring_free(self._ring._r, self._b)
+            self._b = None
+
+
+class Ring:
+    """One io_uring instance owned by the creating thread."""
+
+    def __init__(self, entries: int = 256, *, cq_entries: int | None = None, files: int = 1024,
+                 kernel_slots: int | None = None, sqpoll: bool = False, sq_idle_ms: int = 50,
+                 flags: int | None = None):
+        if entries < 1 or entries > 32768:
+            raise ValueError(f"entries must be in 1..32768, got {entries}")
+        if files < 0:
+            raise ValueError(f"files must be >= 0, got {files}")
+        self._features = probe()
+        self._r = ffi.new("struct rl_ring *")
+        cq = cq_entries if cq_entries is not None else entries * 8
+        tries = [flags] if flags is not None else _pick_flags(self._features, sqpoll)
+        res = -22
+        for f in tries:
+            res = lib.rl_ring_init(self._r, entries, cq, f, sq_idle_ms)
+            if res != -22:  # EINVAL: flag combination refused, try the next
+                break
+        if res < 0:
+            raise unavailable(res)
+        self.owner = threading.get_ident()
+        self.fd = lib.rl_ring_fd(self._r)
+        self.flags = self._r.setup_flags
+        self._keep: dict[int, object] = {}
+        self._max = 4 * max(entries, 64)
+        self._ud = ffi.new("uint64_t[]", self._max)
+        self._res = ffi.new("int32_t[]", self._max)
+        self._fl = ffi.new("uint32_t[]", self._max)
+        self.files: FixedFiles | None = None
+        if files:
+            if not self._features.sparse_files:
+                self.close()
+                raise unavailable(-38, "register_files_sparse")
+            ks = kernel_slots if kernel_slots is not None else files // 4
+            check(lib.rl_files_sparse(self._r, files), "register_files_sparse")
+            if ks and self._features.file_alloc_range:
+                check(lib.rl_files_alloc_range(self._r, files - ks, ks), "register_file_alloc_range")
+            else:
+                ks = 0
+            self.files = FixedFiles(self, files, ks)
+        self._bufrings: list[BufferRing] = []
+        self.closed = False
+
+    # ---- introspection ----
+    def features(self) -> Features:
+        return self._features
+
+    @property
+    def defer_taskrun(self) -> bool:
+        return bool(self.flags & consts.SETUP_DEFER_TASKRUN)
+
+    def stats(self) -> RingStats:
+        st = self._r.st
+        return RingStats(
+            enters=st.enters, waits=st.waits, sqes_submitted=st.sqes_submitted,
+            cqes_reaped=st.cqes_reaped, flushes=st.flushes, bytes_flushed=st.bytes_flushed,
+            cq_overflow=st.cq_overflow, sq_full=st.sq_full, wait_ns=st.wait_ns,
+            batch_hist=tuple(st.batch_hist), flush_hist=tuple(st.flush_hist),
+            flush_bytes_hist=tuple(st.flush_bytes_hist),
+            fixed_in_use=self.files.in_use if self.files else 0,
+            fixed_capacity=self.files.capacity if self.files else 0,
+            sq_entries=self._r.sq_entries, setup_flags=self.flags,
+        )
+
+    def sq_ready(self) -> int:
+        return lib.rl_sq_ready(self._r)
+
+    def pending_bytes(self) -> int:
+        return self._r.pending_bytes
+
+    def buffer_ring(self, count: int = 256, size: int = 16384, bgid: int | None = None) -> BufferRing:
+        if bgid is None:
+            bgid = len(self._bufrings)
+        br = BufferRing(self, count, size, bgid)
+        self._bufrings.append(br)
+        return br
+
+    # ---- submission / completion ----
+    def flush(self) -> int:
+        """Submit queued SQEs without waiting; returns how many."""
+        return check(lib.rl_flush(self._r), "io_uring_enter(submit)")
+
+    def enter(self, wait_nr: int = 0, timeout: float | None = None) -> tuple[list, list, list]:
+        """Submit, wait for ``wait_nr`` completions (at most ``timeout`` s), harvest.
+
+        Returns three parallel lists: user_data, res, flags.  ``timeout=None`` waits
+        without a deadline.  A timeout or signal returns what is there (maybe nothing).
+        """
+        ns = -1 if timeout is None else max(0, int(timeout * 1e9))
+        n = lib.rl_enter(self._r, wait_nr, ns, self._ud, self._res, self._fl, self._max)
+        if n <= 0:
+            if n < 0:
+                raise error_from_result(n, "io_uring_enter", self.fd)
+            return [], [], []
+        uds = ffi.unpack(self._ud, n)
+        fls = ffi.unpack(self._fl, n)
+        keep = self._keep
+        if keep:
+            for i in range(n):
+                if not fls[i] & _F_MORE:
+                    keep.pop(uds[i], None)
+        return uds, ffi.unpack(self._res, n), fls
+
+    def wait(self, wait_nr: int = 1, timeout: float | None = None) -> list[Completion]:
+        """Like :meth:`enter` but returns :class:`Completion` objects (tests, tools)."""
+        uds, res, fls = self.enter(wait_nr, timeout)
+        return [Completion(u, r, f) for u, r, f in zip(uds, res, fls)]
+
+    def _check_sqe(self, res: int, op: str, fd=None, fixed=False) -> None:
+        if res == _EBUSY:
+            raise RingFullError(16, op, fd, fixed, "submission queue full")
+        check(res, op, fd, fixed)
+
+    # ---- operations (each prepares one SQE; nothing is submitted until enter/flush) ----
+    def nop(self, ud: int, *, link: bool = False) -> None:
+        self._check_sqe(lib.rl_prep_nop(self._r, ud, consts.SQE_IO_LINK if link else 0), "nop")
+
+    def nops(self, n: int, ud0: int = 0) -> None:
+        """Queue ``n`` NOPs with user_data ud0, ud0+1, ... in one call."""
+        self._check_sqe(lib.rl_prep_nops(self._r, n, ud0), "nop")
+
+    def accept(self, fd: int, ud: int, *, multishot: bool = False, direct: bool = False,
+               fixed: bool = False) -> None:
+        """Accept on listening socket ``fd``.  ``direct``: the new socket goes into a
+        kernel-chosen fixed slot (returned as res) instead of a normal fd."""
+        self._check_sqe(lib.rl_prep_accept(self._r, fd, int(multishot), int(direct), ud,
+                                           _FIXED if fixed else 0), "accept", fd, fixed)
+
+    def connect(self, fd: int, address, ud: int, *, family: int = socket.AF_INET,
+                fixed: bool = False) -> None:
+        raw = _sockaddr(family, address)
+        buf = ffi.from_buffer(raw)
+        self._keep[ud] = (raw, buf)
+        self._check_sqe(lib.rl_prep_connect(self._r, fd, buf, len(raw), ud, _FIXED if fixed else 0),
+                        "connect", fd, fixed)
+
+    def recv(self, fd: int, buf, ud: int, *, fixed: bool = False, flags: int = 0) -> None:
+        """Receive into a caller buffer (kept alive until the completion)."""
+        cbuf = ffi.from_buffer(buf, require_writable=True)
+        self._keep[ud] = cbuf
+        self._check_sqe(lib.rl_prep_recv(self._r, fd, cbuf, len(cbuf), flags, ud,
+                                         _FIXED if fixed else 0), "recv", fd, fixed)
+
+    def recv_select(self, fd: int, bufring: BufferRing, ud: int, *, multishot: bool = False,
+                    fixed: bool = False) -> None:
+        """Receive into a buffer the kernel picks from ``bufring`` (CQE flags carry its id)."""
+        self._check_sqe(lib.rl_prep_recv_bufsel(self._r, fd, bufring.bgid, int(multishot), ud,
+                                                _FIXED if fixed else 0), "recv", fd, fixed)
+
+    def send(self, fd: int, data, ud: int, *, fixed: bool = False, flags: int = 0,
+             link: bool = False) -> None:
+        cbuf = ffi.from_buffer(data)
+        self._keep[ud] = (data, cbuf)
+        sf = (_FIXED if fixed else 0) | (consts.SQE_IO_LINK if link else 0)
+        self._check_sqe(lib.rl_prep_send(self._r, fd, cbuf, len(cbuf), flags | _MSG_NOSIGNAL, ud, sf),
+                        "send", fd, fixed)
+
+    def send_zc(self, fd: int, data, ud: int, *, fixed: bool = False) -> None:
+        """Zero-copy send: two completions (result with F_MORE, then F_NOTIF)."""
+        cbuf = ffi.from_buffer(data)
+        self._keep[ud] = (data, cbuf)
+        self._check_sqe(lib.rl_prep_send_zc(self._r, fd, cbuf, len(cbuf), _MSG_NOSIGNAL, ud,
+                                            _FIXED if fixed else 0), "send_zc", fd, fixed)
+
+    def read(self, fd: int, buf, ud: int, *, offset: int = -1, fixed: bool = False) -> None:
+        cbuf = ffi.from_buffer(buf, require_writable=True)
+        self._keep[ud] = cbuf
+        self._check_sqe(lib.rl_prep_read(self._r, fd, cbuf, len(cbuf), offset & (2**64 - 1), ud,
+                                         _FIXED if fixed else 0), "read", fd, fixed)
+
+    def write(self, fd: int, data, ud: int, *, offset: int = -1, fixed: bool = False) -> None:
+        cbuf = ffi.from_buffer(data)
+        self._keep[ud] = (data, cbuf)
+        self._check_sqe(lib.rl_prep_write(self._r, fd, cbuf, len(cbuf), offset & (2**64 - 1), ud,
+                                          _FIXED if fixed else 0), "write", fd, fixed)
+
+    def close_fd(self, fd: int, ud: int) -> None:
+        self._check_sqe(lib.rl_prep_close(self._r, fd, ud, 0), "close", fd)
+
+    def close_fixed(self, slot: int, ud: int) -> None:
+        """Close a fixed slot through the ring (the slot is empty once this completes)."""
+        self._check_sqe(lib.rl_prep_close_direct(self._r, slot, ud, 0), "close", slot, True)
+
+    def shutdown(self, fd: int, how: int, ud: int, *, fixed: bool = False) -> None:
+        self._check_sqe(lib.rl_prep_shutdown(self._r, fd, how, ud, _FIXED if fixed else 0),
+                        "shutdown", fd, fixed)
+
+    def timeout(self, seconds: float, ud: int, *, count: int = 0) -> None:
+        """Completes with -ETIME after ``seconds`` (or 0 after ``count`` other CQEs)."""
+        self._check_sqe(lib.rl_prep_timeout(self._r, int(seconds * 1e9), count, 0, ud, 0), "timeout")
+
+    def link_timeout(self, seconds: float, ud: int) -> None:
+        """Bound the previous SQE (which must have been prepared with ``link=True``)."""
+        self._check_sqe(lib.rl_prep_link_timeout(self._r, int(seconds * 1e9), ud, 0), "link_timeout")
+
+    def timeout_remove(self, target_ud: int, ud: int) -> None:
+        self._check_sqe(lib.rl_prep_timeout_remove(self._r, target_ud, ud, 0), "timeout_remove")
+
+    def cancel(self, target_ud: int, ud: int, *, all: bool = False) -> None:
+        self._check_sqe(lib.rl_prep_cancel(self._r, target_ud, consts.ASYNC_CANCEL_ALL if all else 0,
+                                           ud, 0), "async_cancel")
+
+    def cancel_fd(self, fd: int, ud: int, *, fixed: bool = False) -> None:
+        """Cancel every pending operation on ``fd`` (or fixed slot)."""
+        self._check_sqe(lib.rl_prep_cancel_fd(self._r, fd, int(fixed), ud, 0), "async_cancel", fd, fixed)
+
+    def poll(self, fd: int, mask: int, ud: int, *, multishot: bool = False, fixed: bool = False) -> None:
+        self._check_sqe(lib.rl_prep_poll(self._r, fd, mask, int(multishot), ud,
+                                         _FIXED if fixed else 0), "poll_add", fd, fixed)
+
+    def poll_remove(self, target_ud: int, ud: int) -> None:
+        self._check_sqe(lib.rl_prep_poll_remove(self._r, target_ud, ud, 0), "poll_remove")
+
+    def msg_ring(self, target: "Ring | int", value: int, target_ud: int, ud: int, *,
+                 skip_cqe: bool = False) -> None:
+        """Post a CQE ``{user_data=target_ud, res=value}`` on another ring."""
+        tfd = target if isinstance(target, int) else target.fd
+        self._check_sqe(lib.rl_prep_msg_ring(self._r, tfd, value, target_ud, ud,
+                                             consts.SQE_CQE_SKIP_SUCCESS if skip_cqe else 0),
+                        "msg_ring", tfd)
+
+    def msg_ring_send_fd(self, target: "Ring | int", src_slot: int, dst_slot: int, target_ud: int,
+                         ud: int) -> None:
+        """Install our fixed file ``src_slot`` into the target ring's ``dst_slot``
+        (``consts.FILE_INDEX_ALLOC`` lets the kernel choose; the target's CQE res is then
+        the slot).  Our slot stays filled: release it once our CQE says res == 0."""
+        tfd = target if isinstance(target, int) else target.fd
+        self._check_sqe(lib.rl_prep_msg_ring_fd(self._r, tfd, src_slot, dst_slot, target_ud, 0, ud, 0),
+                        "msg_ring(send_fd)", src_slot, True)
+
+    # ---- teardown ----
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for br in self._bufrings:
+            br.close()
+        self._bufrings.clear()
+        lib.rl_ring_exit(self._r)
+        self._keep.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        # Only reached if the owner forgot close(); the kernel frees the ring either way.
+        try:
+            if not self.closed:
+                self.close()
+        except Exception:
+            pass
+
+
+_MSG_NOSIGNAL = socket.MSG_NOSIGNAL
+
+
+def _sockaddr(family: int, address) -> bytes:
+    """Encode a Python socket address as a C sockaddr (AF_INET, AF_INET6, AF_UNIX)."""
+    import struct
+    if family == socket.AF_INET:
+        host, port = address[0], address[1]
+        return struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + socket.inet_aton(host) + bytes(8)
+    if family == socket.AF_INET6:
+        host, port = address[0], address[1]
+        flow = address[2] if len(address) > 2 else 0
+        scope = address[3] if len(address) > 3 else 0
+        return (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, flow)
+                + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", scope))
+    if family == socket.AF_UNIX:
+        path = address.encode() if isinstance(address, str) else bytes(address)
+        if len(path) > 107:
+            raise ValueError("AF_UNIX path too long")
+        return struct.pack("=H", socket.AF_UNIX) + path + b"\0"
+    raise ValueError(f"unsupported address family {family}")
