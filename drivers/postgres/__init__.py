@@ -1,0 +1,1 @@
+"""ringleader.drivers.postgres: a PostgreSQL client on the calling worker's ring."""

@@ -1,0 +1,1 @@
+"""ringleader.drivers.redis: a Redis client on the calling worker's ring."""
