@@ -1,0 +1,699 @@
+"""A generic asyncio connection pool shared by ringleader's drivers.
+
+What it does: keeps between ``min_size`` and ``max_size`` connections made by an
+async ``connect()`` factory; hands them out (``acquire``) with a timeout, FIFO
+among waiters; takes them back (``release``), discarding broken ones; closes
+connections past ``max_lifetime`` or idle past ``max_idle`` (down to
+``min_size``) and refills to ``min_size``; health-checks a connection with its
+``ping()`` when it is borrowed after having been idle for ``check_after`` seconds;
+prefers connections made on the caller's worker (``loop.worker_id``); can be
+``resize``-d while running; and reports ``stats()`` as a frozen snapshot with
+psycopg_pool's counter names plus percentiles over a recent window.
+
+What it does not do: it knows no protocol and never retries a command (drivers
+decide that), and it does not move a connection between workers' rings: with
+several worker loops sharing one pool, a connection made on another worker is
+only handed out when none of the caller's own is idle, and using it from there
+is the runtime's business.
+
+The connection interface (duck-typed, so the Postgres and Redis drivers both fit):
+``close()`` (sync, or returning an awaitable which is scheduled), a truthy
+``broken``, ``is_closed`` or ``closed`` attribute (or method) once unusable, and
+optionally ``async ping()``.
+
+Time comes from the running loop's clock (``loop.time()``), so timers can be
+driven in virtual time; ``_maintain(now)`` is the single timer step (reaping and
+refilling) and tests call it directly.  The state is guarded by a
+``threading.Lock`` because worker threads each run their own loop and may share
+a pool; waiters on another loop are woken with ``call_soon_threadsafe``.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import inspect
+import logging
+import threading
+import time
+import types
+from typing import Any, Awaitable, Callable, Generic, Mapping, TypeVar
+
+from .errors import InterfaceError, PoolClosed, PoolTimeout
+
+__all__ = ["Pool", "PoolStats"]
+
+log = logging.getLogger(__name__)
+C = TypeVar("C")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A snapshot of a pool.  Counters are totals since the pool was made (names
+    and meanings follow psycopg_pool where they apply); ``*_p50_ms``/``*_p99_ms``
+    and ``errors_by_kind`` cover only the last ``window_s`` seconds (at most
+    ``window_samples`` samples) and are ``None``/empty when nothing happened."""
+
+    pool_min: int
+    pool_max: int
+    pool_size: int  # open connections plus those being opened
+    pool_available: int  # idle connections
+    pool_in_use: int
+    requests_waiting: int  # callers queued right now
+    requests_num: int  # acquire calls
+    requests_queued: int  # acquire calls that had to wait
+    requests_wait_ms: float  # total time spent waiting by those
+    requests_errors: int  # acquire calls that ended in an error
+    requests_timeouts: int  # ... of which acquire timeouts
+    connections_num: int  # connection attempts
+    connections_ms: float  # total time spent connecting
+    connections_errors: int  # failed connection attempts
+    connections_lost: int  # found broken when borrowed or by the health check
+    usage_ms: float  # total time connections were held by callers
+    returns_bad: int  # connections returned broken
+    window_s: float
+    acquire_wait_p50_ms: float | None
+    acquire_wait_p99_ms: float | None
+    usage_p50_ms: float | None
+    usage_p99_ms: float | None
+    errors_by_kind: Mapping[str, int]
+
+
+class _Window:
+    """Recent (time, value) samples: the last ``span`` seconds, at most ``cap``."""
+
+    __slots__ = ("span", "samples")
+
+    def __init__(self, span: float, cap: int) -> None:
+        self.span = span
+        self.samples: collections.deque[tuple[float, Any]] = collections.deque(maxlen=cap)
+
+    def add(self, now: float, value: Any) -> None:
+        self.samples.append((now, value))
+
+    def recent(self, now: float) -> list[Any]:
+        cutoff = now - self.span
+        while self.samples and self.samples[0][0] < cutoff:
+            self.samples.popleft()
+        return [v for _, v in self.samples]
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    # Nearest-rank: always a value that was actually observed.
+    if not values:
+        return None
+    values = sorted(values)
+    rank = max(1, -(-len(values) * q // 1))  # ceil(n*q), at least 1
+    return values[int(rank) - 1]
+
+
+def _is_bad(conn: Any) -> bool:
+    for name in ("broken", "is_closed", "closed"):
+        value = getattr(conn, name, False)
+        if callable(value):
+            value = value()
+        if value:
+            return True
+    return False
+
+
+class _Entry:
+    __slots__ = ("conn", "worker", "created", "last_used", "borrowed", "retire")
+
+    def __init__(self, conn: Any, worker: int, now: float) -> None:
+        self.conn = conn
+        self.worker = worker
+        self.created = now
+        self.last_used = now
+        self.borrowed = now
+        self.retire = False
+
+
+class _Waiter:
+    __slots__ = ("loop", "fut", "worker", "entry", "woken")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, worker: int) -> None:
+        self.loop = loop
+        self.fut: asyncio.Future[None] = loop.create_future()
+        self.worker = worker
+        self.entry: _Entry | None = None  # a connection handed over by release()
+        self.woken = False  # woken with a free slot (may connect) or by close()
+
+
+def _wake(waiter: _Waiter) -> None:
+    def fire() -> None:
+        if not waiter.fut.done():
+            waiter.fut.set_result(None)
+
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is waiter.loop:
+        fire()
+    else:
+        try:
+            waiter.loop.call_soon_threadsafe(fire)
+        except RuntimeError:  # that loop is closed; its task is gone too
+            pass
+
+
+class _Acquire(Generic[C]):
+    """``await pool.acquire()`` returns a connection; ``async with`` releases it."""
+
+    __slots__ = ("pool", "timeout", "conn")
+
+    def __init__(self, pool: Pool[C], timeout: float | None) -> None:
+        self.pool = pool
+        self.timeout = timeout
+        self.conn: C | None = None
+
+    def __await__(self):
+        return self.pool._acquire(self.timeout).__await__()
+
+    async def __aenter__(self) -> C:
+        self.conn = await self.pool._acquire(self.timeout)
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self.pool.release(conn)
+
+
+class Pool(Generic[C]):
+    """A pool of connections made by ``connect()``; see the module docstring."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[C]],
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        acquire_timeout: float = 30.0,
+        max_lifetime: float = 3600.0,
+        max_idle: float = 600.0,
+        check_after: float = 1.0,
+        check_timeout: float = 5.0,
+        maintain_every: float = 1.0,
+        window_s: float = 10.0,
+        window_samples: int = 4096,
+        name: str = "pool",
+    ) -> None:
+        if not callable(connect):
+            raise InterfaceError(f"connect must be an async callable, got {connect!r}")
+        self._check_sizes(min_size, max_size)
+        for label, value in (("acquire_timeout", acquire_timeout), ("max_lifetime", max_lifetime),
+                             ("max_idle", max_idle), ("maintain_every", maintain_every)):
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise InterfaceError(f"{label} must be a positive number, got {value!r}")
+        self._connect = connect
+        self.name = name
+        self._min, self._max = min_size, max_size
+        self.acquire_timeout = acquire_timeout
+        self.max_lifetime = max_lifetime
+        self.max_idle = max_idle
+        self.check_after = check_after
+        self.check_timeout = check_timeout
+        self.maintain_every = maintain_every
+        self._lock = threading.Lock()
+        self._idle: dict[int, list[_Entry]] = {}  # per worker, most recently used last
+        self._in_use: dict[int, _Entry] = {}  # id(conn) -> entry
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+        self._size = 0  # open + opening + being checked
+        self._closed = False
+        self._opened = False
+        self._maint_task: asyncio.Task[None] | None = None
+        self._bg: set[asyncio.Task[Any]] = set()  # keeps background tasks referenced
+        self._c = dict.fromkeys(
+            ("requests_num", "requests_queued", "requests_errors", "requests_timeouts",
+             "connections_num", "connections_errors", "connections_lost", "returns_bad"), 0)
+        self._ms = dict.fromkeys(("requests_wait_ms", "connections_ms", "usage_ms"), 0.0)
+        self._window_s = window_s
+        self._w_wait = _Window(window_s, window_samples)
+        self._w_usage = _Window(window_s, window_samples)
+        self._w_errors = _Window(window_s, window_samples)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @staticmethod
+    def _check_sizes(min_size: int, max_size: int) -> None:
+        if not (isinstance(min_size, int) and isinstance(max_size, int)):
+            raise InterfaceError(f"pool sizes must be ints, got {min_size!r}, {max_size!r}")
+        if min_size < 0 or max_size < 1 or min_size > max_size:
+            raise InterfaceError(f"need 0 <= min_size <= max_size and max_size >= 1, "
+                                 f"got min_size={min_size}, max_size={max_size}")
+
+    async def open(self, wait: bool = True) -> None:
+        """Start maintenance and open ``min_size`` connections (awaited if ``wait``;
+        a failure to connect then raises, and the pool keeps retrying)."""
+        if self._closed:
+            raise PoolClosed(f"{self.name} is closed")
+        loop = asyncio.get_running_loop()
+        if not self._opened:
+            self._opened = True
+            self._maint_task = loop.create_task(self._maintenance_loop())
+        tasks = self._spawn_refill(loop)
+        if wait and tasks:
+            await asyncio.gather(*tasks)
+            errors = [t.exception() for t in tasks if t.exception() is not None]
+            if errors:
+                raise errors[0]
+
+    async def close(self) -> None:
+        """Close idle connections now and in-use ones when released; waiters get
+        :class:`PoolClosed`."""
+        with self._lock:
+            self._closed = True
+            idle = [e for entries in self._idle.values() for e in entries]
+            self._idle.clear()
+            self._size -= len(idle)
+            waiters = list(self._waiters)
+            self._waiters.clear()
+            for w in waiters:
+                w.woken = True
+        for w in waiters:
+            _wake(w)
+        if self._maint_task is not None:
+            self._maint_task.cancel()
+            self._maint_task = None
+        for t in list(self._bg):  # refills; a connection they make is closed on arrival
+            t.cancel()
+        pending = [self._close_conn(e.conn, schedule=False) for e in idle]
+        pending = [p for p in pending if p is not None]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def __aenter__(self) -> Pool[C]:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def min_size(self) -> int:
+        return self._min
+
+    @property
+    def max_size(self) -> int:
+        return self._max
+
+    def resize(self, min_size: int, max_size: int) -> None:
+        """Change the bounds while running.  Shrinking closes idle connections above
+        ``max_size`` now and retires in-use ones as they are released; growing lets
+        queued callers connect at once and refills to ``min_size``."""
+        self._check_sizes(min_size, max_size)
+        with self._lock:
+            self._min, self._max = min_size, max_size
+            excess = self._size - max_size
+            doomed: list[_Entry] = []
+            if excess > 0:
+                # Oldest-used first: those are the ones idling the longest.
+                for e in sorted(self._all_idle(), key=lambda e: e.last_used)[:excess]:
+                    self._idle[e.worker].remove(e)
+                    doomed.append(e)
+                self._size -= len(doomed)
+            loop = self._running_loop()
+            # Refill connections are handed to waiters when ready, so wake only
+            # the waiters they will not serve.
+            refill = self._reserve_refill() if loop is not None and self._opened else 0
+            slots = self._max - self._size
+            woken = self._pop_waiters(max(0, min(slots, len(self._waiters) - refill)))
+        for e in doomed:
+            self._close_conn(e.conn)
+        for w in woken:
+            _wake(w)
+        if refill:
+            self._start_refill(loop, refill)
+
+    # -- acquire / release -------------------------------------------------------
+
+    def acquire(self, timeout: float | None = None) -> _Acquire[C]:
+        """``conn = await pool.acquire()`` (then ``pool.release(conn)``) or
+        ``async with pool.acquire() as conn``.  Raises :class:`PoolTimeout` after
+        ``timeout`` (default ``acquire_timeout``) seconds, :class:`PoolClosed`, or
+        the factory's error if a new connection had to be made and failed."""
+        return _Acquire(self, timeout)
+
+    async def _acquire(self, timeout: float | None) -> C:
+        loop = asyncio.get_running_loop()
+        worker = getattr(loop, "worker_id", 0)
+        if not self._opened and not self._closed:
+            await self.open(wait=False)
+        start = loop.time()
+        deadline = start + (self.acquire_timeout if timeout is None else timeout)
+        with self._lock:
+            self._c["requests_num"] += 1
+        queued = False
+        try:
+            while True:
+                entry, may_connect, waiter = self._take(loop, worker)
+                if entry is not None:
+                    if await self._usable(entry, loop, deadline):
+                        break
+                    continue
+                if may_connect:
+                    entry = await self._open_entry(loop, worker, deadline)
+                    break
+                assert waiter is not None
+                if not queued:
+                    queued = True
+                    with self._lock:
+                        self._c["requests_queued"] += 1
+                entry = await self._wait(waiter, deadline)
+                if entry is not None:
+                    break
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                self._count_error("pool_timeout" if isinstance(exc, PoolTimeout)
+                                  else "pool_closed" if isinstance(exc, PoolClosed) else "connect",
+                                  loop.time(), request=True)
+            raise
+        now = loop.time()
+        waited = now - start
+        with self._lock:
+            if queued:
+                self._ms["requests_wait_ms"] += waited * 1000
+            self._w_wait.add(now, waited * 1000)
+            entry.borrowed = now
+            self._in_use[id(entry.conn)] = entry
+        return entry.conn
+
+    def _take(self, loop: asyncio.AbstractEventLoop, worker: int
+              ) -> tuple[_Entry | None, bool, _Waiter | None]:
+        """Under the lock: an idle entry, or permission to connect, or a queued waiter."""
+        with self._lock:
+            if self._closed:
+                raise PoolClosed(f"{self.name} is closed")
+            own = self._idle.get(worker)
+            if own:
+                return own.pop(), False, None
+            for entries in self._idle.values():
+                if entries:
+                    return entries.pop(), False, None
+            if self._size < self._max:
+                self._size += 1  # reserve the slot before connecting outside the lock
+                return None, True, None
+            waiter = _Waiter(loop, worker)
+            self._waiters.append(waiter)
+            return None, False, waiter
+
+    async def _usable(self, entry: _Entry, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
+        """Checks a borrowed idle entry; discards it (freeing its slot) if unusable."""
+        now = loop.time()
+        if _is_bad(entry.conn) or now - entry.created >= self.max_lifetime:
+            self._discard(entry, lost=_is_bad(entry.conn))
+            return False
+        ping = getattr(entry.conn, "ping", None)
+        if ping is not None and now - entry.last_used >= self.check_after:
+            try:
+                async with asyncio.timeout_at(min(deadline, now + self.check_timeout)):
+                    await ping()
+            except asyncio.CancelledError:
+                self._discard(entry, lost=False)
+                raise
+            except Exception as exc:  # any failure means: not this connection
+                log.info("%s: health check failed, discarding connection: %r", self.name, exc)
+                self._discard(entry, lost=True)
+                return False
+        return True
+
+    async def _open_entry(self, loop: asyncio.AbstractEventLoop, worker: int,
+                          deadline: float | None) -> _Entry:
+        """Connects into an already reserved slot; frees the slot on failure."""
+        start = loop.time()
+        ok = False
+        try:
+            if deadline is None:
+                conn = await self._connect()
+            else:
+                try:
+                    async with asyncio.timeout_at(deadline) as scope:
+                        conn = await self._connect()
+                except TimeoutError as exc:
+                    if scope.expired():
+                        raise PoolTimeout(f"{self.name}: no connection within the acquire "
+                                          f"timeout (connecting took too long)") from exc
+                    raise
+            ok = True
+        finally:
+            now = loop.time()
+            with self._lock:
+                self._c["connections_num"] += 1
+                self._ms["connections_ms"] += (now - start) * 1000
+                if not ok:
+                    self._c["connections_errors"] += 1
+            if not ok:
+                self._free_slot()
+        return _Entry(conn, worker, loop.time())
+
+    async def _wait(self, waiter: _Waiter, deadline: float) -> _Entry | None:
+        """Waits for a handed-over connection (returned) or a free slot (None)."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter.fut
+        except TimeoutError:
+            with self._lock:
+                if waiter.entry is None and not waiter.woken:
+                    self._waiters.remove(waiter)
+                    raise PoolTimeout(f"{self.name}: no connection available within the "
+                                      f"acquire timeout ({self._size} open, max {self._max})"
+                                      ) from None
+            # Handed over just as the deadline passed: take it.
+        except asyncio.CancelledError:
+            with self._lock:
+                entry = waiter.entry
+                if entry is None and not waiter.woken:
+                    self._waiters.remove(waiter)
+            if entry is not None:
+                self._give_back(entry)
+            elif waiter.woken:
+                self._pass_wakeup()
+            raise
+        if waiter.entry is None and self._closed:
+            raise PoolClosed(f"{self.name} is closed")
+        return waiter.entry
+
+    def release(self, conn: C) -> None:
+        """Returns a connection.  Broken, expired, excess (after a shrink) or
+        retired ones are closed; otherwise it goes to the oldest waiter (one on
+        the connection's worker first) or back to the idle set."""
+        now = self._now()
+        with self._lock:
+            entry = self._in_use.pop(id(conn), None)
+            if entry is None:
+                raise InterfaceError("release() of a connection this pool did not hand out "
+                                     "(or released twice)")
+            held_ms = (now - entry.borrowed) * 1000
+            self._ms["usage_ms"] += held_ms
+            self._w_usage.add(now, held_ms)
+            bad = _is_bad(conn)
+            if bad:
+                self._c["returns_bad"] += 1
+                self._w_errors.add(now, "returned_bad")
+        self._give_back(entry, bad=bad, now=now)
+
+    def _give_back(self, entry: _Entry, bad: bool = False, now: float | None = None) -> None:
+        now = self._now() if now is None else now
+        with self._lock:
+            retire = (bad or self._closed or entry.retire or self._size > self._max
+                      or now - entry.created >= self.max_lifetime)
+            waiter = None
+            if not retire:
+                entry.last_used = now
+                waiter = self._pop_waiter_for(entry.worker)
+                if waiter is not None:
+                    waiter.entry = entry
+                else:
+                    self._idle.setdefault(entry.worker, []).append(entry)
+        if retire:
+            self._discard(entry, lost=False)
+        elif waiter is not None:
+            _wake(waiter)
+
+    # -- maintenance ---------------------------------------------------------------
+
+    def _maintain(self, now: float) -> int:
+        """The timer step: closes idle connections past ``max_lifetime``, or idle
+        longer than ``max_idle`` while above ``min_size``, or broken; then starts
+        opening connections up to ``min_size``.  Returns how many it started."""
+        with self._lock:
+            doomed: list[_Entry] = []
+            for worker, entries in self._idle.items():
+                keep = []
+                for e in entries:
+                    if _is_bad(e.conn) or now - e.created >= self.max_lifetime:
+                        doomed.append(e)
+                    else:
+                        keep.append(e)
+                self._idle[worker] = keep
+            self._size -= len(doomed)
+            lost = sum(1 for e in doomed if _is_bad(e.conn))
+            self._c["connections_lost"] += lost
+            for e in sorted(self._all_idle(), key=lambda e: e.last_used):
+                if self._size <= self._min or now - e.last_used < self.max_idle:
+                    break
+                self._idle[e.worker].remove(e)
+                doomed.append(e)
+                self._size -= 1
+        for e in doomed:
+            self._close_conn(e.conn)
+        loop = self._running_loop()
+        return len(self._spawn_refill(loop)) if loop is not None else 0
+
+    async def _maintenance_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await asyncio.sleep(self.maintain_every)
+            try:
+                self._maintain(loop.time())
+            except Exception:  # keep the timer alive whatever a connection's close() did
+                log.exception("%s: maintenance step failed", self.name)
+
+    def _reserve_refill(self) -> int:
+        """Under the lock: reserves the slots needed to reach min_size."""
+        need = 0 if self._closed else max(0, self._min - self._size)
+        self._size += need
+        return need
+
+    def _spawn_refill(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[None]]:
+        with self._lock:
+            need = self._reserve_refill()
+        return self._start_refill(loop, need)
+
+    def _start_refill(self, loop: asyncio.AbstractEventLoop, need: int) -> list[asyncio.Task[None]]:
+        worker = getattr(loop, "worker_id", 0)
+        tasks = [loop.create_task(self._refill_one(loop, worker)) for _ in range(need)]
+        for t in tasks:
+            self._bg.add(t)
+            t.add_done_callback(self._bg.discard)
+        return tasks
+
+    async def _refill_one(self, loop: asyncio.AbstractEventLoop, worker: int) -> None:
+        try:
+            entry = await self._open_entry(loop, worker, None)
+        except Exception as exc:
+            # The next maintenance step retries: its period is the back-off.
+            self._count_error("connect", loop.time())
+            log.warning("%s: could not open a connection: %r", self.name, exc)
+            raise
+        self._give_back(entry)
+
+    # -- helpers (call without the lock unless noted) -------------------------------
+
+    def _discard(self, entry: _Entry, lost: bool) -> None:
+        if lost:
+            with self._lock:
+                self._c["connections_lost"] += 1
+                self._w_errors.add(self._now(), "lost")
+        self._close_conn(entry.conn)
+        self._free_slot()
+
+    def _free_slot(self) -> None:
+        """One connection fewer: let the oldest waiter use the slot."""
+        with self._lock:
+            self._size -= 1
+            woken = self._pop_waiters(1) if self._size < self._max else []
+        for w in woken:
+            _wake(w)
+
+    def _pass_wakeup(self) -> None:
+        """A waiter woken for a free slot gave up: wake the next one instead."""
+        with self._lock:
+            woken = self._pop_waiters(1) if self._size < self._max else []
+        for w in woken:
+            _wake(w)
+
+    def _pop_waiters(self, n: int) -> list[_Waiter]:
+        """Under the lock: dequeues up to n waiters, marked woken-for-a-slot."""
+        out = []
+        while self._waiters and len(out) < n:
+            w = self._waiters.popleft()
+            w.woken = True
+            out.append(w)
+        return out
+
+    def _pop_waiter_for(self, worker: int) -> _Waiter | None:
+        """Under the lock: the oldest waiter on ``worker``, else the oldest one."""
+        for w in self._waiters:
+            if w.worker == worker:
+                self._waiters.remove(w)
+                return w
+        return self._waiters.popleft() if self._waiters else None
+
+    def _all_idle(self) -> list[_Entry]:
+        return [e for entries in self._idle.values() for e in entries]
+
+    def _close_conn(self, conn: Any, schedule: bool = True) -> Awaitable[Any] | None:
+        """Closes a connection; an awaitable close() is scheduled as a task, or
+        returned to the caller to await when ``schedule`` is false."""
+        try:
+            result = conn.close()
+        except Exception as exc:
+            log.info("%s: close() failed: %r", self.name, exc)
+            return None
+        if inspect.isawaitable(result):
+            if not schedule:
+                return result
+            loop = self._running_loop()
+            if loop is None:
+                if inspect.iscoroutine(result):
+                    result.close()
+                return None
+            task = asyncio.ensure_future(result, loop=loop)
+            self._bg.add(task)
+            task.add_done_callback(self._bg.discard)
+        return None
+
+    def _count_error(self, kind: str, now: float, request: bool = False) -> None:
+        with self._lock:
+            if request:
+                self._c["requests_errors"] += 1
+                if kind == "pool_timeout":
+                    self._c["requests_timeouts"] += 1
+            self._w_errors.add(now, kind)
+
+    def record_error(self, kind: str) -> None:
+        """Lets a driver count a command error (``"reply"``, ``"timeout"``, ...) in
+        the recent ``errors_by_kind`` window."""
+        self._count_error(kind, self._now())
+
+    @staticmethod
+    def _running_loop() -> asyncio.AbstractEventLoop | None:
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+
+    def _now(self) -> float:
+        loop = self._running_loop()
+        # Outside a loop (a supervisor thread reading stats) fall back to the clock
+        # asyncio's loops use.
+        return loop.time() if loop is not None else time.monotonic()
+
+    # -- stats -----------------------------------------------------------------------
+
+    def stats(self, now: float | None = None) -> PoolStats:
+        now = self._now() if now is None else now
+        with self._lock:
+            waits = self._w_wait.recent(now)
+            usage = self._w_usage.recent(now)
+            errors = collections.Counter(self._w_errors.recent(now))
+            available = sum(len(v) for v in self._idle.values())
+            return PoolStats(
+                pool_min=self._min, pool_max=self._max, pool_size=self._size,
+                pool_available=available, pool_in_use=len(self._in_use),
+                requests_waiting=len(self._waiters),
+                **self._c, **self._ms,
+                window_s=self._window_s,
+                acquire_wait_p50_ms=_percentile(waits, 0.50),
+                acquire_wait_p99_ms=_percentile(waits, 0.99),
+                usage_p50_ms=_percentile(usage, 0.50),
+                usage_p99_ms=_percentile(usage, 0.99),
+                errors_by_kind=types.MappingProxyType(dict(errors)),
+            )

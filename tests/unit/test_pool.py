@@ -1,0 +1,387 @@
+"""Unit tests of the shared pool's logic (ringleader.drivers.pool).
+
+The connections are fakes on purpose: this tier tests the pool's bookkeeping,
+not a driver (the Redis integration tests run the pool on real connections).
+Time is virtual: the loop's clock jumps to the next timer when nothing is ready,
+so timeouts and ages cost no wall-clock time.
+"""
+import asyncio
+import dataclasses
+import threading
+
+import pytest
+
+from ringleader.drivers.errors import DriverError, InterfaceError, PoolClosed, PoolTimeout
+from ringleader.drivers.pool import Pool, PoolStats
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """A loop whose clock jumps to the next timer when no callback is ready.
+    Only valid for tests that wait on nothing but timers and futures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vt = 1000.0
+
+    def time(self) -> float:
+        return self.vt
+
+    def _run_once(self) -> None:
+        if not self._ready and self._scheduled:
+            when = min(h.when() for h in self._scheduled if not h.cancelled()) \
+                if any(not h.cancelled() for h in self._scheduled) else self.vt
+            self.vt = max(self.vt, when)
+        super()._run_once()
+
+
+def run(coro, worker_id=None):
+    loop = VirtualTimeLoop()
+    if worker_id is not None:
+        loop.worker_id = worker_id
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+class FakeConn:
+    def __init__(self, n, worker):
+        self.n = n
+        self.worker = worker
+        self.broken = False
+        self.is_closed = False
+        self.ping_ok = True
+        self.pings = 0
+
+    def close(self):
+        self.is_closed = True
+
+    async def ping(self):
+        self.pings += 1
+        if not self.ping_ok:
+            raise ConnectionError("gone")
+
+
+class Factory:
+    def __init__(self, delay=0.0):
+        self.made: list[FakeConn] = []
+        self.fail: Exception | None = None
+        self.delay = delay
+
+    async def __call__(self):
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+        loop = asyncio.get_running_loop()
+        c = FakeConn(len(self.made), getattr(loop, "worker_id", 0))
+        self.made.append(c)
+        return c
+
+
+def test_reuse_and_stats_snapshot():
+    async def main():
+        f = Factory()
+        async with Pool(f, min_size=1, max_size=3) as pool:
+            assert pool.stats().pool_size == 1 and pool.stats().pool_available == 1
+            async with pool.acquire() as c1:
+                assert pool.stats().pool_in_use == 1
+            c2 = await pool.acquire()
+            assert c2 is c1  # the idle one is reused
+            pool.release(c2)
+            s = pool.stats()
+            assert isinstance(s, PoolStats)
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                s.pool_size = 9
+            assert (s.pool_min, s.pool_max, s.pool_size, s.pool_available) == (1, 3, 1, 1)
+            assert s.requests_num == 2 and s.requests_queued == 0 and s.connections_num == 1
+            assert s.acquire_wait_p50_ms == 0.0 and s.usage_p99_ms is not None
+        assert c1.is_closed and pool.closed
+    run(main())
+
+
+def test_waiters_are_served_fifo_and_time_out():
+    async def main():
+        f = Factory()
+        pool = Pool(f, min_size=0, max_size=1, acquire_timeout=5.0)
+        held = await pool.acquire()
+        order = []
+
+        async def taker(i):
+            async with pool.acquire() as c:
+                order.append(i)
+                await asyncio.sleep(1.0)
+                assert c is held
+
+        tasks = [asyncio.create_task(taker(i)) for i in range(3)]
+        await asyncio.sleep(0.5)
+        assert pool.stats().requests_waiting == 3
+        pool.release(held)
+        await asyncio.gather(*tasks)
+        assert order == [0, 1, 2]
+        s = pool.stats()
+        assert s.requests_queued == 3 and s.requests_wait_ms == pytest.approx(500 + 1500 + 2500)
+        assert s.acquire_wait_p99_ms == pytest.approx(2500)
+
+        held = await pool.acquire()
+        t0 = asyncio.get_running_loop().time()
+        with pytest.raises(PoolTimeout):
+            await pool.acquire(timeout=2.0)
+        assert asyncio.get_running_loop().time() - t0 == pytest.approx(2.0)
+        s = pool.stats()
+        assert s.requests_timeouts == 1 and s.requests_errors == 1
+        assert s.errors_by_kind == {"pool_timeout": 1} and s.requests_waiting == 0
+        pool.release(held)
+        async with pool.acquire(timeout=0.1) as c:  # still works after a timeout
+            assert c is held
+        # The error window forgets old errors.
+        assert pool.stats(now=asyncio.get_running_loop().time() + 60).errors_by_kind == {}
+        await pool.close()
+    run(main())
+
+
+def test_broken_return_is_discarded_and_replaced():
+    async def main():
+        f = Factory()
+        async with Pool(f, min_size=0, max_size=2) as pool:
+            c = await pool.acquire()
+            c.broken = True
+            pool.release(c)
+            assert c.is_closed
+            s = pool.stats()
+            assert s.returns_bad == 1 and s.pool_size == 0 and s.errors_by_kind == {"returned_bad": 1}
+            async with pool.acquire() as c2:
+                assert c2 is not c and not c2.is_closed
+            with pytest.raises(InterfaceError):
+                pool.release(c2)  # released twice
+    run(main())
+
+
+def test_connect_failure_raises_and_frees_slot():
+    async def main():
+        f = Factory()
+        f.fail = OSError("refused")
+        async with Pool(f, min_size=0, max_size=1) as pool:
+            with pytest.raises(OSError):
+                await pool.acquire()
+            s = pool.stats()
+            assert s.pool_size == 0 and s.connections_errors == 1 and s.requests_errors == 1
+            f.fail = None  # the server is back: the pool recovers by itself
+            async with pool.acquire() as c:
+                assert c.n == 0
+    run(main())
+
+
+def test_slow_connect_counts_against_acquire_timeout():
+    async def main():
+        f = Factory(delay=10.0)
+        async with Pool(f, min_size=0, max_size=1) as pool:
+            with pytest.raises(PoolTimeout):
+                await pool.acquire(timeout=1.0)
+            assert pool.stats().pool_size == 0
+    run(main())
+
+
+def test_lifetime_and_idle_reaping_in_virtual_time():
+    async def main():
+        f = Factory()
+        pool = Pool(f, min_size=1, max_size=4, max_lifetime=100.0, max_idle=10.0,
+                    maintain_every=1000.0)
+        await pool.open()
+        loop = asyncio.get_running_loop()
+        conns = [await pool.acquire() for _ in range(3)]
+        for c in conns:
+            pool.release(c)
+        assert pool.stats().pool_available == 3
+        now = loop.time()
+        assert pool._maintain(now + 5) == 0  # not idle long enough
+        assert pool.stats().pool_available == 3
+        pool._maintain(now + 11)  # idle ones reaped down to min_size
+        assert pool.stats().pool_size == 1 and sum(c.is_closed for c in conns) == 2
+        started = pool._maintain(now + 101)  # past lifetime: closed, then refilled
+        assert started == 1
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert all(c.is_closed for c in conns) and len(f.made) == 4
+        assert pool.stats().pool_available == 1
+        # An in-use connection past its lifetime is retired on release.
+        c = await pool.acquire()
+        loop.vt += 200
+        pool.release(c)
+        assert c.is_closed
+        await pool.close()
+    run(main())
+
+
+def test_health_check_after_idleness():
+    async def main():
+        f = Factory()
+        async with Pool(f, min_size=0, max_size=2, check_after=5.0) as pool:
+            loop = asyncio.get_running_loop()
+            c = await pool.acquire()
+            pool.release(c)
+            async with pool.acquire():  # borrowed right away: no check
+                pass
+            assert c.pings == 0
+            loop.vt += 6
+            async with pool.acquire() as again:
+                assert again is c and c.pings == 1
+            loop.vt += 6
+            c.ping_ok = False
+            async with pool.acquire() as fresh:
+                assert fresh is not c and c.is_closed
+            s = pool.stats()
+            assert s.connections_lost == 1 and s.errors_by_kind == {"lost": 1}
+    run(main())
+
+
+def test_resize_shrinks_idle_now_and_in_use_on_release():
+    async def main():
+        f = Factory()
+        async with Pool(f, min_size=0, max_size=4) as pool:
+            conns = [await pool.acquire() for _ in range(4)]
+            for c in conns[:2]:
+                pool.release(c)
+            pool.resize(0, 1)
+            s = pool.stats()
+            assert (s.pool_max, s.pool_size, s.pool_available) == (1, 2, 0)
+            assert conns[0].is_closed and conns[1].is_closed
+            pool.release(conns[2])  # above max: retired
+            assert conns[2].is_closed
+            pool.release(conns[3])  # at max: kept
+            assert not conns[3].is_closed and pool.stats().pool_size == 1
+
+            # Growing lets a queued caller connect at once.
+            held = await pool.acquire()
+            waiter = asyncio.ensure_future(pool.acquire(timeout=100))
+            await asyncio.sleep(0.1)
+            assert pool.stats().requests_waiting == 1
+            pool.resize(2, 3)
+            got = await waiter
+            assert got is not held
+            await asyncio.sleep(0)
+            assert pool.stats().pool_size == 2
+            pool.release(got)
+            pool.release(held)
+            with pytest.raises(InterfaceError):
+                pool.resize(3, 2)
+    run(main())
+
+
+def test_prefers_connections_of_the_callers_worker():
+    async def main():
+        f = Factory()
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=4) as pool:
+            loop.worker_id = 1
+            a = await pool.acquire()
+            loop.worker_id = 2
+            b = await pool.acquire()
+            pool.release(a)
+            pool.release(b)
+            loop.worker_id = 1
+            async with pool.acquire() as c:
+                assert c is a
+            loop.worker_id = 2
+            async with pool.acquire() as c:
+                assert c is b
+            loop.worker_id = 3  # nothing of its own: takes another worker's
+            async with pool.acquire() as c:
+                assert c in (a, b)
+    run(main())
+
+
+def test_close_fails_waiters_and_later_acquires():
+    async def main():
+        f = Factory()
+        pool = Pool(f, min_size=0, max_size=1)
+        held = await pool.acquire()
+        waiter = asyncio.ensure_future(pool.acquire())
+        await asyncio.sleep(0.1)
+        await pool.close()
+        with pytest.raises(PoolClosed):
+            await waiter
+        with pytest.raises(PoolClosed):
+            await pool.acquire()
+        assert not held.is_closed
+        pool.release(held)  # in use at close: closed on release
+        assert held.is_closed
+        assert issubclass(PoolClosed, DriverError)
+    run(main())
+
+
+def test_cancelled_waiter_leaks_nothing():
+    async def main():
+        f = Factory()
+        async with Pool(f, min_size=0, max_size=1) as pool:
+            held = await pool.acquire()
+            waiter = asyncio.ensure_future(pool.acquire())
+            await asyncio.sleep(0.1)
+            pool.release(held)  # handed to the waiter ...
+            waiter.cancel()  # ... which is cancelled before it runs
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            s = pool.stats()
+            assert s.pool_available == 1 and s.pool_in_use == 0 and s.pool_size == 1
+    run(main())
+
+
+def test_async_close_and_bad_arguments():
+    closed = []
+
+    class AsyncCloseConn:
+        broken = False
+
+        async def close(self):
+            closed.append(self)
+
+    async def main():
+        async def factory():
+            return AsyncCloseConn()
+        pool = Pool(factory, min_size=1, max_size=1)
+        await pool.open()
+        await pool.close()
+        await asyncio.sleep(0)
+        assert len(closed) == 1
+
+    run(main())
+    with pytest.raises(InterfaceError):
+        Pool(Factory(), min_size=2, max_size=1)
+    with pytest.raises(InterfaceError):
+        Pool(Factory(), acquire_timeout=-1)
+    with pytest.raises(InterfaceError):
+        Pool("not callable")
+
+
+def test_hand_off_between_worker_threads():
+    """Two loops in two threads share a pool: a release on one wakes the other."""
+    f = Factory()
+    pool = Pool(f, min_size=0, max_size=1, acquire_timeout=10)
+    got = {}
+    held_evt, waiting_evt = threading.Event(), threading.Event()
+
+    def worker_a():
+        async def main():
+            conn = await pool.acquire()
+            held_evt.set()
+            await asyncio.get_running_loop().run_in_executor(None, waiting_evt.wait)
+            await asyncio.sleep(0.05)
+            pool.release(conn)
+            got["a"] = conn
+        asyncio.run(main())
+
+    def worker_b():
+        async def main():
+            await asyncio.get_running_loop().run_in_executor(None, held_evt.wait)
+            task = asyncio.ensure_future(pool.acquire())
+            await asyncio.sleep(0.01)
+            waiting_evt.set()
+            got["b"] = await task
+        asyncio.run(main())
+
+    threads = [threading.Thread(target=worker_a), threading.Thread(target=worker_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert got["a"] is got["b"]
