@@ -1,0 +1,659 @@
+"""The asyncio-compatible event loop that runs on one io_uring ring.
+
+``RingEventLoop`` is an :class:`asyncio.BaseEventLoop`: tasks, futures, timers,
+executors, ``call_soon_threadsafe``, async generator shutdown and the high-level
+``create_connection`` / ``create_server`` / streams all come from asyncio itself.
+What this module replaces is the I/O underneath:
+
+* one iteration = flush every queued SQE (sends batched from all transports)
+  and harvest all completions in a single ``io_uring_enter``; timers bound the
+  wait through the kernel's timeout argument;
+* sockets behind transports are registered (fixed) files of this ring;
+  receives are multishot into the loop's provided-buffer ring
+  (see :mod:`ringleader.runtime.transport`);
+* ``sock_*`` coroutines and ``add_reader``/``add_writer`` are ring operations
+  on ordinary fds (one-shot polls re-armed after each callback, which gives
+  asyncio's level-triggered semantics), so libraries such as psycopg's
+  ``AsyncConnection`` work unchanged;
+* other threads wake the loop through an eventfd the ring keeps a read on,
+  written only when the loop is (about to be) asleep.
+
+The loop belongs to the thread that runs it: the ring is created with
+SINGLE_ISSUER|DEFER_TASKRUN when the kernel offers it, so only that thread may
+touch it.  Subprocesses, datagram endpoints, pipes and signal handlers are not
+implemented; they raise ``NotImplementedError`` saying so.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import heapq
+import logging
+import os
+import socket
+import threading
+import time
+from asyncio import base_events, events, futures, sslproto
+
+from ..uring import Ring, RingStats, consts, error_from_result
+from .stats import ConnStats, LoopStats
+from .transport import RingTransport
+
+logger = logging.getLogger("ringleader.runtime")
+
+_F_MORE = consts.CQE_F_MORE
+_F_BUFFER = consts.CQE_F_BUFFER
+# user_data at or above this carry a message from another ring (MSG_RING):
+# the top byte is the kind, the rest a payload.
+TAG_BASE = 1 << 56
+TAG_NEWFD = 1 << 56        # res = a plain fd accepted on another worker; payload = listener id
+TAG_MIGRATE = 2 << 56      # res = our new fixed slot; payload = migration token
+TAG_WAKE = 3 << 56         # a bare wake-up
+_PAYLOAD = (1 << 48) - 1
+_UD_WAKE = 1               # the eventfd read
+_MAX_TIMEOUT = 24 * 3600.0
+_MIN_SCHEDULED = 100
+_CANCELLED_FRACTION = 0.5
+
+
+class RingEventLoop(base_events.BaseEventLoop):
+    """asyncio event loop on one io_uring ring (see module docstring)."""
+
+    def __init__(self, *, worker_id: int = 0, runtime=None, entries: int = 256,
+                 files: int = 16384, buffers: int = 512, buffer_size: int = 16384,
+                 sqpoll: bool = False):
+        super().__init__()
+        self.worker_id = worker_id
+        self.runtime = runtime
+        self._ring_args = dict(entries=entries, files=files, sqpoll=sqpoll)
+        self._buf_args = (buffers, buffer_size)
+        self._ring: Ring | None = None
+        self._bufring = None
+        self._owner: int | None = None
+        self._handlers: dict[int, object] = {}
+        self._next_ud = 256
+        self._dirty: list[RingTransport] = []
+        self._conns: dict[int, RingTransport] = {}
+        self._readers: dict[int, list] = {}
+        self._writers: dict[int, list] = {}
+        self._serving: dict[int, tuple] = {}
+        self._sleeping = False
+        self._efd = -1
+        self._efd_buf = bytearray(8)
+        # telemetry
+        self._iterations = 0
+        self._handles_run = 0
+        self._lag_max = 0.0
+        self._lag_ewma = 0.0
+        self._started_at: float | None = None
+        self._wall0 = 0.0
+        self.migrations_in = 0
+        self.migrations_out = 0
+        self._msg_handlers: dict[int, object] = {}
+        self._open_ring()
+
+    # ------------------------------------------------------------------ ring
+    def _open_ring(self) -> None:
+        # The ring is created by the thread that constructs the loop; with
+        # SINGLE_ISSUER that thread must also run it (asyncio.Runner and our
+        # workers both construct and run in one thread).
+        self._ring = Ring(**self._ring_args)
+        self._owner = threading.get_ident()
+        self._bufring = self._ring.buffer_ring(*self._buf_args, bgid=0)
+        self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._handlers[_UD_WAKE] = self._on_wake
+        self._ring.read(self._efd, self._efd_buf, _UD_WAKE)
+
+    @property
+    def ring_fd(self) -> int:
+        return self._ring.fd
+
+    def _alloc_ud(self, handler) -> int:
+        ud = self._next_ud
+        self._next_ud = ud + 1
+        self._handlers[ud] = handler
+        return ud
+
+    def _free_ud(self, ud: int) -> None:
+        self._handlers.pop(ud, None)
+
+    def _oneshot(self, handler) -> int:
+        """Register a handler that is dropped after its first final completion."""
+        handlers = self._handlers
+
+        def once(res, flags, _ud=[0]):
+            if not flags & _F_MORE:
+                handlers.pop(_ud[0], None)
+            handler(res, flags)
+
+        ud = self._alloc_ud(once)
+        once.__defaults__[0][0] = ud
+        return ud
+
+    def _on_wake(self, res: int, flags: int) -> None:
+        if not self.is_closed():
+            self._ring.read(self._efd, self._efd_buf, _UD_WAKE)
+
+    def _write_to_self(self) -> None:
+        # Only a sleeping (or about to sleep) loop needs the syscall; see _poll
+        # for why this cannot lose a wake-up.
+        if self._sleeping and self._efd >= 0:
+            try:
+                os.eventfd_write(self._efd, 1)
+            except OSError:
+                pass
+
+    def _mark_dirty(self, transport: RingTransport) -> None:
+        self._dirty.append(transport)
+
+    # ------------------------------------------------------------- iteration
+    def _run_once(self) -> None:
+        sched = self._scheduled
+        n = len(sched)
+        if n > _MIN_SCHEDULED and self._timer_cancelled_count / n > _CANCELLED_FRACTION:
+            live = []
+            for h in sched:
+                if h._cancelled:
+                    h._scheduled = False
+                else:
+                    live.append(h)
+            heapq.heapify(live)
+            self._scheduled = sched = live
+            self._timer_cancelled_count = 0
+        else:
+            while sched and sched[0]._cancelled:
+                self._timer_cancelled_count -= 1
+                heapq.heappop(sched)._scheduled = False
+
+        if self._ready or self._stopping:
+            timeout = 0.0
+        elif sched:
+            timeout = min(max(0.0, sched[0]._when - self.time()), _MAX_TIMEOUT)
+        else:
+            timeout = None
+        self._poll(timeout)
+
+        now = self.time()
+        end = now + self._clock_resolution
+        ready = self._ready
+        while sched:
+            h = sched[0]
+            if h._when >= end:
+                break
+            heapq.heappop(sched)
+            h._scheduled = False
+            lag = now - h._when
+            if lag > 0:
+                if lag > self._lag_max:
+                    self._lag_max = lag
+                self._lag_ewma += 0.05 * (lag - self._lag_ewma)
+            ready.append(h)
+
+        ntodo = len(ready)
+        self._iterations += 1
+        self._handles_run += ntodo
+        debug = self._debug
+        for _ in range(ntodo):
+            h = ready.popleft()
+            if h._cancelled:
+                continue
+            if debug:
+                try:
+                    self._current_handle = h
+                    t0 = self.time()
+                    h._run()
+                    dt = self.time() - t0
+                    if dt >= self.slow_callback_duration:
+                        logger.warning("Executing %s took %.3f seconds", base_events._format_handle(h), dt)
+                finally:
+                    self._current_handle = None
+            else:
+                h._run()
+        h = None
+
+    def _poll(self, timeout: float | None) -> None:
+        ring = self._ring
+        dirty = self._dirty
+        if dirty:
+            self._dirty = []
+            for t in dirty:
+                t._flush()
+        if timeout is None or timeout > 0:
+            # Publish "asleep" before the final look at _ready: a thread that
+            # appends to _ready and then sees _sleeping False is guaranteed we
+            # will see its handle here (the GIL orders both steps).
+            self._sleeping = True
+            if self._ready:
+                timeout = 0.0
+            uds, res, fls = ring.enter(0 if timeout == 0.0 else 1, timeout)
+            self._sleeping = False
+        else:
+            uds, res, fls = ring.enter(0, 0.0)
+        handlers = self._handlers
+        for i in range(len(uds)):
+            ud = uds[i]
+            fn = handlers.get(ud)
+            try:
+                if fn is not None:
+                    fn(res[i], fls[i])
+                elif ud >= TAG_BASE:
+                    self._on_message(ud, res[i])
+                elif fls[i] & _F_BUFFER:
+                    # A receive that raced with its transport's close still
+                    # took a buffer: give it back.
+                    self._bufring.recycle(fls[i] >> 16)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self.call_exception_handler({
+                    "message": "unhandled error in an io_uring completion handler",
+                    "exception": exc,
+                })
+
+    # -------------------------------------------------------- cross-ring msgs
+    def register_message_handler(self, kind: int, handler) -> None:
+        """``handler(payload, res)`` for MSG_RING messages whose user_data is ``kind | payload``."""
+        self._msg_handlers[kind] = handler
+
+    def _on_message(self, ud: int, res: int) -> None:
+        kind = ud & ~_PAYLOAD
+        handler = self._msg_handlers.get(kind)
+        if handler is not None:
+            handler(ud & _PAYLOAD, res)
+        elif kind != TAG_WAKE:
+            logger.warning("worker %d: unexpected ring message %#x res=%d", self.worker_id, ud, res)
+
+    def send_message(self, target_ring_fd: int, kind: int, payload: int, value: int) -> None:
+        """Post ``{user_data: kind|payload, res: value}`` on another ring (from our thread)."""
+        ud = self._oneshot(self._on_msg_sent)
+        self._ring.msg_ring(target_ring_fd, value, kind | (payload & _PAYLOAD), ud)
+        self._kick()
+
+    def _on_msg_sent(self, res: int, flags: int) -> None:
+        if res < 0:
+            logger.error("worker %d: msg_ring failed: %s", self.worker_id,
+                         error_from_result(res, "msg_ring"))
+
+    def _kick(self) -> None:
+        """Make sure queued SQEs go out soon even if nothing else is ready."""
+        if not self._ready:
+            self._ready.append(events.Handle(_noop, (), self, None))
+
+    # --------------------------------------------------------------- running
+    def run_forever(self):
+        if self._owner != threading.get_ident():
+            raise RuntimeError(
+                "a RingEventLoop must run on the thread that created it "
+                "(its io_uring ring is SINGLE_ISSUER); create the loop inside the thread")
+        if self._started_at is None:
+            self._started_at = self.time()
+            self._wall0 = time.perf_counter()
+        return super().run_forever()
+
+    def close(self) -> None:
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        for t in list(self._conns.values()):
+            t._force_close(None)
+        for sock, ud, server in list(self._serving.values()):
+            sock.close()
+        self._serving.clear()
+        # Run the connection_lost callbacks those closes scheduled.
+        ready, self._ready = self._ready, collections.deque()
+        for h in ready:
+            if not h._cancelled:
+                h._run()
+        super().close()
+        if self._ring is not None:
+            self._ring.close()
+        if self._efd >= 0:
+            os.close(self._efd)
+            self._efd = -1
+
+    # ----------------------------------------------------------- telemetry
+    def stats(self) -> LoopStats:
+        ring_stats: RingStats = self._ring.stats()
+        wall = time.perf_counter() - self._wall0 if self._started_at is not None else 0.0
+        idle = ring_stats.wait_ns / 1e9
+        return LoopStats(
+            worker=self.worker_id, time=self.time(),
+            uptime=wall, iterations=self._iterations, handles_run=self._handles_run,
+            busy_s=max(0.0, wall - idle), idle_s=idle, lag_max_s=self._lag_max,
+            lag_ewma_s=self._lag_ewma, connections=len(self._conns),
+            migrations_in=self.migrations_in, migrations_out=self.migrations_out,
+            enobufs=self._bufring.enobufs, ring=ring_stats)
+
+    def connections(self) -> list[RingTransport]:
+        return list(self._conns.values())
+
+    def hot_connections(self, n: int = 10) -> list[ConnStats]:
+        """The ``n`` connections with the most bytes moved, busiest first."""
+        snaps = [t.conn_stats() for t in list(self._conns.values())]
+        snaps.sort(key=lambda s: s.bytes_in + s.bytes_out, reverse=True)
+        return snaps[:n]
+
+    # ------------------------------------------------------------ transports
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        return RingTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
+                            server_side=False, server_hostname=None, extra=None, server=None,
+                            ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        RingTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
+                       ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        fd = sock.fileno()
+        if fd in self._serving:
+            return
+        state = {"ud": 0}
+
+        def on_accept(res: int, flags: int) -> None:
+            if res >= 0:
+                self._accepted(res, protocol_factory, sslcontext, server,
+                               ssl_handshake_timeout, ssl_shutdown_timeout)
+            elif res not in (-errno.ECANCELED,):
+                err = error_from_result(res, "accept", fd)
+                if res in (-errno.EMFILE, -errno.ENFILE, -errno.ENOBUFS, -errno.ENOMEM):
+                    # Out of descriptors: back off like asyncio does, keep serving.
+                    self.call_exception_handler({"message": "socket.accept() out of system resource",
+                                                 "exception": err, "socket": sock})
+                    if not flags & _F_MORE and fd in self._serving:
+                        self.call_later(1.0, rearm)
+                    return
+                self.call_exception_handler({"message": "accept failed", "exception": err})
+            if not flags & _F_MORE and fd in self._serving:
+                rearm()
+
+        def rearm() -> None:
+            if fd in self._serving:
+                self._ring.accept(fd, state["ud"], multishot=True)
+
+        state["ud"] = self._alloc_ud(on_accept)
+        self._serving[fd] = (sock, state["ud"], server)
+        rearm()
+        self._kick()
+
+    def _accepted(self, newfd, protocol_factory, sslcontext, server, hs_timeout, sd_timeout):
+        conn = socket.socket(fileno=newfd)
+        try:
+            peer = conn.getpeername()
+        except OSError:
+            peer = None
+        extra = {"peername": peer}
+        try:
+            protocol = protocol_factory()
+            if sslcontext:
+                self._make_ssl_transport(conn, protocol, sslcontext, server_side=True, extra=extra,
+                                         server=server, ssl_handshake_timeout=hs_timeout,
+                                         ssl_shutdown_timeout=sd_timeout)
+            else:
+                self._make_socket_transport(conn, protocol, extra=extra, server=server)
+        except BaseException as exc:
+            conn.close()
+            self.call_exception_handler({"message": "error creating a transport for an accepted "
+                                                    "connection", "exception": exc})
+
+    def adopt_socket(self, conn: socket.socket, protocol_factory, server=None) -> RingTransport:
+        """Wrap an already-connected socket (e.g. handed over by another worker)."""
+        try:
+            peer = conn.getpeername()
+        except OSError:
+            peer = None
+        return self._make_socket_transport(conn, protocol_factory(), extra={"peername": peer},
+                                           server=server)
+
+    def _stop_serving(self, sock) -> None:
+        entry = self._serving.pop(sock.fileno(), None)
+        if entry is not None:
+            _, ud, _ = entry
+            # Cancel before closing: the ring holds its own reference to the
+            # listening socket, and a live multishot accept would keep accepting.
+            self._ring.cancel(ud, self._oneshot(_ignore))
+            self._free_ud(ud)
+            self._ring.flush()
+        sock.close()
+
+    # ---------------------------------------------------------- sock_* ops
+    def _op_future(self, prep, op_name: str, fd: int, on_done):
+        fut = self.create_future()
+
+        def done(res: int, flags: int) -> None:
+            if fut.done():
+                return
+            if res < 0:
+                fut.set_exception(error_from_result(res, op_name, fd))
+            else:
+                try:
+                    fut.set_result(on_done(res))
+                except BaseException as exc:
+                    fut.set_exception(exc)
+
+        ud = self._oneshot(done)
+        prep(ud)
+
+        def cancel_op(f) -> None:
+            if f.cancelled() and not self.is_closed() and ud in self._handlers:
+                self._ring.cancel(ud, self._oneshot(_ignore))
+
+        fut.add_done_callback(cancel_op)
+        return fut
+
+    async def sock_recv(self, sock, n):
+        base_events._check_ssl_socket(sock)
+        buf = bytearray(n)
+        fd = sock.fileno()
+        return await self._op_future(lambda ud: self._ring.recv(fd, buf, ud), "recv", fd,
+                                     lambda r: bytes(buf[:r]))
+
+    async def sock_recv_into(self, sock, buf):
+        base_events._check_ssl_socket(sock)
+        fd = sock.fileno()
+        return await self._op_future(lambda ud: self._ring.recv(fd, buf, ud), "recv", fd, lambda r: r)
+
+    async def sock_sendall(self, sock, data):
+        base_events._check_ssl_socket(sock)
+        fd = sock.fileno()
+        view = memoryview(data).cast("B")
+        while view:
+            chunk = view
+            n = await self._op_future(lambda ud: self._ring.send(fd, chunk, ud), "send", fd, lambda r: r)
+            view = view[n:]
+
+    async def sock_connect(self, sock, address):
+        base_events._check_ssl_socket(sock)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            resolved = await self._ensure_resolved(address, family=sock.family, type=sock.type,
+                                                   proto=sock.proto, loop=self)
+            address = resolved[0][4]
+        fd = sock.fileno()
+        family = sock.family
+        await self._op_future(lambda ud: self._ring.connect(fd, address, ud, family=family),
+                              "connect", fd, lambda r: None)
+
+    async def sock_accept(self, sock):
+        base_events._check_ssl_socket(sock)
+        fd = sock.fileno()
+
+        def wrap(newfd):
+            conn = socket.socket(fileno=newfd)
+            conn.setblocking(False)
+            try:
+                return conn, conn.getpeername()
+            except OSError:
+                return conn, None
+
+        return await self._op_future(lambda ud: self._ring.accept(fd, ud), "accept", fd, wrap)
+
+    # ------------------------------------------------- add_reader/add_writer
+    def _watch(self, table: dict, fd, mask: int, callback, args):
+        self._check_closed()
+        fd = _fileobj_to_fd(fd)
+        handle = events.Handle(callback, args, self, None)
+        entry = table.get(fd)
+        if entry is not None:
+            entry[0] = handle
+            return
+        entry = [handle, 0]
+        table[fd] = entry
+
+        def on_poll(res: int, flags: int) -> None:
+            if table.get(fd) is not entry:
+                return
+            if res == -errno.ECANCELED:
+                return
+            self._ready.append(entry[0])
+            # Re-arm a one-shot poll: if the callback does not drain the fd the
+            # poll fires again next iteration, i.e. level-triggered like epoll.
+            self._ring.poll(fd, mask, entry[1])
+
+        entry[1] = self._alloc_ud(on_poll)
+        self._ring.poll(fd, mask, entry[1])
+
+    def _unwatch(self, table: dict, fd) -> bool:
+        fd = _fileobj_to_fd(fd)
+        entry = table.pop(fd, None)
+        if entry is None:
+            return False
+        entry[0].cancel()
+        if not self.is_closed():
+            self._ring.poll_remove(entry[1], self._oneshot(_ignore))
+            self._free_ud(entry[1])
+        return True
+
+    def add_reader(self, fd, callback, *args):
+        self._watch(self._readers, fd, consts.POLLIN | consts.POLLERR | consts.POLLHUP, callback, args)
+
+    def remove_reader(self, fd):
+        return self._unwatch(self._readers, fd)
+
+    def add_writer(self, fd, callback, *args):
+        self._watch(self._writers, fd, consts.POLLOUT | consts.POLLERR | consts.POLLHUP, callback, args)
+
+    def remove_writer(self, fd):
+        return self._unwatch(self._writers, fd)
+
+    # ------------------------------------------------------- unix sockets
+    async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,
+                                     server_hostname=None, ssl_handshake_timeout=None,
+                                     ssl_shutdown_timeout=None):
+        if ssl is not None and server_hostname is None:
+            raise ValueError("you have to pass server_hostname when using ssl")
+        if path is not None:
+            if sock is not None:
+                raise ValueError("path and sock can not be specified at the same time")
+            path = os.fspath(path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
+            try:
+                sock.setblocking(False)
+                await self.sock_connect(sock, path)
+            except BaseException:
+                sock.close()
+                raise
+        elif sock is None:
+            raise ValueError("no path and sock were specified")
+        elif sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+        sock.setblocking(False)
+        return await self._create_connection_transport(
+            sock, protocol_factory, ssl, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
+
+    async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100,
+                                 ssl=None, ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
+                                 start_serving=True):
+        if path is not None:
+            if sock is not None:
+                raise ValueError("path and sock can not be specified at the same time")
+            path = os.fspath(path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(path)
+            except BaseException:
+                sock.close()
+                raise
+        elif sock is None:
+            raise ValueError("path was not specified, and no sock specified")
+        sock.setblocking(False)
+        server = base_events.Server(self, [sock], protocol_factory, ssl, backlog,
+                                    ssl_handshake_timeout, ssl_shutdown_timeout)
+        if start_serving:
+            server._start_serving()
+            await asyncio.sleep(0)
+        return server
+
+    # ---------------------------------------------------- not supported
+    def _unsupported(self, what: str):
+        raise NotImplementedError(
+            f"ringleader's io_uring loop does not support {what}; run that part on asyncio's "
+            f"default loop in another thread (e.g. asyncio.run in a thread) and talk to it with "
+            f"call_soon_threadsafe")
+
+    async def _make_subprocess_transport(self, *args, **kwargs):
+        self._unsupported("subprocesses")
+
+    def _make_datagram_transport(self, *args, **kwargs):
+        self._unsupported("datagram endpoints (UDP)")
+
+    def _make_read_pipe_transport(self, *args, **kwargs):
+        self._unsupported("pipe transports")
+
+    def _make_write_pipe_transport(self, *args, **kwargs):
+        self._unsupported("pipe transports")
+
+    def add_signal_handler(self, sig, callback, *args):
+        self._unsupported("add_signal_handler (install handlers with signal.signal on the main "
+                          "thread and forward with call_soon_threadsafe)")
+
+    def remove_signal_handler(self, sig):
+        self._unsupported("remove_signal_handler")
+
+    async def sock_recvfrom(self, sock, bufsize):
+        self._unsupported("sock_recvfrom (datagram sockets)")
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        self._unsupported("sock_recvfrom_into (datagram sockets)")
+
+    async def sock_sendto(self, sock, data, address):
+        self._unsupported("sock_sendto (datagram sockets)")
+
+
+def _fileobj_to_fd(fileobj) -> int:
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+def _noop() -> None:
+    pass
+
+
+def _ignore(res: int, flags: int) -> None:
+    pass
+
+
+def new_event_loop(**kwargs) -> RingEventLoop:
+    """A single-ring loop: ``asyncio.Runner(loop_factory=ringleader.new_event_loop)``."""
+    return RingEventLoop(**kwargs)
+
+
+class RingEventLoopPolicy(events.BaseDefaultEventLoopPolicy):
+    """``asyncio.set_event_loop_policy(RingEventLoopPolicy())`` makes asyncio.run use rings."""
+
+    def _loop_factory(self):
+        return RingEventLoop()

@@ -1,0 +1,466 @@
+"""Worker threads, each owning one ring and running a :class:`RingEventLoop`.
+
+``Runtime`` starts N workers, lets any thread call into a given worker,
+serves TCP with connections spread across workers, moves live connections
+between workers (:meth:`Runtime.migrate`) and shuts down gracefully.
+``run(main, workers=N)`` is the ``asyncio.run`` of ringleader: ``main`` runs on
+worker 0, in the calling thread.
+
+Connection spreading has two modes, measured against each other by
+``scripts/bench serve``:
+
+* ``"reuseport"``: every worker has its own listening socket on the port
+  (SO_REUSEPORT); the kernel hashes each new connection to one of them;
+* ``"acceptor"``: worker 0 accepts for everyone (multishot accept) and hands
+  each new socket to the next worker with a MSG_RING message; the receiving
+  worker registers it in its own fixed-file table.
+
+Migration hands the *fixed file* itself from ring to ring with MSG_RING
+SEND_FD; the transport object (protocol, buffered bytes) follows.
+
+The GIL: workers are threads of one interpreter, so Python code on different
+workers does not run in parallel; what overlaps is time spent in the kernel
+(waiting in io_uring_enter, the network stack).  The supervisor measures what
+an extra worker buys instead of assuming it.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import os
+import resource
+import socket
+import threading
+import time
+from typing import Any, Awaitable, Callable
+
+from ..uring import consts, error_from_result
+from .errors import MigrationError, WorkerError
+from .loop import TAG_MIGRATE, TAG_NEWFD, RingEventLoop
+from .stats import LoopStats
+from .transport import RingTransport
+
+logger = logging.getLogger("ringleader.runtime")
+
+
+def _raise_nofile_limit() -> None:
+    # Fixed-file tables are bounded by RLIMIT_NOFILE, and a server wants many
+    # sockets: lift the soft limit to the hard one, as most servers do.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+class Worker:
+    """One thread, one ring, one loop."""
+
+    def __init__(self, runtime: "Runtime", wid: int):
+        self.id = wid
+        self.runtime = runtime
+        self.loop: RingEventLoop | None = None
+        self.thread: threading.Thread | None = None
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.ring_fd = -1
+
+    def make_loop(self) -> RingEventLoop:
+        loop = RingEventLoop(worker_id=self.id, runtime=self.runtime, **self.runtime.loop_options)
+        self.loop = loop
+        self.ring_fd = loop.ring_fd
+        loop.register_message_handler(TAG_MIGRATE, self.runtime._on_migrate_in)
+        loop.register_message_handler(TAG_NEWFD, self.runtime._on_new_fd)
+        return loop
+
+    def _thread_main(self) -> None:
+        try:
+            loop = self.make_loop()
+        except BaseException as exc:
+            self.error = exc
+            self.ready.set()
+            return
+        asyncio.set_event_loop(loop)
+        self.ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                _cancel_all(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    def start_thread(self) -> None:
+        self.thread = threading.Thread(target=self._thread_main, name=f"ringleader-worker-{self.id}",
+                                       daemon=True)
+        self.thread.start()
+        self.ready.wait()
+        if self.error is not None:
+            raise self.error
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+class ServerGroup:
+    """The listening side of :meth:`Runtime.serve` across all workers."""
+
+    def __init__(self, runtime: "Runtime", port: int, mode: str):
+        self.runtime = runtime
+        self.port = port
+        self.mode = mode
+        self._servers: list[tuple[RingEventLoop, Any]] = []
+        self.closed = False
+
+    def close(self) -> None:
+        """Stop accepting on every worker (thread-safe; connections stay open)."""
+        if self.closed:
+            return
+        self.closed = True
+        for loop, srv in self._servers:
+            if loop.is_closed():
+                continue
+            if threading.get_ident() == loop._owner:
+                srv.close()
+            else:
+                loop.call_soon_threadsafe(srv.close)
+
+
+class _Acceptor:
+    """Worker 0's multishot accept that deals sockets round-robin to workers."""
+
+    def __init__(self, runtime: "Runtime", loop: RingEventLoop, sock: socket.socket,
+                 protocol_factory, lid: int):
+        self.runtime = runtime
+        self.loop = loop
+        self.sock = sock
+        self.factory = protocol_factory
+        self.lid = lid
+        self.rr = itertools.cycle(range(len(runtime.workers)))
+        self.ud = loop._alloc_ud(self._on_accept)
+        loop._ring.accept(sock.fileno(), self.ud, multishot=True)
+        loop._kick()
+
+    def _on_accept(self, res: int, flags: int) -> None:
+        if res >= 0:
+            target = self.runtime.workers[next(self.rr)]
+            if target.loop is self.loop:
+                self.loop.adopt_socket(socket.socket(fileno=res), self.factory)
+            else:
+                # res is a process-wide fd: the message carries it to the
+                # target ring, whose handler registers it in its own table.
+                self.loop.send_message(target.ring_fd, TAG_NEWFD, self.lid, res)
+        elif res != -125:  # ECANCELED when closing
+            logger.warning("acceptor: %s", error_from_result(res, "accept", self.sock.fileno()))
+        if not flags & consts.CQE_F_MORE and self.sock.fileno() >= 0:
+            self.loop._ring.accept(self.sock.fileno(), self.ud, multishot=True)
+
+    def close(self) -> None:
+        if self.sock.fileno() < 0:
+            return
+        self.loop._ring.cancel(self.ud, self.loop._oneshot(lambda r, f: None))
+        self.loop._free_ud(self.ud)
+        self.loop._ring.flush()
+        self.sock.close()
+
+
+class Runtime:
+    """N workers, each a thread owning one ring and one asyncio-compatible loop."""
+
+    def __init__(self, workers: int = 1, *, loop_options: dict | None = None):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.loop_options = dict(loop_options or {})
+        self.workers: list[Worker] = [Worker(self, i) for i in range(workers)]
+        self._migrations: dict[int, tuple] = {}
+        self._tokens = itertools.count(1)
+        self._listeners: dict[int, tuple] = {}
+        self._lids = itertools.count(1)
+        self._groups: list[ServerGroup] = []
+        self._lock = threading.Lock()
+        self.started = False
+        self.stopped = False
+        _raise_nofile_limit()
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self, *, skip: tuple[int, ...] = ()) -> "Runtime":
+        """Start worker threads (all but those in ``skip``, which the caller runs)."""
+        for w in self.workers:
+            if w.id not in skip:
+                w.start_thread()
+        self.started = True
+        return self
+
+    def add_worker(self) -> int:
+        """Start one more worker (thread-safe); returns its id."""
+        with self._lock:
+            w = Worker(self, len(self.workers))
+            self.workers.append(w)
+        w.start_thread()
+        return w.id
+
+    def worker(self, wid: int) -> Worker:
+        try:
+            return self.workers[wid]
+        except IndexError:
+            raise WorkerError(f"no worker {wid}: this runtime has {len(self.workers)}") from None
+
+    def loop(self, wid: int) -> RingEventLoop:
+        loop = self.worker(wid).loop
+        if loop is None or loop.is_closed():
+            raise WorkerError(f"worker {wid} is not running")
+        return loop
+
+    @staticmethod
+    def current_worker() -> int | None:
+        """The id of the worker whose loop is running in this thread, if any."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return getattr(loop, "worker_id", None)
+
+    # ------------------------------------------------------- cross-worker
+    def spawn(self, coro: Awaitable, worker: int = 0) -> concurrent.futures.Future:
+        """Run ``coro`` as a task on ``worker`` (from any thread)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop(worker))
+
+    def call(self, worker: int, fn: Callable, *args) -> concurrent.futures.Future:
+        """Call ``fn(*args)`` on ``worker``'s thread; the future gets its result."""
+        loop = self.loop(worker)
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        loop.call_soon_threadsafe(run)
+        return fut
+
+    async def run_on(self, worker: int, coro: Awaitable) -> Any:
+        """From inside a worker: await ``coro`` executed on ``worker``."""
+        if self.current_worker() == worker:
+            return await coro
+        return await asyncio.wrap_future(self.spawn(coro, worker))
+
+    def stats(self) -> list[LoopStats]:
+        """A frozen snapshot per running worker (from any thread)."""
+        return [w.loop.stats() for w in self.workers if w.loop is not None and not w.loop.is_closed()]
+
+    # ------------------------------------------------------------- serving
+    async def serve(self, protocol_factory: Callable[[], asyncio.BaseProtocol], host: str = "127.0.0.1",
+                    port: int = 0, *, mode: str = "reuseport", backlog: int = 1024) -> ServerGroup:
+        """Serve TCP on ``host:port`` with connections spread across all workers."""
+        if mode not in ("reuseport", "acceptor"):
+            raise ValueError(f"mode must be 'reuseport' or 'acceptor', got {mode!r}")
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, addr = infos[0]
+
+        def listener(bind_port: int) -> socket.socket:
+            s = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if mode == "reuseport":
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                s.bind((addr[0], bind_port) + tuple(addr[2:]))
+                s.listen(backlog)
+                s.setblocking(False)
+            except BaseException:
+                s.close()
+                raise
+            return s
+
+        first = listener(port)
+        port = first.getsockname()[1]
+        group = ServerGroup(self, port, mode)
+        if mode == "acceptor":
+            lid = next(self._lids)
+            self._listeners[lid] = (protocol_factory,)
+            loop0 = self.loop(0)
+
+            async def start_acceptor():
+                return _Acceptor(self, loop0, first, protocol_factory, lid)
+
+            acc = await self.run_on(0, start_acceptor())
+            group._servers.append((loop0, acc))
+        else:
+            socks = [first] + [listener(port) for _ in self.workers[1:]]
+            for w, s in zip(self.workers, socks):
+                async def start(sock=s):
+                    return await asyncio.get_running_loop().create_server(protocol_factory, sock=sock,
+                                                                          backlog=backlog)
+                srv = await self.run_on(w.id, start())
+                group._servers.append((w.loop, srv))
+        self._groups.append(group)
+        return group
+
+    def _on_new_fd(self, lid: int, fd: int) -> None:
+        # Runs on the receiving worker's thread.
+        loop = asyncio.get_running_loop()
+        entry = self._listeners.get(lid)
+        if entry is None or fd < 0:
+            if fd >= 0:
+                os.close(fd)
+            return
+        loop.adopt_socket(socket.socket(fileno=fd), entry[0])
+
+    # ----------------------------------------------------------- migration
+    async def migrate(self, conn, worker: int) -> None:
+        """Move a live connection to ``worker``; call it on the connection's worker.
+
+        ``conn`` is a :class:`RingTransport` or anything with one at
+        ``.transport`` (a protocol, a StreamWriter).  The receive is cancelled
+        and the in-flight send allowed to finish; bytes that arrive meanwhile
+        are held and delivered on the new worker first, and bytes written
+        meanwhile are sent from there.  The fixed file moves with MSG_RING
+        SEND_FD.  Afterwards the protocol is driven by the new worker's thread;
+        a protocol with a ``connection_migrated(transport, loop)`` method is
+        told.  Code still running on the old worker must not use the
+        transport after this returns.
+        """
+        t = _as_transport(conn)
+        src = t._loop
+        if asyncio.get_running_loop() is not src:
+            raise MigrationError(f"migrate() must run on the connection's worker ({src.worker_id})")
+        dst = self.loop(worker)
+        if dst is src:
+            return
+        waiter = src.create_future()
+        t._begin_migration(waiter)
+        src._kick()
+        try:
+            await waiter
+        except BaseException:
+            t.migrating = False
+            t._arm_recv()
+            raise
+        token = next(self._tokens)
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        old_slot = t._detach()
+        self._migrations[token] = (t, done)
+
+        def sent(res: int, flags: int) -> None:
+            if res >= 0:
+                src._ring.files.release(old_slot)
+                src.migrations_out += 1
+            else:
+                # The kernel refused: the file is still ours; rejoin this loop.
+                self._migrations.pop(token, None)
+                t._abort_migration()
+                t._attach(src, old_slot)
+                t.migrations -= 1
+                if not done.done():
+                    done.set_exception(MigrationError(
+                        f"moving {t!r} to worker {worker} failed: "
+                        f"{error_from_result(res, 'msg_ring(send_fd)', old_slot, True)}"))
+
+        ud = src._oneshot(sent)
+        src._ring.msg_ring_send_fd(dst.ring_fd, old_slot, consts.FILE_INDEX_ALLOC,
+                                   TAG_MIGRATE | token, ud)
+        src._kick()
+        await asyncio.wrap_future(done)
+
+    def _on_migrate_in(self, token: int, slot: int) -> None:
+        # Runs on the destination worker's thread.
+        entry = self._migrations.pop(token, None)
+        if entry is None:
+            return
+        t, done = entry
+        loop = asyncio.get_running_loop()
+        if slot < 0:
+            done.set_exception(MigrationError(f"target ring refused the file: "
+                                              f"{error_from_result(slot, 'msg_ring(send_fd)')}"))
+            return
+        loop._ring.files.adopt(slot)
+        loop.migrations_in += 1
+        t._attach(loop, slot)
+        done.set_result(None)
+
+    # ------------------------------------------------------------ shutdown
+    def stop(self, drain_timeout: float = 10.0) -> None:
+        """Graceful stop from any non-worker thread: stop accepting, let
+        connections finish until ``drain_timeout``, then cancel tasks, stop
+        the loops, close the rings, join the threads."""
+        if self.stopped:
+            return
+        self.stopped = True
+        for g in self._groups:
+            g.close()
+        deadline = time.monotonic() + drain_timeout
+        while time.monotonic() < deadline:
+            if not any(w.loop is not None and not w.loop.is_closed() and w.loop._conns
+                       for w in self.workers):
+                break
+            time.sleep(0.01)
+        for w in self.workers:
+            if w.loop is not None and not w.loop.is_closed() and w.thread is not None:
+                w.loop.call_soon_threadsafe(_abort_all, w.loop)
+                w.loop.call_soon_threadsafe(w.loop.stop)
+        for w in self.workers:
+            if w.thread is not None:
+                w.thread.join()
+
+    async def shutdown(self, drain_timeout: float = 10.0) -> None:
+        """Graceful stop from inside worker 0 (as ``run`` does when main returns)."""
+        for g in self._groups:
+            g.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        while loop.time() < deadline:
+            if not any(w.loop is not None and not w.loop.is_closed() and w.loop._conns
+                       for w in self.workers):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.get_running_loop().run_in_executor(None, self.stop, 0.0)
+
+
+def _abort_all(loop: RingEventLoop) -> None:
+    for t in list(loop._conns.values()):
+        t.abort()
+
+
+def _as_transport(conn) -> RingTransport:
+    if isinstance(conn, RingTransport):
+        return conn
+    t = getattr(conn, "transport", None) or getattr(conn, "_transport", None)
+    if isinstance(t, RingTransport):
+        return t
+    raise TypeError(f"cannot migrate {conn!r}: it is not (and does not hold) a ringleader transport")
+
+
+def run(main: Callable[..., Awaitable] | Awaitable, *, workers: int = 1, drain_timeout: float = 10.0,
+        debug: bool | None = None, loop_options: dict | None = None) -> Any:
+    """Like ``asyncio.run``: run ``main`` on worker 0 (this thread) with ``workers`` rings.
+
+    ``main`` is a coroutine, or a coroutine function taking the :class:`Runtime`.
+    Returns its result; on return the runtime drains and stops.
+    """
+    rt = Runtime(workers, loop_options=loop_options)
+    w0 = rt.workers[0]
+    runner = asyncio.Runner(debug=debug, loop_factory=w0.make_loop)
+
+    async def entry():
+        rt.start(skip=(0,))
+        try:
+            coro = main(rt) if callable(main) else main
+            return await coro
+        finally:
+            await rt.shutdown(drain_timeout)
+
+    with runner:
+        return runner.run(entry())
