@@ -25,6 +25,7 @@ struct rl_stats {
     uint64_t batch_hist[16];
     uint64_t flush_hist[16];
     uint64_t flush_bytes_hist[16];
+    uint64_t cq_backlog;
 };
 struct rl_ring {
     struct rl_stats st;

@@ -36,6 +36,8 @@ struct rl_stats {
     uint64_t batch_hist[RL_HIST];   /* CQEs per harvest: bucket 0 = 0, k = [2^(k-1), 2^k) */
     uint64_t flush_hist[RL_HIST];   /* SQEs pending at each flush */
     uint64_t flush_bytes_hist[RL_HIST]; /* send bytes pending at each flush, log2 buckets */
+    uint64_t cq_backlog;      /* harvests that found CQEs parked in the kernel's overflow
+                               * list (CQ ring was full; with FEAT_NODROP none are lost) */
 };
 
 struct rl_ring {
@@ -205,6 +207,8 @@ static int rl_enter(struct rl_ring *r, unsigned wait_nr, int64_t timeout_ns,
     if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
         return ret;
 
+    if (io_uring_cq_has_overflow(&r->ring))
+        r->st.cq_backlog++;
     while (got < max) {
         unsigned want = max - got;
         if (want > 256)
@@ -253,12 +257,15 @@ static int rl_prep_accept(struct rl_ring *r, int fd, int multishot, int direct,
                           uint64_t ud, unsigned sf)
 {
     RL_GET_SQE(r);
+    /* Direct accepts: the kernel refuses SOCK_CLOEXEC with a file slot (-EINVAL; a fixed
+     * slot has no close-on-exec anyway), and liburing 2.3's accept_direct adds 1 to the
+     * index, so ALLOC must be passed as ALLOC - 1 (ALLOC itself wraps to 0 = no slot). */
     if (multishot && direct)
-        io_uring_prep_multishot_accept_direct(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+        io_uring_prep_multishot_accept_direct(sqe, fd, NULL, NULL, 0);
     else if (multishot)
         io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
     else if (direct)
-        io_uring_prep_accept_direct(sqe, fd, NULL, NULL, SOCK_CLOEXEC, IORING_FILE_INDEX_ALLOC);
+        io_uring_prep_accept_direct(sqe, fd, NULL, NULL, 0, IORING_FILE_INDEX_ALLOC - 1);
     else
         io_uring_prep_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
     return rl_finish(sqe, ud, sf);

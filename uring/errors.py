@@ -35,9 +35,13 @@ class UringError(OSError):
         self.op = op
         self.fd = fd
         self.fixed = fixed
+        self.detail = detail
 
     def __reduce__(self):
-        return (error_from_result, (-self.errno, self.op, self.fd, self.fixed))
+        # RingUnavailableError / RingFullError are not picked by errno: keep the class.
+        if type(self) in (RingUnavailableError, RingFullError):
+            return (type(self), (self.errno, self.op, self.fd, self.fixed, self.detail))
+        return (error_from_result, (-self.errno, self.op, self.fd, self.fixed, self.detail))
 
 
 class RingUnavailableError(UringError):
@@ -49,13 +53,22 @@ class RingFullError(UringError):
 
 
 _BUILTIN_FOR_ERRNO: dict[int, type[OSError]] = {
+    # the same errno -> class table as Python's own OSError constructor
     _errno.ECONNRESET: ConnectionResetError,
     _errno.EPIPE: BrokenPipeError,
+    _errno.ESHUTDOWN: BrokenPipeError,
     _errno.ECONNREFUSED: ConnectionRefusedError,
     _errno.ECONNABORTED: ConnectionAbortedError,
     _errno.ETIMEDOUT: TimeoutError,
     _errno.ETIME: TimeoutError,
     _errno.EAGAIN: BlockingIOError,
+    _errno.EALREADY: BlockingIOError,
+    _errno.EINPROGRESS: BlockingIOError,
+    _errno.EEXIST: FileExistsError,
+    _errno.EISDIR: IsADirectoryError,
+    _errno.ENOTDIR: NotADirectoryError,
+    _errno.ECHILD: ChildProcessError,
+    _errno.ESRCH: ProcessLookupError,
     _errno.EINTR: InterruptedError,
     _errno.ENOENT: FileNotFoundError,
     _errno.EPERM: PermissionError,

@@ -21,12 +21,14 @@ import threading
 
 from . import consts
 from ._liburing import ffi, lib
-from .errors import RingFullError, check, error_from_result
+from .errors import RingFullError, UringError, check, error_from_result
 from .features import Features, probe, unavailable
 
 __all__ = ["Ring", "RingStats", "FixedFiles", "BufferRing", "Completion"]
 
 _EBUSY = -16
+_EEXIST = -17
+_ENFILE = 23
 _FIXED = consts.SQE_FIXED_FILE
 _F_MORE = consts.CQE_F_MORE
 
@@ -44,6 +46,17 @@ class Completion:
     @property
     def buffer_id(self) -> int | None:
         return self.flags >> 16 if self.flags & consts.CQE_F_BUFFER else None
+
+    @property
+    def notif(self) -> bool:
+        """The second completion of a zero-copy send: the kernel is done with the buffer."""
+        return bool(self.flags & consts.CQE_F_NOTIF)
+
+    def check(self, op: str, fd: int | None = None, fixed: bool = False) -> int:
+        """Return ``res``, or raise the :class:`UringError` naming ``op`` and ``fd``/slot."""
+        if self.res < 0:
+            raise error_from_result(self.res, op, fd, fixed)
+        return self.res
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,12 +82,19 @@ class RingStats:
     fixed_capacity: int
     sq_entries: int
     setup_flags: int
+    # Harvests that found completions parked in the kernel's overflow list because the CQ
+    # ring was full.  With FEAT_NODROP they are delivered later; cq_overflow counts loss.
+    cq_backlog: int = 0
+
+    HIST_BUCKETS = 16
 
     @staticmethod
     def bucket_bounds(k: int) -> tuple[int, int]:
-        """Inclusive (low, high) of histogram bucket k."""
+        """Inclusive (low, high) of histogram bucket k (the last bucket is open-ended)."""
         if k == 0:
             return (0, 0)
+        if k == RingStats.HIST_BUCKETS - 1:
+            return (1 << (k - 1), 2**64 - 1)
         return (1 << (k - 1), (1 << k) - 1)
 
     def mean_batch(self) -> float:
@@ -126,8 +146,8 @@ class FixedFiles:
     def reserve(self) -> int:
         """Take a free slot without installing anything (a msg_ring target)."""
         if not self._free:
-            raise error_from_result(-23, "fixed_files.reserve", None, False,  # ENFILE
-                                    f"all {self.user_slots} slots in use")
+            raise RingFullError(_ENFILE, "fixed_files.reserve", None, False,
+                                f"all {self.user_slots} user slots of {self.capacity} in use")
         slot = self._free.pop()
         self._used.add(slot)
         return slot
@@ -139,23 +159,25 @@ class FixedFiles:
         if res < 0:
             self._free.append(slot)
             self._used.discard(slot)
-            raise error_from_result(res, "files_update", fd)
+            raise self._ring._error(res, "files_update", fd)
         return slot
 
     def update(self, slot: int, fd: int) -> None:
-        check(lib.rl_files_update(self._ring._r, slot, fd), "files_update", slot, True)
+        res = lib.rl_files_update(self._ring._r, slot, fd)
+        if res < 0:
+            raise self._ring._error(res, "files_update", slot, True)
 
     def release(self, slot: int) -> None:
         """Empty ``slot`` (drops the ring's reference to the file) and free it."""
+        res = lib.rl_files_update(self._ring._r, slot, -1)
         if slot in self._used:
-            res = lib.rl_files_update(self._ring._r, slot, -1)
             self._used.discard(slot)
             self._free.append(slot)
-            check(res, "files_update(release)", slot, True)
         else:
             # a kernel-allocated slot (accept direct / msg_ring alloc)
-            check(lib.rl_files_update(self._ring._r, slot, -1), "files_update(release)", slot, True)
             self.kernel_in_use = max(0, self.kernel_in_use - 1)
+        if res < 0:
+            raise self._ring._error(res, "files_update(release)", slot, True)
 
     def forget(self, slot: int) -> None:
         """Mark ``slot`` free after the kernel emptied it (close_direct completed)."""
@@ -181,7 +203,10 @@ class BufferRing:
     def __init__(self, ring: "Ring", count: int, size: int, bgid: int):
         self._ring = ring
         self._b = ffi.new("struct rl_bufring *")
-        check(lib.rl_bufring_setup(ring._r, self._b, count, size, bgid), "register_buf_ring", bgid)
+        res = lib.rl_bufring_setup(ring._r, self._b, count, size, bgid)
+        if res < 0:
+            self._b = None
+            raise ring._error(res, "register_buf_ring", detail=f"group {bgid}, {count} x {size} B")
         self.count = count
         self.size = size
         self.bgid = bgid
@@ -211,6 +236,11 @@ class Ring:
             raise ValueError(f"entries must be in 1..32768, got {entries}")
         if files < 0:
             raise ValueError(f"files must be >= 0, got {files}")
+        # Set first, so close() and __del__ work whatever step below fails.
+        self.closed = True
+        self._bufrings: list[BufferRing] = []
+        self._keep: dict[int, object] = {}
+        self.files: FixedFiles | None = None
         self._features = probe()
         self._r = ffi.new("struct rl_ring *")
         cq = cq_entries if cq_entries is not None else entries * 8
@@ -222,28 +252,42 @@ class Ring:
                 break
         if res < 0:
             raise unavailable(res)
+        self.closed = False
         self.owner = threading.get_ident()
         self.fd = lib.rl_ring_fd(self._r)
         self.flags = self._r.setup_flags
-        self._keep: dict[int, object] = {}
         self._max = 4 * max(entries, 64)
         self._ud = ffi.new("uint64_t[]", self._max)
         self._res = ffi.new("int32_t[]", self._max)
         self._fl = ffi.new("uint32_t[]", self._max)
-        self.files: FixedFiles | None = None
         if files:
-            if not self._features.sparse_files:
+            try:
+                self.files = self._register_files(files, kernel_slots)
+            except BaseException:
                 self.close()
-                raise unavailable(-38, "register_files_sparse")
-            ks = kernel_slots if kernel_slots is not None else files // 4
-            check(lib.rl_files_sparse(self._r, files), "register_files_sparse")
-            if ks and self._features.file_alloc_range:
-                check(lib.rl_files_alloc_range(self._r, files - ks, ks), "register_file_alloc_range")
-            else:
-                ks = 0
-            self.files = FixedFiles(self, files, ks)
-        self._bufrings: list[BufferRing] = []
-        self.closed = False
+                raise
+
+    def _register_files(self, files: int, kernel_slots: int | None) -> FixedFiles:
+        if not self._features.sparse_files:
+            raise unavailable(-38, "register_files_sparse")
+        ks = kernel_slots if kernel_slots is not None else files // 4
+        if not 0 <= ks <= files:
+            raise ValueError(f"kernel_slots must be in 0..{files}, got {ks}")
+        check(lib.rl_files_sparse(self._r, files), "register_files_sparse")
+        if ks and self._features.file_alloc_range:
+            check(lib.rl_files_alloc_range(self._r, files - ks, ks), "register_file_alloc_range")
+        else:
+            ks = 0
+        return FixedFiles(self, files, ks)
+
+    def _error(self, res: int, op: str, fd: int | None = None, fixed: bool = False,
+               detail: str = "") -> UringError:
+        """The exception for ``res``; says so when a SINGLE_ISSUER ring is used off-thread."""
+        if res == _EEXIST and threading.get_ident() != self.owner:
+            detail = (f"ring {self.fd} belongs to thread {self.owner}, used from thread "
+                      f"{threading.get_ident()}; a SINGLE_ISSUER ring is driven only by its "
+                      f"owner (reach it with msg_ring or an eventfd)")
+        return error_from_result(res, op, fd, fixed, detail)
 
     # ---- introspection ----
     def features(self) -> Features:
@@ -258,7 +302,8 @@ class Ring:
         return RingStats(
             enters=st.enters, waits=st.waits, sqes_submitted=st.sqes_submitted,
             cqes_reaped=st.cqes_reaped, flushes=st.flushes, bytes_flushed=st.bytes_flushed,
-            cq_overflow=st.cq_overflow, sq_full=st.sq_full, wait_ns=st.wait_ns,
+            cq_overflow=st.cq_overflow, cq_backlog=st.cq_backlog, sq_full=st.sq_full,
+            wait_ns=st.wait_ns,
             batch_hist=tuple(st.batch_hist), flush_hist=tuple(st.flush_hist),
             flush_bytes_hist=tuple(st.flush_bytes_hist),
             fixed_in_use=self.files.in_use if self.files else 0,
@@ -282,7 +327,10 @@ class Ring:
     # ---- submission / completion ----
     def flush(self) -> int:
         """Submit queued SQEs without waiting; returns how many."""
-        return check(lib.rl_flush(self._r), "io_uring_enter(submit)")
+        res = lib.rl_flush(self._r)
+        if res < 0:
+            raise self._error(res, "io_uring_enter(submit)", self.fd)
+        return res
 
     def enter(self, wait_nr: int = 0, timeout: float | None = None) -> tuple[list, list, list]:
         """Submit, wait for ``wait_nr`` completions (at most ``timeout`` s), harvest.
@@ -294,7 +342,7 @@ class Ring:
         n = lib.rl_enter(self._r, wait_nr, ns, self._ud, self._res, self._fl, self._max)
         if n <= 0:
             if n < 0:
-                raise error_from_result(n, "io_uring_enter", self.fd)
+                raise self._error(n, "io_uring_enter", self.fd)
             return [], [], []
         uds = ffi.unpack(self._ud, n)
         fls = ffi.unpack(self._fl, n)
@@ -323,60 +371,70 @@ class Ring:
         """Queue ``n`` NOPs with user_data ud0, ud0+1, ... in one call."""
         self._check_sqe(lib.rl_prep_nops(self._r, n, ud0), "nop")
 
+    # ``link=True`` sets IOSQE_IO_LINK: the next SQE (e.g. :meth:`link_timeout`) starts only
+    # after this one, or bounds it.  Buffers are recorded in ``_keep`` only once the SQE is
+    # prepared, so a refused SQE (RingFullError) keeps nothing alive by mistake.
     def accept(self, fd: int, ud: int, *, multishot: bool = False, direct: bool = False,
-               fixed: bool = False) -> None:
+               fixed: bool = False, link: bool = False) -> None:
         """Accept on listening socket ``fd``.  ``direct``: the new socket goes into a
-        kernel-chosen fixed slot (returned as res) instead of a normal fd."""
+        kernel-chosen fixed slot (returned as res; call ``files.adopt(res)``) instead of a
+        normal fd; -ENFILE when the kernel's slot range is full."""
         self._check_sqe(lib.rl_prep_accept(self._r, fd, int(multishot), int(direct), ud,
-                                           _FIXED if fixed else 0), "accept", fd, fixed)
+                                           _sf(fixed, link)), "accept", fd, fixed)
 
     def connect(self, fd: int, address, ud: int, *, family: int = socket.AF_INET,
-                fixed: bool = False) -> None:
+                fixed: bool = False, link: bool = False) -> None:
         raw = _sockaddr(family, address)
         buf = ffi.from_buffer(raw)
-        self._keep[ud] = (raw, buf)
-        self._check_sqe(lib.rl_prep_connect(self._r, fd, buf, len(raw), ud, _FIXED if fixed else 0),
+        self._check_sqe(lib.rl_prep_connect(self._r, fd, buf, len(raw), ud, _sf(fixed, link)),
                         "connect", fd, fixed)
+        self._keep[ud] = (raw, buf)
 
-    def recv(self, fd: int, buf, ud: int, *, fixed: bool = False, flags: int = 0) -> None:
+    def recv(self, fd: int, buf, ud: int, *, fixed: bool = False, flags: int = 0,
+             link: bool = False) -> None:
         """Receive into a caller buffer (kept alive until the completion)."""
         cbuf = ffi.from_buffer(buf, require_writable=True)
+        self._check_sqe(lib.rl_prep_recv(self._r, fd, cbuf, len(cbuf), flags, ud, _sf(fixed, link)),
+                        "recv", fd, fixed)
         self._keep[ud] = cbuf
-        self._check_sqe(lib.rl_prep_recv(self._r, fd, cbuf, len(cbuf), flags, ud,
-                                         _FIXED if fixed else 0), "recv", fd, fixed)
 
     def recv_select(self, fd: int, bufring: BufferRing, ud: int, *, multishot: bool = False,
-                    fixed: bool = False) -> None:
-        """Receive into a buffer the kernel picks from ``bufring`` (CQE flags carry its id)."""
+                    fixed: bool = False, link: bool = False) -> None:
+        """Receive into a buffer the kernel picks from ``bufring`` (CQE flags carry its id).
+
+        A multishot receive ends (a CQE without F_MORE) at EOF (res 0), on cancel
+        (-ECANCELED), on error, or with -ENOBUFS when ``bufring`` ran dry: recycle, re-arm."""
         self._check_sqe(lib.rl_prep_recv_bufsel(self._r, fd, bufring.bgid, int(multishot), ud,
-                                                _FIXED if fixed else 0), "recv", fd, fixed)
+                                                _sf(fixed, link)), "recv", fd, fixed)
 
     def send(self, fd: int, data, ud: int, *, fixed: bool = False, flags: int = 0,
              link: bool = False) -> None:
         cbuf = ffi.from_buffer(data)
+        self._check_sqe(lib.rl_prep_send(self._r, fd, cbuf, len(cbuf), flags | _MSG_NOSIGNAL, ud,
+                                         _sf(fixed, link)), "send", fd, fixed)
         self._keep[ud] = (data, cbuf)
-        sf = (_FIXED if fixed else 0) | (consts.SQE_IO_LINK if link else 0)
-        self._check_sqe(lib.rl_prep_send(self._r, fd, cbuf, len(cbuf), flags | _MSG_NOSIGNAL, ud, sf),
-                        "send", fd, fixed)
 
-    def send_zc(self, fd: int, data, ud: int, *, fixed: bool = False) -> None:
-        """Zero-copy send: two completions (result with F_MORE, then F_NOTIF)."""
+    def send_zc(self, fd: int, data, ud: int, *, fixed: bool = False, link: bool = False) -> None:
+        """Zero-copy send: two completions (result with F_MORE, then F_NOTIF).  Needs a
+        socket that supports zero copy (TCP/UDP; AF_UNIX gives -EOPNOTSUPP)."""
         cbuf = ffi.from_buffer(data)
-        self._keep[ud] = (data, cbuf)
         self._check_sqe(lib.rl_prep_send_zc(self._r, fd, cbuf, len(cbuf), _MSG_NOSIGNAL, ud,
-                                            _FIXED if fixed else 0), "send_zc", fd, fixed)
-
-    def read(self, fd: int, buf, ud: int, *, offset: int = -1, fixed: bool = False) -> None:
-        cbuf = ffi.from_buffer(buf, require_writable=True)
-        self._keep[ud] = cbuf
-        self._check_sqe(lib.rl_prep_read(self._r, fd, cbuf, len(cbuf), offset & (2**64 - 1), ud,
-                                         _FIXED if fixed else 0), "read", fd, fixed)
-
-    def write(self, fd: int, data, ud: int, *, offset: int = -1, fixed: bool = False) -> None:
-        cbuf = ffi.from_buffer(data)
+                                            _sf(fixed, link)), "send_zc", fd, fixed)
         self._keep[ud] = (data, cbuf)
+
+    def read(self, fd: int, buf, ud: int, *, offset: int = -1, fixed: bool = False,
+             link: bool = False) -> None:
+        cbuf = ffi.from_buffer(buf, require_writable=True)
+        self._check_sqe(lib.rl_prep_read(self._r, fd, cbuf, len(cbuf), offset & (2**64 - 1), ud,
+                                         _sf(fixed, link)), "read", fd, fixed)
+        self._keep[ud] = cbuf
+
+    def write(self, fd: int, data, ud: int, *, offset: int = -1, fixed: bool = False,
+              link: bool = False) -> None:
+        cbuf = ffi.from_buffer(data)
         self._check_sqe(lib.rl_prep_write(self._r, fd, cbuf, len(cbuf), offset & (2**64 - 1), ud,
-                                          _FIXED if fixed else 0), "write", fd, fixed)
+                                          _sf(fixed, link)), "write", fd, fixed)
+        self._keep[ud] = (data, cbuf)
 
     def close_fd(self, fd: int, ud: int) -> None:
         self._check_sqe(lib.rl_prep_close(self._r, fd, ud, 0), "close", fd)
@@ -408,9 +466,10 @@ class Ring:
         """Cancel every pending operation on ``fd`` (or fixed slot)."""
         self._check_sqe(lib.rl_prep_cancel_fd(self._r, fd, int(fixed), ud, 0), "async_cancel", fd, fixed)
 
-    def poll(self, fd: int, mask: int, ud: int, *, multishot: bool = False, fixed: bool = False) -> None:
-        self._check_sqe(lib.rl_prep_poll(self._r, fd, mask, int(multishot), ud,
-                                         _FIXED if fixed else 0), "poll_add", fd, fixed)
+    def poll(self, fd: int, mask: int, ud: int, *, multishot: bool = False, fixed: bool = False,
+             link: bool = False) -> None:
+        self._check_sqe(lib.rl_prep_poll(self._r, fd, mask, int(multishot), ud, _sf(fixed, link)),
+                        "poll_add", fd, fixed)
 
     def poll_remove(self, target_ud: int, ud: int) -> None:
         self._check_sqe(lib.rl_prep_poll_remove(self._r, target_ud, ud, 0), "poll_remove")
@@ -437,10 +496,13 @@ class Ring:
         if self.closed:
             return
         self.closed = True
+        # Exit the ring before unmapping its buffers: the kernel cancels pending receives
+        # at exit, so none can land in memory we already gave back.  (Unregistering the
+        # buffer rings first would also fail from a thread other than the owner.)
+        lib.rl_ring_exit(self._r)
         for br in self._bufrings:
             br.close()
         self._bufrings.clear()
-        lib.rl_ring_exit(self._r)
         self._keep.clear()
 
     def __enter__(self):
@@ -459,6 +521,12 @@ class Ring:
 
 
 _MSG_NOSIGNAL = socket.MSG_NOSIGNAL
+_LINK = consts.SQE_IO_LINK
+
+
+def _sf(fixed: bool, link: bool) -> int:
+    """SQE flags for the common keyword arguments."""
+    return (_FIXED if fixed else 0) | (_LINK if link else 0)
 
 
 def _sockaddr(family: int, address) -> bytes:
