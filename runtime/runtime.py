@@ -39,6 +39,7 @@ from typing import Any, Awaitable, Callable
 from ..uring import consts, error_from_result
 from .errors import MigrationError, WorkerError
 from .loop import TAG_MIGRATE, TAG_NEWFD, RingEventLoop
+from .registry import Registry
 from .stats import LoopStats
 from .transport import RingTransport
 
@@ -67,6 +68,7 @@ class Worker:
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self.ring_fd = -1
+        self.draining = False
 
     def make_loop(self) -> RingEventLoop:
         loop = RingEventLoop(worker_id=self.id, runtime=self.runtime, **self.runtime.loop_options)
@@ -147,14 +149,17 @@ class _Acceptor:
         self.sock = sock
         self.factory = protocol_factory
         self.lid = lid
-        self.rr = itertools.cycle(range(len(runtime.workers)))
+        self.rr = itertools.count()
         self.ud = loop._alloc_ud(self._on_accept)
         loop._ring.accept(sock.fileno(), self.ud, multishot=True)
         loop._kick()
 
     def _on_accept(self, res: int, flags: int) -> None:
         if res >= 0:
-            target = self.runtime.workers[next(self.rr)]
+            # Index modulo the current worker count: workers added later get
+            # their share, and a draining worker is skipped.
+            live = [w for w in self.runtime.workers if not w.draining]
+            target = live[next(self.rr) % len(live)]
             if target.loop is self.loop:
                 self.loop.adopt_socket(socket.socket(fileno=res), self.factory)
             else:
@@ -178,10 +183,18 @@ class _Acceptor:
 class Runtime:
     """N workers, each a thread owning one ring and one asyncio-compatible loop."""
 
-    def __init__(self, workers: int = 1, *, loop_options: dict | None = None):
+    def __init__(self, workers: int = 1, *, loop_options: dict | None = None,
+                 debug_socket: bool | str | os.PathLike = True, control: bool = False):
+        """``debug_socket``: serve the debug socket (:mod:`ringleader.runtime.debug`)
+        at its default path (True), at a given path, or not at all (False);
+        ``control=True`` enables its commands that change the runtime."""
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.loop_options = dict(loop_options or {})
+        self.debug_socket = debug_socket
+        self.control = control
+        self.debug_server = None
+        self.registry = Registry()
         self.workers: list[Worker] = [Worker(self, i) for i in range(workers)]
         self._migrations: dict[int, tuple] = {}
         self._tokens = itertools.count(1)
@@ -200,14 +213,85 @@ class Runtime:
             if w.id not in skip:
                 w.start_thread()
         self.started = True
+        if self.debug_socket and self.debug_server is None:
+            self._start_debug_server()
         return self
 
+    def _start_debug_server(self) -> None:
+        from .debug import DebugError, DebugServer
+        path = None if self.debug_socket is True else self.debug_socket
+        try:
+            self.debug_server = DebugServer(self, path, control=self.control).start()
+        except DebugError as exc:
+            if path is not None:
+                raise
+            # The default socket is a convenience: a service must not fail to
+            # start because /run or /tmp is unusable.
+            logger.warning("debug socket disabled: %s", exc)
+
+    # ------------------------------------------------------------ registry
+    def register_pool(self, name: str, pool, worker: int | None = None) -> None:
+        """Show ``pool`` on the debug socket and in metrics as ``name``; its
+        control ``resize`` runs on ``worker`` (default: the calling worker, else 0)."""
+        if worker is None:
+            worker = self.current_worker() or 0
+        self.registry.add_pool(name, pool, worker)
+
+    def unregister_pool(self, name: str) -> None:
+        self.registry.remove_pool(name)
+
+    def register_supervisor(self, supervisor) -> None:
+        """Show ``supervisor`` (its ``snapshot()``) on the debug socket; None unregisters."""
+        self.registry.set_supervisor(supervisor)
+
     def add_worker(self) -> int:
-        """Start one more worker (thread-safe); returns its id."""
+        """Start one more worker (from any thread but a worker's: it blocks until
+        the new loop runs); it joins every reuseport server.  Returns its id."""
         with self._lock:
             w = Worker(self, len(self.workers))
+            w.start_thread()
             self.workers.append(w)
-        w.start_thread()
+        for g in self._groups:
+            if g.mode == "reuseport" and not g.closed:
+                srv = self.spawn(_listen_reuseport(g, w.loop), w.id).result()
+                g._servers.append((w.loop, srv))
+        return w.id
+
+    async def remove_last_worker(self, drain_timeout: float = 5.0) -> int:
+        """Drain and stop the highest-numbered worker (not worker 0): its servers
+        stop accepting, its connections migrate to the other workers, then its
+        loop stops and its ring closes.  Call from any worker but that one."""
+        with self._lock:
+            if len(self.workers) < 2:
+                raise WorkerError("cannot remove the last remaining worker")
+            w = self.workers[-1]
+            w.draining = True
+        if self.current_worker() == w.id:
+            raise WorkerError("remove_last_worker() cannot run on the worker it removes")
+        others = [x.id for x in self.workers[:-1]]
+
+        async def evacuate():
+            for g in self._groups:
+                for loop, srv in list(g._servers):
+                    if loop is w.loop:
+                        srv.close()
+                        g._servers.remove((loop, srv))
+            moved = 0
+            for i, t in enumerate(list(w.loop._conns.values())):
+                if t.is_closing():
+                    continue
+                try:
+                    await self.migrate(t, others[i % len(others)])
+                    moved += 1
+                except (MigrationError, ConnectionError):
+                    pass
+            return moved
+
+        await self.run_on(w.id, evacuate())
+        w.loop.call_soon_threadsafe(w.loop.stop)
+        await asyncio.get_running_loop().run_in_executor(None, w.thread.join, drain_timeout)
+        with self._lock:
+            self.workers.remove(w)
         return w.id
 
     def worker(self, wid: int) -> Worker:
@@ -299,6 +383,9 @@ class Runtime:
             acc = await self.run_on(0, start_acceptor())
             group._servers.append((loop0, acc))
         else:
+            group._listen = listener
+            group._factory = protocol_factory
+            group._backlog = backlog
             socks = [first] + [listener(port) for _ in self.workers[1:]]
             for w, s in zip(self.workers, socks):
                 async def start(sock=s):
@@ -399,6 +486,8 @@ class Runtime:
         if self.stopped:
             return
         self.stopped = True
+        if self.debug_server is not None:
+            self.debug_server.close()
         for g in self._groups:
             g.close()
         deadline = time.monotonic() + drain_timeout
@@ -429,6 +518,11 @@ class Runtime:
         await asyncio.get_running_loop().run_in_executor(None, self.stop, 0.0)
 
 
+async def _listen_reuseport(group: ServerGroup, loop: RingEventLoop):
+    sock = group._listen(group.port)
+    return await loop.create_server(group._factory, sock=sock, backlog=group._backlog)
+
+
 def _abort_all(loop: RingEventLoop) -> None:
     for t in list(loop._conns.values()):
         t.abort()
@@ -444,13 +538,15 @@ def _as_transport(conn) -> RingTransport:
 
 
 def run(main: Callable[..., Awaitable] | Awaitable, *, workers: int = 1, drain_timeout: float = 10.0,
-        debug: bool | None = None, loop_options: dict | None = None) -> Any:
+        debug: bool | None = None, loop_options: dict | None = None,
+        debug_socket: bool | str | os.PathLike = True, control: bool = False) -> Any:
     """Like ``asyncio.run``: run ``main`` on worker 0 (this thread) with ``workers`` rings.
 
     ``main`` is a coroutine, or a coroutine function taking the :class:`Runtime`.
-    Returns its result; on return the runtime drains and stops.
+    Returns its result; on return the runtime drains and stops.  ``debug_socket``
+    and ``control`` are :class:`Runtime`'s.
     """
-    rt = Runtime(workers, loop_options=loop_options)
+    rt = Runtime(workers, loop_options=loop_options, debug_socket=debug_socket, control=control)
     w0 = rt.workers[0]
     runner = asyncio.Runner(debug=debug, loop_factory=w0.make_loop)
 

@@ -1,0 +1,137 @@
+"""User-facing knobs of the supervisor, validated at construction.
+
+Semantics (answering the seed spike's draft surface):
+
+* ``PoolAutoscale.min``/``max`` are hard rails: no decision ever sets a pool's
+  cap outside them.  The pool's own ``max_size`` at start is the initial cap
+  (it must lie inside the rails, or construction fails); the pool's
+  ``min_size`` (warm connections) is kept at ``min(min_size, cap)``.
+* ``enabled=False`` means the supervisor never touches that pool: today's
+  static behaviour exactly.
+* ``target_wait_ms`` is the SLO on acquire-wait p99 that growth defends;
+  ``headroom`` multiplies the Little's-law demand.
+* ``step_up``/``step_down`` bound one change (a fraction of the cap, at least
+  one connection); ``cooldown_up``/``cooldown_down`` are the minimum seconds
+  between changes in that direction; ``up_window``/``down_window`` are the
+  stabilisation windows (scale up on the minimum recommendation of the short
+  window, down on the maximum of the long one, as Kubernetes' HPA does).
+* The seed's separate "initial size" knob is dropped: the pool's explicit
+  ``max_size`` already is the initial value.  Its "grow threshold" and
+  "shrink threshold" are folded into the controller choice.
+* At shutdown the supervisor stops first; pools keep their last cap while they
+  drain and close.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+CONTROLLERS = ("littles", "threshold", "ewma", "pid")
+
+
+class ConfigError(ValueError):
+    """A supervisor setting is out of range or inconsistent."""
+
+
+def _positive(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+            or value <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolAutoscale:
+    enabled: bool = True
+    min: int = 1
+    max: int = 32
+    controller: str = "littles"
+    target_wait_ms: float = 10.0
+    headroom: float = 1.2
+    step_up: float = 1.0          # at most +100% (and at least +1) per change
+    step_down: float = 0.1        # at most -10% (and at least -1) per change
+    cooldown_up: float = 0.0
+    cooldown_down: float = 5.0
+    up_window: float = 0.0
+    down_window: float = 30.0
+    deadband: float = 0.1
+    # downstream-health guard
+    guard: bool = True
+    guard_latency_ratio: float = 1.5   # short/long hold-time EWMA that trips it
+    guard_error_rate: float = 0.02     # (errors + timeouts) / acquires
+    guard_cut: float = 0.9             # multiplicative cut per period while badly tripped
+    long_window: float = 60.0          # EWMA horizon of the latency baseline
+
+    def __post_init__(self):
+        if not isinstance(self.min, int) or not isinstance(self.max, int):
+            raise ConfigError(f"min and max must be ints, got {self.min!r}, {self.max!r}")
+        if self.min < 1 or self.max < self.min:
+            raise ConfigError(f"need 1 <= min <= max, got min={self.min} max={self.max}")
+        if self.controller not in CONTROLLERS:
+            raise ConfigError(f"controller must be one of {CONTROLLERS}, got {self.controller!r}")
+        for name in ("target_wait_ms", "headroom", "step_up", "step_down", "guard_latency_ratio",
+                     "guard_error_rate", "long_window"):
+            _positive(name, getattr(self, name))
+        for name in ("cooldown_up", "cooldown_down", "up_window", "down_window", "deadband"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or v < 0:
+                raise ConfigError(f"{name} must be >= 0, got {v!r}")
+        if not 0 < self.guard_cut < 1:
+            raise ConfigError(f"guard_cut must be in (0, 1), got {self.guard_cut!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerAutoscale:
+    enabled: bool = False
+    min: int = 1
+    max: int = 4
+    busy_high: float = 0.85
+    busy_low: float = 0.3
+    lag_ms: float = 5.0            # loop lag that confirms saturation
+    sustain: float = 5.0           # seconds the condition must hold
+    trial: float = 10.0            # seconds before judging an added worker
+    min_gain: float = 0.10         # keep an added worker only if throughput rises this much
+    cooldown: float = 30.0
+    shrink: bool = False           # drain-shrink on sustained low busy ratio
+
+    def __post_init__(self):
+        if self.min < 1 or self.max < self.min:
+            raise ConfigError(f"need 1 <= min <= max workers, got {self.min}..{self.max}")
+        if not 0 < self.busy_low < self.busy_high <= 1:
+            raise ConfigError("need 0 < busy_low < busy_high <= 1")
+        for name in ("lag_ms", "sustain", "trial", "min_gain", "cooldown"):
+            _positive(name, getattr(self, name))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rebalance:
+    enabled: bool = False
+    imbalance: float = 1.17        # act when the busiest ring exceeds the mean by this factor
+    min_residency: float = 10.0    # seconds a connection stays put after a move
+    moves_per_period: int = 1
+    min_load: float = 1024.0       # bytes/s below which a ring counts as idle (no moves)
+
+    def __post_init__(self):
+        if self.imbalance <= 1:
+            raise ConfigError(f"imbalance must be > 1, got {self.imbalance}")
+        if self.moves_per_period < 1:
+            raise ConfigError("moves_per_period must be >= 1")
+        _positive("min_residency", self.min_residency)
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisorConfig:
+    period: float = 1.0
+    pools: dict = dataclasses.field(default_factory=dict)   # pool name -> PoolAutoscale
+    workers: WorkerAutoscale = WorkerAutoscale()
+    rebalance: Rebalance = Rebalance()
+    recent: int = 256              # decisions kept for the debug socket
+    max_backoff: float = 60.0      # after an internal error, wait up to this long
+
+    def __post_init__(self):
+        _positive("period", self.period)
+        for name, pa in self.pools.items():
+            if not isinstance(pa, PoolAutoscale):
+                raise ConfigError(f"pools[{name!r}] must be a PoolAutoscale, got {type(pa).__name__}")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,150 @@
+"""Observations: what the policy sees each period, built from frozen snapshots.
+
+The :class:`Sampler` turns cumulative counters (``LoopStats``, ``ConnStats``,
+``PoolStats``) into per-period rates by differencing consecutive snapshots, and
+keeps nothing else.  Observations are frozen and plain, so the policy can be
+fed synthetic or replayed ones in tests and in the simulator exactly as it is
+fed live ones.  Smoothing over short and long windows lives in the policy's
+state (:class:`Ewma`), because what to smooth is a policy decision.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolObs:
+    name: str
+    cap: int                 # the pool's max_size now
+    floor: int               # the pool's min_size now
+    size: int                # open connections
+    in_use: int
+    available: int
+    waiting: int
+    acquire_rate: float      # acquires per second over the period
+    hold_ms: float | None    # mean time a connection was held, over the period
+    wait_p99_ms: float | None
+    errors: int              # request + connection errors in the period
+    timeouts: int            # acquire timeouts in the period
+    connect_errors: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnObs:
+    conn_id: int
+    worker: int
+    rate: float              # bytes/s over the period
+    moved_at: float | None   # supervisor time of its last migration, if any
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerObs:
+    worker: int
+    busy: float              # busy ratio over the period
+    lag_ms: float
+    batch: float             # CQEs per enter over the period
+    flush_depth: float       # SQEs per flush over the period
+    throughput: float        # callbacks run per second over the period
+    load: float              # bytes/s over all its connections
+    conns: tuple[ConnObs, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    t: float
+    period: float
+    pools: tuple[PoolObs, ...] = ()
+    workers: tuple[WorkerObs, ...] = ()
+
+    def pool(self, name: str) -> PoolObs | None:
+        for p in self.pools:
+            if p.name == name:
+                return p
+        return None
+
+
+class Ewma:
+    """Exponentially weighted mean with a time constant, updated at any interval."""
+
+    __slots__ = ("tau", "value")
+
+    def __init__(self, tau: float, value: float | None = None):
+        self.tau = tau
+        self.value = value
+
+    def update(self, x: float, dt: float) -> float:
+        if self.value is None:
+            self.value = x
+        else:
+            a = 1.0 - math.exp(-dt / self.tau) if self.tau > 0 else 1.0
+            self.value += a * (x - self.value)
+        return self.value
+
+
+class Sampler:
+    """Differences consecutive snapshots into an :class:`Observation`."""
+
+    def __init__(self):
+        self._prev_pool: dict[str, tuple] = {}
+        self._prev_loop: dict[int, object] = {}
+        self._prev_conn: dict[int, tuple[int, float]] = {}
+        self._t: float | None = None
+
+    def observe(self, t: float, loops=(), conns=(), pools=None, moved_at=None) -> Observation:
+        """``loops``: LoopStats list; ``conns``: ConnStats list; ``pools``: {name: PoolStats};
+        ``moved_at``: {conn_id: time of the supervisor's last move}."""
+        dt = (t - self._t) if self._t is not None else 0.0
+        self._t = t
+        moved_at = moved_at or {}
+        pool_obs = []
+        for name, ps in (pools or {}).items():
+            prev = self._prev_pool.get(name)
+            cur = (ps.requests_num, ps.usage_ms, ps.requests_errors + ps.connections_errors,
+                   ps.requests_timeouts, ps.connections_errors, ps.requests_num - ps.pool_in_use)
+            self._prev_pool[name] = cur
+            if prev is None or dt <= 0:
+                d = (0, 0.0, 0, 0, 0, 0)
+            else:
+                d = tuple(c - p for c, p in zip(cur, prev))
+            released = d[5]
+            pool_obs.append(PoolObs(
+                name=name, cap=ps.pool_max, floor=ps.pool_min, size=ps.pool_size,
+                in_use=ps.pool_in_use, available=ps.pool_available, waiting=ps.requests_waiting,
+                acquire_rate=d[0] / dt if dt > 0 else 0.0,
+                hold_ms=(d[1] / released) if released > 0 else ps.usage_p50_ms,
+                wait_p99_ms=ps.acquire_wait_p99_ms,
+                errors=max(0, d[2] - d[4]), timeouts=max(0, d[3]), connect_errors=max(0, d[4])))
+        conn_rate: dict[int, list[ConnObs]] = {}
+        seen = {}
+        for c in conns:
+            total = c.bytes_in + c.bytes_out
+            prev = self._prev_conn.get(c.conn_id)
+            rate = (total - prev[0]) / dt if prev is not None and dt > 0 else 0.0
+            seen[c.conn_id] = (total, t)
+            conn_rate.setdefault(c.worker, []).append(
+                ConnObs(c.conn_id, c.worker, max(0.0, rate), moved_at.get(c.conn_id)))
+        self._prev_conn = seen
+        workers = []
+        for ls in loops:
+            prev = self._prev_loop.get(ls.worker)
+            self._prev_loop[ls.worker] = ls
+            if prev is None or dt <= 0:
+                busy = ls.busy_ratio
+                batch = ls.ring.mean_batch()
+                depth = ls.ring.mean_flush_depth()
+                thr = 0.0
+            else:
+                dbusy = ls.busy_s - prev.busy_s
+                didle = ls.idle_s - prev.idle_s
+                busy = dbusy / (dbusy + didle) if dbusy + didle > 0 else 0.0
+                denters = sum(ls.ring.batch_hist) - sum(prev.ring.batch_hist)
+                batch = (ls.ring.cqes_reaped - prev.ring.cqes_reaped) / denters if denters else 0.0
+                dfl = ls.ring.flushes - prev.ring.flushes
+                depth = (ls.ring.sqes_submitted - prev.ring.sqes_submitted) / dfl if dfl else 0.0
+                thr = (ls.handles_run - prev.handles_run) / dt
+            cs = tuple(conn_rate.get(ls.worker, ()))
+            workers.append(WorkerObs(worker=ls.worker, busy=busy, lag_ms=ls.lag_ewma_s * 1e3,
+                                     batch=batch, flush_depth=depth, throughput=thr,
+                                     load=sum(c.rate for c in cs), conns=cs))
+        return Observation(t=t, period=dt, pools=tuple(pool_obs), workers=tuple(workers))

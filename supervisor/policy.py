@@ -1,0 +1,297 @@
+"""The supervisor's policy: ``decide(observation) -> actions``, with no I/O.
+
+The policy is deterministic given its configuration and the sequence of
+observations (it keeps state: smoothed signals, recommendation history,
+cooldown clocks, trial bookkeeping), so it is tested by feeding it synthetic
+or replayed observations on a virtual clock, and the simulator drives the
+very same object.  Every action carries the rule that produced it and the
+inputs it read; the actuator applies and logs them.
+
+Three mechanisms, each optional:
+
+* pool caps (:class:`PoolPolicy`): a controller recommends a cap; the policy
+  applies the downstream-health guard, HPA-style stabilisation (up on the
+  minimum recommendation of ``up_window``, down on the maximum of
+  ``down_window``), a deadband, per-direction cooldowns and step limits, then
+  clamps to the rails;
+* worker count (:class:`WorkerPolicy`): add a worker after a sustained high
+  busy ratio confirmed by loop lag, keep it only if throughput rose by
+  ``min_gain`` over the trial, otherwise drain it again;
+* hot connections (:class:`RebalancePolicy`): when the busiest ring carries more
+  than ``imbalance`` x the mean load, move the connection closest to half the
+  gap to the quietest ring, within a move budget and a minimum residency.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+
+from .config import PoolAutoscale, Rebalance, SupervisorConfig, WorkerAutoscale
+from .controllers import make_controller
+from .observe import Ewma, Observation, PoolObs
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    kind: str                 # "resize_pool" | "add_worker" | "remove_worker" | "migrate" | "hold"
+    target: str               # pool name, worker id, connection id
+    reason: str
+    inputs: dict
+    t: float = 0.0
+    old: int | None = None
+    new: int | None = None
+    src: int | None = None
+    dst: int | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+class PoolPolicy:
+    """One pool's cap decisions."""
+
+    def __init__(self, name: str, cfg: PoolAutoscale):
+        self.name = name
+        self.cfg = cfg
+        self.controller = make_controller(cfg)
+        self.history: collections.deque[tuple[float, int]] = collections.deque()
+        self.last_up = -math.inf
+        self.last_down = -math.inf
+        self.hold_short = Ewma(5.0)
+        self.hold_long = Ewma(cfg.long_window)
+        self.guard_tripped = False
+        self.last_dir = 0
+        self.reversals = 0
+
+    def _guard(self, o: PoolObs, dt: float) -> tuple[bool, bool, str, dict]:
+        """(tripped, cut, why, inputs).  The long baseline only learns while healthy,
+        so a slow database cannot teach the guard that slow is normal."""
+        c = self.cfg
+        short = self.hold_short.update(o.hold_ms, dt or 1.0) if o.hold_ms is not None else self.hold_short.value
+        base = self.hold_long.value
+        ratio = (short / base) if short is not None and base else 1.0
+        attempts = max(1.0, o.acquire_rate * (dt or 1.0))
+        err_rate = (o.errors + o.timeouts) / attempts
+        why = []
+        if ratio > c.guard_latency_ratio:
+            why.append(f"hold time {short:.2f} ms is {ratio:.2f}x its baseline {base:.2f} ms")
+        if err_rate > c.guard_error_rate:
+            why.append(f"errors+timeouts {o.errors + o.timeouts} = {err_rate:.1%} of acquires")
+        if o.connect_errors:
+            why.append(f"{o.connect_errors} connect failures")
+        tripped = bool(why) and c.guard
+        if not tripped and o.hold_ms is not None:
+            self.hold_long.update(o.hold_ms, dt or 1.0)
+        cut = tripped and (ratio > 2 * c.guard_latency_ratio or err_rate > c.guard_error_rate
+                           or o.connect_errors > 0)
+        return tripped, cut, "; ".join(why), {"hold_ratio": ratio, "err_rate": err_rate,
+                                              "connect_errors": o.connect_errors}
+
+    def decide(self, o: PoolObs, now: float, dt: float) -> Action | None:
+        c = self.cfg
+        if not c.enabled:
+            return None
+        cap = o.cap
+        tripped, cut, why, ginputs = self._guard(o, dt)
+        self.guard_tripped = tripped
+        if tripped:
+            # Downstream is hurting: never grow.  Cut multiplicatively when it
+            # is clearly overloaded, otherwise hold and let callers queue.
+            if cut and cap > c.min and now - self.last_down >= c.cooldown_up:
+                new = max(c.min, min(cap - 1, math.floor(cap * c.guard_cut)))
+                return self._change(o, now, new, f"guard: {why}; cut x{c.guard_cut}", ginputs)
+            return Action("hold", self.name, f"guard: {why}; holding at {cap}", ginputs, t=now,
+                          old=cap, new=cap)
+        rec = self.controller.recommend(o, now, dt)
+        self.history.append((now, rec.cap))
+        horizon = max(c.up_window, c.down_window)
+        while self.history and self.history[0][0] < now - horizon:
+            self.history.popleft()
+        ups = [v for t, v in self.history if t >= now - c.up_window]
+        downs = [v for t, v in self.history if t >= now - c.down_window]
+        want_up = min(ups) if ups else rec.cap
+        want_down = max(downs) if downs else rec.cap
+        inputs = dict(rec.inputs, recommended=rec.cap)
+        if want_up > cap:
+            if abs(want_up - cap) <= c.deadband * cap and o.waiting == 0:
+                return None
+            if now - self.last_up < c.cooldown_up:
+                return None
+            step = max(1, math.ceil(cap * c.step_up))
+            new = min(want_up, cap + step)
+            return self._change(o, now, new, f"{self.controller.name}: {rec.rule}; up-window min {want_up}",
+                                inputs)
+        if want_down < cap:
+            if abs(cap - want_down) <= c.deadband * cap:
+                return None
+            if now - self.last_down < c.cooldown_down or now - self.last_up < c.cooldown_down:
+                return None
+            step = max(1, math.floor(cap * c.step_down))
+            new = max(want_down, cap - step)
+            return self._change(o, now, new,
+                                f"{self.controller.name}: {rec.rule}; down-window max {want_down}", inputs)
+        return None
+
+    def _change(self, o: PoolObs, now: float, new: int, reason: str, inputs: dict) -> Action | None:
+        c = self.cfg
+        clamped = max(c.min, min(new, c.max))
+        if clamped != new:
+            reason += f"; clamped {new} -> {clamped} by rails [{c.min}, {c.max}]"
+        if clamped == o.cap:
+            return None
+        direction = 1 if clamped > o.cap else -1
+        if self.last_dir and direction != self.last_dir:
+            self.reversals += 1
+        self.last_dir = direction
+        if direction > 0:
+            self.last_up = now
+        else:
+            self.last_down = now
+        return Action("resize_pool", self.name, reason, inputs, t=now, old=o.cap, new=clamped)
+
+
+class WorkerPolicy:
+    """Grow the worker set on sustained saturation; keep a new worker only if it pays."""
+
+    def __init__(self, cfg: WorkerAutoscale):
+        self.cfg = cfg
+        self.hot_since: float | None = None
+        self.cold_since: float | None = None
+        self.last_change = -math.inf
+        self.trial: tuple[int, float, float] | None = None  # (worker id, started, baseline)
+        self.thr = Ewma(3.0)
+
+    def decide(self, obs: Observation, now: float) -> Action | None:
+        c = self.cfg
+        if not c.enabled or not obs.workers:
+            return None
+        n = len(obs.workers)
+        busy = sum(w.busy for w in obs.workers) / n
+        lag = max(w.lag_ms for w in obs.workers)
+        thr = self.thr.update(sum(w.throughput for w in obs.workers), obs.period or 1.0)
+        inputs = {"workers": n, "busy_mean": round(busy, 3), "lag_ms_max": round(lag, 3),
+                  "throughput": round(thr, 1)}
+        if self.trial is not None:
+            wid, started, baseline = self.trial
+            if now - started < c.trial:
+                return None
+            self.trial = None
+            gain = (thr - baseline) / baseline if baseline > 0 else 0.0
+            inputs.update(baseline=round(baseline, 1), gain=round(gain, 3))
+            if gain < c.min_gain:
+                self.last_change = now
+                return Action("remove_worker", str(wid),
+                              f"revert: throughput {thr:.0f}/s vs {baseline:.0f}/s before "
+                              f"(+{gain:.0%} < {c.min_gain:.0%})", inputs, t=now, src=wid)
+            return None
+        hot = busy > c.busy_high and lag > c.lag_ms
+        self.hot_since = (self.hot_since if self.hot_since is not None else now) if hot else None
+        cold = busy < c.busy_low
+        self.cold_since = (self.cold_since if self.cold_since is not None else now) if cold else None
+        if now - self.last_change < c.cooldown:
+            return None
+        if hot and n < c.max and now - self.hot_since >= c.sustain:
+            self.last_change = now
+            self.trial = (n, now, thr)
+            self.hot_since = None
+            return Action("add_worker", str(n),
+                          f"busy {busy:.0%} > {c.busy_high:.0%} and lag {lag:.1f} ms > {c.lag_ms} ms "
+                          f"for {c.sustain:.0f}s", inputs, t=now)
+        if c.shrink and cold and n > c.min and now - self.cold_since >= c.sustain * 6:
+            self.last_change = now
+            self.cold_since = None
+            wid = obs.workers[-1].worker
+            return Action("remove_worker", str(wid), f"busy {busy:.0%} < {c.busy_low:.0%} for "
+                          f"{c.sustain * 6:.0f}s: drain", inputs, t=now, src=wid)
+        return None
+
+
+class RebalancePolicy:
+    """Move a hot connection off the busiest ring, without ping-pong."""
+
+    def __init__(self, cfg: Rebalance):
+        self.cfg = cfg
+        self.load = {}          # worker -> Ewma of bytes/s
+        self.conn_load = {}     # conn id -> Ewma
+
+    def decide(self, obs: Observation, now: float) -> list[Action]:
+        c = self.cfg
+        if not c.enabled or len(obs.workers) < 2:
+            return []
+        dt = obs.period or 1.0
+        loads = {}
+        conns = {}
+        for w in obs.workers:
+            loads[w.worker] = self.load.setdefault(w.worker, Ewma(2.0)).update(w.load, dt)
+            for co in w.conns:
+                conns[co.conn_id] = (co, self.conn_load.setdefault(co.conn_id, Ewma(2.0)).update(co.rate, dt))
+        self.conn_load = {k: v for k, v in self.conn_load.items() if k in conns}
+        actions = []
+        for _ in range(c.moves_per_period):
+            mean = sum(loads.values()) / len(loads)
+            hot = max(loads, key=loads.get)
+            cold = min(loads, key=loads.get)
+            if mean < c.min_load or loads[hot] <= c.imbalance * mean:
+                break
+            gap = loads[hot] - loads[cold]
+            best = None
+            for co, rate in conns.values():
+                if co.worker != hot or rate <= 0:
+                    continue
+                if co.moved_at is not None and now - co.moved_at < c.min_residency:
+                    continue
+                # Moving it must leave the target below the old maximum, or we'd
+                # just relocate the hot spot (the ping-pong case).
+                if loads[cold] + rate >= loads[hot]:
+                    continue
+                score = abs(rate - gap / 2)
+                if best is None or score < best[0]:
+                    best = (score, co, rate)
+            if best is None:
+                break
+            _, co, rate = best
+            actions.append(Action(
+                "migrate", str(co.conn_id),
+                f"worker {hot} load {loads[hot]:.0f} B/s > {c.imbalance} x mean {mean:.0f}; "
+                f"moving conn {co.conn_id} ({rate:.0f} B/s, closest to half the gap {gap / 2:.0f}) "
+                f"to worker {cold}",
+                {"loads": {k: round(v) for k, v in loads.items()}, "conn_rate": round(rate)},
+                t=now, src=hot, dst=cold))
+            loads[hot] -= rate
+            loads[cold] += rate
+            conns.pop(co.conn_id)
+        return actions
+
+
+class Policy:
+    """All mechanisms together; ``decide`` is the only entry point."""
+
+    def __init__(self, config: SupervisorConfig):
+        self.config = config
+        self.pools = {name: PoolPolicy(name, cfg) for name, cfg in config.pools.items()}
+        self.workers = WorkerPolicy(config.workers)
+        self.rebalance = RebalancePolicy(config.rebalance)
+
+    def decide(self, obs: Observation) -> list[Action]:
+        actions: list[Action] = []
+        for p in obs.pools:
+            pol = self.pools.get(p.name)
+            if pol is not None:
+                a = pol.decide(p, obs.t, obs.period)
+                if a is not None:
+                    actions.append(a)
+        w = self.workers.decide(obs, obs.t)
+        if w is not None:
+            actions.append(w)
+        actions.extend(self.rebalance.decide(obs, obs.t))
+        return actions
+
+    def targets(self) -> dict:
+        """What the policy currently aims at (for the debug socket)."""
+        return {
+            "pools": {n: {"guard_tripped": p.guard_tripped, "reversals": p.reversals,
+                          "last_recommendation": p.history[-1][1] if p.history else None}
+                      for n, p in self.pools.items()},
+            "worker_trial": self.workers.trial,
+        }

@@ -1,0 +1,215 @@
+"""The running supervisor: sampler -> policy -> actuator, on the runtime's clock.
+
+:class:`Supervisor` runs as a task on worker 0.  Each period it reads frozen
+snapshots (every worker's ``LoopStats`` and connections, every registered
+pool's ``PoolStats``), asks the :class:`~.policy.Policy` what to do, and hands
+the actions to the :class:`Actuator`, which applies them and records every
+decision: a stdlib log record with structured fields, a counter per kind, and
+the recent ones for the debug socket (:meth:`Supervisor.snapshot`).
+
+Safety: the policy only proposes values inside the rails; an exception
+anywhere in a tick is logged and the supervisor backs off (doubling its
+period up to ``max_backoff``) instead of propagating; ``stop()`` ends it
+cleanly before the runtime shuts down.  With every mechanism disabled it reads
+telemetry and never acts.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import time
+from typing import Callable
+
+from .config import SupervisorConfig
+from .observe import Observation, Sampler
+from .policy import Action, Policy
+
+log = logging.getLogger("ringleader.supervisor")
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """An action and what became of it."""
+
+    action: Action
+    applied: bool
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        d = self.action.as_dict()
+        d["applied"] = self.applied
+        if self.error:
+            d["error"] = self.error
+        return d
+
+
+class Actuator:
+    """Applies actions to a runtime and its pools; records every decision."""
+
+    def __init__(self, runtime, pools: dict, recent: int = 256):
+        self.runtime = runtime
+        self.pools = pools
+        self.recent: collections.deque[Decision] = collections.deque(maxlen=recent)
+        self.counts: collections.Counter = collections.Counter()
+        self.moved_at: dict[int, float] = {}
+
+    async def apply(self, actions: list[Action]) -> list[Decision]:
+        out = []
+        for a in actions:
+            err = None
+            applied = False
+            try:
+                if a.kind == "resize_pool":
+                    pool = self.pools[a.target]
+                    pool.resize(min(pool.min_size, a.new), a.new)
+                    applied = True
+                elif a.kind == "add_worker":
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(None, self.runtime.add_worker)
+                    applied = True
+                elif a.kind == "remove_worker":
+                    await self.runtime.remove_last_worker()
+                    applied = True
+                elif a.kind == "migrate":
+                    applied = await self._migrate(a)
+                elif a.kind == "hold":
+                    applied = True
+                else:
+                    err = f"unknown action kind {a.kind!r}"
+            except Exception as exc:  # one failed action must not stop the others
+                err = f"{type(exc).__name__}: {exc}"
+            d = Decision(a, applied, err)
+            self.record(d)
+            out.append(d)
+        return out
+
+    async def _migrate(self, a: Action) -> bool:
+        conn_id = int(a.target)
+        loop = self.runtime.loop(a.src)
+        t = loop._conns.get(conn_id)
+        if t is None or t.is_closing():
+            return False
+        await self.runtime.run_on(a.src, self.runtime.migrate(t, a.dst))
+        self.moved_at[conn_id] = a.t
+        return True
+
+    def record(self, d: Decision) -> None:
+        a = d.action
+        if a.kind != "hold" or not self.recent or self.recent[-1].action.reason != a.reason:
+            self.recent.append(d)
+        self.counts[a.kind] += 1
+        level = logging.WARNING if d.error else logging.INFO
+        log.log(level, "supervisor %s %s: %s%s", a.kind, a.target, a.reason,
+                f" (failed: {d.error})" if d.error else "",
+                extra={"decision": a.kind, "target": a.target, "old": a.old, "new": a.new,
+                       "src": a.src, "dst": a.dst, "inputs": a.inputs, "applied": d.applied})
+
+
+class Supervisor:
+    """Sample, decide, act, every ``config.period`` seconds of the runtime's clock."""
+
+    def __init__(self, runtime, config: SupervisorConfig, pools: dict | None = None,
+                 clock: Callable[[], float] | None = None):
+        self.runtime = runtime
+        self.config = config
+        self.pools = dict(pools or {})
+        missing = set(config.pools) - set(self.pools)
+        if missing:
+            raise ValueError(f"PoolAutoscale given for unknown pools: {sorted(missing)}")
+        for name, pa in config.pools.items():
+            cap = self.pools[name].max_size
+            if pa.enabled and not pa.min <= cap <= pa.max:
+                raise ValueError(f"pool {name!r}: its max_size {cap} (the initial cap) is outside "
+                                 f"the rails [{pa.min}, {pa.max}]")
+        self.policy = Policy(config)
+        self.sampler = Sampler()
+        self.actuator = Actuator(runtime, self.pools, config.recent)
+        self._clock = clock
+        self._task: asyncio.Task | None = None
+        self.paused = False
+        self.ticks = 0
+        self.errors = 0
+        self.last_obs: Observation | None = None
+        self._delay = config.period
+
+    def now(self) -> float:
+        if self._clock is not None:
+            return self._clock()
+        return asyncio.get_running_loop().time()
+
+    # -------------------------------------------------------------- one tick
+    def observe(self) -> Observation:
+        loops = []
+        conns = []
+        for w in list(self.runtime.workers):
+            loop = w.loop
+            if loop is None or loop.is_closed() or w.draining:
+                continue
+            loops.append(loop.stats())
+            conns.extend(t.conn_stats() for t in list(loop._conns.values()))
+        pools = {name: p.stats() for name, p in self.pools.items()}
+        return self.sampler.observe(self.now(), loops, conns, pools, self.actuator.moved_at)
+
+    async def tick(self) -> list[Decision]:
+        obs = self.observe()
+        self.last_obs = obs
+        self.ticks += 1
+        if self.paused or obs.period <= 0:
+            return []
+        actions = self.policy.decide(obs)
+        return await self.actuator.apply(actions)
+
+    # --------------------------------------------------------------- running
+    def start(self) -> "Supervisor":
+        """Start on the current worker's loop (call from inside a worker)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="ringleader-supervisor")
+            reg = getattr(self.runtime, "register_supervisor", None)
+            if reg is not None:
+                reg(self)
+        return self
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+                self._delay = self.config.period
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.errors += 1
+                self._delay = min(self._delay * 2, self.config.max_backoff)
+                log.exception("supervisor tick failed; backing off to %.1fs", self._delay)
+            await asyncio.sleep(self._delay)
+
+    async def stop(self) -> None:
+        t, self._task = self._task, None
+        if t is not None:
+            t.cancel()
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def snapshot(self) -> dict:
+        """Configuration, current targets and recent decisions (for the debug socket)."""
+        obs = self.last_obs
+        return {
+            "time": time.time(),
+            "paused": self.paused,
+            "ticks": self.ticks,
+            "errors": self.errors,
+            "config": self.config.as_dict(),
+            "targets": self.policy.targets(),
+            "counts": dict(self.actuator.counts),
+            "decisions": [d.as_dict() for d in self.actuator.recent],
+            "observation": dataclasses.asdict(obs) if obs is not None else None,
+        }
