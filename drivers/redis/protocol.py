@@ -15,7 +15,9 @@ type — it reports a protocol error — and returns a RESP3 attribute (``|``) a
 reply of its own.  Redis 7 sends neither in normal operation (attributes only
 under ``DEBUG PROTOCOL attrib``), so they are not worked around here; the
 blob-error case surfaces as :class:`~.errors.ProtocolError`, which discards the
-connection rather than misparse.
+connection rather than misparse.  hiredis also does not check the CRLF after a
+bulk string's payload (it skips two bytes), so that one kind of corruption is
+not detected; a wrong length or type byte is.
 """
 from __future__ import annotations
 

@@ -1,0 +1,258 @@
+"""Fault tests of the Redis driver: server restart under load, CLIENT KILL, a
+stalled server (DEBUG SLEEP) against timeouts, refused connections, and fake
+servers (asyncio servers in the test) that send malformed RESP, unsolicited
+replies or hang up mid-command.  The property under test everywhere: every
+command ends in a result or a typed error, nothing hangs, and the pool recovers
+by itself."""
+import asyncio
+import uuid
+
+import pytest
+
+from ringleader.drivers import errors as base
+from ringleader.drivers import redis
+from ringleader.drivers.redis.protocol import Parser
+
+from .conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_restart_under_load_every_command_ends_and_pool_recovers(run, own_redis_server):
+    async def main():
+        loop = asyncio.get_running_loop()
+        outcomes = {"ok": 0}
+        stop = asyncio.Event()
+        async with redis.Pool(own_redis_server.url, min_size=2, max_size=6, timeout=2.0,
+                              acquire_timeout=2.0) as pool:
+            async def client(i):
+                k = f"load:{i}"
+                while not stop.is_set():
+                    try:
+                        await pool.incr(k)
+                        outcomes["ok"] += 1
+                    except (redis.RedisError, base.PoolTimeout) as exc:
+                        name = type(exc).__name__
+                        outcomes[name] = outcomes.get(name, 0) + 1
+                        await asyncio.sleep(0.01)
+
+            tasks = [asyncio.create_task(client(i)) for i in range(20)]
+            await asyncio.sleep(0.3)
+            ok_before = outcomes["ok"]
+            await loop.run_in_executor(None, own_redis_server.restart)
+            await asyncio.sleep(0.5)
+            stop.set()
+            # No task hangs on a dead connection: all finish promptly.
+            await asyncio.wait_for(asyncio.gather(*tasks), 5)
+            assert ok_before > 50
+            assert outcomes["ok"] > ok_before  # it worked again after the restart
+            errors = set(outcomes) - {"ok"}
+            assert errors and errors <= {"ConnectionError", "PoolTimeout", "TimeoutError"}, outcomes
+            assert await pool.set("after", "restart") is True
+            s = pool.stats()
+            assert s.errors_by_kind.get("connection", 0) >= 1
+            assert s.pool_size <= 6 and s.requests_waiting == 0
+    run(main())
+
+
+def test_client_kill_fails_in_flight_and_pool_replaces(run, redis_server):
+    async def main():
+        admin = await redis.connect(redis_server.url)
+        victim = await redis.connect(redis_server.url)
+        victim_id = await victim.execute("CLIENT", "ID")
+        blocked = asyncio.ensure_future(victim.blpop("never:" + uuid.uuid4().hex, timeout=10))
+        await asyncio.sleep(0.05)
+        await admin.execute("CLIENT", "KILL", "ID", victim_id)
+        with pytest.raises(redis.ConnectionError):
+            await asyncio.wait_for(blocked, 2)
+        assert victim.is_closed and victim.broken
+        with pytest.raises(redis.ConnectionError):
+            await victim.get("x")  # a closed connection is never reused
+
+        async with redis.Pool(redis_server.url, min_size=1, max_size=1, client_name="pooled") as pool:
+            async with pool.acquire() as conn:
+                pooled_id = await conn.execute("CLIENT", "ID")
+            await admin.execute("CLIENT", "KILL", "ID", pooled_id)
+            await asyncio.sleep(0.05)
+            assert await pool.ping() == b"PONG"  # the dead idle one was replaced
+            async with pool.acquire() as conn:
+                assert await conn.execute("CLIENT", "ID") != pooled_id
+        admin.close()
+    run(main())
+
+
+def test_stalled_server_times_out_and_recovers(run, own_redis_server):
+    async def main():
+        loop = asyncio.get_running_loop()
+        admin = await redis.connect(own_redis_server.url)
+        conn = await redis.connect(own_redis_server.url, timeout=0.2)
+        stall = asyncio.ensure_future(admin.execute("DEBUG", "SLEEP", "0.8", timeout=5))
+        await asyncio.sleep(0.05)
+        t0 = loop.time()
+        first = asyncio.ensure_future(conn.get("a"))
+        second = asyncio.ensure_future(conn.get("b", ))
+        with pytest.raises(redis.TimeoutError):
+            await first
+        assert 0.15 < loop.time() - t0 < 0.6
+        with pytest.raises(redis.ConnectionError, match="no reply within"):
+            await second  # same connection: closed along with the timed-out command
+        assert conn.is_closed
+        # A per-call deadline beats the connection default.
+        conn2 = await redis.connect(own_redis_server.url, timeout=0.2)
+        assert await conn2.execute("PING", timeout=3) == b"PONG"
+        await stall
+
+        async with redis.Pool(own_redis_server.url, max_size=2, timeout=0.2) as pool:
+            stall = asyncio.ensure_future(admin.execute("DEBUG", "SLEEP", "0.5", timeout=5))
+            await asyncio.sleep(0.05)
+            with pytest.raises(redis.TimeoutError):
+                await pool.get("x")
+            await stall
+            assert await pool.get("x") is None  # recovered
+            assert pool.stats().errors_by_kind["timeout"] == 1
+        for c in (admin, conn2):
+            c.close()
+    run(main())
+
+
+def test_refused_connection_is_a_typed_error(run):
+    async def main():
+        port = free_port()  # nothing listens there
+        with pytest.raises(redis.ConnectionError, match=f"127.0.0.1:{port}"):
+            await redis.connect(f"redis://127.0.0.1:{port}")
+        async with redis.Pool(f"redis://127.0.0.1:{port}", min_size=0, max_size=2) as pool:
+            with pytest.raises(redis.ConnectionError):
+                await pool.get("k")
+            s = pool.stats()
+            assert s.connections_errors == 1 and s.pool_size == 0
+        with pytest.raises(redis.InterfaceError):
+            redis.Pool("redis://h:notaport")
+    run(main())
+
+
+class FakeRedis:
+    """An asyncio server speaking just enough RESP: ``script(n, command)`` gives
+    the raw bytes to answer command ``command`` on the n-th connection, or None
+    to hang up."""
+
+    def __init__(self, script):
+        self.script = script
+        self.connections = 0
+        self.server = None
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        self.url = f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def handle(self, reader, writer):
+        n = self.connections
+        self.connections += 1
+        parser = Parser()  # a request is a RESP array, which the reply parser reads
+        try:
+            while data := await reader.read(65536):
+                for command in parser.feed(data):
+                    answer = self.script(n, [c.decode() for c in command])
+                    if answer is None:
+                        writer.close()
+                        return
+                    writer.write(answer)
+        finally:
+            writer.close()
+
+
+def test_malformed_reply_discards_connection(run):
+    def script(n, cmd):
+        if cmd[0] == "GET" and cmd[1] == "bad":
+            return b"$3\r\nabc\r\n?garbage\r\n"  # a good reply, then junk
+        if cmd[0] == "GET" and cmd[1] == "junk":
+            return b":12x\r\n"  # not an integer
+        return b"+PONG\r\n" if cmd[0] == "PING" else b"$2\r\nok\r\n"
+
+    async def main():
+        async with FakeRedis(script) as fake:
+            conn = await redis.connect(fake.url)
+            results = await asyncio.gather(conn.get("bad"), conn.get("next"), conn.get("third"),
+                                           return_exceptions=True)
+            assert results[0] == b"abc"
+            assert isinstance(results[1], redis.ProtocolError)
+            assert isinstance(results[2], redis.ProtocolError)
+            assert conn.is_closed and conn.broken
+            async with redis.Pool(fake.url, min_size=1, max_size=1) as pool:
+                with pytest.raises(redis.ProtocolError):
+                    await pool.get("junk")
+                # Never reused: the next command runs on a new connection.
+                assert await pool.get("good") == b"ok"
+                s = pool.stats()
+                assert s.returns_bad == 1 and s.errors_by_kind["protocol"] == 1
+            assert fake.connections == 3
+    run(main())
+
+
+def test_unsolicited_reply_and_hangup_mid_command(run):
+    def script(n, cmd):
+        if cmd[0] == "GET" and cmd[1] == "extra":
+            return b"$1\r\na\r\n$1\r\nb\r\n"  # two replies to one command
+        if cmd[0] == "GET" and cmd[1] == "hangup":
+            return None
+        return b"$1\r\nx\r\n"
+
+    async def main():
+        async with FakeRedis(script) as fake:
+            conn = await redis.connect(fake.url)
+            assert await conn.get("extra") == b"a"
+            await asyncio.sleep(0.05)
+            assert conn.is_closed  # the stray reply closed it
+            with pytest.raises(redis.ProtocolError, match="no command waiting"):
+                await conn.get("k")
+            conn = await redis.connect(fake.url)
+            with pytest.raises(redis.ConnectionError):
+                await conn.get("hangup")
+    run(main())
+
+
+def test_retry_only_idempotent_commands_when_opted_in(run):
+    def script(n, cmd):
+        if n == 0 and cmd[0] != "PING":  # the first connection dies under any command
+            return None
+        return b"+OK\r\n" if cmd[0] == "SET" else b"$1\r\nv\r\n"
+
+    async def main():
+        async with FakeRedis(script) as fake:
+            async with redis.Pool(fake.url, min_size=1, max_size=1, retry_idempotent=True) as pool:
+                assert await pool.get("k") == b"v"  # retried on a new connection
+        async with FakeRedis(script) as fake:
+            async with redis.Pool(fake.url, min_size=1, max_size=1, retry_idempotent=True) as pool:
+                with pytest.raises(redis.ConnectionError):
+                    await pool.set("k", "v")  # a write is never retried
+        async with FakeRedis(script) as fake:
+            async with redis.Pool(fake.url, min_size=1, max_size=1) as pool:
+                with pytest.raises(redis.ConnectionError):
+                    await pool.get("k")  # not opted in
+    run(main())
+
+
+def test_pubsub_resubscribes_after_the_connection_is_killed(run, redis_server):
+    async def main():
+        admin = await redis.connect(redis_server.url)
+        ch = "ch:" + uuid.uuid4().hex[:6]
+        async with redis.Pool(redis_server.url, protocol=3).pubsub() as ps:
+            await ps.subscribe(ch)
+            await ps.psubscribe(ch + ".*")
+            killed = await admin.execute("CLIENT", "KILL", "TYPE", "pubsub")
+            assert killed >= 1
+            for _ in range(100):  # until resubscribed (on the loop clock, ~50 ms)
+                if ps.reconnects:
+                    break
+                await asyncio.sleep(0.01)
+            assert ps.reconnects == 1
+            assert await admin.publish(ch, "back") == 1
+            assert await admin.publish(ch + ".y", "too") == 1
+            assert (await ps.get_message(2)).data == b"back"
+            assert (await ps.get_message(2)).pattern == (ch + ".*").encode()
+        admin.close()
+    run(main())
