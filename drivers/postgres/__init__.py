@@ -1,1 +1,17 @@
-"""ringleader.drivers.postgres: a PostgreSQL client on the calling worker's ring."""
+"""ringleader.drivers.postgres: a PostgreSQL client on the calling worker's ring.
+
+``connect(dsn)`` gives a :class:`Connection` (execute/fetch/fetchrow/fetchval/
+executemany, pipelined; cursors, COPY, LISTEN, transactions) and
+:class:`Pool` a pool of them.  Values are converted by psycopg's adapters and
+server errors are psycopg's error classes.  Module map: ``messages`` (wire
+format, sans-I/O), ``auth`` (SCRAM/MD5), ``startup`` (start-up state
+machine), ``ops`` (in-flight answer collection), ``connection``,
+``streams``, ``transaction``, ``types`` (psycopg glue), ``dsn``, ``pool``.
+"""
+from .connection import Connection, connect
+from .errors import (AuthenticationUnsupported, ConnectionLost, Notice, PostgresDriverError,
+                     ProtocolViolation, QueryTimeout)
+from .pool import Pool
+
+__all__ = ["connect", "Connection", "Pool", "PostgresDriverError", "ProtocolViolation",
+           "ConnectionLost", "QueryTimeout", "AuthenticationUnsupported", "Notice"]

@@ -1,0 +1,97 @@
+"""Connection parameters from libpq-style DSNs.
+
+Accepts ``postgresql://`` URLs and ``key=value`` strings (parsed by psycopg's
+``conninfo_to_dict``, i.e. libpq's own parser), keyword overrides, and the
+PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE/PGAPPNAME/PGCONNECT_TIMEOUT
+environment variables, the way libpq layers them.  Only what this driver
+implements is accepted: ``sslmode`` other than disable/allow/prefer is refused
+rather than silently ignored, because this driver does not do TLS.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass, field
+
+from psycopg.conninfo import conninfo_to_dict
+
+_ENV = {
+    "host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD",
+    "dbname": "PGDATABASE", "application_name": "PGAPPNAME",
+    "connect_timeout": "PGCONNECT_TIMEOUT", "sslmode": "PGSSLMODE",
+}
+_KNOWN = set(_ENV) | {"options", "client_encoding"}
+_DEFAULT_SOCKET_DIRS = ("/var/run/postgresql", "/tmp")
+
+
+@dataclass(frozen=True)
+class ConnectParams:
+    # (host, port) pairs, tried in order; a host starting with "/" is a unix
+    # socket directory.
+    addresses: tuple[tuple[str, int], ...]
+    user: str
+    password: str | None
+    dbname: str
+    connect_timeout: float | None
+    server_settings: dict[str, str] = field(default_factory=dict)
+
+    def startup_params(self) -> dict[str, str]:
+        # client_encoding is fixed to UTF8: all text crosses the wire as UTF-8
+        # and psycopg's adapters are told so.
+        return {"database": self.dbname, "client_encoding": "UTF8",
+                **self.server_settings}
+
+
+def parse_dsn(dsn: str | None = None, **kwargs) -> ConnectParams:
+    try:
+        opts = conninfo_to_dict(dsn or "")
+    except Exception as e:
+        raise ValueError(f"invalid DSN: {e}") from None
+    for k, v in kwargs.items():
+        if v is not None:
+            opts[k] = str(v) if k != "server_settings" else v
+    for k, env in _ENV.items():
+        if k not in opts and os.environ.get(env):
+            opts[k] = os.environ[env]
+    settings = dict(opts.pop("server_settings", None) or {})
+    unknown = set(opts) - _KNOWN
+    if unknown:
+        raise ValueError(f"unsupported connection parameters: {sorted(unknown)}")
+    sslmode = opts.get("sslmode", "prefer")
+    if sslmode not in ("disable", "allow", "prefer"):
+        raise ValueError(f"sslmode={sslmode} needs TLS, which this driver does not do")
+
+    hosts = [h for h in opts.get("host", "").split(",")] if opts.get("host") else []
+    if not hosts:
+        hosts = [next((d for d in _DEFAULT_SOCKET_DIRS if os.path.isdir(d)), "localhost")]
+    ports = opts.get("port", "").split(",") if opts.get("port") else [""]
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    if len(ports) != len(hosts):
+        raise ValueError(f"{len(hosts)} hosts but {len(ports)} ports")
+    addresses = []
+    for h, p in zip(hosts, ports):
+        try:
+            port = int(p) if p else 5432
+        except ValueError:
+            raise ValueError(f"invalid port {p!r}") from None
+        if not 0 < port < 65536:
+            raise ValueError(f"invalid port {port}")
+        addresses.append((h or "localhost", port))
+
+    user = opts.get("user") or getpass.getuser()
+    timeout = opts.get("connect_timeout")
+    try:
+        # libpq treats 0 (and negatives) as "wait forever"; so do we.
+        ct = float(timeout) if timeout else None
+    except ValueError:
+        raise ValueError(f"invalid connect_timeout {timeout!r}") from None
+    if ct is not None and ct <= 0:
+        ct = None
+    for k in ("application_name", "options"):
+        if opts.get(k):
+            settings.setdefault(k, opts[k])
+    if opts.get("client_encoding", "UTF8").upper().replace("-", "") not in ("UTF8", "UNICODE"):
+        raise ValueError("only client_encoding=UTF8 is supported")
+    return ConnectParams(tuple(addresses), user, opts.get("password"),
+                         opts.get("dbname") or user, ct, settings)
