@@ -10,11 +10,20 @@ prefers connections made on the caller's worker (``loop.worker_id``); can be
 ``resize``-d while running; and reports ``stats()`` as a frozen snapshot with
 psycopg_pool's counter names plus percentiles over a recent window.
 
+Worker affinity: each connection belongs to the worker whose loop made it
+(``conn.worker_id`` if it has one, updated when the runtime migrates it).  With
+``affinity="prefer"`` a caller gets one of its own worker's idle connections if
+any, else another worker's.  With ``affinity="strict"`` (for connections bound
+to a loop, like the drivers' asyncio transports on a worker's ring) it only
+ever gets its own worker's; when the pool is full of other workers' idle
+connections, the stalest one is closed to make room.  Several threads whose
+loops all report worker 0 (plain asyncio loops) must not share a strict pool.
+
+``reset(conn)`` (optional, sync) runs on every healthy release, e.g. to undo
+session state; if it raises, the connection is discarded.
+
 What it does not do: it knows no protocol and never retries a command (drivers
-decide that), and it does not move a connection between workers' rings: with
-several worker loops sharing one pool, a connection made on another worker is
-only handed out when none of the caller's own is idle, and using it from there
-is the runtime's business.
+decide that), and it does not move connections between workers.
 
 The connection interface (duck-typed, so the Postgres and Redis drivers both fit):
 ``close()`` (sync, or returning an awaitable which is scheduled), a truthy
@@ -31,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import collections.abc
 import dataclasses
 import inspect
 import logging
@@ -158,18 +168,35 @@ def _wake(waiter: _Waiter) -> None:
             pass
 
 
-class _Acquire(Generic[C]):
-    """``await pool.acquire()`` returns a connection; ``async with`` releases it."""
+class _Acquire(collections.abc.Coroutine, Generic[C]):
+    """``await pool.acquire()`` returns a connection; ``async with`` releases it.
+    It is a Coroutine, so ``asyncio.create_task(pool.acquire())`` works too."""
 
-    __slots__ = ("pool", "timeout", "conn")
+    __slots__ = ("pool", "timeout", "conn", "_coro")
 
     def __init__(self, pool: Pool[C], timeout: float | None) -> None:
         self.pool = pool
         self.timeout = timeout
         self.conn: C | None = None
+        self._coro: Any = None  # made on first use, so `async with` alone leaves none unawaited
+
+    def _inner(self) -> Any:
+        if self._coro is None:
+            self._coro = self.pool._acquire(self.timeout)
+        return self._coro
 
     def __await__(self):
-        return self.pool._acquire(self.timeout).__await__()
+        return self._inner().__await__()
+
+    def send(self, value: Any) -> Any:
+        return self._inner().send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._inner().throw(*args)
+
+    def close(self) -> None:
+        if self._coro is not None:
+            self._coro.close()
 
     async def __aenter__(self) -> C:
         self.conn = await self.pool._acquire(self.timeout)
@@ -198,6 +225,8 @@ class Pool(Generic[C]):
         maintain_every: float = 1.0,
         window_s: float = 10.0,
         window_samples: int = 4096,
+        affinity: str = "prefer",
+        reset: Callable[[C], None] | None = None,
         name: str = "pool",
     ) -> None:
         if not callable(connect):
@@ -207,7 +236,11 @@ class Pool(Generic[C]):
                              ("max_idle", max_idle), ("maintain_every", maintain_every)):
             if not isinstance(value, (int, float)) or value <= 0:
                 raise InterfaceError(f"{label} must be a positive number, got {value!r}")
+        if affinity not in ("prefer", "strict"):
+            raise InterfaceError(f"affinity must be 'prefer' or 'strict', got {affinity!r}")
         self._connect = connect
+        self._reset = reset
+        self.strict = affinity == "strict"
         self.name = name
         self._min, self._max = min_size, max_size
         self.acquire_timeout = acquire_timeout
@@ -386,22 +419,33 @@ class Pool(Generic[C]):
 
     def _take(self, loop: asyncio.AbstractEventLoop, worker: int
               ) -> tuple[_Entry | None, bool, _Waiter | None]:
-        """Under the lock: an idle entry, or permission to connect, or a queued waiter."""
+        """An idle entry, or permission to connect (slot reserved), or a queued waiter."""
+        evicted = None
         with self._lock:
             if self._closed:
                 raise PoolClosed(f"{self.name} is closed")
             own = self._idle.get(worker)
             if own:
                 return own.pop(), False, None
-            for entries in self._idle.values():
-                if entries:
-                    return entries.pop(), False, None
+            foreign = self._all_idle()
+            if foreign and not self.strict:
+                entry = max(foreign, key=lambda e: e.last_used)
+                self._idle[entry.worker].remove(entry)
+                return entry, False, None
             if self._size < self._max:
                 self._size += 1  # reserve the slot before connecting outside the lock
                 return None, True, None
-            waiter = _Waiter(loop, worker)
-            self._waiters.append(waiter)
-            return None, False, waiter
+            if foreign:
+                # strict: the pool is full but another worker has idle connections
+                # this one may not use; close the stalest and take over its slot.
+                evicted = min(foreign, key=lambda e: e.last_used)
+                self._idle[evicted.worker].remove(evicted)
+            else:
+                waiter = _Waiter(loop, worker)
+                self._waiters.append(waiter)
+                return None, False, waiter
+        self._close_conn(evicted.conn)
+        return None, True, None
 
     async def _usable(self, entry: _Entry, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
         """Checks a borrowed idle entry; discards it (freeing its slot) if unusable."""
@@ -493,7 +537,14 @@ class Pool(Generic[C]):
             self._ms["usage_ms"] += held_ms
             self._w_usage.add(now, held_ms)
             bad = _is_bad(conn)
-            if bad:
+        if not bad and self._reset is not None:
+            try:
+                self._reset(conn)
+            except Exception as exc:  # a connection that cannot be reset is not reused
+                log.info("%s: reset failed, discarding connection: %r", self.name, exc)
+                bad = True
+        if bad:
+            with self._lock:
                 self._c["returns_bad"] += 1
                 self._w_errors.add(now, "returned_bad")
         self._give_back(entry, bad=bad, now=now)
@@ -506,9 +557,14 @@ class Pool(Generic[C]):
             waiter = None
             if not retire:
                 entry.last_used = now
+                # The runtime may have migrated it to another worker meanwhile.
+                entry.worker = getattr(entry.conn, "worker_id", entry.worker)
                 waiter = self._pop_waiter_for(entry.worker)
                 if waiter is not None:
                     waiter.entry = entry
+                elif self.strict and self._waiters:
+                    # Only other workers wait: they cannot use it, but can use its slot.
+                    retire = True
                 else:
                     self._idle.setdefault(entry.worker, []).append(entry)
         if retire:
@@ -619,12 +675,15 @@ class Pool(Generic[C]):
         return out
 
     def _pop_waiter_for(self, worker: int) -> _Waiter | None:
-        """Under the lock: the oldest waiter on ``worker``, else the oldest one."""
+        """Under the lock: the oldest waiter on ``worker``, else (unless strict)
+        the oldest one."""
         for w in self._waiters:
             if w.worker == worker:
                 self._waiters.remove(w)
                 return w
-        return self._waiters.popleft() if self._waiters else None
+        if self.strict or not self._waiters:
+            return None
+        return self._waiters.popleft()
 
     def _all_idle(self) -> list[_Entry]:
         return [e for entries in self._idle.values() for e in entries]

@@ -5,7 +5,11 @@ that also runs commands itself.
 borrow a connection, run the command and give the connection back — like
 redis-py's client.  ``async with pool.acquire() as conn`` holds one connection
 for several commands (needed for WATCH, or for auto-pipelining many commands
-from one task on one connection).
+from one task on one connection).  A WATCH still active when a connection is
+released is ended (UNWATCH) before anyone else gets it; other session state
+(SELECT, CLIENT SETNAME, ...) is not undone, so leave it alone on pooled
+connections.  Connections are only handed to callers on the worker (loop) that
+made them (the pool's ``affinity="strict"``).
 
 Retries: none by default.  With ``retry_idempotent=True``, a *read-only*
 command (the ``READ_ONLY`` set) that failed with ConnectionError — the
@@ -57,7 +61,9 @@ class Pool(Commands, Iterators):
         self._pool: _pool.Pool[Connection] = _pool.Pool(
             self._connect, min_size=min_size, max_size=max_size,
             acquire_timeout=acquire_timeout, max_lifetime=max_lifetime, max_idle=max_idle,
-            check_after=check_after, check_timeout=self.params.connect_timeout, name=name)
+            check_after=check_after, check_timeout=self.params.connect_timeout,
+            # A connection's transport belongs to the loop (worker ring) that made it.
+            affinity="strict", reset=Connection.reset, name=name)
 
     async def _connect(self) -> Connection:
         return await Connection.connect(self.params)

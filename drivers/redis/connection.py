@@ -70,6 +70,13 @@ class _Protocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.conn._resume()
 
+    def connection_migrated(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        # ringleader's runtime moved the socket to another worker's ring (only
+        # done to idle connections): from now on the other loop drives it.
+        self.conn._transport = transport
+        self.conn._loop = loop
+        self.conn.worker_id = getattr(loop, "worker_id", 0)
+
 
 class Connection(Commands, Iterators):
     """A connected, authenticated Redis connection.  Make one with
@@ -92,6 +99,7 @@ class Connection(Commands, Iterators):
         self.pubsub_mode = False  # RESP2: pub/sub frames are pushes, not replies
         self.server_info: Any = None  # the HELLO reply (RESP3)
         self.writes = 0  # transport.write calls (one per loop iteration with commands)
+        self.watching = False  # WATCH sent via watch() and not yet ended by EXEC/UNWATCH
         self.worker_id = getattr(loop, "worker_id", 0)
 
     # -- making one -------------------------------------------------------------------
@@ -343,6 +351,21 @@ class Connection(Commands, Iterators):
         callbacks, self._close_callbacks = self._close_callbacks, []
         for cb in callbacks:
             cb(self)
+
+    def watch(self, *keys: Any) -> Any:
+        self.watching = True
+        return super().watch(*keys)
+
+    def unwatch(self) -> Any:
+        self.watching = False
+        return super().unwatch()
+
+    def reset(self) -> None:
+        """Undoes per-borrower state before a pool hands the connection to someone
+        else: a WATCH left behind is ended (its reply is read and dropped)."""
+        if self.watching and not self.is_closed:
+            self.watching = False
+            self._queue(encode_command(("UNWATCH",)), 1)[0].cancel()
 
     def pipeline(self) -> Any:
         """Commands queued on the returned pipeline go out in one write on

@@ -55,7 +55,11 @@ class Pipeline(Commands):
         commands = [args for args, _ in queued]
         if self.transaction:
             commands = [("MULTI",), *commands, ("EXEC",)]
-        replies = await conn.execute_many(commands, timeout=timeout)
+        try:
+            replies = await conn.execute_many(commands, timeout=timeout)
+        finally:
+            if self.transaction:
+                conn.watching = False  # EXEC ends every WATCH, whatever its outcome
         if self.transaction:
             replies = self._unwrap(replies)
         results = []

@@ -64,6 +64,7 @@ class PubSub:
         self._confirm: dict[tuple[str, bytes], list[asyncio.Future[None]]] = {}
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._connecting: asyncio.Task[Connection] | None = None
+        self._reconnector: asyncio.Task[None] | None = None
         self._closed = False
 
     # -- subscribing ---------------------------------------------------------------
@@ -132,7 +133,7 @@ class PubSub:
             return
         self._conn = None
         if self.reconnect and (self._channels or self._patterns):
-            asyncio.get_running_loop().create_task(self._reconnect_loop())
+            self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop())
         elif not self.reconnect:
             self._queue.put_nowait(E.ConnectionError("pub/sub connection lost"))
 
@@ -212,6 +213,8 @@ class PubSub:
         if self._closed:
             return
         self._closed = True
+        if self._reconnector is not None:
+            self._reconnector.cancel()
         if self._conn is not None:
             self._conn.close()
             self._conn = None

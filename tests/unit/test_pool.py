@@ -291,6 +291,57 @@ def test_prefers_connections_of_the_callers_worker():
     run(main())
 
 
+def test_strict_affinity_never_crosses_workers():
+    async def main():
+        f = Factory()
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=2, affinity="strict") as pool:
+            loop.worker_id = 1
+            a = await pool.acquire()
+            pool.release(a)
+            loop.worker_id = 2
+            b = await pool.acquire()  # a is idle, but belongs to worker 1
+            assert b is not a and b.worker == 2
+            c = await pool.acquire()  # full (a idle + b): a is evicted for the slot
+            assert a.is_closed and c.worker == 2 and pool.stats().pool_size == 2
+            # A worker-2 connection released while only worker 1 waits is retired
+            # so that worker 1 can connect in its slot.
+            loop.worker_id = 1
+            waiter = asyncio.create_task(pool.acquire())  # acquire() is a Coroutine
+            await asyncio.sleep(0.1)
+            loop.worker_id = 2
+            pool.release(b)
+            assert b.is_closed
+            loop.worker_id = 1
+            d = await waiter
+            assert d.worker == 1
+            pool.release(c)
+            pool.release(d)
+        with pytest.raises(InterfaceError):
+            Pool(f, affinity="sometimes")
+    run(main())
+
+
+def test_reset_hook_runs_on_release():
+    seen = []
+
+    def reset(conn):
+        seen.append(conn)
+        if conn.n == 1:
+            raise RuntimeError("cannot reset")
+
+    async def main():
+        f = Factory()
+        async with Pool(f, min_size=0, max_size=2, reset=reset) as pool:
+            a = await pool.acquire()
+            b = await pool.acquire()
+            pool.release(a)
+            pool.release(b)
+            assert seen == [a, b] and not a.is_closed and b.is_closed
+            assert pool.stats().returns_bad == 1
+    run(main())
+
+
 def test_close_fails_waiters_and_later_acquires():
     async def main():
         f = Factory()

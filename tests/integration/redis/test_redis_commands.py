@@ -130,6 +130,14 @@ def test_watch_multi_exec(run, redis_server, resp):
                 with pytest.raises(redis.WatchError):
                     await tx.execute()
             assert await pool.get(k) == b"100"
+            # A WATCH left behind does not leak to the connection's next borrower.
+            async with pool.acquire() as conn:
+                await conn.watch(k)
+                first = conn
+            async with pool.acquire() as conn, pool.acquire() as other:
+                assert conn is first
+                await other.set(k, 7)
+                assert await conn.transaction().incr(k).execute() == [8]
             tx = pool.transaction().incr(k).execute_command("NOSUCHCMD")
             with pytest.raises(redis.ReplyError, match="EXECABORT"):
                 await tx.execute()
