@@ -2,8 +2,12 @@
 
 :func:`probe` builds a throw-away ring, reads the kernel's opcode table
 (IORING_REGISTER_PROBE) and tries each optional set-up flag and resource
-registration we rely on.  The result is a frozen :class:`Features`, computed
-once per process.  Nothing here guesses from the kernel version string.
+registration we rely on.  Sub-commands the opcode table cannot show (multishot
+accept, multishot recv with a buffer ring, MSG_RING SEND_FD) are tried for real
+on that ring with a socketpair and an autobound AF_UNIX listener, so every
+field is measured, not inferred.  The result is a frozen :class:`Features`,
+computed once per process (about 1 ms).  Nothing here guesses from the kernel
+version string.
 
 It does not decide policy: :class:`~ringleader.uring.ring.Ring` reads it to
 pick its flags, and tests read it to skip with a reason.
@@ -13,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import socket
 import threading
 
 from ._liburing import ffi, lib
@@ -49,11 +54,12 @@ class Features:
     ext_arg: bool
     nodrop: bool
     cqe_skip: bool
-    # Sub-commands that the opcode table cannot show; their ring tests exercise them.
+    # Sub-commands that the opcode table cannot show: tried on the probe ring.
     multishot_accept: bool
     multishot_recv: bool
     msg_ring: bool
     send_zc: bool
+    msg_ring_send_fd: bool = False
 
     def supports(self, opcode: str) -> bool:
         return opcode.upper() in self.opcodes
@@ -105,9 +111,133 @@ def unavailable(res: int, what: str = "io_uring_setup") -> RingUnavailableError:
 
 
 def _try_ring(flags: int, entries: int = 8):
+    """A ring for probing, or (ring, -errno).  The caller exits it."""
     r = ffi.new("struct rl_ring *")
     res = lib.rl_ring_init(r, entries, 0, flags, 0)
     return r, res
+
+
+class _Scratch:
+    """Result arrays for harvesting CQEs on a probe ring."""
+
+    def __init__(self, n: int = 16):
+        self.n = n
+        self.ud = ffi.new("uint64_t[]", n)
+        self.res = ffi.new("int32_t[]", n)
+        self.fl = ffi.new("uint32_t[]", n)
+
+    def until(self, r, ud: int, timeout: float = 1.0) -> tuple[int, int] | None:
+        """Submit, then harvest until a completion for ``ud`` arrives: (res, flags)."""
+        deadline_ns = int(timeout * 1e9)
+        for _ in range(8):  # a few harvests at most; each waits for one more CQE
+            n = lib.rl_enter(r, 1, deadline_ns, self.ud, self.res, self.fl, self.n)
+            if n < 0:
+                return None
+            for i in range(n):
+                if self.ud[i] == ud:
+                    return self.res[i], self.fl[i]
+        return None
+
+
+def _try_msg_ring_send_fd(r, a: socket.socket, b: socket.socket, sc: _Scratch) -> bool:
+    """Hand fixed file ``a`` from probe ring ``r`` (slot 0) to a second ring and read
+    through it there.  ``r`` has a sparse file table."""
+    t, res = _try_ring(0, 4)
+    if res < 0:
+        return False
+    try:
+        if lib.rl_files_sparse(t, 4) < 0 or lib.rl_files_update(r, 0, a.fileno()) < 0:
+            return False
+        lib.rl_prep_msg_ring_fd(r, lib.rl_ring_fd(t), 0, 1, 11, 0, 12, 0)
+        if sc.until(r, 12) != (0, 0) or sc.until(t, 11) != (0, 0):
+            return False
+        b.send(b"z")
+        buf = ffi.new("char[]", 4)
+        lib.rl_prep_recv(t, 1, buf, 4, 0, 13, lib.IOSQE_FIXED_FILE)
+        got = sc.until(t, 13)
+        return got is not None and got[0] == 1 and buf[0] == b"z"
+    finally:
+        lib.rl_files_update(r, 0, -1)
+        lib.rl_ring_exit(t)
+
+
+def _try_multishot_recv(r, a: socket.socket, b: socket.socket, sc: _Scratch) -> bool:
+    """One byte through a multishot recv with buffer selection (group 0), then cancel."""
+    b.send(b"x")
+    lib.rl_prep_recv_bufsel(r, a.fileno(), 0, 1, 21, 0)
+    got = sc.until(r, 21)
+    ok = (got is not None and got[0] == 1 and bool(got[1] & lib.IORING_CQE_F_MORE)
+          and bool(got[1] & lib.IORING_CQE_F_BUFFER))
+    if got is not None and got[1] & lib.IORING_CQE_F_MORE:
+        lib.rl_prep_cancel(r, 21, 0, 22, 0)
+        sc.until(r, 22)
+    return ok
+
+
+def _try_multishot_accept(r, sc: _Scratch) -> bool:
+    """Accept one pending connection on an autobound (abstract) AF_UNIX listener with a
+    multishot accept; cancel it.  AF_UNIX: works without a loopback interface or a port."""
+    lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    cli = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        lst.bind("")  # autobind to a unique abstract address
+        lst.listen(1)
+        cli.connect(lst.getsockname())  # completes at once: the backlog has room
+        lib.rl_prep_accept(r, lst.fileno(), 1, 0, 31, 0)
+        got = sc.until(r, 31)
+        if got is None:
+            return False
+        if got[0] >= 0:
+            os.close(got[0])
+        ok = got[0] >= 0 and bool(got[1] & lib.IORING_CQE_F_MORE)
+        if got[1] & lib.IORING_CQE_F_MORE:
+            lib.rl_prep_cancel(r, 31, 0, 32, 0)
+            sc.until(r, 32)
+        return ok
+    except OSError:
+        return False
+    finally:
+        cli.close()
+        lst.close()
+
+
+def _attempt(fn, *args) -> bool:
+    # A failed try means "not supported", never a failed probe: sockets can fail too
+    # (fd limits, a seccomp profile), and the caller only wants a yes or no.
+    try:
+        return bool(fn(*args))
+    except OSError:
+        return False
+
+
+def _try_multishot_recv_with_ring(r, a, b, sc: _Scratch) -> bool:
+    bufs = ffi.new("struct rl_bufring *")
+    if lib.rl_bufring_setup(r, bufs, 2, 64, 0) != 0:
+        return False
+    try:
+        return _try_multishot_recv(r, a, b, sc)
+    finally:
+        lib.rl_bufring_free(r, bufs)
+
+
+def _functional(r, opcodes: frozenset, sparse: bool, buf_ring: bool) -> tuple[bool, bool, bool]:
+    """(multishot_accept, multishot_recv, msg_ring_send_fd), each tried on ring ``r``."""
+    sc = _Scratch()
+    accept = "ACCEPT" in opcodes and _attempt(_try_multishot_accept, r, sc)
+    try:
+        a, b = socket.socketpair()
+    except OSError:
+        return accept, False, False
+    try:
+        # SEND_FD first: its check reads the one byte it sends, leaving the socket empty
+        send_fd = (sparse and "MSG_RING" in opcodes and "RECV" in opcodes
+                   and _attempt(_try_msg_ring_send_fd, r, a, b, sc))
+        recv = (buf_ring and "RECV" in opcodes
+                and _attempt(_try_multishot_recv_with_ring, r, a, b, sc))
+        return accept, recv, send_fd
+    finally:
+        a.close()
+        b.close()
 
 
 def _probe() -> Features:
@@ -125,6 +255,7 @@ def _probe() -> Features:
         if buf_ring:
             lib.rl_bufring_free(r, b)
         feats = r.features
+        ms_accept, ms_recv, send_fd = _functional(r, opcodes, sparse, buf_ring)
     finally:
         lib.rl_ring_exit(r)
 
@@ -155,13 +286,11 @@ def _probe() -> Features:
         ext_arg=bool(feats & lib.IORING_FEAT_EXT_ARG),
         nodrop=bool(feats & lib.IORING_FEAT_NODROP),
         cqe_skip=bool(feats & lib.IORING_FEAT_CQE_SKIP),
-        # Multishot accept/recv arrived with SEND_ZC's generation (6.0); SEND_ZC in the
-        # opcode table is the nearest thing the probe interface offers.  The ring tests
-        # check each one for real and fail loudly if this inference is ever wrong.
-        multishot_accept="SEND_ZC" in opcodes and "ACCEPT" in opcodes,
-        multishot_recv="SEND_ZC" in opcodes and buf_ring,
+        multishot_accept=ms_accept,
+        multishot_recv=ms_recv,
         msg_ring="MSG_RING" in opcodes,
         send_zc="SEND_ZC" in opcodes,
+        msg_ring_send_fd=send_fd,
     )
 
 

@@ -485,8 +485,9 @@ class Ring:
     def msg_ring_send_fd(self, target: "Ring | int", src_slot: int, dst_slot: int, target_ud: int,
                          ud: int) -> None:
         """Install our fixed file ``src_slot`` into the target ring's ``dst_slot``
-        (``consts.FILE_INDEX_ALLOC`` lets the kernel choose; the target's CQE res is then
-        the slot).  Our slot stays filled: release it once our CQE says res == 0."""
+        (``consts.FILE_INDEX_ALLOC`` lets the kernel choose; both CQEs' res are then the
+        target's slot, else 0).  Our slot stays filled: release it once our CQE says
+        res >= 0.  Don't send into a slot the target still uses: the file there is replaced."""
         tfd = target if isinstance(target, int) else target.fd
         self._check_sqe(lib.rl_prep_msg_ring_fd(self._r, tfd, src_slot, dst_slot, target_ud, 0, ud, 0),
                         "msg_ring(send_fd)", src_slot, True)
