@@ -524,6 +524,11 @@ class Connection:
         await self._wait_gate()
         self._submit(m.query(query.encode()), op)
         await self._wait(op, timeout)
+        if any(r.tag in ("DEALLOCATE ALL", "DISCARD ALL") for r in op.results):
+            # The server forgot every prepared statement: so must the cache
+            # (in-flight preparations keep their entry and fail on their own).
+            for key in [k for k, st in self._stmts.items() if st.ready is None]:
+                del self._stmts[key]
         return op.results[-1].tag if op.results else ""
 
     async def fetch(self, query: str, *args, timeout: float | None = None) -> list:

@@ -281,9 +281,11 @@ class CopyOut:
 
     async def __aexit__(self, et, e, tb) -> None:
         conn, op = self._conn, self._op
+        cancelled = False
         try:
             if not op.out_done and not conn.is_closed():
                 # Stopped early: ask the server to stop, drop what still comes.
+                cancelled = True
                 await conn.cancel()
             op.on_chunk = None
             op.chunks.clear()
@@ -294,7 +296,7 @@ class CopyOut:
                 await conn._wait(op, None)
                 self.tag = op.results[-1].tag if op.results else ""
             except psycopg.errors.QueryCanceled:
-                if et is None and op.out_done:
+                if not cancelled:
                     raise
         finally:
             self._excl.release()
