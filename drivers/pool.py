@@ -41,80 +41,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import collections.abc
-import dataclasses
 import inspect
 import logging
 import threading
 import time
 import types
-from typing import Any, Awaitable, Callable, Generic, Mapping, TypeVar
+from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 from .errors import InterfaceError, PoolClosed, PoolTimeout
+from .poolstats import PoolStats, Window, percentile
 
 __all__ = ["Pool", "PoolStats"]
 
 log = logging.getLogger(__name__)
 C = TypeVar("C")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PoolStats:
-    """A snapshot of a pool.  Counters are totals since the pool was made (names
-    and meanings follow psycopg_pool where they apply); ``*_p50_ms``/``*_p99_ms``
-    and ``errors_by_kind`` cover only the last ``window_s`` seconds (at most
-    ``window_samples`` samples) and are ``None``/empty when nothing happened."""
-
-    pool_min: int
-    pool_max: int
-    pool_size: int  # open connections plus those being opened
-    pool_available: int  # idle connections
-    pool_in_use: int
-    requests_waiting: int  # callers queued right now
-    requests_num: int  # acquire calls
-    requests_queued: int  # acquire calls that had to wait
-    requests_wait_ms: float  # total time spent waiting by those
-    requests_errors: int  # acquire calls that ended in an error
-    requests_timeouts: int  # ... of which acquire timeouts
-    connections_num: int  # connection attempts
-    connections_ms: float  # total time spent connecting
-    connections_errors: int  # failed connection attempts
-    connections_lost: int  # found broken when borrowed or by the health check
-    usage_ms: float  # total time connections were held by callers
-    returns_bad: int  # connections returned broken
-    window_s: float
-    acquire_wait_p50_ms: float | None
-    acquire_wait_p99_ms: float | None
-    usage_p50_ms: float | None
-    usage_p99_ms: float | None
-    errors_by_kind: Mapping[str, int]
-
-
-class _Window:
-    """Recent (time, value) samples: the last ``span`` seconds, at most ``cap``."""
-
-    __slots__ = ("span", "samples")
-
-    def __init__(self, span: float, cap: int) -> None:
-        self.span = span
-        self.samples: collections.deque[tuple[float, Any]] = collections.deque(maxlen=cap)
-
-    def add(self, now: float, value: Any) -> None:
-        self.samples.append((now, value))
-
-    def recent(self, now: float) -> list[Any]:
-        cutoff = now - self.span
-        while self.samples and self.samples[0][0] < cutoff:
-            self.samples.popleft()
-        return [v for _, v in self.samples]
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    # Nearest-rank: always a value that was actually observed.
-    if not values:
-        return None
-    values = sorted(values)
-    rank = max(1, -(-len(values) * q // 1))  # ceil(n*q), at least 1
-    return values[int(rank) - 1]
 
 
 def _is_bad(conn: Any) -> bool:
@@ -128,11 +68,12 @@ def _is_bad(conn: Any) -> bool:
 
 
 class _Entry:
-    __slots__ = ("conn", "worker", "created", "last_used", "borrowed", "retire")
+    __slots__ = ("conn", "worker", "loop", "created", "last_used", "borrowed", "retire")
 
-    def __init__(self, conn: Any, worker: int, now: float) -> None:
+    def __init__(self, conn: Any, worker: int, loop: asyncio.AbstractEventLoop, now: float) -> None:
         self.conn = conn
         self.worker = worker
+        self.loop = loop  # the loop that drives it: close it there
         self.created = now
         self.last_used = now
         self.borrowed = now
@@ -263,9 +204,9 @@ class Pool(Generic[C]):
              "connections_num", "connections_errors", "connections_lost", "returns_bad"), 0)
         self._ms = dict.fromkeys(("requests_wait_ms", "connections_ms", "usage_ms"), 0.0)
         self._window_s = window_s
-        self._w_wait = _Window(window_s, window_samples)
-        self._w_usage = _Window(window_s, window_samples)
-        self._w_errors = _Window(window_s, window_samples)
+        self._w_wait = Window(window_s, window_samples)
+        self._w_usage = Window(window_s, window_samples)
+        self._w_errors = Window(window_s, window_samples)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -312,7 +253,7 @@ class Pool(Generic[C]):
             self._maint_task = None
         for t in list(self._bg):  # refills; a connection they make is closed on arrival
             t.cancel()
-        pending = [self._close_conn(e.conn, schedule=False) for e in idle]
+        pending = [self._close_entry(e, schedule=False) for e in idle]
         pending = [p for p in pending if p is not None]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
@@ -358,7 +299,7 @@ class Pool(Generic[C]):
             slots = self._max - self._size
             woken = self._pop_waiters(max(0, min(slots, len(self._waiters) - refill)))
         for e in doomed:
-            self._close_conn(e.conn)
+            self._close_entry(e)
         for w in woken:
             _wake(w)
         if refill:
@@ -444,7 +385,7 @@ class Pool(Generic[C]):
                 waiter = _Waiter(loop, worker)
                 self._waiters.append(waiter)
                 return None, False, waiter
-        self._close_conn(evicted.conn)
+        self._close_entry(evicted)
         return None, True, None
 
     async def _usable(self, entry: _Entry, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
@@ -494,7 +435,7 @@ class Pool(Generic[C]):
                     self._c["connections_errors"] += 1
             if not ok:
                 self._free_slot()
-        return _Entry(conn, worker, loop.time())
+        return _Entry(conn, worker, loop, loop.time())
 
     async def _wait(self, waiter: _Waiter, deadline: float) -> _Entry | None:
         """Waits for a handed-over connection (returned) or a free slot (None)."""
@@ -559,6 +500,7 @@ class Pool(Generic[C]):
                 entry.last_used = now
                 # The runtime may have migrated it to another worker meanwhile.
                 entry.worker = getattr(entry.conn, "worker_id", entry.worker)
+                entry.loop = getattr(entry.conn, "loop", entry.loop)
                 waiter = self._pop_waiter_for(entry.worker)
                 if waiter is not None:
                     waiter.entry = entry
@@ -598,7 +540,7 @@ class Pool(Generic[C]):
                 doomed.append(e)
                 self._size -= 1
         for e in doomed:
-            self._close_conn(e.conn)
+            self._close_entry(e)
         loop = self._running_loop()
         return len(self._spawn_refill(loop)) if loop is not None else 0
 
@@ -647,7 +589,7 @@ class Pool(Generic[C]):
             with self._lock:
                 self._c["connections_lost"] += 1
                 self._w_errors.add(self._now(), "lost")
-        self._close_conn(entry.conn)
+        self._close_entry(entry)
         self._free_slot()
 
     def _free_slot(self) -> None:
@@ -687,6 +629,17 @@ class Pool(Generic[C]):
 
     def _all_idle(self) -> list[_Entry]:
         return [e for entries in self._idle.values() for e in entries]
+
+    def _close_entry(self, entry: _Entry, schedule: bool = True) -> Awaitable[Any] | None:
+        """Closes an entry's connection on the loop that drives it: a transport
+        must not be touched from another worker's thread."""
+        if entry.loop is not self._running_loop() and not entry.loop.is_closed():
+            try:
+                entry.loop.call_soon_threadsafe(self._close_conn, entry.conn)
+                return None
+            except RuntimeError:  # closed in the meantime: nobody drives it any more
+                pass
+        return self._close_conn(entry.conn, schedule)
 
     def _close_conn(self, conn: Any, schedule: bool = True) -> Awaitable[Any] | None:
         """Closes a connection; an awaitable close() is scheduled as a task, or
@@ -750,9 +703,9 @@ class Pool(Generic[C]):
                 requests_waiting=len(self._waiters),
                 **self._c, **self._ms,
                 window_s=self._window_s,
-                acquire_wait_p50_ms=_percentile(waits, 0.50),
-                acquire_wait_p99_ms=_percentile(waits, 0.99),
-                usage_p50_ms=_percentile(usage, 0.50),
-                usage_p99_ms=_percentile(usage, 0.99),
+                acquire_wait_p50_ms=percentile(waits, 0.50),
+                acquire_wait_p99_ms=percentile(waits, 0.99),
+                usage_p50_ms=percentile(usage, 0.50),
+                usage_p99_ms=percentile(usage, 0.99),
                 errors_by_kind=types.MappingProxyType(dict(errors)),
             )

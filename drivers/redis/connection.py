@@ -173,6 +173,11 @@ class Connection(Commands, Iterators):
         return self._closed_exc is not None
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop (worker) driving this connection; use it only from there."""
+        return self._loop
+
+    @property
     def in_flight(self) -> int:
         """Commands sent (or buffered) whose reply has not arrived."""
         return len(self._waiters)
@@ -202,7 +207,15 @@ class Connection(Commands, Iterators):
         payload = encode_command(args)
         if self._paused:
             await self._writable()
-        fut = self._queue(payload, 1)[0]
+        # The single-command path inlines _queue: it is the hot path.
+        if self._closed_exc is not None:
+            raise self._reraise()
+        fut = self._loop.create_future()
+        self._waiters.append(fut)
+        self._out.append(payload)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
         reply = await self._wait(fut, timeout)
         if isinstance(reply, ReplyError):
             raise reply

@@ -1,0 +1,70 @@
+"""The pool's statistics: the frozen :class:`PoolStats` snapshot and the
+recent-window sampling behind its percentiles.  Pure bookkeeping, no I/O and
+no clock of its own (callers pass the loop time)."""
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any, Mapping
+
+__all__ = ["PoolStats", "Window", "percentile"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A snapshot of a pool.  Counters are totals since the pool was made (names
+    and meanings follow psycopg_pool where they apply); ``*_p50_ms``/``*_p99_ms``
+    and ``errors_by_kind`` cover only the last ``window_s`` seconds (at most
+    ``window_samples`` samples) and are ``None``/empty when nothing happened."""
+
+    pool_min: int
+    pool_max: int
+    pool_size: int  # open connections plus those being opened
+    pool_available: int  # idle connections
+    pool_in_use: int
+    requests_waiting: int  # callers queued right now
+    requests_num: int  # acquire calls
+    requests_queued: int  # acquire calls that had to wait
+    requests_wait_ms: float  # total time spent waiting by those
+    requests_errors: int  # acquire calls that ended in an error
+    requests_timeouts: int  # ... of which acquire timeouts
+    connections_num: int  # connection attempts
+    connections_ms: float  # total time spent connecting
+    connections_errors: int  # failed connection attempts
+    connections_lost: int  # found broken when borrowed or by the health check
+    usage_ms: float  # total time connections were held by callers
+    returns_bad: int  # connections returned broken
+    window_s: float
+    acquire_wait_p50_ms: float | None
+    acquire_wait_p99_ms: float | None
+    usage_p50_ms: float | None
+    usage_p99_ms: float | None
+    errors_by_kind: Mapping[str, int]
+
+
+class Window:
+    """Recent (time, value) samples: the last ``span`` seconds, at most ``cap``."""
+
+    __slots__ = ("span", "samples")
+
+    def __init__(self, span: float, cap: int) -> None:
+        self.span = span
+        self.samples: collections.deque[tuple[float, Any]] = collections.deque(maxlen=cap)
+
+    def add(self, now: float, value: Any) -> None:
+        self.samples.append((now, value))
+
+    def recent(self, now: float) -> list[Any]:
+        cutoff = now - self.span
+        while self.samples and self.samples[0][0] < cutoff:
+            self.samples.popleft()
+        return [v for _, v in self.samples]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    # Nearest-rank: always a value that was actually observed.
+    if not values:
+        return None
+    values = sorted(values)
+    rank = max(1, -(-len(values) * q // 1))  # ceil(n*q), at least 1
+    return values[int(rank) - 1]
