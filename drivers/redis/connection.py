@@ -42,6 +42,17 @@ from .url import ConnectParams, parse_url
 
 __all__ = ["Connection", "connect"]
 
+#: Commands that may wait server-side for a long time (or forever).
+BLOCKING = frozenset(b"""BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP
+    XREAD XREADGROUP WAIT WAITAOF""".split())
+
+
+def _is_blocking(args: tuple) -> bool:
+    name = args[0]
+    if isinstance(name, str):
+        name = name.encode()
+    return isinstance(name, bytes) and name.upper() in BLOCKING
+
 
 class _Protocol(asyncio.Protocol):
     """Forwards transport events to the Connection (kept apart so the public
@@ -216,7 +227,15 @@ class Connection(Commands, Iterators):
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        reply = await self._wait(fut, timeout)
+        try:
+            reply = await self._wait(fut, timeout)
+        except asyncio.CancelledError:
+            if _is_blocking(args):
+                # Its reply may never come (BLPOP k 0), and everything queued
+                # behind it would wait for it: this connection is done.
+                self._shutdown(E.ConnectionError(
+                    f"connection closed: a blocking {args[0]!r} on it was cancelled"), broken=True)
+            raise
         if isinstance(reply, ReplyError):
             raise reply
         return reply

@@ -89,12 +89,13 @@ class PubSub:
             if kind.endswith("unsubscribe"):
                 return
             raise E.InterfaceError(f"{kind}() needs at least one name")
+        # Connect first: if that fails, nothing has changed.
+        conn = await self._connection()
         for k, n in zip(keys, names):
             if kind.endswith("unsubscribe"):
                 table.pop(k, None)
             else:
                 table[k] = n
-        conn = await self._connection()
         waits = [self._expect(kind, k) for k in keys]
         conn.send_only(kind.upper(), *names)
         try:

@@ -81,6 +81,20 @@ def test_client_kill_fails_in_flight_and_pool_replaces(run, redis_server):
     run(main())
 
 
+def test_cancelled_blocking_command_does_not_block_the_pool(run, redis_server):
+    async def main():
+        async with redis.Pool(redis_server.url, min_size=1, max_size=1) as pool:
+            blocked = asyncio.ensure_future(pool.blpop("never:" + uuid.uuid4().hex, timeout=0))
+            await asyncio.sleep(0.05)
+            blocked.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await blocked
+            # The connection with the orphaned BLPOP was dropped, not handed on.
+            assert await asyncio.wait_for(pool.ping(), 2) == b"PONG"
+            assert pool.stats().returns_bad == 1
+    run(main())
+
+
 def test_stalled_server_times_out_and_recovers(run, own_redis_server):
     async def main():
         loop = asyncio.get_running_loop()
