@@ -36,6 +36,8 @@ def test_restart_under_load_every_command_ends_and_pool_recovers(run, own_redis_
                         outcomes[name] = outcomes.get(name, 0) + 1
                         await asyncio.sleep(0.01)
 
+            ps = pool.pubsub()
+            await ps.subscribe("news")
             tasks = [asyncio.create_task(client(i)) for i in range(20)]
             await asyncio.sleep(0.3)
             ok_before = outcomes["ok"]
@@ -52,6 +54,11 @@ def test_restart_under_load_every_command_ends_and_pool_recovers(run, own_redis_
             s = pool.stats()
             assert s.errors_by_kind.get("connection", 0) >= 1
             assert s.pool_size <= 6 and s.requests_waiting == 0
+            # The subscriber came back by itself, subscribed again.
+            assert ps.reconnects == 1
+            assert await pool.publish("news", "still here") == 1
+            assert (await ps.get_message(2)).data == b"still here"
+            await ps.close()
     run(main())
 
 
