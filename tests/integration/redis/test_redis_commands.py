@@ -191,7 +191,7 @@ def test_blpop_timeout_and_wakeup(run, redis_server, resp):
     run(main())
 
 
-def test_pubsub_subscribe_and_psubscribe(run, redis_server, resp):
+def test_pubsub_subscribe_and_psubscribe(run, redis_server, resp, fd_guard):
     async def main():
         async with redis.Pool(redis_server.url, protocol=resp) as pool:
             ch = key("ch")
@@ -212,7 +212,7 @@ def test_pubsub_subscribe_and_psubscribe(run, redis_server, resp):
     run(main())
 
 
-def test_pool_runs_commands_and_reports_stats(run, redis_server):
+def test_pool_runs_commands_and_reports_stats(run, redis_server, fd_guard):
     async def main():
         async with redis.Pool(redis_server.url, min_size=2, max_size=4) as pool:
             k = key()

@@ -62,7 +62,7 @@ def test_restart_under_load_every_command_ends_and_pool_recovers(run, own_redis_
     run(main())
 
 
-def test_client_kill_fails_in_flight_and_pool_replaces(run, redis_server):
+def test_client_kill_fails_in_flight_and_pool_replaces(run, redis_server, fd_guard):
     async def main():
         admin = await redis.connect(redis_server.url)
         victim = await redis.connect(redis_server.url)
@@ -136,7 +136,7 @@ def test_stalled_server_times_out_and_recovers(run, own_redis_server):
     run(main())
 
 
-def test_refused_connection_is_a_typed_error(run):
+def test_refused_connection_is_a_typed_error(run, fd_guard):
     async def main():
         port = free_port()  # nothing listens there
         with pytest.raises(redis.ConnectionError, match=f"127.0.0.1:{port}"):
@@ -186,7 +186,7 @@ class FakeRedis:
             writer.close()
 
 
-def test_malformed_reply_discards_connection(run):
+def test_malformed_reply_discards_connection(run, fd_guard):
     def script(n, cmd):
         if cmd[0] == "GET" and cmd[1] == "bad":
             return b"$3\r\nabc\r\n?garbage\r\n"  # a good reply, then junk
