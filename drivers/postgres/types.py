@@ -27,6 +27,13 @@ BINARY = pq.Format.BINARY
 TEXT = pq.Format.TEXT
 # Settings whose change must rebuild loaders: they cache tz/styles on creation.
 ADAPTER_SETTINGS = frozenset({"TimeZone", "DateStyle", "IntervalStyle", "client_encoding"})
+# Result types read as text although psycopg has binary loaders for them:
+# float4 in binary is the exact float32 widened (0.1 -> 0.10000000149011612),
+# in text the shortest decimal that round-trips (0.1), which is what psycopg
+# returns by default and what users expect.  Anonymous records in binary
+# carry fields of types psycopg may not load (bytes come back); in text they
+# are strings, psycopg's default again.
+TEXT_RESULTS = frozenset({700, 1021, 2249, 2287})  # float4, float4[], record, record[]
 
 
 class ServerParams(pq.PGconn):
@@ -78,7 +85,8 @@ class RowCodec:
         for f in fields:
             # Binary wherever psycopg has a binary loader for the type; text
             # otherwise (the server can always produce text).
-            use_bin = binary and adapters.get_loader(f.type_oid, BINARY) is not None
+            use_bin = (binary and f.type_oid not in TEXT_RESULTS
+                       and adapters.get_loader(f.type_oid, BINARY) is not None)
             fmts.append(BINARY if use_bin else TEXT)
         self.formats = tuple(int(f) for f in fmts)
         self.names = tuple(f.name for f in fields)
