@@ -150,7 +150,17 @@ class _Acquire(collections.abc.Coroutine, Generic[C]):
 
 
 class Pool(Generic[C]):
-    """A pool of connections made by ``connect()``; see the module docstring."""
+    """A pool of connections made by ``connect()``; see the module docstring.
+
+    ``min_size``/``max_size``: bounds (``resize`` changes them);
+    ``acquire_timeout``: default wait for ``acquire``; ``max_lifetime``: age after
+    which a connection is closed (when idle or on release); ``max_idle``: idle
+    time after which connections above ``min_size`` are closed; ``check_after``:
+    idle time after which a borrowed connection is ``ping()``-ed first, within
+    ``check_timeout``; ``maintain_every``: period of the timer step;
+    ``window_s``/``window_samples``: the span of the stats' percentiles;
+    ``affinity``, ``reset``: see the module docstring; ``name``: for messages.
+    """
 
     def __init__(
         self,
@@ -229,8 +239,7 @@ class Pool(Generic[C]):
             self._maint_task = loop.create_task(self._maintenance_loop())
         tasks = self._spawn_refill(loop)
         if wait and tasks:
-            await asyncio.gather(*tasks)
-            errors = [t.exception() for t in tasks if t.exception() is not None]
+            errors = [e for e in await asyncio.gather(*tasks) if e is not None]
             if errors:
                 raise errors[0]
 
@@ -559,12 +568,12 @@ class Pool(Generic[C]):
         self._size += need
         return need
 
-    def _spawn_refill(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[None]]:
+    def _spawn_refill(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Exception | None]]:
         with self._lock:
             need = self._reserve_refill()
         return self._start_refill(loop, need)
 
-    def _start_refill(self, loop: asyncio.AbstractEventLoop, need: int) -> list[asyncio.Task[None]]:
+    def _start_refill(self, loop: asyncio.AbstractEventLoop, need: int) -> list[asyncio.Task[Exception | None]]:
         worker = getattr(loop, "worker_id", 0)
         tasks = [loop.create_task(self._refill_one(loop, worker)) for _ in range(need)]
         for t in tasks:
@@ -572,15 +581,18 @@ class Pool(Generic[C]):
             t.add_done_callback(self._bg.discard)
         return tasks
 
-    async def _refill_one(self, loop: asyncio.AbstractEventLoop, worker: int) -> None:
+    async def _refill_one(self, loop: asyncio.AbstractEventLoop, worker: int) -> Exception | None:
+        """Opens one connection into a reserved slot; returns (not raises) the
+        error, so that a background refill leaves no unretrieved exception."""
         try:
             entry = await self._open_entry(loop, worker, None)
         except Exception as exc:
             # The next maintenance step retries: its period is the back-off.
             self._count_error("connect", loop.time())
             log.warning("%s: could not open a connection: %r", self.name, exc)
-            raise
+            return exc
         self._give_back(entry)
+        return None
 
     # -- helpers (call without the lock unless noted) -------------------------------
 

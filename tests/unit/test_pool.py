@@ -7,6 +7,7 @@ so timeouts and ages cost no wall-clock time.
 """
 import asyncio
 import dataclasses
+import gc
 import threading
 
 import pytest
@@ -169,6 +170,23 @@ def test_connect_failure_raises_and_frees_slot():
             f.fail = None  # the server is back: the pool recovers by itself
             async with pool.acquire() as c:
                 assert c.n == 0
+
+        # A failing background refill is counted and logged, not left as an
+        # unretrieved task exception.
+        loop = asyncio.get_running_loop()
+        problems = []
+        loop.set_exception_handler(lambda _loop, ctx: problems.append(ctx))
+        f.fail = OSError("refused")
+        pool = Pool(f, min_size=1, max_size=1)
+        with pytest.raises(OSError):
+            await pool.open()
+        assert pool._maintain(loop.time()) == 1
+        await asyncio.sleep(0.1)
+        assert pool.stats().errors_by_kind == {"connect": 2} and pool.stats().pool_size == 0
+        await pool.close()
+        gc.collect()
+        await asyncio.sleep(0)
+        assert problems == []
     run(main())
 
 
