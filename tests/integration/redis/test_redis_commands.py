@@ -93,6 +93,12 @@ def test_auto_pipelining_batches_one_iteration_into_one_write(run, redis_server)
         assert conn.writes == before + 1  # 200 commands, one write
         assert results == list(range(1, 201))  # FIFO: replies matched in issue order
         assert await conn.lrange(k, 0, 2) == [b"0", b"1", b"2"]
+        # A caller that gives up keeps its place in the FIFO: its late reply is
+        # dropped, not handed to the next caller.
+        slow = asyncio.ensure_future(conn.execute("DEBUG", "SLEEP", "0.05"))
+        await asyncio.sleep(0.01)
+        slow.cancel()
+        assert await conn.echo("mine") == b"mine" and not conn.is_closed
         await conn.delete(k)
         conn.close()
     run(main())
