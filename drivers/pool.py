@@ -268,7 +268,11 @@ class Pool(Generic[C]):
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def __aenter__(self) -> Pool[C]:
-        await self.open()
+        try:
+            await self.open()
+        except BaseException:
+            await self.close()  # no __aexit__ will run: stop the timer and refills
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

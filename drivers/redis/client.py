@@ -77,11 +77,15 @@ class Pool(Commands, Iterators):
         await self._pool.close()
 
     async def __aenter__(self) -> Pool:
-        await self.open()
+        await self._pool.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._pool.closed
 
     def acquire(self, timeout: float | None = None) -> Any:
         return self._pool.acquire(timeout)

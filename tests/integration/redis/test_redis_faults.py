@@ -146,6 +146,11 @@ def test_refused_connection_is_a_typed_error(run, fd_guard):
                 await pool.get("k")
             s = pool.stats()
             assert s.connections_errors == 1 and s.pool_size == 0
+        pool = redis.Pool(f"redis://127.0.0.1:{port}", min_size=1)
+        with pytest.raises(redis.ConnectionError):
+            async with pool:
+                pass
+        assert pool.closed  # a failed `async with` leaves nothing running
         with pytest.raises(redis.InterfaceError):
             redis.Pool("redis://h:notaport")
     run(main())
