@@ -364,12 +364,18 @@ class Ring:
         check(res, op, fd, fixed)
 
     # ---- operations (each prepares one SQE; nothing is submitted until enter/flush) ----
+    # The prep helpers return 0, or -EBUSY when the SQ stayed full even after an early
+    # flush; testing ``if res:`` inline keeps the common path to one C call per operation.
     def nop(self, ud: int, *, link: bool = False) -> None:
-        self._check_sqe(lib.rl_prep_nop(self._r, ud, consts.SQE_IO_LINK if link else 0), "nop")
+        res = lib.rl_prep_nop(self._r, ud, consts.SQE_IO_LINK if link else 0)
+        if res:
+            self._check_sqe(res, "nop")
 
     def nops(self, n: int, ud0: int = 0) -> None:
         """Queue ``n`` NOPs with user_data ud0, ud0+1, ... in one call."""
-        self._check_sqe(lib.rl_prep_nops(self._r, n, ud0), "nop")
+        res = lib.rl_prep_nops(self._r, n, ud0)
+        if res:
+            self._check_sqe(res, "nop")
 
     # ``link=True`` sets IOSQE_IO_LINK: the next SQE (e.g. :meth:`link_timeout`) starts only
     # after this one, or bounds it.  Buffers are recorded in ``_keep`` only once the SQE is
@@ -379,23 +385,27 @@ class Ring:
         """Accept on listening socket ``fd``.  ``direct``: the new socket goes into a
         kernel-chosen fixed slot (returned as res; call ``files.adopt(res)``) instead of a
         normal fd; -ENFILE when the kernel's slot range is full."""
-        self._check_sqe(lib.rl_prep_accept(self._r, fd, int(multishot), int(direct), ud,
-                                           _sf(fixed, link)), "accept", fd, fixed)
+        res = lib.rl_prep_accept(self._r, fd, int(multishot), int(direct), ud,
+                                 _sf(fixed, link))
+        if res:
+            self._check_sqe(res, "accept", fd, fixed)
 
     def connect(self, fd: int, address, ud: int, *, family: int = socket.AF_INET,
                 fixed: bool = False, link: bool = False) -> None:
         raw = _sockaddr(family, address)
         buf = ffi.from_buffer(raw)
-        self._check_sqe(lib.rl_prep_connect(self._r, fd, buf, len(raw), ud, _sf(fixed, link)),
-                        "connect", fd, fixed)
+        res = lib.rl_prep_connect(self._r, fd, buf, len(raw), ud, _sf(fixed, link))
+        if res:
+            self._check_sqe(res, "connect", fd, fixed)
         self._keep[ud] = (raw, buf)
 
     def recv(self, fd: int, buf, ud: int, *, fixed: bool = False, flags: int = 0,
              link: bool = False) -> None:
         """Receive into a caller buffer (kept alive until the completion)."""
         cbuf = ffi.from_buffer(buf, require_writable=True)
-        self._check_sqe(lib.rl_prep_recv(self._r, fd, cbuf, len(cbuf), flags, ud, _sf(fixed, link)),
-                        "recv", fd, fixed)
+        res = lib.rl_prep_recv(self._r, fd, cbuf, len(cbuf), flags, ud, _sf(fixed, link))
+        if res:
+            self._check_sqe(res, "recv", fd, fixed)
         self._keep[ud] = cbuf
 
     def recv_select(self, fd: int, bufring: BufferRing, ud: int, *, multishot: bool = False,
@@ -404,83 +414,112 @@ class Ring:
 
         A multishot receive ends (a CQE without F_MORE) at EOF (res 0), on cancel
         (-ECANCELED), on error, or with -ENOBUFS when ``bufring`` ran dry: recycle, re-arm."""
-        self._check_sqe(lib.rl_prep_recv_bufsel(self._r, fd, bufring.bgid, int(multishot), ud,
-                                                _sf(fixed, link)), "recv", fd, fixed)
+        res = lib.rl_prep_recv_bufsel(self._r, fd, bufring.bgid, int(multishot), ud,
+                                      _sf(fixed, link))
+        if res:
+            self._check_sqe(res, "recv", fd, fixed)
 
     def send(self, fd: int, data, ud: int, *, fixed: bool = False, flags: int = 0,
              link: bool = False) -> None:
         cbuf = ffi.from_buffer(data)
-        self._check_sqe(lib.rl_prep_send(self._r, fd, cbuf, len(cbuf), flags | _MSG_NOSIGNAL, ud,
-                                         _sf(fixed, link)), "send", fd, fixed)
+        res = lib.rl_prep_send(self._r, fd, cbuf, len(cbuf), flags | _MSG_NOSIGNAL, ud,
+                               _sf(fixed, link))
+        if res:
+            self._check_sqe(res, "send", fd, fixed)
         self._keep[ud] = (data, cbuf)
 
     def send_zc(self, fd: int, data, ud: int, *, fixed: bool = False, link: bool = False) -> None:
         """Zero-copy send: two completions (result with F_MORE, then F_NOTIF).  Needs a
         socket that supports zero copy (TCP/UDP; AF_UNIX gives -EOPNOTSUPP)."""
         cbuf = ffi.from_buffer(data)
-        self._check_sqe(lib.rl_prep_send_zc(self._r, fd, cbuf, len(cbuf), _MSG_NOSIGNAL, ud,
-                                            _sf(fixed, link)), "send_zc", fd, fixed)
+        res = lib.rl_prep_send_zc(self._r, fd, cbuf, len(cbuf), _MSG_NOSIGNAL, ud,
+                                  _sf(fixed, link))
+        if res:
+            self._check_sqe(res, "send_zc", fd, fixed)
         self._keep[ud] = (data, cbuf)
 
     def read(self, fd: int, buf, ud: int, *, offset: int = -1, fixed: bool = False,
              link: bool = False) -> None:
         cbuf = ffi.from_buffer(buf, require_writable=True)
-        self._check_sqe(lib.rl_prep_read(self._r, fd, cbuf, len(cbuf), offset & (2**64 - 1), ud,
-                                         _sf(fixed, link)), "read", fd, fixed)
+        res = lib.rl_prep_read(self._r, fd, cbuf, len(cbuf), offset & (2**64 - 1), ud,
+                               _sf(fixed, link))
+        if res:
+            self._check_sqe(res, "read", fd, fixed)
         self._keep[ud] = cbuf
 
     def write(self, fd: int, data, ud: int, *, offset: int = -1, fixed: bool = False,
               link: bool = False) -> None:
         cbuf = ffi.from_buffer(data)
-        self._check_sqe(lib.rl_prep_write(self._r, fd, cbuf, len(cbuf), offset & (2**64 - 1), ud,
-                                          _sf(fixed, link)), "write", fd, fixed)
+        res = lib.rl_prep_write(self._r, fd, cbuf, len(cbuf), offset & (2**64 - 1), ud,
+                                _sf(fixed, link))
+        if res:
+            self._check_sqe(res, "write", fd, fixed)
         self._keep[ud] = (data, cbuf)
 
     def close_fd(self, fd: int, ud: int) -> None:
-        self._check_sqe(lib.rl_prep_close(self._r, fd, ud, 0), "close", fd)
+        res = lib.rl_prep_close(self._r, fd, ud, 0)
+        if res:
+            self._check_sqe(res, "close", fd)
 
     def close_fixed(self, slot: int, ud: int) -> None:
         """Close a fixed slot through the ring (the slot is empty once this completes)."""
-        self._check_sqe(lib.rl_prep_close_direct(self._r, slot, ud, 0), "close", slot, True)
+        res = lib.rl_prep_close_direct(self._r, slot, ud, 0)
+        if res:
+            self._check_sqe(res, "close", slot, True)
 
     def shutdown(self, fd: int, how: int, ud: int, *, fixed: bool = False) -> None:
-        self._check_sqe(lib.rl_prep_shutdown(self._r, fd, how, ud, _FIXED if fixed else 0),
-                        "shutdown", fd, fixed)
+        res = lib.rl_prep_shutdown(self._r, fd, how, ud, _FIXED if fixed else 0)
+        if res:
+            self._check_sqe(res, "shutdown", fd, fixed)
 
     def timeout(self, seconds: float, ud: int, *, count: int = 0) -> None:
         """Completes with -ETIME after ``seconds`` (or 0 after ``count`` other CQEs)."""
-        self._check_sqe(lib.rl_prep_timeout(self._r, int(seconds * 1e9), count, 0, ud, 0), "timeout")
+        res = lib.rl_prep_timeout(self._r, int(seconds * 1e9), count, 0, ud, 0)
+        if res:
+            self._check_sqe(res, "timeout")
 
     def link_timeout(self, seconds: float, ud: int) -> None:
         """Bound the previous SQE (which must have been prepared with ``link=True``)."""
-        self._check_sqe(lib.rl_prep_link_timeout(self._r, int(seconds * 1e9), ud, 0), "link_timeout")
+        res = lib.rl_prep_link_timeout(self._r, int(seconds * 1e9), ud, 0)
+        if res:
+            self._check_sqe(res, "link_timeout")
 
     def timeout_remove(self, target_ud: int, ud: int) -> None:
-        self._check_sqe(lib.rl_prep_timeout_remove(self._r, target_ud, ud, 0), "timeout_remove")
+        res = lib.rl_prep_timeout_remove(self._r, target_ud, ud, 0)
+        if res:
+            self._check_sqe(res, "timeout_remove")
 
     def cancel(self, target_ud: int, ud: int, *, all: bool = False) -> None:
-        self._check_sqe(lib.rl_prep_cancel(self._r, target_ud, consts.ASYNC_CANCEL_ALL if all else 0,
-                                           ud, 0), "async_cancel")
+        res = lib.rl_prep_cancel(self._r, target_ud, consts.ASYNC_CANCEL_ALL if all else 0,
+                                 ud, 0)
+        if res:
+            self._check_sqe(res, "async_cancel")
 
     def cancel_fd(self, fd: int, ud: int, *, fixed: bool = False) -> None:
         """Cancel every pending operation on ``fd`` (or fixed slot)."""
-        self._check_sqe(lib.rl_prep_cancel_fd(self._r, fd, int(fixed), ud, 0), "async_cancel", fd, fixed)
+        res = lib.rl_prep_cancel_fd(self._r, fd, int(fixed), ud, 0)
+        if res:
+            self._check_sqe(res, "async_cancel", fd, fixed)
 
     def poll(self, fd: int, mask: int, ud: int, *, multishot: bool = False, fixed: bool = False,
              link: bool = False) -> None:
-        self._check_sqe(lib.rl_prep_poll(self._r, fd, mask, int(multishot), ud, _sf(fixed, link)),
-                        "poll_add", fd, fixed)
+        res = lib.rl_prep_poll(self._r, fd, mask, int(multishot), ud, _sf(fixed, link))
+        if res:
+            self._check_sqe(res, "poll_add", fd, fixed)
 
     def poll_remove(self, target_ud: int, ud: int) -> None:
-        self._check_sqe(lib.rl_prep_poll_remove(self._r, target_ud, ud, 0), "poll_remove")
+        res = lib.rl_prep_poll_remove(self._r, target_ud, ud, 0)
+        if res:
+            self._check_sqe(res, "poll_remove")
 
     def msg_ring(self, target: "Ring | int", value: int, target_ud: int, ud: int, *,
                  skip_cqe: bool = False) -> None:
         """Post a CQE ``{user_data=target_ud, res=value}`` on another ring."""
         tfd = target if isinstance(target, int) else target.fd
-        self._check_sqe(lib.rl_prep_msg_ring(self._r, tfd, value, target_ud, ud,
-                                             consts.SQE_CQE_SKIP_SUCCESS if skip_cqe else 0),
-                        "msg_ring", tfd)
+        res = lib.rl_prep_msg_ring(self._r, tfd, value, target_ud, ud,
+                                   consts.SQE_CQE_SKIP_SUCCESS if skip_cqe else 0)
+        if res:
+            self._check_sqe(res, "msg_ring", tfd)
 
     def msg_ring_send_fd(self, target: "Ring | int", src_slot: int, dst_slot: int, target_ud: int,
                          ud: int) -> None:
@@ -489,8 +528,9 @@ class Ring:
         target's slot, else 0).  Our slot stays filled: release it once our CQE says
         res >= 0.  Don't send into a slot the target still uses: the file there is replaced."""
         tfd = target if isinstance(target, int) else target.fd
-        self._check_sqe(lib.rl_prep_msg_ring_fd(self._r, tfd, src_slot, dst_slot, target_ud, 0, ud, 0),
-                        "msg_ring(send_fd)", src_slot, True)
+        res = lib.rl_prep_msg_ring_fd(self._r, tfd, src_slot, dst_slot, target_ud, 0, ud, 0)
+        if res:
+            self._check_sqe(res, "msg_ring(send_fd)", src_slot, True)
 
     # ---- teardown ----
     def close(self) -> None:
