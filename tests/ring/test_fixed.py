@@ -95,3 +95,12 @@ def test_multishot_accept_direct(listener, collect, feats):
         finally:
             for cl in clients:
                 cl.close()
+
+
+def test_failed_table_registration_closes_the_ring(fd_guard):
+    with pytest.raises(ValueError):
+        Ring(8, files=4, kernel_slots=5)
+    with pytest.raises(UringError) as ei:
+        Ring(8, files=1 << 30)  # far beyond RLIMIT_NOFILE: the kernel refuses the table
+    assert "register_files_sparse" in str(ei.value)
+    # fd_guard: neither attempt left its ring fd open
