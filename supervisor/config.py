@@ -47,7 +47,7 @@ class PoolAutoscale:
     controller: str = "littles"
     target_wait_ms: float = 10.0
     headroom: float = 1.2
-    step_up: float = 1.0          # at most +100% (and at least +1) per change
+    step_up: float = 3.0          # at most +300% (and at least +1) per change
     step_down: float = 0.1        # at most -10% (and at least -1) per change
     cooldown_up: float = 0.0
     cooldown_down: float = 5.0

@@ -58,49 +58,69 @@ class PoolPolicy:
         self.history: collections.deque[tuple[float, int]] = collections.deque()
         self.last_up = -math.inf
         self.last_down = -math.inf
-        self.hold_short = Ewma(5.0)
+        self.hold_short = Ewma(2.0)
         self.hold_long = Ewma(cfg.long_window)
+        self.healthy_in_use = Ewma(cfg.long_window)
         self.guard_tripped = False
         self.last_dir = 0
         self.reversals = 0
 
-    def _guard(self, o: PoolObs, dt: float) -> tuple[bool, bool, str, dict]:
-        """(tripped, cut, why, inputs).  The long baseline only learns while healthy,
-        so a slow database cannot teach the guard that slow is normal."""
+    def _guard(self, o: PoolObs, dt: float) -> tuple[bool, int | None, str, dict]:
+        """(tripped, cut-to or None, why, inputs).
+
+        Tripped when the downstream looks unhealthy: hold time well above its
+        long-window baseline, query or connect errors, or acquire timeouts while
+        holds are slower than usual (a retry storm).  Timeouts alone, with
+        normal hold times, mean the pool is too small, and are left to the
+        controller.  The baselines only learn while healthy, so a slow
+        database cannot teach the guard that slow is normal."""
         c = self.cfg
-        short = self.hold_short.update(o.hold_ms, dt or 1.0) if o.hold_ms is not None else self.hold_short.value
+        dt = dt or 1.0
+        short = self.hold_short.update(o.hold_ms, dt) if o.hold_ms is not None else self.hold_short.value
         base = self.hold_long.value
         ratio = (short / base) if short is not None and base else 1.0
-        attempts = max(1.0, o.acquire_rate * (dt or 1.0))
-        err_rate = (o.errors + o.timeouts) / attempts
+        attempts = max(1.0, o.acquire_rate * dt)
+        err_rate = o.errors / attempts
+        to_rate = o.timeouts / attempts
         why = []
         if ratio > c.guard_latency_ratio:
             why.append(f"hold time {short:.2f} ms is {ratio:.2f}x its baseline {base:.2f} ms")
         if err_rate > c.guard_error_rate:
-            why.append(f"errors+timeouts {o.errors + o.timeouts} = {err_rate:.1%} of acquires")
+            why.append(f"{o.errors} query errors ({err_rate:.1%} of acquires)")
         if o.connect_errors:
             why.append(f"{o.connect_errors} connect failures")
+        if to_rate > c.guard_error_rate and ratio > 1.0 + (c.guard_latency_ratio - 1.0) / 2:
+            why.append(f"{o.timeouts} acquire timeouts ({to_rate:.1%}) with slower holds: retry storm")
         tripped = bool(why) and c.guard
-        if not tripped and o.hold_ms is not None:
-            self.hold_long.update(o.hold_ms, dt or 1.0)
-        cut = tripped and (ratio > 2 * c.guard_latency_ratio or err_rate > c.guard_error_rate
-                           or o.connect_errors > 0)
-        return tripped, cut, "; ".join(why), {"hold_ratio": ratio, "err_rate": err_rate,
-                                              "connect_errors": o.connect_errors}
+        if not tripped:
+            if o.hold_ms is not None:
+                self.hold_long.update(o.hold_ms, dt)
+            self.healthy_in_use.update(o.in_use, dt)
+        inputs = {"hold_ratio": round(ratio, 3), "err_rate": round(err_rate, 4),
+                  "timeout_rate": round(to_rate, 4), "connect_errors": o.connect_errors}
+        cut_to = None
+        if tripped and (ratio > 2 * c.guard_latency_ratio or err_rate > c.guard_error_rate
+                        or o.connect_errors):
+            # Cut multiplicatively, but never below the concurrency the database
+            # served comfortably while healthy: below that we only lose throughput.
+            busy = self.healthy_in_use.value or 0.0
+            floor = max(c.min, math.ceil((busy + math.sqrt(busy)) * c.headroom))
+            cut_to = max(floor, math.floor(o.cap * c.guard_cut))
+            inputs["cut_floor"] = floor
+        return tripped, cut_to, "; ".join(why), inputs
 
     def decide(self, o: PoolObs, now: float, dt: float) -> Action | None:
         c = self.cfg
         if not c.enabled:
             return None
         cap = o.cap
-        tripped, cut, why, ginputs = self._guard(o, dt)
+        tripped, cut_to, why, ginputs = self._guard(o, dt)
         self.guard_tripped = tripped
         if tripped:
             # Downstream is hurting: never grow.  Cut multiplicatively when it
             # is clearly overloaded, otherwise hold and let callers queue.
-            if cut and cap > c.min and now - self.last_down >= c.cooldown_up:
-                new = max(c.min, min(cap - 1, math.floor(cap * c.guard_cut)))
-                return self._change(o, now, new, f"guard: {why}; cut x{c.guard_cut}", ginputs)
+            if cut_to is not None and cut_to < cap:
+                return self._change(o, now, cut_to, f"guard: {why}; cut x{c.guard_cut}", ginputs)
             return Action("hold", self.name, f"guard: {why}; holding at {cap}", ginputs, t=now,
                           old=cap, new=cap)
         rec = self.controller.recommend(o, now, dt)

@@ -1,0 +1,429 @@
+"""A virtual-time model of a connection pool in front of a database of finite capacity.
+
+It drives the *same* :class:`~.policy.Policy` the live supervisor runs, so the
+rig can replay hours of traffic in seconds, deterministically per seed, and
+the tests can check reaction times and the downstream guard without sleeping.
+
+The model (a time-stepped queue, step ``dt``):
+
+* arrivals are open-loop Poisson at ``pattern.rate(t)``; each request waits
+  FIFO for a connection, holds it for one query, releases it;
+* the database serves ``capacity`` queries at full speed; beyond that the
+  active queries share it (processor sharing), so more connections add
+  latency, not throughput; ``pattern.slowdown(t)`` multiplies service time;
+* a request that waits longer than ``acquire_timeout`` fails and, in the retry
+  storm, is retried (up to ``retries`` times) — the load a stressed service
+  really sees;
+* the pool opens connections lazily up to its cap (``connect_ms`` each, bounded
+  by the server's ``max_connections``) and closes idle ones above the cap.
+
+What it leaves out: network and client CPU, connection failures other than
+the server limit, and workers/rings (the hot-spot model is separate:
+:func:`simulate_hot_spot`).
+"""
+from __future__ import annotations
+
+import bisect
+import collections
+import dataclasses
+import heapq
+import math
+import random
+from typing import Callable
+
+from .config import PoolAutoscale, Rebalance, SupervisorConfig
+from .observe import ConnObs, Observation, PoolObs, WorkerObs
+from .policy import Policy
+
+
+@dataclasses.dataclass(frozen=True)
+class DbModel:
+    service_ms: float = 4.0
+    capacity: int = 20          # queries served at full speed at once
+    thrash: float = 0.3         # throughput lost per 100% oversubscription (contention)
+    max_connections: int = 100
+    connect_ms: float = 20.0
+    jitter: float = 0.3         # lognormal sigma of service time
+
+
+@dataclasses.dataclass(frozen=True)
+class Pattern:
+    name: str
+    duration: float
+    rate: Callable[[float], float]
+    slowdown: Callable[[float], float] = lambda t: 1.0
+    acquire_timeout: float = 1.0
+    retries: int = 0
+    edges: tuple[float, ...] = ()   # times where demand steps up (for reaction time)
+
+
+def patterns(scale: float = 1.0) -> dict[str, Pattern]:
+    """The rig's traffic shapes, time-compressed to about a minute each (``scale``
+    stretches them: 60 = an hour per pattern)."""
+    d = 60.0 * scale
+
+    def steady(t):
+        return 1500.0
+
+    def diurnal(t):
+        return 1600.0 - 1400.0 * math.cos(2 * math.pi * t / (30.0 * scale))
+
+    period = 20.0 * scale
+
+    def burst(t):
+        return 3000.0 if (t % period) >= period - 5.0 * scale else 200.0
+
+    def drift(t):
+        return 300.0 + 2700.0 * min(1.0, t / d)
+
+    def storm_slow(t):
+        return 5.0 if 20.0 * scale <= t < 40.0 * scale else 1.0
+
+    edges = tuple(period - 5.0 * scale + k * period for k in range(int(d / period)))
+    return {
+        "steady": Pattern("steady", d, steady),
+        "diurnal": Pattern("diurnal", d, diurnal),
+        "burst": Pattern("burst", d, burst, edges=edges),
+        "drift": Pattern("drift", d, drift),
+        "retry_storm": Pattern("retry_storm", d, steady, storm_slow, acquire_timeout=0.05, retries=3),
+    }
+
+
+# ------------------------------------------------------------------ contenders
+class Contender:
+    """How a pool's cap evolves.  ``lazy``: connections open only on demand."""
+
+    name = "contender"
+    lazy = True
+
+    def initial_cap(self) -> int:
+        raise NotImplementedError
+
+    def on_period(self, obs: PoolObs, t: float) -> tuple[int, list]:
+        return obs.cap, []
+
+    def on_step(self, t: float, cap: int, waiting: int, idle: int, size: int) -> int:
+        return cap
+
+
+class Static(Contender):
+    lazy = False
+
+    def __init__(self, n: int):
+        self.n = n
+        self.name = f"static-{n}"
+
+    def initial_cap(self):
+        return self.n
+
+
+class GrowOnWait(Contender):
+    """psycopg_pool's rule: grow one at a time while clients wait; shrink one
+    connection per ``max_idle`` if the idle low-watermark never reached zero."""
+
+    def __init__(self, lo: int = 2, hi: int = 32, max_idle: float = 10.0):
+        self.lo, self.hi, self.max_idle = lo, hi, max_idle
+        self.name = f"grow-on-wait-{lo}..{hi}"
+        self._cap = lo
+        self._low_idle = math.inf
+        self._since = 0.0
+
+    def initial_cap(self):
+        return self.lo
+
+    def on_step(self, t, cap, waiting, idle, size):
+        if waiting and self._cap < self.hi and size >= self._cap:
+            self._cap += 1
+        self._low_idle = min(self._low_idle, idle)
+        if t - self._since >= self.max_idle:
+            if self._low_idle > 0 and self._cap > self.lo:
+                self._cap -= 1
+            self._low_idle = math.inf
+            self._since = t
+        return self._cap
+
+
+class Supervised(Contender):
+    def __init__(self, controller: str = "littles", lo: int = 2, hi: int = 64, start: int = 4,
+                 guard: bool = True, slo_ms: float = 10.0):
+        self.cfg = PoolAutoscale(min=lo, max=hi, controller=controller, guard=guard, target_wait_ms=slo_ms)
+        self.policy = Policy(SupervisorConfig(pools={"db": self.cfg}))
+        self.start = start
+        self.name = f"supervisor-{controller}" + ("" if guard else "-noguard")
+
+    def initial_cap(self):
+        return self.start
+
+    def on_period(self, obs, t):
+        acts = self.policy.decide(Observation(t=t, period=1.0, pools=(obs,)))
+        cap = obs.cap
+        for a in acts:
+            if a.kind == "resize_pool":
+                cap = a.new
+        return cap, acts
+
+
+# ------------------------------------------------------------------ the model
+@dataclasses.dataclass
+class Window:
+    t: float
+    offered: float
+    cap: int
+    size: int
+    wait_p99_ms: float
+    latency_p99_ms: float
+    completed: int
+    timeouts: int
+    failed: int
+    oracle: int
+    guard: bool
+
+
+@dataclasses.dataclass
+class SimResult:
+    pattern: str
+    contender: str
+    seed: int
+    windows: list
+    decisions: list
+    conn_seconds: float
+    oracle_conn_seconds: float
+    slo_ms: float
+    warmup: int = 5             # leading windows left out of the SLO and latency figures
+
+    def summary(self) -> dict:
+        w = self.windows[self.warmup:]
+        ok = sum(1 for x in w if x.wait_p99_ms <= self.slo_ms)
+        lat = sorted(x.latency_p99_ms for x in w)
+        resizes = [d for d in self.decisions if d.kind == "resize_pool"]
+        reversals, last = 0, 0
+        for d in resizes:
+            s = 1 if d.new > d.old else -1
+            if last and s != last:
+                reversals += 1
+            last = s
+        guard_grows = sum(1 for d in resizes if d.new > d.old and "guard" in d.reason)
+        tripped = {round(x.t) for x in w if x.guard}
+        grows_while_tripped = sum(1 for d in resizes if d.new > d.old and round(d.t) in tripped)
+        return {
+            "pattern": self.pattern, "contender": self.contender, "seed": self.seed,
+            "slo_windows": ok / len(w) if w else 0.0,
+            "acquire_wait_p99_ms": _pct([x.wait_p99_ms for x in w], 0.99),
+            "request_p99_ms": lat[int(0.99 * (len(lat) - 1))] if lat else 0.0,
+            "throughput": sum(x.completed for x in w) / max(1e-9, len(w)),
+            "failed": sum(x.failed for x in w),
+            "timeouts": sum(x.timeouts for x in w),
+            "conn_seconds": self.conn_seconds,
+            "conn_vs_oracle": self.conn_seconds / self.oracle_conn_seconds if self.oracle_conn_seconds else 0.0,
+            "adjustments": len(resizes),
+            "reversals": reversals,
+            "grows_while_guard_tripped": grows_while_tripped + guard_grows,
+        }
+
+
+def _pct(values, q):
+    if not values:
+        return 0.0
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+def erlang_c_servers(lam: float, service_s: float, slo_s: float, target: float = 0.01,
+                     cap: int = 512) -> int:
+    """Fewest servers so that P(wait > slo) <= target for an M/M/c queue."""
+    a = lam * service_s
+    if a <= 0:
+        return 1
+    c = max(1, math.ceil(a))
+    while c < cap:
+        if c > a:
+            # Erlang B by recurrence, then C; stable for large c
+            b = 1.0
+            for k in range(1, c + 1):
+                b = a * b / (k + a * b)
+            pc = b / (1 - (a / c) * (1 - b))
+            if pc * math.exp(-(c - a) * slo_s / service_s) <= target:
+                return c
+        c += 1
+    return cap
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    if lam < 30:
+        limit, k, p = math.exp(-lam), 0, 1.0
+        while True:
+            p *= rng.random()
+            if p <= limit:
+                return k
+            k += 1
+    return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+
+
+def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbModel = DbModel(),
+             dt: float = 0.001, slo_ms: float = 10.0, period: float = 1.0) -> SimResult:
+    """Run one pattern against one contender; deterministic per ``seed``.
+
+    The database keeps a *work clock* that advances at the processor-sharing
+    speed; a query finishes when the clock passes its start plus its service
+    demand, so completions are exact between steps and a connection freed
+    mid-step starts its next query from that instant (no step quantisation
+    in service times; waits are measured to ``dt``)."""
+    rng = random.Random(seed)
+    cap = contender.initial_cap()
+    size = cap if not contender.lazy else min(cap, 1)
+    connecting: collections.deque = collections.deque()   # ready times of connections being opened
+    active: list = []                                   # heap of (finish work-clock, start time)
+    work = 0.0                                          # the database's work clock (ms)
+    queue: collections.deque = collections.deque()      # (arrival time, attempt, first arrival)
+    retry_heap: list = []
+    windows, decisions = [], []
+    conn_s = oracle_s = 0.0
+    per_wait, per_lat, per_hold = [], [], []
+    per_acq = per_to = per_fail = per_done = per_cerr = 0
+    t, next_period = 0.0, period
+    for _ in range(int(round(pattern.duration / dt))):
+        t += dt
+        rate = pattern.rate(t)
+        for _ in range(_poisson(rng, rate * dt)):
+            queue.append((t, 0, t))
+            per_acq += 1
+        while retry_heap and retry_heap[0][0] <= t:
+            _, attempt, first = heapq.heappop(retry_heap)
+            queue.append((t, attempt, first))
+            per_acq += 1
+        while queue and t - queue[0][0] > pattern.acquire_timeout:
+            _, attempt, first = queue.popleft()
+            per_to += 1
+            per_wait.append(pattern.acquire_timeout * 1e3)
+            if attempt < pattern.retries:
+                heapq.heappush(retry_heap, (t + 0.001 * rng.random(), attempt + 1, first))
+            else:
+                per_fail += 1
+        slow = pattern.slowdown(t)
+        # advance the work clock; each completion frees its connection, which
+        # takes the next waiter at once (starting from the completion point)
+        budget = dt * 1e3
+        while active and budget > 0:
+            n = len(active)
+            # Past its capacity the database shares itself out and also loses
+            # efficiency to contention: more connections make everyone slower.
+            over = max(0.0, n / db.capacity - 1.0)
+            speed = min(1.0, db.capacity / n) * max(0.3, 1.0 - db.thrash * over) / slow
+            need = (active[0][0] - work) / speed
+            if need > budget:
+                work += budget * speed
+                budget = 0.0
+                break
+            work = active[0][0]
+            budget -= need
+            _, started = heapq.heappop(active)
+            per_done += 1
+            per_hold.append((t - started) * 1e3)
+            if queue:
+                arr, attempt, first = queue.popleft()
+                per_wait.append((t - arr) * 1e3)
+                demand = db.service_ms * rng.lognormvariate(0, db.jitter)
+                per_lat.append((t - first) * 1e3 + demand * slow)
+                heapq.heappush(active, (work + demand, t))
+        if not active:
+            work += budget
+        while connecting and connecting[0] <= t:
+            connecting.popleft()
+        idle = size - len(connecting) - len(active)
+        while queue and idle > 0:
+            arr, attempt, first = queue.popleft()
+            per_wait.append((t - arr) * 1e3)
+            demand = db.service_ms * rng.lognormvariate(0, db.jitter)
+            per_lat.append((t - first) * 1e3 + demand * slow)
+            heapq.heappush(active, (work + demand, t))
+            idle -= 1
+        cap = contender.on_step(t, cap, len(queue), idle, size)
+        if contender.lazy:
+            # open one connection per waiter up to the cap (connect time applies)
+            need = min(len(queue) - len(connecting), cap - size)
+            for _ in range(max(0, need)):
+                if size >= db.max_connections:
+                    per_cerr += 1
+                    break
+                size += 1
+                connecting.append(t + db.connect_ms / 1e3)
+        elif size < cap:
+            size = min(cap, db.max_connections)
+        if size > cap and idle > 0:
+            size -= min(size - cap, idle)
+        conn_s += size * dt
+        if t >= next_period - 1e-9:
+            next_period += period
+            held = len(active)
+            obs = PoolObs(name="db", cap=cap, floor=1, size=size, in_use=held,
+                          available=max(0, size - held - len(connecting)), waiting=len(queue),
+                          acquire_rate=per_acq / period,
+                          hold_ms=(sum(per_hold) / len(per_hold)) if per_hold else None,
+                          wait_p99_ms=_pct(per_wait, 0.99) if per_wait else 0.0,
+                          errors=0, timeouts=per_to, connect_errors=per_cerr)
+            new_cap, acts = contender.on_period(obs, t)
+            decisions.extend(acts)
+            guard = any("guard" in a.reason for a in acts)
+            oracle = erlang_c_servers(rate, db.service_ms * slow / 1e3, slo_ms / 1e3)
+            oracle_s += oracle * period
+            windows.append(Window(t=t, offered=rate, cap=cap, size=size,
+                                  wait_p99_ms=obs.wait_p99_ms,
+                                  latency_p99_ms=_pct(per_lat, 0.99) if per_lat else 0.0,
+                                  completed=per_done, timeouts=per_to, failed=per_fail, oracle=oracle,
+                                  guard=guard))
+            cap = new_cap
+            per_wait, per_lat, per_hold = [], [], []
+            per_acq = per_to = per_fail = per_done = per_cerr = 0
+    return SimResult(pattern.name, contender.name, seed, windows, decisions, conn_s, oracle_s, slo_ms)
+
+
+def first_grow_delay(result: SimResult, pattern: Pattern, period: float = 1.0) -> float | None:
+    """Worst number of periods between a burst edge and the next grow decision."""
+    if not pattern.edges:
+        return None
+    grows = sorted(d.t for d in result.decisions if d.kind == "resize_pool" and d.new > d.old)
+    worst = 0.0
+    for e in pattern.edges:
+        i = bisect.bisect_left(grows, e)
+        if i == len(grows):
+            continue
+        worst = max(worst, (grows[i] - e) / period)
+    return worst
+
+
+# ------------------------------------------------------------------ hot spot
+def simulate_hot_spot(*, workers: int = 4, conns: int = 64, hot: int = 8, seed: int = 1,
+                      duration: float = 120.0, cfg: Rebalance | None = None) -> dict:
+    """Connections with skewed load (a few heavy ones hashed onto worker 0) on
+    ``workers`` rings; the rebalancer moves them.  Returns max/mean over time,
+    the moves, and ping-pong count (a connection moved back within residency)."""
+    cfg = cfg or Rebalance(enabled=True)
+    rng = random.Random(seed)
+    pol = Policy(SupervisorConfig(rebalance=cfg))
+    rate = {c: rng.paretovariate(1.5) * 5e3 * (6 if c < hot else 1) for c in range(conns)}
+    where = {c: (0 if c < hot else rng.randrange(workers)) for c in range(conns)}
+    moved_at: dict[int, float] = {}
+    history, moves = [], []
+    for i in range(int(duration)):
+        t = float(i)
+        ws = []
+        for w in range(workers):
+            cs = tuple(ConnObs(c, w, rate[c] * rng.uniform(0.9, 1.1), moved_at.get(c))
+                       for c in rate if where[c] == w)
+            ws.append(WorkerObs(worker=w, busy=0.5, lag_ms=0.1, batch=1.0, flush_depth=1.0,
+                                throughput=1.0, load=sum(x.rate for x in cs), conns=cs))
+        per = [x.load for x in ws]
+        history.append(max(per) / (sum(per) / workers))
+        for a in pol.decide(Observation(t=t, period=1.0, workers=tuple(ws))):
+            c = int(a.target)
+            moves.append((t, c, a.src, a.dst))
+            where[c] = a.dst
+            moved_at[c] = t
+    back = 0
+    last: dict[int, tuple] = {}
+    for t, c, s, d in moves:
+        if c in last and last[c][1] == d and t - last[c][0] < cfg.min_residency * 2:
+            back += 1
+        last[c] = (t, s)
+    return {"max_over_mean": history, "moves": moves, "ping_pong": back,
+            "final_max_over_mean": history[-1], "start_max_over_mean": history[0]}

@@ -1,0 +1,59 @@
+"""Unit tier: the supervisor driving the virtual-time pool/database model (deterministic)."""
+from ringleader.supervisor.sim import (GrowOnWait, Static, Supervised, erlang_c_servers, first_grow_delay,
+                                       patterns, simulate, simulate_hot_spot)
+
+P = patterns()
+
+
+def test_deterministic_per_seed():
+    a = simulate(P["burst"], Supervised("littles"), seed=5).summary()
+    b = simulate(P["burst"], Supervised("littles"), seed=5).summary()
+    c = simulate(P["burst"], Supervised("littles"), seed=6).summary()
+    assert a == b
+    assert a != c
+
+
+def test_burst_first_grow_within_two_periods():
+    p = P["burst"]
+    r = simulate(p, Supervised("littles"), seed=1)
+    assert first_grow_delay(r, p) <= 2.0
+    s = r.summary()
+    assert s["failed"] == 0
+    # the down-window (30 s) outlasts the 15 s gaps between bursts, so the cap
+    # is held between bursts: no direction reversal per gap
+    assert s["reversals"] <= 2
+
+
+def test_guard_never_grows_while_tripped_and_beats_no_guard_in_retry_storm():
+    p = P["retry_storm"]
+    guarded = simulate(p, Supervised("littles"), seed=2)
+    loose = simulate(p, Supervised("littles", guard=False), seed=2)
+    g, n = guarded.summary(), loose.summary()
+    assert g["grows_while_guard_tripped"] == 0
+    assert any("guard" in d.reason for d in guarded.decisions)
+    assert g["failed"] < n["failed"]
+    assert g["conn_seconds"] < n["conn_seconds"]
+
+
+def test_steady_meets_slo_with_few_adjustments():
+    s = simulate(P["steady"], Supervised("littles"), seed=3).summary()
+    assert s["slo_windows"] >= 0.99
+    assert s["adjustments"] <= 5
+    assert s["conn_vs_oracle"] <= 1.8
+
+
+def test_grow_on_wait_never_shrinks_below_its_peak_fast():
+    r = simulate(P["burst"], GrowOnWait(), seed=1)
+    assert r.summary()["conn_seconds"] > 0
+
+
+def test_erlang_c_monotone():
+    assert erlang_c_servers(1000, 0.004, 0.01) <= erlang_c_servers(3000, 0.004, 0.01)
+    assert erlang_c_servers(0, 0.004, 0.01) == 1
+
+
+def test_hot_spot_converges_without_ping_pong():
+    r = simulate_hot_spot(workers=4, conns=64, hot=8, seed=1, duration=120)
+    assert r["start_max_over_mean"] > 1.17
+    assert max(r["max_over_mean"][-20:]) <= 1.17 * 1.1  # per-tick noise is +-10%
+    assert r["ping_pong"] == 0
