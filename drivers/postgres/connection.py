@@ -209,7 +209,7 @@ class Connection:
                         self._ops.popleft()
                         self._status = op.status
                         if self._ops and self._ops[0].cancel_at_head:
-                            self._cancel_soon()
+                            self._cancel_soon(self._ops[0])
                 elif kind == b"E":
                     # An error with nothing in flight: the server's goodbye
                     # (admin shutdown, idle timeout); the close follows.
@@ -374,14 +374,27 @@ class Connection:
         # it is only sent while this op is the head of the pipeline; one further
         # back is flagged and cancelled when it gets there.
         if self._ops and self._ops[0] is op:
-            self._cancel_soon()
+            self._cancel_soon(op)
         elif op in self._ops:
             op.cancel_at_head = True
 
-    def _cancel_soon(self) -> None:
-        t = self._loop.create_task(self.cancel())
+    def _cancel_soon(self, op: Op) -> None:
+        t = self._loop.create_task(self._cancel_head(op))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
+
+    async def _cancel_head(self, op: Op) -> None:
+        # A CancelRequest that reaches the backend between two commands is
+        # ignored by it; so while the op is still the one running, try again.
+        for _ in range(3):
+            if op.fut.done() or not self._ops or self._ops[0] is not op:
+                return
+            await self.cancel()
+            try:
+                async with asyncio.timeout(1.0):
+                    await asyncio.shield(op.fut)
+            except Exception:
+                pass  # the op's own error, or still running: try again
 
     async def cancel(self) -> None:
         """Sends a CancelRequest for whatever the server runs for us now."""

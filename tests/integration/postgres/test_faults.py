@@ -1,0 +1,236 @@
+"""Faults: timeouts and cancellation (a real CancelRequest), statement_timeout,
+pg_terminate_backend, lost connections, wrong passwords, and a fake server
+sending malformed messages."""
+import asyncio
+import struct
+
+import psycopg
+import pytest
+from psycopg import errors as pe
+
+from ringleader.drivers import postgres as pg
+
+
+async def _active_queries(pg_server, pid: int) -> str:
+    su = await pg.connect(pg_server.superuser_dsn())
+    try:
+        return await su.fetchval("select state from pg_stat_activity where pid = $1", pid)
+    finally:
+        await su.close()
+
+
+def test_timeout_sends_cancel_request(pg_server, run):
+    async def main():
+        c = await pg.connect(pg_server.dsn())
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(pg.QueryTimeout) as ei:
+            await c.fetchval("select pg_sleep(30)", timeout=0.3)
+        assert isinstance(ei.value, TimeoutError)
+        assert isinstance(ei.value.__cause__, TimeoutError)
+        assert loop.time() - t0 < 5
+        # the server really stopped: the connection answers at once, idle
+        assert await c.fetchval("select 1") == 1
+        assert loop.time() - t0 < 5
+        assert await _active_queries(pg_server, c.backend_pid) == "idle"
+        # command_timeout applies when no per-call timeout is given
+        c.command_timeout = 0.2
+        with pytest.raises(pg.QueryTimeout):
+            await c.execute("select pg_sleep(30)")
+        c.command_timeout = None
+        assert await c.fetchval("select 2") == 2
+        await c.close()
+    run(main())
+
+
+def test_task_cancellation_cancels_on_server(pg_server, run):
+    async def main():
+        c = await pg.connect(pg_server.dsn())
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        head = asyncio.ensure_future(c.fetchval("select pg_sleep(0.3)::text || 'head'"))
+        slow = asyncio.ensure_future(c.fetchval("select pg_sleep(30)::text || $1", "x"))
+        after = asyncio.ensure_future(c.fetchval("select $1::int", 5))
+        await asyncio.sleep(0.1)
+        slow.cancel()  # still queued behind `head`: cancelled when it gets to run
+        assert await head == "head"
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        assert await after == 5
+        assert loop.time() - t0 < 5
+        # cancelling the query at the head of the pipeline
+        t = asyncio.ensure_future(c.execute("select pg_sleep(30)"))
+        await asyncio.sleep(0.2)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        assert await c.fetchval("select 3") == 3
+        assert loop.time() - t0 < 8
+        await c.close()
+    run(main())
+
+
+def test_statement_timeout(pg_server, run):
+    async def main():
+        c = await pg.connect(pg_server.dsn(), server_settings={"statement_timeout": "100"})
+        assert c.get_parameter("application_name") == ""
+        with pytest.raises(pe.QueryCanceled) as ei:
+            await c.fetch("select pg_sleep(5)")
+        assert "statement timeout" in str(ei.value)
+        assert await c.fetchval("select 1") == 1
+        await c.close()
+    run(main())
+
+
+def test_terminate_backend_in_flight_and_idle(pg_server, run):
+    async def main():
+        su = await pg.connect(pg_server.superuser_dsn())
+        c = await pg.connect(pg_server.dsn(application_name="victim"))
+        assert c.get_parameter("application_name") == "victim"
+        q = asyncio.ensure_future(c.fetch("select pg_sleep(30)"))
+        queued = [asyncio.ensure_future(c.fetchval("select $1::int", i)) for i in range(3)]
+        await asyncio.sleep(0.2)
+        assert await su.fetchval("select pg_terminate_backend($1)", c.backend_pid) is True
+        with pytest.raises(pe.AdminShutdown):
+            await q
+        for t in queued:
+            with pytest.raises(pg.ConnectionLost):
+                await t
+        assert c.is_closed()
+        with pytest.raises(pg.ConnectionLost):
+            await c.fetchval("select 1")
+        # idle connection killed: the next query fails with a typed error
+        c2 = await pg.connect(pg_server.dsn())
+        await su.fetchval("select pg_terminate_backend($1)", c2.backend_pid)
+        await asyncio.sleep(0.2)
+        with pytest.raises(pg.ConnectionLost) as ei:
+            await c2.fetchval("select 1")
+        assert isinstance(ei.value, ConnectionError)
+        await su.close()
+    run(main())
+
+
+def test_authentication_failures(pg_server, run):
+    async def main():
+        with pytest.raises(pe.InvalidPassword):
+            await pg.connect(pg_server.dsn().replace("scr@m pass", "wrong"))
+        with pytest.raises(pg.AuthenticationUnsupported, match="no password"):
+            await pg.connect(f"host=127.0.0.1 port={pg_server.port} user=rl_scram dbname=rltest")
+        with pytest.raises(pe.InvalidPassword):  # the server hides unknown users
+            await pg.connect(pg_server.dsn("nosuchuser") + " password=x")
+        with pytest.raises(pe.InvalidCatalogName):
+            await pg.connect(pg_server.dsn("trust").replace("dbname=rltest", "dbname=nodb"))
+        with pytest.raises(pg.ConnectionLost, match="could not connect"):
+            await pg.connect(f"host=127.0.0.1 port=1 user=x")
+        c = await pg.connect(f"postgresql://rl_md5:md5pass@127.0.0.1:{pg_server.port}/rltest"
+                             f"?application_name=url&connect_timeout=5")
+        assert await c.fetchval("show application_name") == "url"
+        await c.close()
+    run(main())
+
+
+def test_dsn_errors():
+    from ringleader.drivers.postgres.dsn import parse_dsn
+    with pytest.raises(ValueError, match="invalid DSN"):
+        parse_dsn("host")
+    with pytest.raises(ValueError, match="unsupported"):
+        parse_dsn("host=a sslcert=x")
+    with pytest.raises(ValueError, match="TLS"):
+        parse_dsn("host=a sslmode=require")
+    with pytest.raises(ValueError, match="port"):
+        parse_dsn("host=a port=99999")
+    p = parse_dsn("postgresql://u:p@h1:5433,h2/db?connect_timeout=0&application_name=a")
+    assert p.addresses == (("h1", 5433), ("h2", 5432)) or p.addresses == (("h1", 5433), ("h2", 5433))
+    assert (p.user, p.password, p.dbname, p.connect_timeout) == ("u", "p", "db", None)
+    assert p.server_settings == {"application_name": "a"}
+
+
+# ---------------------------------------------------------------- fake server
+
+def _msg(kind: bytes, body: bytes = b"") -> bytes:
+    return kind + struct.pack("!i", len(body) + 4) + body
+
+
+HELLO = _msg(b"R", struct.pack("!i", 0)) + _msg(b"K", struct.pack("!i", 7) + b"KEY!") \
+    + _msg(b"S", b"TimeZone\0UTC\0") + _msg(b"Z", b"I")
+
+
+class FakeServer:
+    """Completes start-up, then answers the first client bytes with ``reply``
+    (and closes if ``reply`` is None)."""
+
+    def __init__(self, reply: bytes | None, hello: bytes = HELLO):
+        self.reply, self.hello = reply, hello
+
+    async def handle(self, reader, writer):
+        try:
+            n = struct.unpack("!i", await reader.readexactly(4))[0]
+            await reader.readexactly(n - 4)
+            writer.write(self.hello)
+            if await reader.read(65536):
+                if self.reply is None:
+                    writer.close()
+                    return
+                writer.write(self.reply)
+            await reader.read(65536)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return f"host=127.0.0.1 port={self.port} user=u dbname=d"
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+
+@pytest.mark.parametrize("reply, what", [
+    (b"\x00\x00\x00\x00\x05", "unknown backend message type"),
+    (b"Z\x00\x00\x00\x02", "bad message length"),
+    (_msg(b"D", b"\0\1\0\0\0\x09ab"), "truncated"),
+    (_msg(b"Z", b"Q"), "ReadyForQuery"),
+    (_msg(b"K", b"\0\0\0\1\0\0\0\2"), "unexpected message"),
+    (_msg(b"T", b"\0\1name"), "unterminated"),
+])
+def test_malformed_server_messages(run, reply, what):
+    async def main():
+        async with FakeServer(reply) as dsn:
+            c = await pg.connect(dsn, statement_cache_size=0)
+            tasks = [asyncio.ensure_future(c.fetchval("select $1::int", i)) for i in range(3)]
+            for t in tasks:
+                with pytest.raises(pg.ProtocolViolation, match=what):
+                    await t
+            assert c.is_closed()
+            with pytest.raises(pg.ConnectionLost):
+                await c.execute("select 1")
+    run(main())
+
+
+def test_connection_lost_fails_every_query_in_flight(run):
+    async def main():
+        async with FakeServer(None) as dsn:
+            c = await pg.connect(dsn)
+            tasks = [asyncio.ensure_future(c.fetch("select $1::int", i)) for i in range(5)]
+            tasks.append(asyncio.ensure_future(c.execute("select 1")))
+            done, pending = await asyncio.wait(tasks, timeout=5)
+            assert not pending
+            for t in done:
+                assert isinstance(t.exception(), pg.ConnectionLost)
+    run(main())
+
+
+def test_malformed_startup_and_connect_timeout(run):
+    async def main():
+        async with FakeServer(b"", hello=_msg(b"R", struct.pack("!i", 5) + b"ab")) as dsn:
+            with pytest.raises(pg.ProtocolViolation):
+                await pg.connect(dsn + " password=x")
+        async with FakeServer(b"", hello=b"") as dsn:  # never answers the start-up
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            with pytest.raises(pg.ConnectionLost, match="TimeoutError"):
+                await pg.connect(dsn + " connect_timeout=0.3")
+            assert loop.time() - t0 < 3
+    run(main())
