@@ -1,0 +1,87 @@
+"""ringleader.drivers.postgres.Pool on the shared generic pool: shortcuts,
+concurrency, dirty returns, killed connections and a server restart."""
+import asyncio
+
+import pytest
+
+from ringleader.drivers import postgres as pg
+from ringleader.drivers.errors import InterfaceError, PoolTimeout
+
+
+def test_pool_shortcuts_and_concurrency(pg_server, run):
+    async def main():
+        setups = []
+
+        async def setup(conn):
+            setups.append(conn.backend_pid)
+            await conn.execute("set application_name to 'pooled'")
+        async with pg.Pool(pg_server.dsn(), min_size=1, max_size=3, setup=setup) as pool:
+            assert await pool.fetchval("show application_name") == "pooled"
+            await pool.execute("create table if not exists pool_t (v int)")
+            await pool.execute("truncate pool_t")
+            await pool.executemany("insert into pool_t values ($1)", [(i,) for i in range(10)])
+            assert await pool.fetchval("select count(*) from pool_t") == 10
+            assert (await pool.fetchrow("select max(v) as m from pool_t"))["m"] == 9
+            got = await asyncio.gather(*(pool.fetchval("select $1::int + pg_backend_pid() * 0", i)
+                                         for i in range(40)))
+            assert got == list(range(40))
+            s = pool.stats()
+            assert s.pool_size <= 3 and s.requests_num >= 45 and len(setups) <= 3
+            assert (await pool.fetch("select v from pool_t order by v limit 2")) == [(0,), (1,)]
+            await pool.execute("drop table pool_t")
+            with pytest.raises(PoolTimeout):
+                conns = [await pool.acquire() for _ in range(3)]
+                try:
+                    await pool.acquire(timeout=0.1)
+                finally:
+                    for c in conns:
+                        pool.release(c)
+    run(main())
+
+
+def test_pool_discards_dirty_connections(pg_server, run):
+    async def main():
+        async with pg.Pool(pg_server.dsn(), min_size=1, max_size=1) as pool:
+            async with pool.acquire() as conn:
+                pid = conn.backend_pid
+                await conn.execute("begin")
+            async with pool.acquire() as conn:
+                assert conn.backend_pid != pid  # the one left in a transaction was dropped
+                assert conn.transaction_status == "I"
+                pid = conn.backend_pid
+            # cancelled mid-query: the connection has a query in flight, so it goes
+            t = asyncio.ensure_future(pool.fetchval("select pg_sleep(10)"))
+            await asyncio.sleep(0.2)
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+            assert await pool.fetchval("select pg_backend_pid()") != pid
+            assert pool.stats().returns_bad == 2
+        with pytest.raises(InterfaceError):
+            pg.Pool(pg_server.dsn(), reset=lambda c: None)
+        with pytest.raises(ValueError):
+            pg.Pool("host=x sslmode=verify-full")
+    run(main())
+
+
+def test_pool_survives_killed_connections_and_restart(pg_server, run):
+    async def main():
+        loop = asyncio.get_running_loop()
+        su = await pg.connect(pg_server.superuser_dsn())
+        async with pg.Pool(pg_server.dsn(), min_size=2, max_size=2, check_after=0.05) as pool:
+            pids = {await pool.fetchval("select pg_backend_pid()") for _ in range(4)}
+            for pid in pids:
+                await su.fetchval("select pg_terminate_backend($1)", pid)
+            await asyncio.sleep(0.2)
+            assert await pool.fetchval("select 1") == 1
+            await su.close()
+            await loop.run_in_executor(None, pg_server.restart)
+            await asyncio.sleep(0.1)
+            got = await asyncio.gather(*(pool.fetchval("select $1::int", i) for i in range(6)))
+            assert got == list(range(6))
+            s = pool.stats()
+            assert s.connections_num >= 4
+            pool.resize(1, 4)
+            assert (pool.min_size, pool.max_size) == (1, 4)
+            assert await pool.fetchval("select 2") == 2
+    run(main(), timeout=120)
