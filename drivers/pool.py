@@ -179,6 +179,7 @@ class Pool(Generic[C]):
         affinity: str = "prefer",
         reset: Callable[[C], None] | None = None,
         name: str = "pool",
+        autoscale: Any = None,
     ) -> None:
         if not callable(connect):
             raise InterfaceError(f"connect must be an async callable, got {connect!r}")
@@ -193,6 +194,13 @@ class Pool(Generic[C]):
         self._reset = reset
         self.strict = affinity == "strict"
         self.name = name
+        # A ringleader.supervisor.PoolAutoscale: the runtime's supervisor adopts
+        # the pool (registered with the runtime on open) and moves its cap inside
+        # those rails.  None: the pool stays exactly as sized.
+        if autoscale is not None and not all(hasattr(autoscale, a) for a in ("min", "max", "enabled")):
+            raise InterfaceError(f"autoscale must be a PoolAutoscale, got {autoscale!r}")
+        self.autoscale = autoscale
+        self._registered_as: str | None = None
         self._min, self._max = min_size, max_size
         self.acquire_timeout = acquire_timeout
         self.max_lifetime = max_lifetime
@@ -237,15 +245,35 @@ class Pool(Generic[C]):
         if not self._opened:
             self._opened = True
             self._maint_task = loop.create_task(self._maintenance_loop())
+            self._register(loop)
         tasks = self._spawn_refill(loop)
         if wait and tasks:
             errors = [e for e in await asyncio.gather(*tasks) if e is not None]
             if errors:
                 raise errors[0]
 
+    def _register(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Show the pool on its runtime's debug socket and to its supervisor."""
+        rt = getattr(loop, "runtime", None)
+        if rt is None or not hasattr(rt, "register_pool"):
+            return
+        names = {e.name for e in rt.registry.pools()}
+        name, k = self.name, 2
+        while name in names:  # two pools with one name: keep both visible
+            name, k = f"{self.name}#{k}", k + 1
+        rt.register_pool(name, self)
+        self._registered_as = name
+        self._runtime = rt
+
     async def close(self) -> None:
         """Close idle connections now and in-use ones when released; waiters get
         :class:`PoolClosed`."""
+        if self._registered_as is not None:
+            try:
+                self._runtime.unregister_pool(self._registered_as)
+            except Exception:  # already gone with its runtime
+                pass
+            self._registered_as = None
         with self._lock:
             self._closed = True
             idle = [e for entries in self._idle.values() for e in entries]

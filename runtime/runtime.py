@@ -184,10 +184,14 @@ class Runtime:
     """N workers, each a thread owning one ring and one asyncio-compatible loop."""
 
     def __init__(self, workers: int = 1, *, loop_options: dict | None = None,
-                 debug_socket: bool | str | os.PathLike = True, control: bool = False):
+                 debug_socket: bool | str | os.PathLike = True, control: bool = False,
+                 supervisor=None):
         """``debug_socket``: serve the debug socket (:mod:`ringleader.runtime.debug`)
         at its default path (True), at a given path, or not at all (False);
-        ``control=True`` enables its commands that change the runtime."""
+        ``control=True`` enables its commands that change the runtime.
+        ``supervisor``: a :class:`ringleader.supervisor.SupervisorConfig` to run the
+        supervisor on worker 0 (it adopts registered pools that carry an
+        ``autoscale`` setting or are named in the config); None runs none."""
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.loop_options = dict(loop_options or {})
@@ -195,6 +199,8 @@ class Runtime:
         self.control = control
         self.debug_server = None
         self.registry = Registry()
+        self.supervisor_config = supervisor
+        self.supervisor = None
         self.workers: list[Worker] = [Worker(self, i) for i in range(workers)]
         self._migrations: dict[int, tuple] = {}
         self._tokens = itertools.count(1)
@@ -215,7 +221,22 @@ class Runtime:
         self.started = True
         if self.debug_socket and self.debug_server is None:
             self._start_debug_server()
+        if self.supervisor_config is not None and 0 not in skip:
+            self.spawn(self.start_supervisor(), 0).result()
         return self
+
+    async def start_supervisor(self):
+        """Start the configured supervisor on this worker (worker 0 by convention)."""
+        if self.supervisor is None and self.supervisor_config is not None:
+            from ..supervisor import Supervisor
+            self.supervisor = Supervisor(self, self.supervisor_config).start()
+        return self.supervisor
+
+    async def _stop_supervisor(self) -> None:
+        sup, self.supervisor = self.supervisor, None
+        if sup is not None:
+            await sup.stop()
+            self.register_supervisor(None)
 
     def _start_debug_server(self) -> None:
         from .debug import DebugError, DebugServer
@@ -486,6 +507,9 @@ class Runtime:
         if self.stopped:
             return
         self.stopped = True
+        sup_loop = self.workers[0].loop
+        if self.supervisor is not None and sup_loop is not None and self.workers[0].thread is not None:
+            asyncio.run_coroutine_threadsafe(self._stop_supervisor(), sup_loop).result()
         if self.debug_server is not None:
             self.debug_server.close()
         for g in self._groups:
@@ -506,6 +530,7 @@ class Runtime:
 
     async def shutdown(self, drain_timeout: float = 10.0) -> None:
         """Graceful stop from inside worker 0 (as ``run`` does when main returns)."""
+        await self._stop_supervisor()
         for g in self._groups:
             g.close()
         loop = asyncio.get_running_loop()
@@ -539,19 +564,22 @@ def _as_transport(conn) -> RingTransport:
 
 def run(main: Callable[..., Awaitable] | Awaitable, *, workers: int = 1, drain_timeout: float = 10.0,
         debug: bool | None = None, loop_options: dict | None = None,
-        debug_socket: bool | str | os.PathLike = True, control: bool = False) -> Any:
+        debug_socket: bool | str | os.PathLike = True, control: bool = False,
+        supervisor=None) -> Any:
     """Like ``asyncio.run``: run ``main`` on worker 0 (this thread) with ``workers`` rings.
 
     ``main`` is a coroutine, or a coroutine function taking the :class:`Runtime`.
     Returns its result; on return the runtime drains and stops.  ``debug_socket``
-    and ``control`` are :class:`Runtime`'s.
+    ``control`` and ``supervisor`` are :class:`Runtime`'s.
     """
-    rt = Runtime(workers, loop_options=loop_options, debug_socket=debug_socket, control=control)
+    rt = Runtime(workers, loop_options=loop_options, debug_socket=debug_socket, control=control,
+                 supervisor=supervisor)
     w0 = rt.workers[0]
     runner = asyncio.Runner(debug=debug, loop_factory=w0.make_loop)
 
     async def entry():
         rt.start(skip=(0,))
+        await rt.start_supervisor()
         try:
             coro = main(rt) if callable(main) else main
             return await coro

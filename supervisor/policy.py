@@ -293,6 +293,10 @@ class Policy:
         self.workers = WorkerPolicy(config.workers)
         self.rebalance = RebalancePolicy(config.rebalance)
 
+    def add_pool(self, name: str, cfg: PoolAutoscale) -> None:
+        if name not in self.pools:
+            self.pools[name] = PoolPolicy(name, cfg)
+
     def decide(self, obs: Observation) -> list[Action]:
         actions: list[Action] = []
         for p in obs.pools:

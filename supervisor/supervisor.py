@@ -54,6 +54,7 @@ class Actuator:
         self.recent: collections.deque[Decision] = collections.deque(maxlen=recent)
         self.counts: collections.Counter = collections.Counter()
         self.moved_at: dict[int, float] = {}
+        self._last_kind: dict[str, str] = {}
 
     async def apply(self, actions: list[Action]) -> list[Decision]:
         out = []
@@ -97,8 +98,11 @@ class Actuator:
 
     def record(self, d: Decision) -> None:
         a = d.action
-        if a.kind != "hold" or not self.recent or self.recent[-1].action.reason != a.reason:
+        # A hold repeats every period while the guard is tripped: keep the first
+        # of a run in the recent list (the counter still counts them all).
+        if a.kind != "hold" or self._last_kind.get(a.target) != "hold":
             self.recent.append(d)
+        self._last_kind[a.target] = a.kind
         self.counts[a.kind] += 1
         level = logging.WARNING if d.error else logging.INFO
         log.log(level, "supervisor %s %s: %s%s", a.kind, a.target, a.reason,
@@ -114,16 +118,11 @@ class Supervisor:
                  clock: Callable[[], float] | None = None):
         self.runtime = runtime
         self.config = config
-        self.pools = dict(pools or {})
-        missing = set(config.pools) - set(self.pools)
-        if missing:
-            raise ValueError(f"PoolAutoscale given for unknown pools: {sorted(missing)}")
-        for name, pa in config.pools.items():
-            cap = self.pools[name].max_size
-            if pa.enabled and not pa.min <= cap <= pa.max:
-                raise ValueError(f"pool {name!r}: its max_size {cap} (the initial cap) is outside "
-                                 f"the rails [{pa.min}, {pa.max}]")
-        self.policy = Policy(config)
+        self.pools: dict = {}
+        self.policy = Policy(dataclasses.replace(config, pools={}))
+        self.skipped: dict[str, str] = {}     # pools we could not adopt, and why
+        for name, pool in (pools or {}).items():
+            self.adopt(name, pool)
         self.sampler = Sampler()
         self.actuator = Actuator(runtime, self.pools, config.recent)
         self._clock = clock
@@ -139,6 +138,32 @@ class Supervisor:
             return self._clock()
         return asyncio.get_running_loop().time()
 
+    def adopt(self, name: str, pool) -> None:
+        """Put ``pool`` under control: its ``PoolAutoscale`` comes from the config
+        (by name) or from the pool's own ``autoscale`` attribute; none means the
+        pool is only observed.  Its current ``max_size`` is the initial cap and
+        must lie inside the rails."""
+        cfg = self.config.pools.get(name) or getattr(pool, "autoscale", None)
+        if cfg is not None and cfg.enabled and not cfg.min <= pool.max_size <= cfg.max:
+            raise ValueError(f"pool {name!r}: its max_size {pool.max_size} (the initial cap) is "
+                             f"outside the rails [{cfg.min}, {cfg.max}]")
+        self.pools[name] = pool
+        if cfg is not None:
+            self.policy.add_pool(name, cfg)
+
+    def _refresh_pools(self) -> None:
+        registry = getattr(self.runtime, "registry", None)
+        if registry is None:
+            return
+        for entry in registry.pools():
+            if entry.name in self.pools or entry.name in self.skipped:
+                continue
+            try:
+                self.adopt(entry.name, entry.pool)
+            except ValueError as exc:
+                self.skipped[entry.name] = str(exc)
+                log.error("supervisor: not controlling pool %r: %s", entry.name, exc)
+
     # -------------------------------------------------------------- one tick
     def observe(self) -> Observation:
         loops = []
@@ -153,6 +178,7 @@ class Supervisor:
         return self.sampler.observe(self.now(), loops, conns, pools, self.actuator.moved_at)
 
     async def tick(self) -> list[Decision]:
+        self._refresh_pools()
         obs = self.observe()
         self.last_obs = obs
         self.ticks += 1
@@ -207,7 +233,9 @@ class Supervisor:
             "paused": self.paused,
             "ticks": self.ticks,
             "errors": self.errors,
-            "config": self.config.as_dict(),
+            "config": dict(self.config.as_dict(),
+                           pools={n: dataclasses.asdict(p.cfg) for n, p in self.policy.pools.items()}),
+            "skipped_pools": dict(self.skipped),
             "targets": self.policy.targets(),
             "counts": dict(self.actuator.counts),
             "decisions": [d.as_dict() for d in self.actuator.recent],

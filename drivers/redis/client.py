@@ -55,7 +55,8 @@ class Pool(Commands, Iterators):
     def __init__(self, url: str | None = None, *, min_size: int = 1, max_size: int = 10,
                  acquire_timeout: float = 10.0, max_lifetime: float = 3600.0,
                  max_idle: float = 300.0, check_after: float = 1.0,
-                 retry_idempotent: bool = False, name: str = "redis", **options: Any) -> None:
+                 retry_idempotent: bool = False, name: str = "redis", autoscale: Any = None,
+                 **options: Any) -> None:
         self.params = parse_url(url, **options)
         self.retry_idempotent = retry_idempotent
         self._pool: _pool.Pool[Connection] = _pool.Pool(
@@ -63,7 +64,7 @@ class Pool(Commands, Iterators):
             acquire_timeout=acquire_timeout, max_lifetime=max_lifetime, max_idle=max_idle,
             check_after=check_after, check_timeout=self.params.connect_timeout,
             # A connection's transport belongs to the loop (worker ring) that made it.
-            affinity="strict", reset=Connection.reset, name=name)
+            affinity="strict", reset=Connection.reset, name=name, autoscale=autoscale)
 
     async def _connect(self) -> Connection:
         return await Connection.connect(self.params)
