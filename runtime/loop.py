@@ -230,6 +230,15 @@ class RingEventLoop(base_events.BaseEventLoop):
             self._sleeping = False
         else:
             uds, res, fls = ring.enter(0, 0.0)
+        if uds and self._ready:
+            # asyncio runs the callbacks that were ready before a poll ahead of
+            # that poll's I/O callbacks (e.g. the task awaiting create_connection
+            # resumes before data_received): dispatch after them, in order.
+            self._ready.append(events.Handle(self._dispatch, (uds, res, fls), self, None))
+        else:
+            self._dispatch(uds, res, fls)
+
+    def _dispatch(self, uds: list, res: list, fls: list) -> None:
         handlers = self._handlers
         for i in range(len(uds)):
             ud = uds[i]
@@ -301,6 +310,8 @@ class RingEventLoop(base_events.BaseEventLoop):
         for sock, ud, server in list(self._serving.values()):
             sock.close()
         self._serving.clear()
+        self._readers.clear()
+        self._writers.clear()
         # Run the connection_lost callbacks those closes scheduled.
         ready, self._ready = self._ready, collections.deque()
         for h in ready:
@@ -420,6 +431,11 @@ class RingEventLoop(base_events.BaseEventLoop):
             self._ring.cancel(ud, self._oneshot(_ignore))
             self._free_ud(ud)
             self._ring.flush()
+        # The ring keeps its own reference to the listener until the cancelled
+        # accept's completion is reaped, so close() alone would leave the port
+        # accepting (asyncio's Server.close() refuses new connections at once).
+        # shutdown() takes a listening socket out of LISTEN state right now.
+        _shutdown_listener(sock)
         sock.close()
 
     # ---------------------------------------------------------- sock_* ops
@@ -448,19 +464,19 @@ class RingEventLoop(base_events.BaseEventLoop):
         return fut
 
     async def sock_recv(self, sock, n):
-        base_events._check_ssl_socket(sock)
+        _check_sock(self, sock)
         buf = bytearray(n)
         fd = sock.fileno()
         return await self._op_future(lambda ud: self._ring.recv(fd, buf, ud), "recv", fd,
                                      lambda r: bytes(buf[:r]))
 
     async def sock_recv_into(self, sock, buf):
-        base_events._check_ssl_socket(sock)
+        _check_sock(self, sock)
         fd = sock.fileno()
         return await self._op_future(lambda ud: self._ring.recv(fd, buf, ud), "recv", fd, lambda r: r)
 
     async def sock_sendall(self, sock, data):
-        base_events._check_ssl_socket(sock)
+        _check_sock(self, sock)
         fd = sock.fileno()
         view = memoryview(data).cast("B")
         while view:
@@ -469,18 +485,22 @@ class RingEventLoop(base_events.BaseEventLoop):
             view = view[n:]
 
     async def sock_connect(self, sock, address):
-        base_events._check_ssl_socket(sock)
+        _check_sock(self, sock)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             resolved = await self._ensure_resolved(address, family=sock.family, type=sock.type,
                                                    proto=sock.proto, loop=self)
             address = resolved[0][4]
         fd = sock.fileno()
         family = sock.family
-        await self._op_future(lambda ud: self._ring.connect(fd, address, ud, family=family),
+        fut = self._op_future(lambda ud: self._ring.connect(fd, address, ud, family=family),
                               "connect", fd, lambda r: None)
+        # Start the connect now, as socket.connect() would: callers may rely on
+        # the SYN being out before they next yield (e.g. a blocking accept()).
+        self._ring.flush()
+        await fut
 
     async def sock_accept(self, sock):
-        base_events._check_ssl_socket(sock)
+        _check_sock(self, sock)
         fd = sock.fileno()
 
         def wrap(newfd):
@@ -520,13 +540,14 @@ class RingEventLoop(base_events.BaseEventLoop):
 
     def _unwatch(self, table: dict, fd) -> bool:
         fd = _fileobj_to_fd(fd)
+        if self.is_closed():
+            return False  # as asyncio: close() already dropped every watch
         entry = table.pop(fd, None)
         if entry is None:
             return False
         entry[0].cancel()
-        if not self.is_closed():
-            self._ring.poll_remove(entry[1], self._oneshot(_ignore))
-            self._free_ud(entry[1])
+        self._ring.poll_remove(entry[1], self._oneshot(_ignore))
+        self._free_ud(entry[1])
         return True
 
     def add_reader(self, fd, callback, *args):
@@ -637,6 +658,20 @@ def _fileobj_to_fd(fileobj) -> int:
     if fd < 0:
         raise ValueError(f"Invalid file descriptor: {fd}")
     return fd
+
+
+def _shutdown_listener(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _check_sock(loop, sock) -> None:
+    # asyncio's selector loop: sock_* need a non-blocking socket (checked in debug mode).
+    base_events._check_ssl_socket(sock)
+    if loop._debug and sock.gettimeout() != 0:
+        raise ValueError("the socket must be non-blocking")
 
 
 def _noop() -> None:

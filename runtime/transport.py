@@ -42,6 +42,9 @@ _ids = itertools.count(1)
 
 class RingTransport(transports._FlowControlMixin, transports.Transport):
     _start_tls_compatible = True
+    # loop.sendfile() works through asyncio's read-and-send fallback (the
+    # default, UNSUPPORTED, made it raise RuntimeError even with fallback=True).
+    _sendfile_compatible = constants._SendfileMode.FALLBACK
 
     def __init__(self, loop, sock: socket.socket, protocol, waiter=None, extra=None, server=None):
         super().__init__(extra, loop)
