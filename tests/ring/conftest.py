@@ -83,3 +83,9 @@ def tcp_pair(listener):
     yield c, s
     c.close()
     s.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_fd_leaks(fd_guard):
+    """Every ring test must close what it opened: rings, sockets, accepted fds."""
+    yield
