@@ -6,7 +6,7 @@
  *   ring_bench nop <batch> <seconds> <setup_flags>
  *       NOPs, <batch> per io_uring_enter (1 = one op per enter); prints "ops <n> secs <s>".
  *   ring_bench pingpong <depth> <seconds> <setup_flags> <fd>...
- *       <depth> sockets (fixed files), each with a multishot recv into a provided-buffer
+ *       one socket per <fd> (fixed files; <depth> is informational), each with a multishot recv into a provided-buffer
  *       ring; every round sends 64 bytes on each and waits for all echoes; prints
  *       "ops <round trips> secs <s>".
  *   ring_bench echo <fd>...
@@ -69,6 +69,24 @@ static unsigned reap(struct io_uring *ring, unsigned long long *ud, int *res, un
     return n;
 }
 
+/* Print the result line the Python side parses, and tear the ring down. */
+static int report(struct io_uring *ring, unsigned long long ops, double secs)
+{
+    printf("ops %llu secs %.6f\n", ops, secs);
+    io_uring_queue_exit(ring);
+    return 0;
+}
+
+/* A multishot recv on fixed file `slot` into buffer group 0, user_data = slot. */
+static void arm_recv(struct io_uring *ring, unsigned slot)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    io_uring_prep_recv_multishot(sqe, (int)slot, NULL, 0, 0);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+    sqe->buf_group = 0;
+    sqe->user_data = slot;
+}
+
 static int bench_nop(unsigned batch, double secs, unsigned flags)
 {
     struct io_uring ring;
@@ -97,9 +115,7 @@ static int bench_nop(unsigned batch, double secs, unsigned flags)
         }
         t1 = now();
     } while (t1 < end);
-    printf("ops %llu secs %.6f\n", ops, t1 - t0);
-    io_uring_queue_exit(&ring);
-    return 0;
+    return report(&ring, ops, t1 - t0);
 }
 
 static int bench_pingpong(unsigned depth, double secs, unsigned flags, int *fds)
@@ -136,13 +152,8 @@ static int bench_pingpong(unsigned depth, double secs, unsigned flags, int *fds)
         io_uring_buf_ring_add(br, bufs + (size_t)i * BUFSZ, BUFSZ, i, mask, i);
     io_uring_buf_ring_advance(br, NBUF);
 
-    for (i = 0; i < depth; i++) {
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-        io_uring_prep_recv_multishot(sqe, i, NULL, 0, 0);
-        sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-        sqe->buf_group = 0;
-        sqe->user_data = i;
-    }
+    for (i = 0; i < depth; i++)
+        arm_recv(&ring, i);
     io_uring_submit(&ring);
 
     t0 = now();
@@ -176,22 +187,15 @@ static int bench_pingpong(unsigned depth, double secs, unsigned flags, int *fds)
                     } else if (res[j] != -ENOBUFS) {
                         die("recv", res[j] ? res[j] : EPIPE);
                     }
-                    if (!(fl[j] & IORING_CQE_F_MORE)) {  /* ran dry: re-arm */
-                        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-                        io_uring_prep_recv_multishot(sqe, (int)ud[j], NULL, 0, 0);
-                        sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-                        sqe->buf_group = 0;
-                        sqe->user_data = ud[j];
-                    }
+                    if (!(fl[j] & IORING_CQE_F_MORE))  /* ran dry: re-arm */
+                        arm_recv(&ring, (unsigned)ud[j]);
                 }
             }
             rounds += depth;
         }
         t1 = now();
     } while (t1 < end);
-    printf("ops %llu secs %.6f\n", rounds, t1 - t0);
-    io_uring_queue_exit(&ring);
-    return 0;
+    return report(&ring, rounds, t1 - t0);
 }
 
 static int echo(int n, int *fds)
