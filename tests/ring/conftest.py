@@ -53,6 +53,15 @@ def feats():
 
 
 @pytest.fixture
+def require(feats):
+    """``require("buf_ring", "provided-buffer rings")`` skips unless probe() found it."""
+    def need(field: str, what: str) -> None:
+        if not getattr(feats, field):
+            pytest.skip(f"kernel lacks {what}: probe().{field} is False")
+    return need
+
+
+@pytest.fixture
 def ring():
     with Ring(64, files=64, kernel_slots=16) as r:
         yield r

@@ -65,9 +65,8 @@ def _expect(r, ud, timeout=10.0, inbox=None):
             return found
 
 
-def test_msg_ring_data_between_threads(feats, collect):
-    if not feats.msg_ring:
-        pytest.skip("kernel lacks IORING_OP_MSG_RING")
+def test_msg_ring_data_between_threads(require, collect):
+    require("msg_ring", "IORING_OP_MSG_RING")
     n = 100
 
     def receiver(r, ready):
@@ -118,9 +117,8 @@ def test_eventfd_wakes_a_ring_from_a_thread_without_one():
         os.close(efd)
 
 
-def test_send_fd_into_a_reserved_slot(feats, sockpair):
-    if not feats.msg_ring_send_fd:
-        pytest.skip("kernel lacks MSG_RING SEND_FD (functional probe failed)")
+def test_send_fd_into_a_reserved_slot(require, sockpair):
+    require("msg_ring_send_fd", "MSG_RING SEND_FD")
     a, b = sockpair
     box = {}
 
@@ -189,9 +187,9 @@ def _hold(r, br, slot, n_data, chunks):
     return False
 
 
-def test_fixed_file_moves_between_ring_threads_without_losing_a_byte(feats):
-    if not feats.msg_ring_send_fd:
-        pytest.skip("kernel lacks MSG_RING SEND_FD (functional probe failed)")
+def test_fixed_file_moves_between_ring_threads_without_losing_a_byte(require):
+    require("msg_ring_send_fd", "MSG_RING SEND_FD")
+    require("multishot_recv", "multishot recv with a buffer ring")
     target_moves = 400
     a, b = socket.socketpair()
     b.settimeout(20)  # a writer stuck on a dead reader fails instead of hanging

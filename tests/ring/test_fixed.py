@@ -41,7 +41,8 @@ def _direct_accept(r, listener, ud, collect):
     return client, c
 
 
-def test_accept_direct_puts_the_socket_in_a_kernel_slot(listener, collect):
+def test_accept_direct_puts_the_socket_in_a_kernel_slot(listener, collect, require):
+    require("file_alloc_range", "a kernel slot range for direct accepts")
     with Ring(8, files=8, kernel_slots=2) as r:
         client, c = _direct_accept(r, listener, 1, collect)
         with client:
@@ -59,7 +60,8 @@ def test_accept_direct_puts_the_socket_in_a_kernel_slot(listener, collect):
             assert client.recv(8) == b"back"
 
 
-def test_accept_direct_with_full_kernel_range_is_enfile(listener, collect):
+def test_accept_direct_with_full_kernel_range_is_enfile(listener, collect, require):
+    require("file_alloc_range", "a kernel slot range for direct accepts")
     with Ring(8, files=8, kernel_slots=2) as r:
         clients = []
         try:
@@ -80,9 +82,9 @@ def test_accept_direct_with_full_kernel_range_is_enfile(listener, collect):
                 cl.close()
 
 
-def test_multishot_accept_direct(listener, collect, feats):
-    if not feats.multishot_accept:
-        pytest.skip("kernel lacks multishot accept (functional probe failed)")
+def test_multishot_accept_direct(listener, collect, require):
+    require("multishot_accept", "multishot accept")
+    require("file_alloc_range", "a kernel slot range for direct accepts")
     with Ring(8, files=8, kernel_slots=4) as r:
         r.accept(listener.fileno(), 1, multishot=True, direct=True)
         r.flush()

@@ -10,12 +10,12 @@ pytestmark = pytest.mark.ring
 
 
 @pytest.fixture(autouse=True)
-def _need_multishot(feats, request):
+def _need_multishot(require, request):
     name = request.node.name
-    if "accept" in name and not feats.multishot_accept:
-        pytest.skip("kernel lacks multishot accept (functional probe failed)")
-    if "recv" in name and not feats.multishot_recv:
-        pytest.skip("kernel lacks multishot recv with a buffer ring (functional probe failed)")
+    if "accept" in name:
+        require("multishot_accept", "multishot accept")
+    if "recv" in name:
+        require("multishot_recv", "multishot recv with a buffer ring")
 
 
 def test_multishot_accept_many_then_cancel(ring, listener, collect):

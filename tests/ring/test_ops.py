@@ -68,7 +68,8 @@ def test_recv_into_buffer(ring, sockpair, collect, fixed):
     assert ring._keep == {}  # the buffer is let go once the op completed
 
 
-def test_recv_select_single_uses_a_provided_buffer(ring, sockpair, collect):
+def test_recv_select_single_uses_a_provided_buffer(ring, sockpair, collect, require):
+    require("buf_ring", "provided-buffer rings")
     a, b = sockpair
     br = ring.buffer_ring(4, 256)
     b.send(b"picked by the kernel")
@@ -92,9 +93,8 @@ def test_send(ring, sockpair, collect, fixed):
     assert got == payload
 
 
-def test_send_zc_gives_result_then_notification(ring, tcp_pair, collect, feats):
-    if not feats.send_zc:
-        pytest.skip("kernel lacks IORING_OP_SEND_ZC (probe: no SEND_ZC opcode)")
+def test_send_zc_gives_result_then_notification(ring, tcp_pair, collect, require):
+    require("send_zc", "IORING_OP_SEND_ZC")
     client, server = tcp_pair
     payload = os.urandom(100_000)
     ring.send_zc(client.fileno(), payload, 1)
