@@ -34,6 +34,7 @@ import os
 import socket
 import threading
 import time
+from time import monotonic as _monotonic
 from asyncio import base_events, events, futures, sslproto
 
 from ..uring import Ring, RingStats, consts, error_from_result
@@ -62,7 +63,7 @@ class RingEventLoop(base_events.BaseEventLoop):
 
     def __init__(self, *, worker_id: int = 0, runtime=None, entries: int = 256,
                  files: int = 16384, buffers: int = 512, buffer_size: int = 16384,
-                 sqpoll: bool = False):
+                 sqpoll: bool = False, telemetry: bool = True):
         super().__init__()
         self.worker_id = worker_id
         self.runtime = runtime
@@ -80,8 +81,11 @@ class RingEventLoop(base_events.BaseEventLoop):
         self._serving: dict[int, tuple] = {}
         self._sleeping = False
         self._efd = -1
-        self._efd_buf = bytearray(8)
-        # telemetry
+        # telemetry: telemetry=False skips the Python-side counters (loop
+        # iterations, timer lag, per-connection bytes/ops/last activity) so their
+        # cost can be measured (scripts/bench http); the ring's C counters stay.
+        self._telemetry = telemetry
+        self._now = 0.0  # monotonic time taken right after the last harvest
         self._iterations = 0
         self._handles_run = 0
         self._lag_max = 0.0
@@ -103,7 +107,9 @@ class RingEventLoop(base_events.BaseEventLoop):
         self._bufring = self._ring.buffer_ring(*self._buf_args, bgid=0)
         self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._handlers[_UD_WAKE] = self._on_wake
-        self._ring.read(self._efd, self._efd_buf, _UD_WAKE)
+        # A multishot poll rather than a read: it holds no buffer, so the ring's
+        # table of buffers to keep alive stays empty and the harvest skips it.
+        self._ring.poll(self._efd, consts.POLLIN, _UD_WAKE, multishot=True)
 
     @property
     def ring_fd(self) -> int:
@@ -132,8 +138,14 @@ class RingEventLoop(base_events.BaseEventLoop):
         return ud
 
     def _on_wake(self, res: int, flags: int) -> None:
-        if not self.is_closed():
-            self._ring.read(self._efd, self._efd_buf, _UD_WAKE)
+        if self._efd < 0:
+            return
+        try:
+            os.eventfd_read(self._efd)  # reset the counter so the poll can fire again
+        except OSError:
+            pass
+        if not flags & _F_MORE and not self.is_closed():
+            self._ring.poll(self._efd, consts.POLLIN, _UD_WAKE, multishot=True)
 
     def _write_to_self(self) -> None:
         # Only a sleeping (or about to sleep) loop needs the syscall; see _poll
@@ -177,6 +189,7 @@ class RingEventLoop(base_events.BaseEventLoop):
         now = self.time()
         end = now + self._clock_resolution
         ready = self._ready
+        telemetry = self._telemetry
         while sched:
             h = sched[0]
             if h._when >= end:
@@ -184,15 +197,16 @@ class RingEventLoop(base_events.BaseEventLoop):
             heapq.heappop(sched)
             h._scheduled = False
             lag = now - h._when
-            if lag > 0:
+            if lag > 0 and telemetry:
                 if lag > self._lag_max:
                     self._lag_max = lag
                 self._lag_ewma += 0.05 * (lag - self._lag_ewma)
             ready.append(h)
 
         ntodo = len(ready)
-        self._iterations += 1
-        self._handles_run += ntodo
+        if telemetry:
+            self._iterations += 1
+            self._handles_run += ntodo
         debug = self._debug
         for _ in range(ntodo):
             h = ready.popleft()
@@ -226,32 +240,44 @@ class RingEventLoop(base_events.BaseEventLoop):
             self._sleeping = True
             if self._ready:
                 timeout = 0.0
-            uds, res, fls = ring.enter(0 if timeout == 0.0 else 1, timeout)
+            got = ring.enter_bufs(self._bufring, 0 if timeout == 0.0 else 1, timeout)
             self._sleeping = False
         else:
-            uds, res, fls = ring.enter(0, 0.0)
-        if uds and self._ready:
+            got = ring.enter_bufs(self._bufring, 0, 0.0)
+        self._now = _monotonic()
+        if got[0] and self._ready:
             # asyncio runs the callbacks that were ready before a poll ahead of
             # that poll's I/O callbacks (e.g. the task awaiting create_connection
             # resumes before data_received): dispatch after them, in order.
-            self._ready.append(events.Handle(self._dispatch, (uds, res, fls), self, None))
+            # (The received bytes are copied out of the ring's arena before the
+            # next harvest reuses it: this handle runs in this same iteration.)
+            self._ready.append(events.Handle(self._dispatch, got, self, None))
         else:
-            self._dispatch(uds, res, fls)
+            self._dispatch(*got)
 
-    def _dispatch(self, uds: list, res: list, fls: list) -> None:
+    def _dispatch(self, uds: list, res: list, fls: list, offs: list, data) -> None:
+        # Handlers get (res, flags); a completion that took a provided buffer
+        # gets (res, flags, bytes or None): the C harvest already copied its
+        # bytes into ``data`` and recycled the buffer, even when no handler is
+        # left (a receive that raced with its transport's close).
         handlers = self._handlers
         for i in range(len(uds)):
             ud = uds[i]
             fn = handlers.get(ud)
             try:
                 if fn is not None:
-                    fn(res[i], fls[i])
+                    fl = fls[i]
+                    if fl & _F_BUFFER:
+                        r = res[i]
+                        if r > 0:
+                            o = offs[i]
+                            fn(r, fl, data[o:o + r])
+                        else:
+                            fn(r, fl, None)
+                    else:
+                        fn(res[i], fl)
                 elif ud >= TAG_BASE:
                     self._on_message(ud, res[i])
-                elif fls[i] & _F_BUFFER:
-                    # A receive that raced with its transport's close still
-                    # took a buffer: give it back.
-                    self._bufring.recycle(fls[i] >> 16)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:

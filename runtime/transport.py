@@ -103,6 +103,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         self._ring = loop._ring
         self._bufring = loop._bufring
         self._slot = slot
+        self._telemetry = loop._telemetry
         self._ud_recv = loop._alloc_ud(self._on_recv)
         self._ud_send = loop._alloc_ud(self._on_send)
         loop._conns[self.conn_id] = self
@@ -122,26 +123,32 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         if self._recv_armed:
             self._ring.cancel(self._ud_recv, self._loop._oneshot(_ignore))
 
-    def _on_recv(self, res: int, flags: int) -> None:
-        if flags & _F_BUFFER:
-            data = self._bufring.take(flags >> 16, res) if res > 0 else None
-            if res <= 0:
-                self._bufring.recycle(flags >> 16)
-        else:
-            data = None
+    def _on_recv(self, res: int, flags: int, data: bytes | None = None) -> None:
+        # The loop's harvest has already copied the bytes out of the provided
+        # buffer and recycled it (Ring.enter_bufs); ``data`` is ours to keep.
         if not flags & _F_MORE:
             self._recv_armed = False
         if res > 0:
-            self.bytes_in += res
-            self.ops += 1
-            self.last_active = self._loop.time()
+            if self._telemetry:
+                self.bytes_in += res
+                self.ops += 1
+                self.last_active = self._loop._now
             if self._conn_lost:
                 return
             if not self._reading or self.migrating or self._held:
                 # Paused, moving, or older bytes still queued: keep the order.
                 self._held.append(data)
-            else:
+            elif self._buffered:
                 self._deliver(data)
+            else:
+                # _deliver inlined for the common (non-buffered) protocol: this
+                # runs once per received chunk.
+                try:
+                    self._protocol.data_received(data)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
         elif res == 0:
             if self._reading and not self.migrating:
                 self._on_eof()
@@ -220,8 +227,12 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     # -------------------------------------------------------------- writing
     def write(self, data) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"data argument must be a bytes-like object, "
+                                f"not {type(data).__name__!r}")
+            # Copy mutable buffers: the caller may reuse them before the kernel reads.
+            data = bytes(data)
         if self._write_eof:
             raise RuntimeError("Cannot call write() after write_eof()")
         if self._conn_lost:
@@ -231,13 +242,13 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             return
         if not data:
             return
-        # Copy mutable buffers: the caller may reuse them before the kernel reads.
-        self._wbuf.append(data if type(data) is bytes else bytes(data))
+        self._wbuf.append(data)
         self._wsize += len(data)
         if not self._dirty and self._inflight is None and not self.migrating:
             self._dirty = True
             self._loop._dirty.append(self)
-        self._maybe_pause_protocol()
+        if self._wsize > self._high_water:  # the test _maybe_pause_protocol starts with
+            self._maybe_pause_protocol()
 
     def _flush(self) -> None:
         """Called by the loop once per iteration, just before it enters the kernel."""
@@ -247,8 +258,10 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         buf = self._wbuf
         data = buf[0] if len(buf) == 1 else b"".join(buf)
         buf.clear()
+        # _inflight keeps the bytes alive for the kernel until _on_send (or, if
+        # the transport dies first, _finish hands them to the ring).
         self._inflight = data
-        self._ring.send(self._slot, data, self._ud_send, fixed=True)
+        self._ring.send_fixed(self._slot, data, self._ud_send)
 
     def _on_send(self, res: int, flags: int) -> None:
         if res < 0:
@@ -258,9 +271,10 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             self._fatal_error(error_from_result(res, "send", self._slot, True),
                               "Fatal write error on socket transport")
             return
-        self.bytes_out += res
-        self.ops += 1
-        self.last_active = self._loop.time()
+        if self._telemetry:
+            self.bytes_out += res
+            self.ops += 1
+            self.last_active = self._loop._now
         self._wsize -= res
         data = self._inflight
         if res < len(data):
@@ -268,12 +282,13 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             rest = memoryview(data)[res:]
             self._inflight = rest
             if not self._conn_lost and not self.migrating:
-                self._ring.send(self._slot, rest, self._ud_send, fixed=True)
+                self._ring.send_fixed(self._slot, rest, self._ud_send)
             return
         self._inflight = None
         if self._conn_lost:
             return
-        self._maybe_resume_protocol()
+        if self._protocol_paused:  # the test _maybe_resume_protocol starts with
+            self._maybe_resume_protocol()
         if self._wbuf:
             if not self._dirty and not self.migrating:
                 self._dirty = True
@@ -356,6 +371,9 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
                 self._ring.cancel(self._ud_recv, loop._oneshot(_ignore))
             if self._inflight is not None:
                 self._ring.cancel(self._ud_send, loop._oneshot(_ignore))
+                # send_fixed left the bytes' lifetime to us: let the ring hold
+                # them until that send's last completion is reaped.
+                self._ring._keep[self._ud_send] = self._inflight
             try:
                 self._ring.files.release(self._slot)
             except OSError as e:  # pragma: no cover - the table is ours; log, don't mask exc

@@ -90,6 +90,11 @@ int rl_flush(struct rl_ring *r);
 int rl_enter(struct rl_ring *r, unsigned wait_nr, int64_t timeout_ns,
              uint64_t *ud, int32_t *res, uint32_t *flags, unsigned max);
 
+int rl_enter_bufs(struct rl_ring *r, unsigned wait_nr, int64_t timeout_ns,
+                  uint64_t *ud, int32_t *res, uint32_t *flags, uint32_t *offs, unsigned max,
+                  struct rl_bufring *b, char *arena, unsigned arena_size, unsigned *used);
+int rl_prep_send_fixed(struct rl_ring *r, int slot, const char *buf, unsigned len, uint64_t ud);
+
 int rl_prep_nop(struct rl_ring *r, uint64_t ud, unsigned sf);
 int rl_prep_nops(struct rl_ring *r, unsigned n, uint64_t ud0);
 int rl_prep_accept(struct rl_ring *r, int fd, int multishot, int direct, uint64_t ud, unsigned sf);

@@ -170,13 +170,10 @@ static inline int rl_finish(struct io_uring_sqe *sqe, uint64_t ud, unsigned sqe_
  * wait_nr == 0: never block (still enters the kernel so DEFER_TASKRUN work runs).
  * timeout_ns < 0: wait without a deadline.
  * Returns the number of CQEs copied, or -errno (never -ETIME / -EINTR). */
-static int rl_enter(struct rl_ring *r, unsigned wait_nr, int64_t timeout_ns,
-                    uint64_t *ud, int32_t *res, uint32_t *flags, unsigned max)
+static int rl_submit_wait(struct rl_ring *r, unsigned wait_nr, int64_t timeout_ns)
 {
-    struct io_uring_cqe *cqes[256];
     struct io_uring_cqe *cqe = NULL;
     unsigned pending = io_uring_sq_ready(&r->ring);
-    unsigned got = 0, n, i;
     int ret = 0;
 
     rl_note_flush(r, pending);
@@ -206,7 +203,18 @@ static int rl_enter(struct rl_ring *r, unsigned wait_nr, int64_t timeout_ns,
         r->st.sqes_submitted += pending - io_uring_sq_ready(&r->ring);
     if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
         return ret;
+    return 0;
+}
 
+static int rl_enter(struct rl_ring *r, unsigned wait_nr, int64_t timeout_ns,
+                    uint64_t *ud, int32_t *res, uint32_t *flags, unsigned max)
+{
+    struct io_uring_cqe *cqes[256];
+    unsigned got = 0, n, i;
+    int ret = rl_submit_wait(r, wait_nr, timeout_ns);
+
+    if (ret < 0)
+        return ret;
     if (io_uring_cq_has_overflow(&r->ring))
         r->st.cq_backlog++;
     while (got < max) {
@@ -229,6 +237,89 @@ static int rl_enter(struct rl_ring *r, unsigned wait_nr, int64_t timeout_ns,
     if (r->ring.cq.koverflow)
         r->st.cq_overflow = *r->ring.cq.koverflow;
     return (int)got;
+}
+
+static void rl_bufring_recycle(struct rl_bufring *b, unsigned bid);
+
+/* Harvest for an event loop that owns one provided-buffer ring: like rl_enter's
+ * copy-out, but a completion that carries a buffer (F_BUFFER) has its bytes
+ * copied into arena (offs[i] = where) and the buffer handed straight back to
+ * the kernel, in this same call.  This saves Python two C calls per received
+ * chunk (copy out, recycle) and means no buffer is ever held across a harvest.
+ * Every F_BUFFER completion on this ring must come from b.  A completion whose
+ * bytes do not fit the arena stays in the CQ for the next call (arena_size must
+ * be >= b->size, so each call makes progress).  *used = bytes in arena. */
+static int rl_harvest_bufs(struct rl_ring *r, uint64_t *ud, int32_t *res, uint32_t *flags,
+                           uint32_t *offs, unsigned max, struct rl_bufring *b, char *arena,
+                           unsigned arena_size, unsigned *used_out)
+{
+    struct io_uring_cqe *cqes[256];
+    unsigned got = 0, used = 0, n, i;
+    int full = 0;
+
+    if (io_uring_cq_has_overflow(&r->ring))
+        r->st.cq_backlog++;
+    while (got < max && !full) {
+        unsigned want = max - got;
+        if (want > 256)
+            want = 256;
+        n = io_uring_peek_batch_cqe(&r->ring, cqes, want);
+        if (!n)
+            break;
+        for (i = 0; i < n; i++) {
+            struct io_uring_cqe *c = cqes[i];
+            uint32_t f = c->flags;
+            int32_t rs = c->res;
+            if (f & IORING_CQE_F_BUFFER) {
+                unsigned bid = f >> IORING_CQE_BUFFER_SHIFT;
+                if (rs > 0) {
+                    if (used + (unsigned)rs > arena_size) {
+                        full = 1;
+                        break;
+                    }
+                    memcpy(arena + used, b->base + (size_t)bid * b->size, (size_t)rs);
+                    offs[got + i] = used;
+                    used += (unsigned)rs;
+                }
+                rl_bufring_recycle(b, bid);
+            }
+            ud[got + i] = c->user_data;
+            res[got + i] = rs;
+            flags[got + i] = f;
+        }
+        io_uring_cq_advance(&r->ring, i);
+        got += i;
+    }
+    r->st.cqes_reaped += got;
+    r->st.batch_hist[rl_bucket(got)]++;
+    if (r->ring.cq.koverflow)
+        r->st.cq_overflow = *r->ring.cq.koverflow;
+    *used_out = used;
+    return (int)got;
+}
+
+/* rl_enter's submit-and-wait step followed by rl_harvest_bufs. */
+static int rl_enter_bufs(struct rl_ring *r, unsigned wait_nr, int64_t timeout_ns,
+                         uint64_t *ud, int32_t *res, uint32_t *flags, uint32_t *offs,
+                         unsigned max, struct rl_bufring *b, char *arena,
+                         unsigned arena_size, unsigned *used)
+{
+    int ret = rl_submit_wait(r, wait_nr, timeout_ns);
+    *used = 0;
+    if (ret < 0)
+        return ret;
+    return rl_harvest_bufs(r, ud, res, flags, offs, max, b, arena, arena_size, used);
+}
+
+/* A send on a fixed file with MSG_NOSIGNAL: the runtime's per-request send in one
+ * call with no flag arithmetic in Python.  buf must stay alive until the CQE. */
+static int rl_prep_send_fixed(struct rl_ring *r, int slot, const char *buf, unsigned len,
+                              uint64_t ud)
+{
+    RL_GET_SQE(r);
+    io_uring_prep_send(sqe, slot, buf, len, MSG_NOSIGNAL);
+    r->pending_bytes += len;
+    return rl_finish(sqe, ud, IOSQE_FIXED_FILE);
 }
 
 /* ---- operations: each fills one SQE; returns 0 or -EBUSY (SQ full) ---- */
