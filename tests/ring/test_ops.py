@@ -3,6 +3,7 @@ import errno
 import os
 import socket
 import sys
+import time
 
 import pytest
 
@@ -186,3 +187,24 @@ def test_ring_without_fixed_table(collect):
         assert r.files is None and r.stats().fixed_capacity == 0
         r.nop(1)
         assert collect(r, 1)[0].res == 0
+
+
+def test_wait_with_timeout_returns_nothing_at_the_deadline(ring):
+    t0 = time.monotonic()
+    assert ring.wait(1, 0.05) == []
+    assert 0.045 <= time.monotonic() - t0 < 2
+    assert ring.stats().waits == 1
+
+
+def test_sqpoll_ring_round_trip(sockpair, collect, require):
+    require("sqpoll", "IORING_SETUP_SQPOLL")
+    a, b = sockpair
+    with Ring(16, files=8, sqpoll=True) as r:
+        assert r.flags & consts.SETUP_SQPOLL
+        slot = r.files.install(a.fileno())
+        buf = bytearray(8)
+        r.recv(slot, buf, 1, fixed=True)
+        r.flush()
+        b.send(b"polled")
+        (c,) = collect(r, final=[1])
+        assert c.res == 6 and bytes(buf[:6]) == b"polled"
