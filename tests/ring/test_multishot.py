@@ -127,4 +127,3 @@ def test_multishot_poll_fires_per_event_until_removed(ring, sockpair, collect):
     end = {c.user_data: c for c in collect(ring, final=[1, 2])}
     assert end[1].res == -errno.ECANCELED and not end[1].more
     assert end[2].res == 0
-
