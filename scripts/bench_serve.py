@@ -1,0 +1,419 @@
+"""Server benchmarks for issue 3: HTTP/1.1 keep-alive "hello" and TCP echo.
+
+Sub-commands (wired into ``scripts/bench``; this file also runs on its own):
+
+* ``http``        wrk against the same httptools ``asyncio.Protocol`` on asyncio's
+                  default loop, uvloop, and ringleader (1 worker, 2 workers in
+                  both serve modes, 1 worker with telemetry off);
+* ``echo``        the same contenders under a small C ping-pong client (compiled
+                  by this script with gcc; wrk cannot drive raw TCP);
+* ``serve-modes`` ringleader 2 workers, SO_REUSEPORT per worker against one
+                  multishot acceptor handing sockets to workers.
+
+Method: every server runs in its own subprocess pinned to core 1
+(``taskset -c 1``; with 2 workers both threads share that core, since the
+client needs the other one), the client is pinned to core 0.  Contenders are
+interleaved round-robin inside each repetition, so slow drift of the shared
+machine hits them all alike.  Server CPU per request is the delta of
+utime+stime in ``/proc/<pid>/stat`` (all threads) over the client's run,
+divided by the requests the client completed: unlike req/s it does not
+depend on how fast the client is.  Medians over repetitions, with min–max.
+
+The server side (``--serve``) is the same module: one handler class per
+workload, whichever loop runs it.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SERVER_CPU = "1"
+CLIENT_CPU = "0"
+TICK = os.sysconf("SC_CLK_TCK")
+
+# --------------------------------------------------------------- handlers
+HELLO = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+         b"Connection: keep-alive\r\n\r\nhello")
+BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class HttpHello(asyncio.Protocol):
+    """Keep-alive "hello" with httptools parsing: identical on every loop."""
+
+    __slots__ = ("transport", "parser")
+
+    def connection_made(self, transport):
+        import httptools
+        self.transport = transport
+        self.parser = httptools.HttpRequestParser(self)
+
+    def data_received(self, data):
+        import httptools
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.write(BAD)
+            self.transport.close()
+
+    def on_message_complete(self):
+        self.transport.write(HELLO)
+        if not self.parser.should_keep_alive():
+            self.transport.close()
+
+    def connection_lost(self, exc):
+        self.transport = None
+
+
+class Echo(asyncio.Protocol):
+    __slots__ = ("transport",)
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+HANDLERS = {"http": HttpHello, "echo": Echo}
+
+
+def serve_main(kind: str, proto: str, workers: int, mode: str, telemetry: bool) -> None:
+    """Run one server until killed; prints ``READY <port>`` once it accepts."""
+    factory = HANDLERS[proto]
+
+    def ready(port: int) -> None:
+        print(f"READY {port}", flush=True)
+
+    if kind in ("asyncio", "uvloop"):
+        if kind == "uvloop":
+            import uvloop
+            loop = uvloop.new_event_loop()
+        else:
+            loop = asyncio.new_event_loop()
+        srv = loop.run_until_complete(loop.create_server(factory, "127.0.0.1", 0, backlog=1024))
+        ready(srv.sockets[0].getsockname()[1])
+        loop.run_forever()
+        return
+    import ringleader
+
+    async def main(rt):
+        group = await rt.serve(factory, "127.0.0.1", 0, mode=mode)
+        ready(group.port)
+        await asyncio.Event().wait()
+
+    ringleader.run(main, workers=workers, loop_options={} if telemetry else {"telemetry": False})
+
+
+# ------------------------------------------------------------ contenders
+# name -> (server kind, workers, serve mode, telemetry)
+CONTENDERS = {
+    "asyncio": ("asyncio", 1, "-", True),
+    "uvloop": ("uvloop", 1, "-", True),
+    "ringleader-1": ("ringleader", 1, "reuseport", True),
+    "ringleader-1-notelemetry": ("ringleader", 1, "reuseport", False),
+    "ringleader-2-reuseport": ("ringleader", 2, "reuseport", True),
+    "ringleader-2-acceptor": ("ringleader", 2, "acceptor", True),
+}
+DEFAULT = ["asyncio", "uvloop", "ringleader-1", "ringleader-1-notelemetry",
+           "ringleader-2-reuseport", "ringleader-2-acceptor"]
+SERVE_MODES = ["ringleader-2-reuseport", "ringleader-2-acceptor"]
+
+
+class Server:
+    def __init__(self, name: str, proto: str):
+        kind, workers, mode, telemetry = CONTENDERS[name]
+        cmd = ["taskset", "-c", SERVER_CPU, sys.executable, os.path.abspath(__file__), "--serve",
+               kind, "--proto", proto, "--workers", str(workers), "--mode", mode,
+               "--telemetry", "on" if telemetry else "off"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY"):
+            self.stop()
+            raise RuntimeError(f"{name}: server did not start (got {line!r})")
+        self.port = int(line.split()[1])
+
+    def cpu_s(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        # fields[0] is the state (3rd field): utime/stime are fields 14/15
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+# ---------------------------------------------------------------- clients
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def run_wrk(port: int, conns: int, duration: float) -> dict:
+    cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(duration))}s", "--latency",
+           f"http://127.0.0.1:{port}/"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99 = float(m.group(1)) * _UNITS[m.group(2)] * 1e6
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
+    return {"requests": reqs, "rps": rps, "p99_us": p99, "errors": errors.group(0) if errors else ""}
+
+
+ECHO_C = r"""
+/* Ping-pong TCP echo load: C connections, each sends SIZE bytes and waits for
+ * them to come back before sending again.  Prints round trips and p50/p99. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#define MAXC 4096
+#define HB 2000000 /* latency histogram: 1 us buckets up to 2 s */
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
+                          return t.tv_sec + t.tv_nsec * 1e-9; }
+static unsigned long hist[HB + 1];
+int main(int argc, char **argv) {
+    int port = atoi(argv[1]), nc = atoi(argv[2]), size = atoi(argv[4]);
+    double dur = atof(argv[3]);
+    static int fds[MAXC], got[MAXC]; static double sent[MAXC];
+    char *msg = malloc(size), *buf = malloc(65536);
+    memset(msg, 'x', size);
+    int ep = epoll_create1(0);
+    struct sockaddr_in a = {0}; a.sin_family = AF_INET; a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(0x7f000001);
+    for (int i = 0; i < nc && i < MAXC; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1; setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (connect(fds[i], (void *)&a, sizeof a)) { perror("connect"); return 1; }
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+    }
+    double start = now(), end = start + dur;
+    unsigned long n = 0, errs = 0;
+    for (int i = 0; i < nc; i++) { sent[i] = now(); got[i] = 0;
+                                   if (write(fds[i], msg, size) != size) errs++; }
+    struct epoll_event evs[256];
+    double t = start;
+    while (t < end) {
+        int k = epoll_wait(ep, evs, 256, 100);
+        t = now();
+        for (int j = 0; j < k; j++) {
+            int i = evs[j].data.u32;
+            ssize_t r = read(fds[i], buf, 65536);
+            if (r <= 0) { if (r < 0 && errno == EAGAIN) continue; errs++; close(fds[i]);
+                          epoll_ctl(ep, EPOLL_CTL_DEL, fds[i], NULL); continue; }
+            got[i] += r;
+            if (got[i] < size) continue;
+            long b = (long)((t - sent[i]) * 1e6);
+            hist[b > HB ? HB : b]++; n++;
+            got[i] = 0; sent[i] = t;
+            if (write(fds[i], msg, size) != size) errs++;
+        }
+    }
+    double el = now() - start;
+    unsigned long acc = 0; double p50 = -1, p99 = -1;
+    for (int b = 0; b <= HB; b++) { acc += hist[b];
+        if (p50 < 0 && acc * 2 >= n) p50 = b;
+        if (p99 < 0 && acc * 100 >= n * 99) { p99 = b; break; } }
+    printf("%lu %.3f %.1f %.1f %lu\n", n, el, p50, p99, errs);
+    return 0;
+}
+"""
+
+
+def echo_client() -> str:
+    """Compile the echo client once (cached by source hash)."""
+    digest = hashlib.sha1(ECHO_C.encode()).hexdigest()[:12]
+    exe = os.path.join(tempfile.gettempdir(), f"ringleader-echo-client-{digest}")
+    if not os.path.exists(exe):
+        src = exe + ".c"
+        with open(src, "w") as f:
+            f.write(ECHO_C)
+        subprocess.run(["gcc", "-O2", "-o", exe + ".tmp", src], check=True)
+        os.replace(exe + ".tmp", exe)
+    return exe
+
+
+def run_echo(port: int, conns: int, duration: float, size: int) -> dict:
+    cmd = ["taskset", "-c", CLIENT_CPU, echo_client(), str(port), str(conns), str(duration), str(size)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+    n, el, p50, p99, errs = int(out[0]), float(out[1]), float(out[2]), float(out[3]), int(out[4])
+    return {"requests": n, "rps": n / el, "p99_us": p99, "p50_us": p50,
+            "errors": f"{errs} errors" if errs else ""}
+
+
+# ---------------------------------------------------------------- driver
+def measure(name: str, proto: str, args) -> dict:
+    srv = Server(name, proto)
+    try:
+        client = (lambda d: run_wrk(srv.port, args.connections, d)) if proto == "http" else \
+                 (lambda d: run_echo(srv.port, args.connections, d, args.size))
+        if args.warmup > 0:
+            client(args.warmup)
+        c0 = srv.cpu_s()
+        r = client(args.duration)
+        c1 = srv.cpu_s()
+    finally:
+        srv.stop()
+    r["cpu_s"] = c1 - c0
+    r["cpu_us_per_req"] = (c1 - c0) / r["requests"] * 1e6 if r["requests"] else float("nan")
+    return r
+
+
+def summarize(runs: list[dict]) -> dict:
+    out = {}
+    for key in ("rps", "p99_us", "cpu_us_per_req"):
+        vals = [r[key] for r in runs]
+        out[key] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+    return out
+
+
+def spread(s: dict) -> str:
+    m = s["median"]
+    return f"±{(s['max'] - s['min']) / 2 / m * 100:.0f}%" if m else ""
+
+
+def run_suite(proto: str, names: list[str], args) -> dict:
+    results = {n: [] for n in names}
+    for rep in range(args.repeat):
+        for n in names:
+            r = measure(n, proto, args)
+            results[n].append(r)
+            print(f"  rep {rep + 1}/{args.repeat} {n:<26} {r['rps']:>10.0f} req/s  p99 {r['p99_us']:>8.0f} us"
+                  f"  cpu {r['cpu_us_per_req']:6.2f} us/req {r['errors']}", file=sys.stderr, flush=True)
+    summary = {n: summarize(rs) for n, rs in results.items()}
+    return {"runs": results, "summary": summary}
+
+
+def print_table(title: str, summary: dict, args) -> None:
+    base = {k: summary[k] for k in ("uvloop", "asyncio") if k in summary}
+    print(f"\n{title}")
+    hdr = f"{'contender':<26} {'req/s':>9} {'spread':>7} {'p99 us':>8} {'CPU us/req':>11} {'spread':>7}"
+    for b in base:
+        hdr += f" {'rps/' + b:>12} {'cpu/' + b:>11}"
+    print(hdr)
+    for name, s in summary.items():
+        line = (f"{name:<26} {s['rps']['median']:>9.0f} {spread(s['rps']):>7} "
+                f"{s['p99_us']['median']:>8.0f} {s['cpu_us_per_req']['median']:>11.2f} "
+                f"{spread(s['cpu_us_per_req']):>7}")
+        for b, bs in base.items():
+            line += (f" {s['rps']['median'] / bs['rps']['median']:>12.2f}"
+                     f" {s['cpu_us_per_req']['median'] / bs['cpu_us_per_req']['median']:>11.2f}")
+        print(line)
+
+
+def describe(args) -> str:
+    return (f"pinning: server `taskset -c {SERVER_CPU}` (all its threads), client `taskset -c {CLIENT_CPU}`; "
+            f"{os.cpu_count()} cores shared with other users of this machine; "
+            f"{args.repeat} repetitions interleaved, median and ±half-range; "
+            f"{args.connections} connections, {args.duration}s runs after {args.warmup}s warm-up; "
+            f"CPU = server utime+stime from /proc/<pid>/stat over the run / requests done")
+
+
+def cmd_suite(proto: str, names: list[str], args) -> dict:
+    print(describe(args))
+    res = run_suite(proto, names, args)
+    title = {"http": "HTTP/1.1 keep-alive hello (wrk -t1, httptools on every side)",
+             "echo": f"TCP echo ping-pong, {args.size} B messages (C client)"}[proto]
+    print_table(title, res["summary"], args)
+    s = res["summary"]
+    if "ringleader-1" in s and "ringleader-1-notelemetry" in s:
+        on, off = s["ringleader-1"]["cpu_us_per_req"]["median"], s["ringleader-1-notelemetry"]["cpu_us_per_req"]["median"]
+        print(f"telemetry overhead (ringleader-1 vs telemetry off): {on - off:+.2f} us/req "
+              f"({(on / off - 1) * 100:+.1f}%; compare with the spread)")
+    if "ringleader-2-reuseport" in s and "ringleader-2-acceptor" in s:
+        rp, ac = s["ringleader-2-reuseport"], s["ringleader-2-acceptor"]
+        better = "reuseport" if rp["cpu_us_per_req"]["median"] <= ac["cpu_us_per_req"]["median"] else "acceptor"
+        print(f"serve modes (2 workers): reuseport {rp['rps']['median']:.0f} req/s "
+              f"{rp['cpu_us_per_req']['median']:.2f} us/req; acceptor {ac['rps']['median']:.0f} req/s "
+              f"{ac['cpu_us_per_req']['median']:.2f} us/req -> lower CPU/request: {better}")
+    if "uvloop" in s and "ringleader-1" in s:
+        u, r = s["uvloop"], s["ringleader-1"]
+        cpu_ratio = r["cpu_us_per_req"]["median"] / u["cpu_us_per_req"]["median"]
+        rps_ratio = r["rps"]["median"] / u["rps"]["median"]
+        met = cpu_ratio <= 0.8 and rps_ratio >= 1.0
+        print(f"goal (1 worker: CPU/req <= 0.8x uvloop and req/s >= uvloop): cpu {cpu_ratio:.2f}x, "
+              f"req/s {rps_ratio:.2f}x -> {'MET' if met else 'NOT met'}")
+    res["method"] = describe(args)
+    res["proto"] = proto
+    return res
+
+
+def add_arguments(p: argparse.ArgumentParser, default_names: list[str]) -> None:
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per measured run")
+    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--connections", type=int, default=50)
+    p.add_argument("--size", type=int, default=64, help="echo message bytes")
+    p.add_argument("--only", default=",".join(default_names),
+                   help=f"comma-separated contenders from {','.join(CONTENDERS)}")
+    p.add_argument("--json", metavar="PATH", help="write all runs and summaries as JSON")
+
+
+def run_command(name: str, args) -> int:
+    names = [n for n in args.only.split(",") if n]
+    for n in names:
+        if n not in CONTENDERS:
+            raise SystemExit(f"unknown contender {n!r}; choose from {', '.join(CONTENDERS)}")
+    proto = "echo" if name == "echo" else "http"
+    res = cmd_suite(proto, names, args)
+    res["command"] = name
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+# name -> (help, default contenders): scripts/bench registers these
+COMMANDS = {
+    "http": ("HTTP/1.1 hello under wrk: asyncio, uvloop, ringleader (CPU us/request, ratios)", DEFAULT),
+    "echo": ("TCP echo ping-pong under a C client: same contenders", DEFAULT),
+    "serve-modes": ("ringleader Runtime.serve: SO_REUSEPORT per worker vs one acceptor", SERVE_MODES),
+}
+
+
+def register(subparsers) -> None:
+    for name, (help_, names) in COMMANDS.items():
+        p = subparsers.add_parser(name, help=help_)
+        add_arguments(p, names)
+        p.set_defaults(func=lambda a, n=name: run_command(n, a))
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve"]:
+        p = argparse.ArgumentParser()
+        p.add_argument("--serve", required=True)
+        p.add_argument("--proto", default="http")
+        p.add_argument("--workers", type=int, default=1)
+        p.add_argument("--mode", default="reuseport")
+        p.add_argument("--telemetry", default="on")
+        a = p.parse_args(argv)
+        serve_main(a.serve, a.proto, a.workers, a.mode, a.telemetry == "on")
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    register(p.add_subparsers(dest="cmd", required=True))
+    a = p.parse_args(argv)
+    return a.func(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
