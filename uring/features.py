@@ -19,6 +19,7 @@ import errno
 import os
 import socket
 import threading
+import time
 
 from ._liburing import ffi, lib
 from .errors import RingUnavailableError
@@ -127,16 +128,20 @@ class _Scratch:
         self.fl = ffi.new("uint32_t[]", n)
 
     def until(self, r, ud: int, timeout: float = 1.0) -> tuple[int, int] | None:
-        """Submit, then harvest until a completion for ``ud`` arrives: (res, flags)."""
-        deadline_ns = int(timeout * 1e9)
-        for _ in range(8):  # a few harvests at most; each waits for one more CQE
-            n = lib.rl_enter(r, 1, deadline_ns, self.ud, self.res, self.fl, self.n)
+        """Submit, then harvest until a completion for ``ud`` arrives: (res, flags), or
+        None once ``timeout`` has passed.  (Everything the probe tries completes during
+        the submit itself; the timeout only bounds a kernel that misbehaves.)"""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            n = lib.rl_enter(r, 1, int(left * 1e9), self.ud, self.res, self.fl, self.n)
             if n < 0:
                 return None
             for i in range(n):
                 if self.ud[i] == ud:
                     return self.res[i], self.fl[i]
-        return None
 
 
 def _try_msg_ring_send_fd(r, a: socket.socket, b: socket.socket, sc: _Scratch) -> bool:
