@@ -134,7 +134,7 @@ class Server:
     def __init__(self, name: str, proto: str):
         kind, workers, mode, telemetry = CONTENDERS[name]
         cmd = ["taskset", "-c", SERVER_CPU, sys.executable, os.path.abspath(__file__), "--serve",
-               kind, "--proto", proto, "--workers", str(workers), "--mode", mode,
+               kind, "--proto", "echo" if proto == "echo" else "http", "--workers", str(workers), "--mode", mode,
                "--telemetry", "on" if telemetry else "off"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
@@ -158,9 +158,11 @@ class Server:
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
-def run_wrk(port: int, conns: int, duration: float) -> dict:
+def run_wrk(port: int, conns: int, duration: float, close: bool = False) -> dict:
+    # close: "Connection: close" makes wrk open a new connection per request,
+    # which is what exercises Runtime.serve's accept path.
     cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(duration))}s", "--latency",
-           f"http://127.0.0.1:{port}/"]
+           *(["-H", "Connection: close"] if close else []), f"http://127.0.0.1:{port}/"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     reqs = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -263,7 +265,8 @@ def run_echo(port: int, conns: int, duration: float, size: int) -> dict:
 def measure(name: str, proto: str, args) -> dict:
     srv = Server(name, proto)
     try:
-        client = (lambda d: run_wrk(srv.port, args.connections, d)) if proto == "http" else \
+        client = (lambda d: run_wrk(srv.port, args.connections, d, proto == "http-close")) \
+            if proto.startswith("http") else \
                  (lambda d: run_echo(srv.port, args.connections, d, args.size))
         if args.warmup > 0:
             client(args.warmup)
@@ -331,6 +334,7 @@ def cmd_suite(proto: str, names: list[str], args) -> dict:
     print(describe(args))
     res = run_suite(proto, names, args)
     title = {"http": "HTTP/1.1 keep-alive hello (wrk -t1, httptools on every side)",
+             "http-close": "HTTP/1.1 hello, Connection: close (a new connection per request)",
              "echo": f"TCP echo ping-pong, {args.size} B messages (C client)"}[proto]
     print_table(title, res["summary"], args)
     s = res["summary"]
@@ -372,8 +376,12 @@ def run_command(name: str, args) -> int:
     for n in names:
         if n not in CONTENDERS:
             raise SystemExit(f"unknown contender {n!r}; choose from {', '.join(CONTENDERS)}")
-    proto = "echo" if name == "echo" else "http"
-    res = cmd_suite(proto, names, args)
+    if name == "serve-modes":
+        # Keep-alive measures the steady state; close puts every request
+        # through accept and the hand-over, where the two modes differ.
+        res = {"keepalive": cmd_suite("http", names, args), "close": cmd_suite("http-close", names, args)}
+    else:
+        res = cmd_suite("echo" if name == "echo" else "http", names, args)
     res["command"] = name
     if args.json:
         with open(args.json, "w") as f:
