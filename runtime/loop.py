@@ -260,6 +260,15 @@ class RingEventLoop(base_events.BaseEventLoop):
         # gets (res, flags, bytes or None): the C harvest already copied its
         # bytes into ``data`` and recycled the buffer, even when no handler is
         # left (a receive that raced with its transport's close).
+        if uds and self._ready:
+            # asyncio runs the callbacks that were ready before a poll ahead of
+            # that poll's I/O callbacks (e.g. the task awaiting create_connection
+            # resumes before data_received): dispatch after them, in order.
+            self._ready.append(events.Handle(self._dispatch, (uds, res, fls), self, None))
+        else:
+            self._dispatch(uds, res, fls)
+
+    def _dispatch(self, uds: list, res: list, fls: list) -> None:
         handlers = self._handlers
         for i in range(len(uds)):
             ud = uds[i]
@@ -552,15 +561,23 @@ class RingEventLoop(base_events.BaseEventLoop):
         table[fd] = entry
 
         def on_poll(res: int, flags: int) -> None:
-            if table.get(fd) is not entry:
-                return
-            if res == -errno.ECANCELED:
+            if table.get(fd) is not entry or res < 0:
+                # Cancelled, or the fd was closed while watched (-EBADF): stop
+                # quietly, as epoll forgets a closed fd.
                 return
             self._ready.append(entry[0])
-            # Re-arm a one-shot poll: if the callback does not drain the fd the
-            # poll fires again next iteration, i.e. level-triggered like epoll.
-            self._ring.poll(fd, mask, entry[1])
+            # Re-arm the one-shot poll only after the callback has run: armed
+            # before, it would see the bytes the callback is about to read and
+            # call it again for nothing (a spurious wake-up epoll never gives).
+            # Armed after, it fires next iteration only if the callback left the
+            # fd ready: level-triggered, like epoll.
+            self._ready.append(rearm)
 
+        def rearm_poll() -> None:
+            if table.get(fd) is entry:
+                self._ring.poll(fd, mask, entry[1])
+
+        rearm = events.Handle(rearm_poll, (), self, None)
         entry[1] = self._alloc_ud(on_poll)
         self._ring.poll(fd, mask, entry[1])
 
@@ -647,6 +664,12 @@ class RingEventLoop(base_events.BaseEventLoop):
     async def _make_subprocess_transport(self, *args, **kwargs):
         self._unsupported("subprocesses")
 
+    async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None,
+                                       **kwargs):
+        # Refuse up front: asyncio's version creates and binds the socket before
+        # asking for the transport, and leaks it when that raises.
+        self._unsupported("datagram endpoints (UDP)")
+
     def _make_datagram_transport(self, *args, **kwargs):
         self._unsupported("datagram endpoints (UDP)")
 
@@ -684,6 +707,20 @@ def _fileobj_to_fd(fileobj) -> int:
     if fd < 0:
         raise ValueError(f"Invalid file descriptor: {fd}")
     return fd
+
+
+def _shutdown_listener(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _check_sock(loop, sock) -> None:
+    # asyncio's selector loop: sock_* need a non-blocking socket (checked in debug mode).
+    base_events._check_ssl_socket(sock)
+    if loop._debug and sock.gettimeout() != 0:
+        raise ValueError("the socket must be non-blocking")
 
 
 def _shutdown_listener(sock: socket.socket) -> None:
