@@ -260,15 +260,6 @@ class RingEventLoop(base_events.BaseEventLoop):
         # gets (res, flags, bytes or None): the C harvest already copied its
         # bytes into ``data`` and recycled the buffer, even when no handler is
         # left (a receive that raced with its transport's close).
-        if uds and self._ready:
-            # asyncio runs the callbacks that were ready before a poll ahead of
-            # that poll's I/O callbacks (e.g. the task awaiting create_connection
-            # resumes before data_received): dispatch after them, in order.
-            self._ready.append(events.Handle(self._dispatch, (uds, res, fls), self, None))
-        else:
-            self._dispatch(uds, res, fls)
-
-    def _dispatch(self, uds: list, res: list, fls: list) -> None:
         handlers = self._handlers
         for i in range(len(uds)):
             ud = uds[i]
@@ -707,20 +698,6 @@ def _fileobj_to_fd(fileobj) -> int:
     if fd < 0:
         raise ValueError(f"Invalid file descriptor: {fd}")
     return fd
-
-
-def _shutdown_listener(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-def _check_sock(loop, sock) -> None:
-    # asyncio's selector loop: sock_* need a non-blocking socket (checked in debug mode).
-    base_events._check_ssl_socket(sock)
-    if loop._debug and sock.gettimeout() != 0:
-        raise ValueError("the socket must be non-blocking")
 
 
 def _shutdown_listener(sock: socket.socket) -> None:

@@ -45,9 +45,6 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     # loop.sendfile() works through asyncio's read-and-send fallback (the
     # default, UNSUPPORTED, made it raise RuntimeError even with fallback=True).
     _sendfile_compatible = constants._SendfileMode.FALLBACK
-    # loop.sendfile() works through asyncio's read-and-send fallback (the
-    # default, UNSUPPORTED, made it raise RuntimeError even with fallback=True).
-    _sendfile_compatible = constants._SendfileMode.FALLBACK
 
     def __init__(self, loop, sock: socket.socket, protocol, waiter=None, extra=None, server=None):
         super().__init__(extra, loop)
