@@ -130,6 +130,15 @@ static void rl_note_flush(struct rl_ring *r, unsigned pending)
     r->pending_bytes = 0;
 }
 
+/* Counters after a harvest of `got` CQEs (both harvest helpers end with this). */
+static inline void rl_note_harvest(struct rl_ring *r, unsigned got)
+{
+    r->st.cqes_reaped += got;
+    r->st.batch_hist[rl_bucket(got)]++;
+    if (r->ring.cq.koverflow)
+        r->st.cq_overflow = *r->ring.cq.koverflow;
+}
+
 /* Submit what is queued, without waiting.  Returns SQEs submitted or -errno. */
 static int rl_flush(struct rl_ring *r)
 {
@@ -232,10 +241,7 @@ static int rl_enter(struct rl_ring *r, unsigned wait_nr, int64_t timeout_ns,
         io_uring_cq_advance(&r->ring, n);
         got += n;
     }
-    r->st.cqes_reaped += got;
-    r->st.batch_hist[rl_bucket(got)]++;
-    if (r->ring.cq.koverflow)
-        r->st.cq_overflow = *r->ring.cq.koverflow;
+    rl_note_harvest(r, got);
     return (int)got;
 }
 
@@ -290,10 +296,7 @@ static int rl_harvest_bufs(struct rl_ring *r, uint64_t *ud, int32_t *res, uint32
         io_uring_cq_advance(&r->ring, i);
         got += i;
     }
-    r->st.cqes_reaped += got;
-    r->st.batch_hist[rl_bucket(got)]++;
-    if (r->ring.cq.koverflow)
-        r->st.cq_overflow = *r->ring.cq.koverflow;
+    rl_note_harvest(r, got);
     *used_out = used;
     return (int)got;
 }

@@ -348,12 +348,16 @@ class Ring:
             return [], [], []
         uds = ffi.unpack(self._ud, n)
         fls = ffi.unpack(self._fl, n)
-        keep = self._keep
-        if keep:
-            for i in range(n):
-                if not fls[i] & _F_MORE:
-                    keep.pop(uds[i], None)
+        if self._keep:
+            self._drop_kept(uds, fls)
         return uds, ffi.unpack(self._res, n), fls
+
+    def _drop_kept(self, uds: list, fls: list) -> None:
+        """Let go of the buffers of operations that just completed for the last time."""
+        keep = self._keep
+        for ud, fl in zip(uds, fls):
+            if not fl & _F_MORE:
+                keep.pop(ud, None)
 
     def wait(self, wait_nr: int = 1, timeout: float | None = None) -> list[Completion]:
         """Like :meth:`enter` but returns :class:`Completion` objects (tests, tools)."""
@@ -385,11 +389,8 @@ class Ring:
             return [], [], [], [], b""
         uds = ffi.unpack(self._ud, n)
         fls = ffi.unpack(self._fl, n)
-        keep = self._keep
-        if keep:
-            for i in range(n):
-                if not fls[i] & _F_MORE:
-                    keep.pop(uds[i], None)
+        if self._keep:
+            self._drop_kept(uds, fls)
         used = self._used[0]
         return (uds, ffi.unpack(self._res, n), fls, ffi.unpack(self._offs, n),
                 ffi.buffer(self._arena, used) if used else b"")

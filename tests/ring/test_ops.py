@@ -56,17 +56,22 @@ def test_connect_refused_is_connection_refused_error(ring, collect):
         assert f"connect on fd {s.fileno()}" in str(ei.value)
 
 
-@pytest.mark.parametrize("fixed", [False, True])
-def test_recv_into_buffer(ring, sockpair, collect, fixed):
+@pytest.mark.parametrize("fixed, sqpoll", [(False, False), (True, False), (True, True)],
+                         ids=["fd", "fixed", "fixed-sqpoll"])
+def test_recv_into_buffer(sockpair, collect, require, fixed, sqpoll):
+    if sqpoll:
+        require("sqpoll", "IORING_SETUP_SQPOLL")
     a, b = sockpair
-    fd = ring.files.install(a.fileno()) if fixed else a.fileno()
-    buf = bytearray(64)
-    ring.recv(fd, buf, 1, fixed=fixed)
-    ring.flush()
-    b.send(b"hello ring")
-    (c,) = collect(ring, final=[1])
-    assert c.res == 10 and bytes(buf[:10]) == b"hello ring"
-    assert ring._keep == {}  # the buffer is let go once the op completed
+    with Ring(16, files=8, sqpoll=sqpoll) as ring:
+        assert bool(ring.flags & consts.SETUP_SQPOLL) == sqpoll
+        fd = ring.files.install(a.fileno()) if fixed else a.fileno()
+        buf = bytearray(64)
+        ring.recv(fd, buf, 1, fixed=fixed)
+        ring.flush()
+        b.send(b"hello ring")
+        (c,) = collect(ring, final=[1])
+        assert c.res == 10 and bytes(buf[:10]) == b"hello ring"
+        assert ring._keep == {}  # the buffer is let go once the op completed
 
 
 def test_recv_select_single_uses_a_provided_buffer(ring, sockpair, collect, require):
@@ -195,16 +200,3 @@ def test_wait_with_timeout_returns_nothing_at_the_deadline(ring):
     assert 0.045 <= time.monotonic() - t0 < 2
     assert ring.stats().waits == 1
 
-
-def test_sqpoll_ring_round_trip(sockpair, collect, require):
-    require("sqpoll", "IORING_SETUP_SQPOLL")
-    a, b = sockpair
-    with Ring(16, files=8, sqpoll=True) as r:
-        assert r.flags & consts.SETUP_SQPOLL
-        slot = r.files.install(a.fileno())
-        buf = bytearray(8)
-        r.recv(slot, buf, 1, fixed=True)
-        r.flush()
-        b.send(b"polled")
-        (c,) = collect(r, final=[1])
-        assert c.res == 6 and bytes(buf[:6]) == b"polled"
