@@ -60,6 +60,12 @@ class Pinning:
         os.sched_setaffinity(0, self._saved)
 
 
+def load_note() -> str:
+    """The 1/5/15-minute load averages: on a shared machine they explain most noise."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average at start {one:.2f} / {five:.2f} / {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
 def run_rate(cmd: list[str], pass_fds=()) -> tuple[int, float]:
     """Run a C baseline that prints ``ops <n> secs <s>``; returns (n, s)."""
     res = subprocess.run(cmd, capture_output=True, text=True, pass_fds=pass_fds, timeout=120)

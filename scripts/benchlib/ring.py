@@ -23,7 +23,7 @@ import time
 
 from ringleader.uring import Ring, consts, probe
 
-from .common import Pinning, compile_c, run_rate
+from .common import Pinning, compile_c, load_note, run_rate
 from .report import Report
 
 NAME = "ring"
@@ -160,6 +160,7 @@ def run(args) -> Report:
         pin.describe(),
         f"kernel {feats.kernel}; ring set-up flags {flags:#x} for Python and C alike; "
         f"{args.seconds} s per contender per repetition",
+        load_note(),
     ])
     with tempfile.TemporaryDirectory(prefix="ringbench-") as tmp:
         binary = compile_c("ring_bench", tmp)
