@@ -83,14 +83,46 @@ def _disabled_sysctl() -> int | None:
         return None
 
 
+def _seccomp_mode() -> int | None:
+    """0 none, 1 strict, 2 filter (the ``Seccomp:`` line of /proc/self/status)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Seccomp:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+_ALLOW = ("allow io_uring_setup, io_uring_enter and io_uring_register in the seccomp profile "
+          "(Docker: --security-opt seccomp=<a profile allowing them>; Kubernetes: a Localhost "
+          "seccompProfile)")
+
+
 def unavailable(res: int, what: str = "io_uring_setup") -> RingUnavailableError:
-    """Explain why a ring could not be created, with the fix."""
+    """Explain why a ring could not be created, with the fix.
+
+    The cause is looked up, not guessed, where the system tells: the sysctl's
+    value, whether this process runs under a seccomp filter (both answers
+    EPERM or ENOSYS alike), and whether the kernel has io_uring at all (the
+    io_uring_disabled sysctl exists only on kernels built with it, >= 6.6).
+    """
     err = -res
     sysctl = _disabled_sysctl()
+    filtered = _seccomp_mode() == 2
+    seccomp = ("this process runs under a seccomp filter (Seccomp: 2 in /proc/self/status) "
+               "that blocks io_uring_setup")
     if err == errno.ENOSYS:
-        detail = ("the kernel has no io_uring (needs Linux >= 6.1 built with CONFIG_IO_URING), "
-                  "or a seccomp profile blocks io_uring_setup; use a newer kernel or allow the "
-                  "io_uring_* syscalls in the container's seccomp profile")
+        if filtered and sysctl is not None:
+            detail = (f"this kernel has io_uring, but {seccomp} (a profile such as Docker's or "
+                      f"Kubernetes' RuntimeDefault); {_ALLOW}")
+        elif filtered:
+            detail = (f"either the kernel has no io_uring, or {seccomp}; {_ALLOW}, or use "
+                      f"Linux >= 6.1 built with CONFIG_IO_URING=y")
+        else:
+            detail = ("the kernel has no io_uring: use Linux >= 6.1 built with "
+                      "CONFIG_IO_URING=y")
     elif err in (errno.EPERM, errno.EACCES):
         if sysctl == 2:
             detail = ("io_uring is disabled by sysctl kernel.io_uring_disabled=2; "
@@ -98,10 +130,14 @@ def unavailable(res: int, what: str = "io_uring_setup") -> RingUnavailableError:
         elif sysctl == 1:
             detail = ("kernel.io_uring_disabled=1 limits io_uring to the group in "
                       "kernel.io_uring_group; add this user to it or set the sysctl to 0")
+        elif filtered:
+            detail = (f"{seccomp} (Docker's and Kubernetes' RuntimeDefault profiles refuse it "
+                      f"with EPERM); {_ALLOW}")
         else:
-            detail = ("io_uring_setup was refused (a seccomp profile such as Docker's or "
-                      "Kubernetes' RuntimeDefault blocks it); allow io_uring_setup, "
-                      "io_uring_enter and io_uring_register")
+            detail = ("io_uring_setup was refused with no seccomp filter and "
+                      "kernel.io_uring_disabled=0: a security module (SELinux, AppArmor) or a "
+                      "seccomp profile applied outside this process denies it; allow "
+                      "io_uring_setup, io_uring_enter and io_uring_register there")
     elif err == errno.ENOMEM:
         detail = "not enough locked memory for the ring; raise RLIMIT_MEMLOCK or use fewer entries"
     elif err == errno.EMFILE or err == errno.ENFILE:
