@@ -396,14 +396,15 @@ def simulate_hot_spot(*, workers: int = 4, conns: int = 64, hot: int = 8, seed: 
                       duration: float = 120.0, cfg: Rebalance | None = None) -> dict:
     """Connections with skewed load (a few heavy ones hashed onto worker 0) on
     ``workers`` rings; the rebalancer moves them.  Returns max/mean over time,
-    the moves, and ping-pong count (a connection moved back within residency)."""
+    the per-worker loads per tick, the moves, and ping-pong count (a connection
+    moved back within residency)."""
     cfg = cfg or Rebalance(enabled=True)
     rng = random.Random(seed)
     pol = Policy(SupervisorConfig(rebalance=cfg))
     rate = {c: rng.paretovariate(1.5) * 5e3 * (6 if c < hot else 1) for c in range(conns)}
     where = {c: (0 if c < hot else rng.randrange(workers)) for c in range(conns)}
     moved_at: dict[int, float] = {}
-    history, moves = [], []
+    history, moves, loads = [], [], []
     for i in range(int(duration)):
         t = float(i)
         ws = []
@@ -413,6 +414,7 @@ def simulate_hot_spot(*, workers: int = 4, conns: int = 64, hot: int = 8, seed: 
             ws.append(WorkerObs(worker=w, busy=0.5, lag_ms=0.1, batch=1.0, flush_depth=1.0,
                                 throughput=1.0, load=sum(x.rate for x in cs), conns=cs))
         per = [x.load for x in ws]
+        loads.append(per)
         history.append(max(per) / (sum(per) / workers))
         for a in pol.decide(Observation(t=t, period=1.0, workers=tuple(ws))):
             c = int(a.target)
@@ -425,5 +427,5 @@ def simulate_hot_spot(*, workers: int = 4, conns: int = 64, hot: int = 8, seed: 
         if c in last and last[c][1] == d and t - last[c][0] < cfg.min_residency * 2:
             back += 1
         last[c] = (t, s)
-    return {"max_over_mean": history, "moves": moves, "ping_pong": back,
+    return {"max_over_mean": history, "moves": moves, "ping_pong": back, "loads": loads,
             "final_max_over_mean": history[-1], "start_max_over_mean": history[0]}

@@ -1,0 +1,142 @@
+"""PNG plots per (mode, pattern), matplotlib on the Agg backend (no display).
+
+Panels, shared time axis, one colour per contender (the first seed of each):
+offered load; the cap of each pool (driver) with the supervisor's decisions as
+markers (^ grow, v shrink, x guard cut/hold); acquire-wait p99 (symlog); request
+p99; and, where the run recorded them (real mode), per-worker busy ratio and
+batch size (CQEs per io_uring enter) and migrations.  The hot-spot pattern gets
+max/mean ring load and the per-worker loads of the rebalancing run, with moves
+marked.
+
+Reads run records; writes only the PNG files it is asked to.
+"""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _first_seed(records):
+    seen = {}
+    for r in records:
+        seen.setdefault(r["contender"], r)
+    return list(seen.values())
+
+
+def _markers(ax, rec, target, t_key="t"):
+    ups = [(d["t"], d["new"]) for d in rec["decisions"]
+           if d["kind"] == "resize_pool" and d.get("target", target) == target and d["new"] > d["old"]]
+    downs = [(d["t"], d["new"]) for d in rec["decisions"]
+             if d["kind"] == "resize_pool" and d.get("target", target) == target and d["new"] < d["old"]
+             and "guard" not in d.get("reason", "")]
+    guard = [(d["t"], d.get("new") or d.get("old")) for d in rec["decisions"]
+             if d.get("target", target) == target and "guard" in d.get("reason", "")]
+    for pts, m in ((ups, "^"), (downs, "v"), (guard, "x")):
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=m, s=18, zorder=3,
+                       color=ax.lines[-1].get_color() if ax.lines else None)
+
+
+def plot_pattern(records: list[dict], path: str) -> str:
+    recs = _first_seed(records)
+    if recs[0]["pattern"] == "hot_spot" and "max_over_mean" in recs[0]["series"]:
+        return _plot_hot(recs, path)
+    drivers = []
+    for r in recs:
+        for d in r["series"].get("pools", {}):
+            if d not in drivers:
+                drivers.append(d)
+    has_workers = any("workers" in r["series"] for r in recs)
+    panels = ["offered"] + [f"cap:{d}" for d in drivers] + [f"wait:{d}" for d in drivers] + ["req"]
+    if has_workers:
+        panels += ["busy", "batch", "migrations"]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 2.1 * len(panels)), sharex=True)
+    title = f"{recs[0]['mode']} mode: {recs[0]['pattern']} (seed {recs[0]['seed']})"
+    fig.suptitle(title)
+    for ax, panel in zip(axes, panels):
+        for i, r in enumerate(recs):
+            s = r["series"]
+            t = s["t"]
+            col = f"C{i % 10}"
+            if panel == "offered":
+                if i == 0:
+                    ax.plot(t, s["offered"], color="k", lw=1, label="offered")
+                    if "achieved" in s:
+                        ax.plot(t, s["achieved"], color="0.5", lw=1, ls=":", label="completed")
+                ax.set_ylabel("req/s")
+            elif panel.startswith("cap:"):
+                d = panel[4:]
+                if d in s.get("pools", {}):
+                    ax.step(t, s["pools"][d]["cap"], where="post", color=col, lw=1, label=r["contender"])
+                    _markers(ax, r, d)
+                    if i == 0 and "oracle" in s["pools"][d]:
+                        ax.step(t, s["pools"][d]["oracle"], where="post", color="k", ls="--", lw=0.8,
+                                label="oracle (Erlang C)")
+                ax.set_ylabel(f"{d}\npool cap")
+            elif panel.startswith("wait:"):
+                d = panel[5:]
+                if d in s.get("pools", {}):
+                    ax.plot(t, s["pools"][d]["wait_p99_ms"], color=col, lw=1)
+                ax.set_yscale("symlog", linthresh=1.0)
+                ax.axhline(10.0, color="r", ls=":", lw=0.8)
+                ax.set_ylabel(f"{d}\nacq-wait p99 ms")
+            elif panel == "req":
+                ax.plot(t, s["request_p99_ms"], color=col, lw=1)
+                ax.set_yscale("symlog", linthresh=1.0)
+                ax.set_ylabel("request p99 ms")
+            elif panel == "busy" and "workers" in s:
+                for w, ys in enumerate(zip(*s["workers"]["busy"])):
+                    ax.plot(t, ys, color=col, lw=0.8, ls=("-", "--", ":", "-.")[w % 4])
+                ax.set_ylabel("worker busy\n(line style = worker)")
+            elif panel == "batch" and "workers" in s:
+                for w, ys in enumerate(zip(*s["workers"]["batch"])):
+                    ax.plot(t, ys, color=col, lw=0.8, ls=("-", "--", ":", "-.")[w % 4])
+                ax.set_ylabel("CQEs / enter")
+            elif panel == "migrations":
+                mv = [d["t"] for d in r["decisions"] if d["kind"] == "migrate"]
+                wk = [d["t"] for d in r["decisions"] if d["kind"] in ("add_worker", "remove_worker")]
+                ax.scatter(mv, [i] * len(mv), marker="|", color=col, s=60)
+                ax.scatter(wk, [i + 0.3] * len(wk), marker="*", color=col, s=40)
+                ax.set_ylabel("moves |\nworkers *")
+                ax.set_yticks([])
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper left")
+    if len(axes) > 1:
+        axes[1].legend(fontsize=7, loc="upper left", ncol=2)
+    axes[-1].set_xlabel("time (s" + (", virtual" if recs[0]["mode"] == "sim" else "") + ")")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _plot_hot(recs, path):
+    fig, axes = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True)
+    fig.suptitle(f"{recs[0]['mode']} mode: hot spot (seed {recs[0]['seed']})")
+    for i, r in enumerate(recs):
+        s = r["series"]
+        axes[0].plot(s["t"], s["max_over_mean"], color=f"C{i}", lw=1, label=r["contender"])
+    axes[0].axhline(1.17, color="r", ls=":", lw=0.8, label="1.17")
+    axes[0].set_ylabel("max / mean\nring load")
+    axes[0].legend(fontsize=7)
+    on = next((r for r in recs if r["decisions"]), recs[-1])
+    loads = on["series"]["worker_load"]
+    for w, ys in enumerate(zip(*loads)):
+        axes[1].plot(on["series"]["t"], [y / 1e3 for y in ys], lw=1, label=f"worker {w}")
+    for d in on["decisions"]:
+        axes[1].axvline(d["t"], color="0.6", lw=0.6, ls="--")
+    axes[1].set_ylabel(f"{on['contender']}\nload kB/s (| = move)")
+    axes[1].set_xlabel("time (s, virtual)")
+    axes[1].legend(fontsize=7, ncol=4)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

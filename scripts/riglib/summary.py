@@ -1,0 +1,191 @@
+"""The benchstat-style summary: per mode, pattern and contender, the median and
+spread over repeated runs (seeds) of each metric, the delta against the best
+static pool size with its significance, and the acceptance figures with how
+many runs passed each.
+
+Significance: an exact two-sided Mann-Whitney U test on the repeats, p < 0.05.
+With fewer than 4 repeats per side the test cannot reach 0.05 (3 vs 3 gives at
+best p = 0.1), so those deltas are marked "~" (not significant) whatever
+their size, exactly as benchstat does.  The best static size is the static
+contender with the fewest connection-seconds among those whose median run
+meets the SLO in >= 99% of windows (or, if none does, the one with the highest
+SLO share).
+
+Reads run records (see :mod:`riglib.simmode`); writes nothing itself except
+through :func:`write`.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import math
+import os
+
+from . import stats
+
+METRICS = ("slo_windows", "acquire_wait_p99_ms", "request_p99_ms", "throughput", "conn_seconds",
+           "conn_vs_oracle", "adjustments", "reversals")
+HOT_METRICS = ("hot_max_over_mean", "migrations", "ping_pong", "time_to_balance_s")
+ALPHA = 0.05
+
+
+def _group(records: list[dict]) -> dict:
+    g: dict = collections.OrderedDict()
+    for r in records:
+        g.setdefault((r["mode"], r["pattern"]), collections.OrderedDict()).setdefault(
+            r["contender"], []).append(r)
+    return g
+
+
+def _best_static(by_contender: dict) -> str | None:
+    statics = {c: rs for c, rs in by_contender.items() if c.startswith("static-")}
+    if not statics:
+        return None
+
+    def med(rs, k):
+        return stats.median_spread([r["metrics"][k] for r in rs])[0]
+    ok = [c for c, rs in statics.items() if med(rs, "slo_windows") >= stats.SLO_WINDOW_SHARE]
+    if ok:
+        return min(ok, key=lambda c: med(statics[c], "conn_seconds"))
+    return max(statics, key=lambda c: med(statics[c], "slo_windows"))
+
+
+def summarise(records: list[dict]) -> dict:
+    out = []
+    for (mode, pattern), by_c in _group(records).items():
+        hot = pattern == "hot_spot"
+        keys = HOT_METRICS if hot else METRICS
+        best = None if hot else _best_static(by_c)
+        rows = []
+        for c, rs in by_c.items():
+            row = {"contender": c, "runs": len(rs), "metrics": {}, "acceptance": {}}
+            for k in keys:
+                vals = [r["metrics"][k] for r in rs if r["metrics"].get(k) is not None]
+                if not vals:
+                    continue
+                m, sp = stats.median_spread(vals)
+                cell = {"median": m, "spread": sp, "values": vals}
+                if best and c != best and k in by_c[best][0]["metrics"]:
+                    base = [r["metrics"][k] for r in by_c[best]]
+                    bm = stats.median_spread(base)[0]
+                    p = stats.mann_whitney_p(vals, base)
+                    cell["delta_vs_best_static"] = (m - bm) / abs(bm) if bm else (0.0 if m == bm else math.inf)
+                    cell["p"] = p
+                    cell["significant"] = p is not None and p < ALPHA
+                row["metrics"][k] = cell
+            for crit in rs[0]["acceptance"]:
+                vals = [r["acceptance"][crit] for r in rs if r["acceptance"].get(crit) is not None]
+                if vals:
+                    row["acceptance"][crit] = {"passed": sum(vals), "runs": len(vals)}
+            fg = [r["metrics"].get("first_grow_periods") for r in rs
+                  if r["metrics"].get("first_grow_periods") is not None]
+            if fg:
+                row["metrics"]["first_grow_periods"] = {"median": stats.median_spread(fg)[0],
+                                                        "spread": 0.0, "values": fg}
+            rows.append(row)
+        out.append({"mode": mode, "pattern": pattern, "best_static": best, "rows": rows})
+    return {"alpha": ALPHA, "test": "exact two-sided Mann-Whitney U on the repeats",
+            "groups": out}
+
+
+def _fmt(v: float, k: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if math.isinf(v):
+        return "inf"
+    if k in ("slo_windows",):
+        return f"{v:.1%}"
+    if k in ("conn_vs_oracle", "hot_max_over_mean"):
+        return f"{v:.2f}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    return f"{v:.3g}"
+
+
+def _cell(cell: dict | None, k: str) -> str:
+    if cell is None:
+        return "-"
+    s = _fmt(cell["median"], k)
+    if cell.get("spread") and not math.isinf(cell["spread"]):
+        s += f" ±{cell['spread']:.0%}"
+    if "delta_vs_best_static" in cell:
+        d = cell["delta_vs_best_static"]
+        if cell["significant"]:
+            s += f" ({d:+.0%})" if not math.isinf(d) else " (+inf)"
+        else:
+            s += " (~)"
+    return s
+
+
+def markdown(summary: dict) -> str:
+    lines = ["# Rig summary", "",
+             f"Median ±(half range / median) over the repeats (seeds).  In brackets: the delta of the "
+             f"median against the best static size, shown when {summary['test']} gives p < "
+             f"{summary['alpha']}; '~' = not significant (fewer than 4 repeats can never be).  "
+             "Acceptance: runs passing / runs.", ""]
+    for g in summary["groups"]:
+        hot = g["pattern"] == "hot_spot"
+        lines.append(f"## {g['mode']}: {g['pattern']}" +
+                     (f" (best static: {g['best_static']})" if g["best_static"] else ""))
+        lines.append("")
+        keys = HOT_METRICS if hot else METRICS
+        crits = []
+        for r in g["rows"]:
+            for c in r["acceptance"]:
+                if c not in crits:
+                    crits.append(c)
+        head = ["contender", "n"] + list(keys) + (["first grow"] if not hot else []) + crits
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for r in g["rows"]:
+            cells = [r["contender"], str(r["runs"])] + [_cell(r["metrics"].get(k), k) for k in keys]
+            if not hot:
+                fg = r["metrics"].get("first_grow_periods")
+                cells.append(_fmt(fg["median"], "x") if fg else "-")
+            for c in crits:
+                a = r["acceptance"].get(c)
+                cells.append("-" if a is None else
+                             f"{'PASS' if a['passed'] == a['runs'] else 'MISS'} {a['passed']}/{a['runs']}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def misses(summary: dict) -> list[str]:
+    """One line per (pattern, contender, criterion) that did not pass in every run."""
+    out = []
+    for g in summary["groups"]:
+        for r in g["rows"]:
+            if r["contender"].startswith("static-") or r["contender"] == "rebalance-off":
+                continue
+            for c, a in r["acceptance"].items():
+                if a["passed"] < a["runs"]:
+                    out.append(f"{g['mode']} {g['pattern']} {r['contender']}: {c} missed in "
+                               f"{a['runs'] - a['passed']}/{a['runs']} runs")
+    return out
+
+
+def write(summary: dict, outdir: str) -> tuple[str, str]:
+    os.makedirs(outdir, exist_ok=True)
+    md = os.path.join(outdir, "summary.md")
+    js = os.path.join(outdir, "summary.json")
+    with open(md, "w") as f:
+        f.write(markdown(summary))
+        miss = misses(summary)
+        f.write("\n## Where the adaptive contenders miss\n\n")
+        f.write("\n".join(f"- {m}" for m in miss) if miss else "- nothing missed")
+        f.write("\n")
+    with open(js, "w") as f:
+        json.dump(clean(summary), f, indent=1)
+    return md, js
+
+
+def clean(o):
+    """JSON has no inf/nan: write them as strings (e.g. a grow that never came)."""
+    if isinstance(o, float) and (math.isinf(o) or math.isnan(o)):
+        return str(o)
+    if isinstance(o, dict):
+        return {k: clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [clean(v) for v in o]
+    return o

@@ -1,0 +1,66 @@
+"""Rig tier: the traffic rig's simulation mode end to end on a small deterministic
+plan (virtual clock, fixed seeds), plus its statistics, in well under 30 s."""
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
+
+from riglib import plots, simmode, stats, summary  # noqa: E402
+
+
+def test_mann_whitney_exact_values():
+    # fully separated 4 vs 4: 2 of C(8,4)=70 arrangements are as extreme
+    assert stats.mann_whitney_p([1, 2, 3, 4], [5, 6, 7, 8]) == pytest.approx(2 / 70)
+    # 3 vs 3 can never go below 0.1
+    assert stats.mann_whitney_p([1, 2, 3], [4, 5, 6]) == pytest.approx(0.1)
+    assert stats.mann_whitney_p([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0
+    assert stats.mann_whitney_p([1], [2, 3]) is None
+
+
+def test_cap_changes_counts_reversals():
+    n, rev, ch = stats.cap_changes([0, 1, 2, 3, 4, 5], [4, 8, 8, 6, 9, 9])
+    assert (n, rev) == (3, 2)
+    assert ch[0] == (1, 4, 8)
+
+
+def test_sim_runs_are_deterministic_and_judged(tmp_path):
+    jobs = simmode.plan(["burst", "hot_spot"], ["static-4", "static-16", "supervisor-littles"], [1, 2])
+    recs = simmode.run_all(jobs, 0.5, 1)
+    again = simmode.run_one("burst", "supervisor-littles", 1, 0.5)
+    first = next(r for r in recs if r["contender"] == "supervisor-littles" and r["seed"] == 1)
+    assert again["metrics"] == first["metrics"] and again["series"] == first["series"]
+    assert first["metrics"] != next(r for r in recs if r["contender"] == "supervisor-littles"
+                                    and r["seed"] == 2)["metrics"]
+    # the supervisor reacts to burst edges within two periods
+    assert first["acceptance"]["first grow<=2 periods"] is True
+    # a static pool of 4 cannot carry 3000/s x 4 ms: it must fail the SLO check
+    small = next(r for r in recs if r["contender"] == "static-4")
+    assert small["acceptance"]["slo>=99%"] is False
+    hot = {r["contender"]: r for r in recs if r["pattern"] == "hot_spot" and r["seed"] == 1}
+    assert hot["rebalance-off"]["acceptance"]["max/mean<=1.17"] is False
+    assert hot["rebalance-on"]["acceptance"]["max/mean<=1.17"] is True
+    assert hot["rebalance-on"]["acceptance"]["no ping-pong"] is True
+
+    s = summary.summarise(recs)
+    burst = next(g for g in s["groups"] if g["pattern"] == "burst")
+    assert burst["best_static"] == "static-16"
+    row = next(r for r in burst["rows"] if r["contender"] == "supervisor-littles")
+    assert row["metrics"]["conn_seconds"]["significant"] is False   # 2 vs 2 repeats
+    md, js = summary.write(s, str(tmp_path))
+    text = open(md).read()
+    assert "| supervisor-littles | 2 |" in text and "Where the adaptive contenders miss" in text
+    assert json.load(open(js))["groups"][0]["pattern"] == "burst"
+    png = plots.plot_pattern([r for r in recs if r["pattern"] == "burst"], str(tmp_path / "b.png"))
+    assert os.path.getsize(png) > 10_000
+
+
+def test_bad_names_are_rejected_before_running():
+    with pytest.raises(ValueError, match="unknown pattern 'tsunami'"):
+        simmode.plan(["tsunami"], None, [1])
+    with pytest.raises(ValueError, match="unknown contender"):
+        simmode.plan(["burst"], ["static-4", "magic"], [1])
+    with pytest.raises(ValueError, match="unknown controller"):
+        simmode.plan(["burst"], ["supervisor-bandit"], [1])
