@@ -25,10 +25,14 @@ Protocol ``ringleader-debug`` version 1, JSON lines (UTF-8, one object per
   ``bad_json``, ``bad_request``, ``unknown_command``, ``control_disabled``,
   ``not_found``, ``failed``, ``too_large``, ``too_many_clients``, ``forbidden``,
   ``shutting_down`` and ``internal``;
-* a ``watch`` pushes ``{"id": ..., "ok": true, "event": "snapshot", "seq": k,
-  "result": {cmd: result, ...}}`` every ``interval`` seconds, the first at once,
-  and after ``count`` snapshots (if given) ``{"id": ..., "ok": true, "event":
-  "end", "seq": k}``; ``unwatch`` or a new ``watch`` replaces it.
+* every request gets exactly one response (the messages below carry an
+  ``"event"`` key, responses never do);
+* a ``watch`` is answered ``{"id": ..., "ok": true, "result": {"watching": [...],
+  "interval": ..., "count": ...}}``, then pushes ``{"id": ..., "ok": true,
+  "event": "snapshot", "seq": k, "result": {cmd: result, ...}}`` every
+  ``interval`` seconds, the first at once, and after ``count`` snapshots (if
+  given) ``{"id": ..., "ok": true, "event": "end", "seq": k}``; ``unwatch`` or
+  a new ``watch`` replaces it.
 
 Commands (``help`` lists them with their arguments): ``summary``, ``workers``
 (ring stats per worker: batch-size and flush-depth histograms, busy ratio,
@@ -640,7 +644,10 @@ class DebugServer:
             if cmd == "watch":
                 c.watch = {"id": rid, "interval": args["interval"], "what": list(args["what"]),
                            "n": args["n"], "left": args["count"], "seq": 0, "due": 0.0}
-                self._push_watch(c, c.watch, time.monotonic(), {})
+                self._reply(c, rid, {"watching": c.watch["what"], "interval": args["interval"],
+                                     "count": args["count"]})
+                if c.watch is not None:
+                    self._push_watch(c, c.watch, time.monotonic(), {})
                 return
             if cmd == "unwatch":
                 stopped = c.watch is not None

@@ -128,8 +128,9 @@ class DebugClient:
                 if msg.get("ok") is False:
                     _result(msg)
                 continue
-            if msg.get("ok") is False:
-                _result(msg)
+            if "event" not in msg:
+                _result(msg)  # the watch's acknowledgement, or its error
+                continue
             if msg.get("event") == "end":
                 return
             yield msg["result"]

@@ -1,0 +1,182 @@
+"""Bad clients get an error or are cut off, and echo traffic keeps flowing."""
+import json
+import os
+import socket
+import time
+import weakref
+
+import pytest
+
+from ringleader.runtime.debug import DebugServer
+
+
+def _raw(path, timeout=5.0) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # A blocking connect waits for room in the listen backlog (a non-blocking
+    # one fails with EAGAIN when hundreds arrive at once).
+    s.connect(str(path))
+    s.settimeout(timeout)
+    return s
+
+
+_unread: "weakref.WeakKeyDictionary[socket.socket, bytes]" = weakref.WeakKeyDictionary()
+
+
+def _lines(s: socket.socket, n: int) -> list[dict]:
+    """The next ``n`` JSON lines (fewer at EOF); bytes past them are kept for the next call."""
+    buf = _unread.pop(s, b"")
+    out = []
+    while True:
+        while b"\n" in buf and len(out) < n:
+            line, buf = buf.split(b"\n", 1)
+            out.append(json.loads(line))
+        if len(out) == n:
+            break
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    _unread[s] = buf
+    return out
+
+
+def _until_eof(s: socket.socket) -> bytes:
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_malformed_unknown_and_bad_arguments_get_errors_and_the_connection_lives(service):
+    svc = service()
+    s = _raw(svc.path)
+    try:
+        assert _lines(s, 1)[0]["protocol"] == "ringleader-debug"
+        cases = [
+            (b"{not json", "bad_json"),
+            (b"\xff\xfe\x00", "bad_json"),
+            (b"[1, 2]", "bad_request"),
+            (b'"summary"', "bad_request"),
+            (b'{"cmd": "summary", "extra": 1}', "bad_request"),
+            (b'{"cmd": "rm -rf", "id": 7}', "unknown_command"),
+            (b'{"cmd": null}', "unknown_command"),
+            (b'{"cmd": "hot", "args": {"n": "ten"}}', "bad_request"),
+            (b'{"cmd": "hot", "args": {"n": 0}}', "bad_request"),
+            (b'{"cmd": "hot", "args": {"n": true}}', "bad_request"),
+            (b'{"cmd": "hot", "args": [1]}', "bad_request"),
+            (b'{"cmd": "watch", "args": {"interval": 0.001}}', "bad_request"),
+            (b'{"cmd": "watch", "args": {"what": ["rm"]}}', "bad_request"),
+            (b'{"cmd": "watch", "args": {"interval": NaN}}', "bad_request"),
+            (b'{"cmd": "summary", "id": {"x": 1}}', "bad_request"),
+            (b'{"cmd": "migrate", "args": {"conn_id": 1, "worker": 0}}', "control_disabled"),
+        ]
+        for line, code in cases:
+            s.sendall(line + b"\n")
+            (resp,) = _lines(s, 1)
+            assert resp["ok"] is False and resp["error"]["code"] == code, (line, resp)
+            assert resp["error"]["message"]
+        s.sendall(b'{"cmd": "rm -rf", "id": 7}\n{"cmd": "summary", "id": "x"}\n\n')
+        r1, r2, r3 = _lines(s, 3)
+        assert r1["id"] == 7 and r2 == {"id": "x", "ok": True, "result": r2["result"]}
+        assert r3["error"]["code"] == "bad_json"  # an empty line is not a request
+    finally:
+        s.close()
+    svc.wait_trips(50)
+
+
+@pytest.mark.parametrize("newline", [True, False])
+def test_oversized_request_is_refused_and_cut_off(service, newline):
+    svc = service()
+    s = _raw(svc.path)
+    try:
+        _lines(s, 1)
+        big = b'{"cmd": "summary", "args": {"pad": "' + b"x" * (200 * 1024) + b'"}}'
+        try:
+            s.sendall(big + (b"\n" if newline else b""))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may close before reading it all
+        data = _until_eof(s)
+        assert b'"code":"too_large"' in data
+    finally:
+        s.close()
+    with svc.client() as c:
+        assert c.request("summary")["workers"] == 2
+    svc.wait_trips(50)
+
+
+def test_a_client_that_never_reads_is_cut_off(service, tmp_path):
+    svc = service(debug_socket=False)
+    srv = DebugServer(svc.rt, tmp_path / "d.sock", max_outbuf=256 * 1024).start()
+    try:
+        s = _raw(srv.path)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b'{"cmd": "watch", "args": {"interval": 0.05, "what": '
+                  b'["metrics", "workers", "hot"], "n": 1000}}\n')
+        deadline = time.monotonic() + 20
+        while srv.counters["cut_off"] == 0:
+            assert time.monotonic() < deadline, "the stalled client was never cut off"
+            time.sleep(0.05)
+        svc.wait_trips(50)
+        # The server dropped it: what is left in our buffer ends in EOF.
+        s.settimeout(5)
+        _until_eof(s)
+        s.close()
+        other = _raw(srv.path)
+        assert _lines(other, 1)[0]["version"] == 1
+        other.close()
+    finally:
+        srv.close()
+
+
+def test_hundreds_of_clients_at_once(service):
+    svc = service()
+    limit = svc.rt.debug_server.max_clients
+    socks = []
+    try:
+        for _ in range(300):
+            socks.append(_raw(svc.path, timeout=10))
+        for s in socks:
+            try:
+                s.sendall(b'{"cmd": "summary"}\n')
+            except BrokenPipeError:
+                pass  # refused and closed already; its error line is still readable
+        served = refused = 0
+        for s in socks:
+            first = _lines(s, 1)[0]
+            if first.get("protocol"):
+                assert _lines(s, 1)[0]["result"]["workers"] == 2
+                served += 1
+            else:
+                assert first["error"]["code"] == "too_many_clients"
+                assert _until_eof(s) == b""
+                refused += 1
+        assert served == limit and refused == 300 - limit
+        svc.wait_trips(50)
+    finally:
+        for s in socks:
+            s.close()
+    # Once they are gone, new clients get in again.
+    deadline = time.monotonic() + 5
+    while len(svc.rt.debug_server._clients) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with svc.client() as c:
+        assert c.request("summary")["debug"]["refused"] == 300 - limit
+
+
+def test_idle_connections_are_closed(service, tmp_path):
+    svc = service(debug_socket=False)
+    srv = DebugServer(svc.rt, tmp_path / "d.sock", idle_timeout=0.3).start()
+    try:
+        s = _raw(srv.path)
+        t0 = time.monotonic()
+        data = _until_eof(s)
+        assert 0.2 < time.monotonic() - t0 < 5 and b"idle" in data
+        s.close()
+        assert os.path.exists(srv.path)
+    finally:
+        srv.close()

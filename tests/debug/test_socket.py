@@ -1,0 +1,261 @@
+"""A real client over the debug socket against a runtime serving echo traffic."""
+import os
+import socket
+import stat
+import threading
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ringleader.runtime import Runtime
+from ringleader.runtime.debug import (PROTOCOL, VERSION, DebugCommandError, DebugServer,
+                                      DebugSocketError, list_sockets, socket_dirs)
+from ringleader.uring import RingStats
+
+
+def test_default_socket_is_private_named_by_pid_and_removed_at_stop(fd_guard, no_thread_leak):
+    rt = Runtime(2).start()
+    try:
+        path = rt.debug_server.path
+        assert path.parent in socket_dirs()
+        assert path.name.startswith(f"ringleader-{os.getpid()}")
+        st = os.stat(path)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(path.parent).st_mode) & 0o077 == 0
+        assert any(i.path == path and i.pid == os.getpid() and i.running for i in list_sockets())
+        # A second runtime in the same process gets its own socket.
+        rt2 = Runtime(1).start()
+        try:
+            assert rt2.debug_server.path != path and rt2.debug_server.path.exists()
+        finally:
+            rt2.stop(drain_timeout=0)
+    finally:
+        rt.stop(drain_timeout=0)
+    assert not path.exists()
+
+
+def test_debug_socket_off_and_explicit_path_errors(tmp_path, fd_guard):
+    rt = Runtime(1, debug_socket=False).start()
+    assert rt.debug_server is None
+    rt.stop(drain_timeout=0)
+    blocker = tmp_path / "not-a-socket"
+    blocker.write_text("x")
+    rt = Runtime(1, debug_socket=str(blocker))
+    with pytest.raises(DebugSocketError, match="not a socket"):
+        rt.start()
+    rt.stop(drain_timeout=0)
+    assert blocker.read_text() == "x"
+
+
+def test_reads_every_view_under_load(fd_guard, service):
+    svc = service()
+    svc.wait_trips(200)
+    svc.add_pool()
+    with svc.client() as c:
+        assert c.hello["protocol"] == PROTOCOL and c.hello["version"] == VERSION
+        assert c.hello["control"] is False and "resize_pool" not in c.hello["commands"]
+
+        s = c.request("summary")
+        assert s["pid"] == os.getpid() and s["workers"] == 2 and s["socket"] == str(svc.path)
+        assert s["connections"] >= 8 and s["pools"] == ["echo"]
+        assert s["supervisor"] == {"registered": False}
+
+        w = c.request("workers")
+        assert len(w["hist_bounds"]) == RingStats.HIST_BUCKETS
+        assert [x["worker"] for x in w["workers"]] == [0, 1]
+        for x in w["workers"]:
+            assert len(x["ring"]["batch_hist"]) == RingStats.HIST_BUCKETS
+            assert 0.0 <= x["busy_ratio"] <= 1.0 and x["lag_max_s"] >= 0
+            assert x["ring"]["fixed_in_use"] >= 1 and x["ring"]["cqes_reaped"] > 0
+            assert x["mean_batch"] > 0 and x["mean_flush_depth"] > 0
+
+        hot = c.request("hot", n=2)
+        assert [h["worker"] for h in hot["workers"]] == [0, 1]
+        for h in hot["workers"]:
+            assert 1 <= len(h["connections"]) <= 2
+            moved = [x["bytes_in"] + x["bytes_out"] for x in h["connections"]]
+            assert moved == sorted(moved, reverse=True) and moved[0] > 0
+
+        pools = c.request("pools")["pools"]
+        assert [p["name"] for p in pools] == ["echo"] and pools[0]["worker"] == 0
+        assert pools[0]["stats"]["pool_max"] == 4 and pools[0]["stats"]["requests_num"] == 3
+
+        assert c.request("supervisor") == {"registered": False}
+        assert c.request("decisions") == {"registered": False, "decisions": []}
+
+        svc.add_supervisor()
+        time.sleep(0.35)  # a few supervisor periods
+        sup = c.request("supervisor")
+        assert sup["registered"] and sup["paused"] is False and sup["ticks"] >= 1
+        assert sup["config"]["pools"]["echo"]["max"] == 8
+        assert "echo" in sup["targets"]["pools"]
+        dec = c.request("decisions", n=5)
+        assert dec["registered"] and len(dec["decisions"]) <= 5
+        assert c.request("summary")["supervisor"]["registered"] is True
+
+        text = c.request("metrics")["text"]
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        batch = fams["ringleader_ring_batch_size"]
+        assert batch.type == "histogram"
+        assert {s.labels["worker"] for s in batch.samples} == {"0", "1"}
+        inf = [s for s in batch.samples if s.name.endswith("_bucket") and s.labels["le"] == "+Inf"]
+        count = [s for s in batch.samples if s.name.endswith("_count")]
+        assert sorted(s.value for s in inf) == sorted(s.value for s in count)
+        assert fams["ringleader_ring_cqes_reaped"].type == "counter"
+        assert fams["ringleader_pool_max"].samples[0].labels == {"pool": "echo"}
+        assert fams["ringleader_supervisor_registered"].samples[0].value == 1.0
+        assert fams["ringleader_workers"].samples[0].value == 2.0
+
+        got = list(c.watch(["summary", "hot"], interval=0.05, count=3, n=1))
+        assert len(got) == 3 and all(set(g) == {"summary", "hot"} for g in got)
+        assert got[-1]["summary"]["uptime_s"] > got[0]["summary"]["uptime_s"]
+        assert c.request("unwatch") == {"stopped": False}
+    svc.wait_trips(100)
+    assert svc.rt.debug_server.counters["errors"] == 0
+
+
+def test_snapshots_from_another_thread_while_connections_migrate(service):
+    """loop.stats()/hot_connections() are read by the debug thread while the
+    workers move connections back and forth: no error, no torn snapshot."""
+    svc = service(control=True, conns=6)
+    svc.wait_trips(100)
+    stop = threading.Event()
+    moves = []
+
+    def mover():
+        with svc.client() as c:
+            k = 0
+            while not stop.is_set():
+                hot = c.request("hot", n=50)["workers"]
+                conns = [(h["worker"], x["conn_id"]) for h in hot for x in h["connections"]]
+                if conns:
+                    wid, cid = conns[k % len(conns)]
+                    try:
+                        moves.append(c.request("migrate", conn_id=cid, worker=1 - wid))
+                    except DebugCommandError as exc:
+                        # the connection may have moved or closed since the snapshot
+                        assert exc.code in ("not_found", "failed"), exc
+                k += 1
+
+    t = threading.Thread(target=mover)
+    t.start()
+    try:
+        with svc.client() as c:
+            deadline = time.monotonic() + 2.0
+            reads = 0
+            while time.monotonic() < deadline:
+                for h in c.request("hot", n=100)["workers"]:
+                    assert all(x["conn_id"] > 0 for x in h["connections"])
+                c.request("workers")
+                reads += 1
+    finally:
+        stop.set()
+        t.join()
+    assert reads > 10 and len(moves) > 5
+    svc.wait_trips(100)
+    assert svc.rt.debug_server.counters["errors"] == 0
+
+
+def test_control_commands_only_when_enabled(service):
+    ro = service()
+    ro.add_pool()
+    with ro.client() as c:
+        for cmd, args in [("resize_pool", {"name": "echo", "min": 1, "max": 2}),
+                          ("migrate", {"conn_id": 1, "worker": 1}), ("pause_supervisor", {})]:
+            with pytest.raises(DebugCommandError) as e:
+                c.request(cmd, **args)
+            assert e.value.code == "control_disabled"
+        assert "resize_pool" not in c.request("help")["commands"]
+    assert ro.pool.max_size == 4
+
+    rw = service(control=True)
+    rw.add_pool()
+    rw.add_supervisor()
+    with rw.client() as c:
+        assert c.hello["control"] is True and "migrate" in c.request("help")["commands"]
+        assert c.request("resize_pool", name="echo", min=2, max=6) == {"name": "echo", "min": 2,
+                                                                         "max": 6}
+        assert (rw.pool.min_size, rw.pool.max_size) == (2, 6)
+        with pytest.raises(DebugCommandError) as e:
+            c.request("resize_pool", name="nope", min=1, max=2)
+        assert e.value.code == "not_found" and "echo" in e.value.message
+        with pytest.raises(DebugCommandError) as e:
+            c.request("resize_pool", name="echo", min=3, max=2)
+        assert e.value.code == "bad_request"
+
+        assert c.request("pause_supervisor") == {"paused": True}
+        assert rw.supervisor.paused and c.request("supervisor")["paused"] is True
+        assert c.request("resume_supervisor") == {"paused": False}
+        assert not rw.supervisor.paused
+
+        hot = c.request("hot", n=1)["workers"]
+        src = hot[0]["worker"]
+        cid = hot[0]["connections"][0]["conn_id"]
+        assert c.request("migrate", conn_id=cid, worker=1 - src) == {"conn_id": cid, "from": src,
+                                                                     "to": 1 - src}
+        after = c.request("hot", n=100)["workers"]
+        assert cid in [x["conn_id"] for x in after[1 - src]["connections"]]
+        for args, code in [({"conn_id": 10**9, "worker": 0}, "not_found"),
+                           ({"conn_id": cid, "worker": 7}, "not_found")]:
+            with pytest.raises(DebugCommandError) as e:
+                c.request("migrate", **args)
+            assert e.value.code == code
+    rw.wait_trips(100)
+
+
+def _child_connect(path: str, expect: str) -> int:
+    """In a forked child running as nobody: 0 if the expected refusal happened."""
+    try:
+        os.setgid(65534)
+        os.setuid(65534)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect(path)
+        except PermissionError:
+            return 0 if expect == "eacces" else 3
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        if expect == "forbidden" and b'"code":"forbidden"' in data and s.recv(4096) == b"":
+            return 0
+        return 4
+    except BaseException:
+        return 5
+
+
+def _as_nobody(path: str, expect: str) -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(_child_connect(path, expect))
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to the nobody user")
+def test_other_uid_is_refused(service):
+    svc = service()
+    path = str(svc.path)
+    os.chmod(svc.dir, 0o755)  # let nobody reach the socket file itself
+    # Layer 1: the socket file is 0600, so connect() fails for another uid.
+    assert _as_nobody(path, "eacces") == 0
+    # Layer 2: even when the file mode would let it in, SO_PEERCRED does not.
+    os.chmod(path, 0o666)
+    assert _as_nobody(path, "forbidden") == 0
+    assert svc.rt.debug_server.counters["refused"] == 1
+    with svc.client() as c:  # the owner still gets in
+        assert c.request("summary")["workers"] == 2
+    svc.wait_trips(50)
+
+
+def test_server_without_runtime_start_is_closed_cleanly(tmp_path, fd_guard, no_thread_leak):
+    rt = Runtime(1, debug_socket=False).start()
+    srv = DebugServer(rt, tmp_path / "s.sock").start()
+    srv.close()
+    srv.close()
+    assert not (tmp_path / "s.sock").exists()
+    rt.stop(drain_timeout=0)
