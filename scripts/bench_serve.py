@@ -348,7 +348,7 @@ def cmd_suite(proto: str, names: list[str], args) -> dict:
         print(f"serve modes (2 workers): reuseport {rp['rps']['median']:.0f} req/s "
               f"{rp['cpu_us_per_req']['median']:.2f} us/req; acceptor {ac['rps']['median']:.0f} req/s "
               f"{ac['cpu_us_per_req']['median']:.2f} us/req -> lower CPU/request: {better}")
-    if "uvloop" in s and "ringleader-1" in s:
+    if proto == "http" and "uvloop" in s and "ringleader-1" in s:  # the goal
         u, r = s["uvloop"], s["ringleader-1"]
         cpu_ratio = r["cpu_us_per_req"]["median"] / u["cpu_us_per_req"]["median"]
         rps_ratio = r["rps"]["median"] / u["rps"]["median"]
@@ -369,6 +369,8 @@ def add_arguments(p: argparse.ArgumentParser, default_names: list[str]) -> None:
     p.add_argument("--only", default=",".join(default_names),
                    help=f"comma-separated contenders from {','.join(CONTENDERS)}")
     p.add_argument("--json", metavar="PATH", help="write all runs and summaries as JSON")
+    p.add_argument("--close", action="store_true",
+                   help="http: send 'Connection: close' (a new connection per request)")
 
 
 def run_command(name: str, args) -> int:
@@ -381,7 +383,8 @@ def run_command(name: str, args) -> int:
         # through accept and the hand-over, where the two modes differ.
         res = {"keepalive": cmd_suite("http", names, args), "close": cmd_suite("http-close", names, args)}
     else:
-        res = cmd_suite("echo" if name == "echo" else "http", names, args)
+        res = cmd_suite("echo" if name == "echo" else "http-close" if args.close else "http",
+                        names, args)
     res["command"] = name
     if args.json:
         with open(args.json, "w") as f:
