@@ -129,6 +129,10 @@ class Sampler:
         for ls in loops:
             prev = self._prev_loop.get(ls.worker)
             self._prev_loop[ls.worker] = ls
+            if prev is not None and ls.uptime < prev.uptime:
+                # a removed worker's id was reused by a new loop whose counters
+                # start from zero: differencing them would give negative rates
+                prev = None
             if prev is None or dt <= 0:
                 busy = ls.busy_ratio
                 batch = ls.ring.mean_batch()
@@ -137,7 +141,10 @@ class Sampler:
             else:
                 dbusy = ls.busy_s - prev.busy_s
                 didle = ls.idle_s - prev.idle_s
-                busy = dbusy / (dbusy + didle) if dbusy + didle > 0 else 0.0
+                # idle time is credited when a wait *ends* (busy_s = wall - waited),
+                # so a period that ends inside a long wait counts it as busy and
+                # the next one gets it back: clamp instead of reporting busy < 0 or > 1
+                busy = min(1.0, max(0.0, dbusy / (dbusy + didle))) if dbusy + didle > 0 else 0.0
                 denters = sum(ls.ring.batch_hist) - sum(prev.ring.batch_hist)
                 batch = (ls.ring.cqes_reaped - prev.ring.cqes_reaped) / denters if denters else 0.0
                 dfl = ls.ring.flushes - prev.ring.flushes
