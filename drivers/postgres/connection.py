@@ -187,9 +187,17 @@ class Connection:
     # ------------------------------------------------------------- inbound path
 
     def _data(self, data: bytes) -> None:
-        self._reader.feed(data)
+        reader = self._reader
+        reader.feed(data)
         try:
-            for kind, body in self._reader:
+            while True:
+                if (self._startup is None and self._ops and reader.at_data_row()
+                        and reader.read_rows(self._ops[0].sink())):
+                    continue
+                msg = reader.read()
+                if msg is None:
+                    break
+                kind, body = msg
                 if self._startup is not None:
                     out = self._startup.feed(kind, body)
                     if out:
@@ -271,6 +279,8 @@ class Connection:
 
     def _fail_all(self, exc: BaseException) -> None:
         self._closed_exc = exc
+        for t in list(self._tasks):
+            t.cancel()  # CancelRequests for a dead connection are moot
         ops, self._ops = self._ops, deque()
         for op in ops:
             op.fail(exc)
@@ -291,6 +301,12 @@ class Connection:
 
     def is_closed(self) -> bool:
         return self._closed_exc is not None
+
+    @property
+    def in_flight(self) -> int:
+        """Sync groups sent whose ReadyForQuery has not arrived (the pool's
+        multiplexer sends on the connection with the fewest)."""
+        return len(self._ops)
 
     def terminate(self) -> None:
         """Closes at once, failing whatever is in flight."""
@@ -348,7 +364,10 @@ class Connection:
             timeout = self.command_timeout
         try:
             if timeout is None:
-                return await asyncio.shield(fut)
+                # Awaited directly (no shield: one loop step less per query).
+                # A cancelled caller cancels ``fut`` only; the op stays queued
+                # and still consumes its answers (finish() skips a done fut).
+                return await fut
             async with asyncio.timeout(timeout) as scope:
                 return await asyncio.shield(fut)
         except TimeoutError as e:
@@ -365,7 +384,7 @@ class Connection:
                 pass  # the expected QueryCanceled, or any error the query had
             raise QueryTimeout(f"query timed out after {timeout:g}s (cancelled on the server)") from e
         except asyncio.CancelledError:
-            if not fut.done():
+            if not op.status:  # no ReadyForQuery yet: still running or queued
                 self._cancel_op(op)
             raise
 
@@ -386,15 +405,16 @@ class Connection:
     async def _cancel_head(self, op: Op) -> None:
         # A CancelRequest that reaches the backend between two commands is
         # ignored by it; so while the op is still the one running, try again.
+        # (op.status, set at its ReadyForQuery, says it is over: its future may
+        # have been cancelled by its caller long before.)
         for _ in range(3):
-            if op.fut.done() or not self._ops or self._ops[0] is not op:
+            if op.status or not self._ops or self._ops[0] is not op:
                 return
             await self.cancel()
-            try:
-                async with asyncio.timeout(1.0):
-                    await asyncio.shield(op.fut)
-            except Exception:
-                pass  # the op's own error, or still running: try again
+            for _ in range(20):
+                if op.status:
+                    return
+                await asyncio.sleep(0.05)
 
     async def cancel(self) -> None:
         """Sends a CancelRequest for whatever the server runs for us now."""
@@ -414,7 +434,7 @@ class Connection:
         except (OSError, TimeoutError) as e:
             log.warning("postgres CancelRequest failed: %r", e)
         finally:
-            if tr is not None:
+            if tr is not None and not self._loop.is_closed():
                 tr.close()
 
     # ---------------------------------------------------------------- statements
@@ -425,8 +445,15 @@ class Connection:
         st = self._stmts.get(key)
         if st is not None:
             self._stmts.move_to_end(key)
-            if st.ready is not None:
-                await asyncio.shield(st.ready)
+            ready = st.ready
+            if ready is not None:
+                try:
+                    await asyncio.shield(ready)
+                except asyncio.CancelledError:
+                    # The task preparing it was cancelled, not us: prepare anew.
+                    if ready.cancelled() and not asyncio.current_task().cancelling():
+                        return await self._statement(sql, types, timeout)
+                    raise
             return st
         self._stmt_seq += 1
         st = _Statement(f"_rl{self._stmt_seq}".encode())
@@ -443,8 +470,11 @@ class Connection:
             if self._stmts.get(key) is st:
                 del self._stmts[key]
             if not st.ready.done():
-                st.ready.set_exception(e)
-                st.ready.add_done_callback(lambda f: f.exception())
+                if isinstance(e, asyncio.CancelledError):
+                    st.ready.cancel()
+                else:
+                    st.ready.set_exception(e)
+                    st.ready.add_done_callback(lambda f: f.exception())
             raise
         st.fields = op.described or ()
         st.ready.set_result(None)

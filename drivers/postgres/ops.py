@@ -95,6 +95,10 @@ class Op:
             self.unexpected(kind, body)
         return False
 
+    def sink(self) -> list:
+        """Where the connection's DataRow fast path appends raw rows."""
+        return self._result().rows
+
     @property
     def described(self) -> tuple[m.Field, ...] | None:
         """The RowDescription (or () for NoData) of a Describe not followed
@@ -137,6 +141,9 @@ class PortalOp(Op):
         if self.batch is not None and not self.batch.done():
             self.batch.set_result(None)
 
+    def sink(self) -> list:
+        return self.rows
+
     def feed(self, kind: bytes, body: bytes) -> bool:
         if kind == b"D":
             self.rows.append(m.parse_data_row(body))
@@ -177,6 +184,9 @@ class CopyOp(Op):
         self.readable = asyncio.Event()
         self.out_done = False
         self.on_chunk = None  # called after each chunk, for flow control
+
+    def sink(self) -> list:
+        raise ProtocolViolation("DataRow during COPY")
 
     def feed(self, kind: bytes, body: bytes) -> bool:
         if kind == b"d":

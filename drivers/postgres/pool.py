@@ -1,7 +1,24 @@
 """``ringleader.drivers.postgres.Pool``: the shared generic pool
 (``ringleader.drivers.pool.Pool``) making Postgres connections, plus asyncpg's
 pool shortcuts (``execute``/``fetch``/``fetchrow``/``fetchval``/
-``executemany`` acquire a connection, run, and release it).
+``executemany``).
+
+The shortcuts are *multiplexed* (:mod:`ringleader.drivers.mux`): on each
+worker the pool keeps a few of its connections shared by all callers and
+sends each statement, as its own Bind/Execute/Sync group, on the least-loaded
+one — the connection pipelines them, so 64 concurrent callers over 16
+connections do not take turns, and each statement still runs in its own
+implicit transaction with its own result or error (a failing statement does
+not affect the others; a lost connection fails those in flight on it with
+ConnectionLost).  Not multiplexed, but run on a connection borrowed for the
+call (as ``multiplex=False`` makes every shortcut do): ``execute`` without
+arguments (the simple protocol takes several statements, so it may open a
+transaction), and statements whose first word changes session or transaction
+state (BEGIN, COMMIT, SET, LISTEN, PREPARE, DECLARE, COPY, CALL, DO, ...).
+Session state changed some other way (``SELECT set_config(...)``) would leak
+to other callers on a shared connection: use ``acquire()`` for that; a shared
+connection that is found inside a transaction block after a statement is
+taken out of the rotation and discarded.
 
 A connection given back in a state the next borrower must not inherit (an
 open or failed transaction block, queries still in flight, a cursor or COPY
@@ -10,16 +27,33 @@ rather than cleaned up: reconnecting is cheap and cannot leak state.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
+import re
 from typing import Any, Iterable
 
 from ..errors import InterfaceError
+from ..mux import MuxSet
 from ..pool import Pool as _GenericPool
 from .connection import Connection, connect
 from .dsn import parse_dsn
 
 # Keywords the generic pool takes; the rest go to connect().
 _POOL_KEYS = frozenset(inspect.signature(_GenericPool.__init__).parameters) - {"self", "connect"}
+
+
+# First words of statements that must not share a connection with other callers.
+_EXCLUSIVE = frozenset("""begin start commit rollback end abort savepoint release prepare
+    set reset listen unlisten discard deallocate declare close fetch move lock copy call do
+    execute""".split())
+_FIRST_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*([A-Za-z_]+)", re.S)
+
+
+def _shareable(query: Any) -> bool:
+    if not isinstance(query, str):
+        return False  # let the connection raise its own error
+    m = _FIRST_WORD.match(query)
+    return m is not None and m.group(1).lower() not in _EXCLUSIVE
 
 
 def _reset(conn: Connection) -> None:
@@ -39,7 +73,8 @@ class Pool(_GenericPool[Connection]):
     keyword goes to :func:`connect`.  Connections are bound to the loop that
     made them, so affinity defaults to "strict"."""
 
-    def __init__(self, dsn: str | None = None, *, setup=None, **kwargs: Any):
+    def __init__(self, dsn: str | None = None, *, setup=None, multiplex: bool = True,
+                 mux_depth: int = 8, **kwargs: Any):
         pool_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _POOL_KEYS}
         pool_kw.setdefault("name", "postgres")
         pool_kw.setdefault("affinity", "strict")
@@ -50,6 +85,46 @@ class Pool(_GenericPool[Connection]):
                           if k not in ("statement_cache_size", "command_timeout", "adapters")})
         self._dsn, self._connect_kw, self._setup = dsn, kwargs, setup
         super().__init__(self._new_connection, reset=_reset, **pool_kw)
+        self.multiplex = multiplex
+        self._routes: dict[str, bool] = {}  # query -> may it be multiplexed
+        # mux_depth: statements in flight on the least-loaded shared connection
+        # before another one is borrowed.
+        self._mux = MuxSet(self, depth=mux_depth)
+
+    async def close(self) -> None:
+        self._mux.close()
+        await super().close()
+
+    def _shared(self, query: Any) -> bool:
+        if not self.multiplex:
+            return False
+        ok = self._routes.get(query)
+        if ok is None:
+            ok = _shareable(query)
+            if len(self._routes) < 1024:
+                self._routes[query] = ok
+        return ok
+
+    async def _run_shared(self, method, query: str, args: tuple, kw: dict) -> Any:
+        loop = asyncio.get_running_loop()
+        mux = self._mux.get(loop)
+        conn = mux.pick()
+        if conn is None or conn._closed_exc is not None:
+            conn = await mux.get()
+        t0 = loop.time()
+        try:
+            return await method(conn, query, *args, **kw)
+        finally:
+            self.count_request(loop.time() - t0)
+            if conn.transaction_status != "I":
+                # Only a statement that slipped past the routing can leave a
+                # shared connection in a transaction: out of the rotation, and
+                # the reset hook discards it.
+                mux.drop(conn)
+            elif mux.closed or mux._draining or conn._closed_exc is not None:
+                mux.after(conn)
+            else:
+                mux._used.add(id(conn))  # inlined after(): the hot path
 
     async def _new_connection(self) -> Connection:
         conn = await connect(self._dsn, **self._connect_kw)
@@ -62,21 +137,33 @@ class Pool(_GenericPool[Connection]):
         return conn
 
     async def execute(self, query: str, *args, timeout: float | None = None) -> str:
+        if args and self._shared(query):
+            return await self._run_shared(Connection.execute, query, args, {"timeout": timeout})
         async with self.acquire() as conn:
             return await conn.execute(query, *args, timeout=timeout)
 
     async def fetch(self, query: str, *args, timeout: float | None = None) -> list:
+        if self._shared(query):
+            return await self._run_shared(Connection.fetch, query, args, {"timeout": timeout})
         async with self.acquire() as conn:
             return await conn.fetch(query, *args, timeout=timeout)
 
     async def fetchrow(self, query: str, *args, timeout: float | None = None):
+        if self._shared(query):
+            return await self._run_shared(Connection.fetchrow, query, args, {"timeout": timeout})
         async with self.acquire() as conn:
             return await conn.fetchrow(query, *args, timeout=timeout)
 
     async def fetchval(self, query: str, *args, column: int = 0, timeout: float | None = None):
+        if self._shared(query):
+            return await self._run_shared(Connection.fetchval, query, args,
+                                          {"column": column, "timeout": timeout})
         async with self.acquire() as conn:
             return await conn.fetchval(query, *args, column=column, timeout=timeout)
 
     async def executemany(self, query: str, args: Iterable, *, timeout: float | None = None) -> None:
+        if self._shared(query):
+            return await self._run_shared(Connection.executemany, query, (args,),
+                                          {"timeout": timeout})
         async with self.acquire() as conn:
             await conn.executemany(query, args, timeout=timeout)

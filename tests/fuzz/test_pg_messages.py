@@ -71,3 +71,46 @@ def test_data_row_roundtrip(values):
     body = struct.pack("!h", len(values)) + b"".join(
         struct.pack("!i", -1) if v is None else struct.pack("!i", len(v)) + v for v in values)
     assert m.parse_data_row(body) == values
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([b"D", b"D", b"C", b"Z"]), st.binary(max_size=40)),
+                max_size=8),
+       st.lists(st.integers(0, 400), max_size=4))
+def test_data_row_fast_path_agrees_with_parser(msgs, cuts):
+    """The connection's DataRow fast path (read_rows) and the general path
+    (read + parse_data_row) accept and reject exactly the same rows."""
+    stream = b"".join(k + struct.pack("!i", len(b) + 4) + b for k, b in msgs)
+
+    def general():
+        r, out = m.MessageReader(), []
+        r.feed(stream)
+        try:
+            for kind, body in r:
+                out.append(m.parse_data_row(body) if kind == b"D" else kind)
+        except ProtocolViolation:
+            out.append("error")
+        return out
+
+    def fast():
+        r, out = m.MessageReader(), []
+        prev = 0
+        try:
+            for c in sorted(cuts) + [len(stream)]:
+                r.feed(stream[prev:max(prev, c)])
+                prev = max(prev, c)
+                while True:
+                    if r.at_data_row() and r.read_rows(out):
+                        continue
+                    msg = r.read()
+                    if msg is None:
+                        break
+                    if msg[0] == b"D":
+                        out.append(m.parse_data_row(msg[1]))
+                    else:
+                        out.append(msg[0])
+        except ProtocolViolation:
+            out.append("error")
+        return out
+
+    assert fast() == general()

@@ -66,6 +66,15 @@ def test_task_cancellation_cancels_on_server(pg_server, run):
             await t
         assert await c.fetchval("select 3") == 3
         assert loop.time() - t0 < 8
+        # the task preparing a statement is cancelled; another one waiting for
+        # that statement prepares it itself
+        t1 = asyncio.ensure_future(c.fetchval("select $1::int + 100", 1))
+        t2 = asyncio.ensure_future(c.fetchval("select $1::int + 100", 2))
+        await asyncio.sleep(0)
+        t1.cancel()
+        assert await t2 == 102
+        with pytest.raises(asyncio.CancelledError):
+            await t1
         await c.close()
     run(main())
 

@@ -41,7 +41,9 @@ def test_pool_shortcuts_and_concurrency(pg_server, run):
 
 def test_pool_discards_dirty_connections(pg_server, run):
     async def main():
-        async with pg.Pool(pg_server.dsn(), min_size=1, max_size=1) as pool:
+        # multiplex=False: the shortcuts borrow a connection per call, so a
+        # cancelled one returns it dirty (test_pool_mux covers the shared path).
+        async with pg.Pool(pg_server.dsn(), min_size=1, max_size=1, multiplex=False) as pool:
             async with pool.acquire() as conn:
                 pid = conn.backend_pid
                 await conn.execute("begin")
@@ -69,7 +71,8 @@ def test_pool_survives_killed_connections_and_restart(pg_server, run):
         loop = asyncio.get_running_loop()
         su = await pg.connect(pg_server.superuser_dsn())
         async with pg.Pool(pg_server.dsn(), min_size=2, max_size=2, check_after=0.05) as pool:
-            pids = {await pool.fetchval("select pg_backend_pid()") for _ in range(4)}
+            async with pool.acquire() as a, pool.acquire() as b:
+                pids = {a.backend_pid, b.backend_pid}
             for pid in pids:
                 await su.fetchval("select pg_terminate_backend($1)", pid)
             await asyncio.sleep(0.2)
