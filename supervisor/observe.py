@@ -114,7 +114,9 @@ class Sampler:
                 acquire_rate=d[0] / dt if dt > 0 else 0.0,
                 hold_ms=(d[1] / released) if released > 0 else ps.usage_p50_ms,
                 wait_p99_ms=ps.acquire_wait_p99_ms,
-                errors=max(0, d[2] - d[4]), timeouts=max(0, d[3]), connect_errors=max(0, d[4])))
+                # the pool counts an acquire timeout as a request error too; the
+                # guard must not read "pool too small" as "downstream failing"
+                errors=max(0, d[2] - d[4] - d[3]), timeouts=max(0, d[3]), connect_errors=max(0, d[4])))
         conn_rate: dict[int, list[ConnObs]] = {}
         seen = {}
         for c in conns:

@@ -36,3 +36,21 @@ def test_reused_worker_id_is_a_new_loop():
     # restart, and must not be differenced against the old loop's
     w = s.observe(2.0, [_loop(0.4, 0.3, 10, 5)]).workers[0]
     assert abs(w.busy - 0.25) < 1e-9 and w.batch == 2.0
+
+
+def _pool(num, errors, timeouts):
+    from ringleader.drivers.poolstats import PoolStats
+    return PoolStats(pool_min=1, pool_max=4, pool_size=4, pool_available=0, pool_in_use=4,
+                     requests_waiting=3, requests_num=num, requests_queued=num, requests_wait_ms=0.0,
+                     requests_errors=errors, requests_timeouts=timeouts, connections_num=4,
+                     connections_ms=0.0, connections_errors=0, connections_lost=0, usage_ms=0.0,
+                     returns_bad=0, window_s=1.0, acquire_wait_p50_ms=None, acquire_wait_p99_ms=None,
+                     usage_p50_ms=None, usage_p99_ms=None, errors_by_kind={})
+
+
+def test_acquire_timeouts_are_not_query_errors():
+    # the pool counts each acquire timeout in requests_errors as well
+    s = Sampler()
+    s.observe(0.0, pools={"db": _pool(100, 0, 0)})
+    p = s.observe(1.0, pools={"db": _pool(200, 12, 10)}).pools[0]
+    assert (p.timeouts, p.errors) == (10, 2)
