@@ -261,6 +261,48 @@ def run_echo(port: int, conns: int, duration: float, size: int) -> dict:
             "errors": f"{errs} errors" if errs else ""}
 
 
+# ------------------------------------------------------ telemetry (micro)
+def telemetry_micro(n: int = 5000, reps: int = 25) -> dict:
+    """ns per receive+send completion pair through RingTransport with telemetry on/off.
+
+    In-process and without the kernel, so it isolates what the counters cost;
+    the best of ``reps`` runs is kept, which filters out other users of the core."""
+    import ringleader
+    from ringleader.runtime.transport import RingTransport
+
+    class Sink(asyncio.Protocol):
+        def data_received(self, data):
+            pass
+
+    async def one(loop) -> float:
+        a, b = socket.socketpair()
+        t = RingTransport(loop, a, Sink())
+        await asyncio.sleep(0)
+        data, best = b"x" * 64, float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                t._on_recv(64, 3, data)          # F_BUFFER | F_MORE
+                t._inflight, t._wsize = data, 64
+                t._on_send(64, 0)
+            best = min(best, time.perf_counter() - t0)
+        t.abort()
+        b.close()
+        return best / n * 1e9
+
+    out = {}
+    for on in (True, False, True, False):
+        with asyncio.Runner(loop_factory=lambda: ringleader.new_event_loop(telemetry=on)) as r:
+            ns = r.run(one(r.get_loop()))
+        out[on] = min(out.get(on, float("inf")), ns)
+    return {"on_ns": out[True], "off_ns": out[False]}
+
+
+def loadavg() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
 # ---------------------------------------------------------------- driver
 def measure(name: str, proto: str, args) -> dict:
     srv = Server(name, proto)
@@ -276,6 +318,7 @@ def measure(name: str, proto: str, args) -> dict:
     finally:
         srv.stop()
     r["cpu_s"] = c1 - c0
+    r["loadavg_1m"] = loadavg()
     r["cpu_us_per_req"] = (c1 - c0) / r["requests"] * 1e6 if r["requests"] else float("nan")
     return r
 
@@ -348,6 +391,14 @@ def cmd_suite(proto: str, names: list[str], args) -> dict:
         print(f"serve modes (2 workers): reuseport {rp['rps']['median']:.0f} req/s "
               f"{rp['cpu_us_per_req']['median']:.2f} us/req; acceptor {ac['rps']['median']:.0f} req/s "
               f"{ac['cpu_us_per_req']['median']:.2f} us/req -> lower CPU/request: {better}")
+    loads = [r["loadavg_1m"] for rs in res["runs"].values() for r in rs]
+    print(f"machine load (1-min loadavg at the end of each run): {min(loads):.1f}-{max(loads):.1f} "
+          f"on {os.cpu_count()} cores; above ~1 other work shares the cores and inflates every figure")
+    if "ringleader-1-notelemetry" in s:
+        m = telemetry_micro()
+        res["telemetry_micro"] = m
+        print(f"telemetry, in-process micro (best of 2x25 runs): {m['on_ns']:.0f} ns on vs {m['off_ns']:.0f} ns off "
+              f"per recv+send completion pair -> {(m['on_ns'] - m['off_ns']) / 1000:+.2f} us/request")
     if proto == "http" and "uvloop" in s and "ringleader-1" in s:  # the issue's goal
         u, r = s["uvloop"], s["ringleader-1"]
         cpu_ratio = r["cpu_us_per_req"]["median"] / u["cpu_us_per_req"]["median"]
