@@ -334,8 +334,9 @@ class RingEventLoop(base_events.BaseEventLoop):
         for t in list(self._conns.values()):
             t._force_close(None)
         for sock, ud, server in list(self._serving.values()):
-            sock.close()
-        self._serving.clear()
+            self._stop_serving(sock)
+        # Reap what is already complete: late accepts carry fds to close.
+        self._poll(0.0)
         self._readers.clear()
         self._writers.clear()
         # Run the connection_lost callbacks those closes scheduled.
@@ -451,18 +452,32 @@ class RingEventLoop(base_events.BaseEventLoop):
     def _stop_serving(self, sock) -> None:
         entry = self._serving.pop(sock.fileno(), None)
         if entry is not None:
-            _, ud, _ = entry
             # Cancel before closing: the ring holds its own reference to the
             # listening socket, and a live multishot accept would keep accepting.
-            self._ring.cancel(ud, self._oneshot(_ignore))
-            self._free_ud(ud)
-            self._ring.flush()
+            self._retire_accept(entry[1])
         # The ring keeps its own reference to the listener until the cancelled
         # accept's completion is reaped, so close() alone would leave the port
         # accepting (asyncio's Server.close() refuses new connections at once).
         # shutdown() takes a listening socket out of LISTEN state right now.
         _shutdown_listener(sock)
         sock.close()
+
+    def _retire_accept(self, ud: int) -> None:
+        """Cancel the multishot accept ``ud``.  Connections it accepted whose
+        completions are not reaped yet are fds we own: close them as they come
+        (their clients see the connection end, as with a listener closed while
+        connections wait in its backlog) instead of leaking them."""
+        handlers = self._handlers
+
+        def late(res: int, flags: int) -> None:
+            if res >= 0:
+                os.close(res)
+            if not flags & _F_MORE:
+                handlers.pop(ud, None)
+
+        handlers[ud] = late
+        self._ring.cancel(ud, self._oneshot(_ignore))
+        self._ring.flush()
 
     # ---------------------------------------------------------- sock_* ops
     def _op_future(self, prep, op_name: str, fd: int, on_done):

@@ -38,7 +38,7 @@ from typing import Any, Awaitable, Callable
 
 from ..uring import consts, error_from_result
 from .errors import MigrationError, WorkerError
-from .loop import TAG_MIGRATE, TAG_NEWFD, RingEventLoop
+from .loop import TAG_MIGRATE, TAG_NEWFD, RingEventLoop, _shutdown_listener
 from .registry import Registry
 from .stats import LoopStats
 from .transport import RingTransport
@@ -174,9 +174,10 @@ class _Acceptor:
     def close(self) -> None:
         if self.sock.fileno() < 0:
             return
-        self.loop._ring.cancel(self.ud, self.loop._oneshot(lambda r, f: None))
-        self.loop._free_ud(self.ud)
-        self.loop._ring.flush()
+        # As the loop's own servers: late accepts are closed, not leaked, and
+        # shutdown() stops the listener although the ring still references it.
+        self.loop._retire_accept(self.ud)
+        _shutdown_listener(self.sock)
         self.sock.close()
 
 

@@ -311,3 +311,29 @@ def test_run_returning_leaves_no_fds_or_threads(fd_guard):
     assert sorted(cancelled) == [0, 1]
     assert set(threading.enumerate()) == threads_before
 
+
+
+@pytest.mark.parametrize("mode", ["reuseport", "acceptor"])
+def test_server_group_close_refuses_new_connections(fd_guard, mode):
+    """As asyncio's Server.close(): once closed, the port refuses connections
+    (the ring's own reference to a listener must not keep it accepting)."""
+    async def main(rt):
+        g = await rt.serve(Echo, "127.0.0.1", 0, mode=mode)
+        r, w = await asyncio.open_connection("127.0.0.1", g.port)
+        w.write(b"served")  # accepted and served before the close
+        assert await r.readexactly(6) == b"served"
+        g.close()
+        # close() reaches other workers through call_soon_threadsafe; a call
+        # queued after it on each worker runs once it has been done.
+        for wk in rt.workers:
+            await rt.run_on(wk.id, asyncio.sleep(0))
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", g.port)
+        # Existing connections are not affected.
+        w.write(b"still here")
+        assert await r.readexactly(10) == b"still here"
+        w.close()
+        await w.wait_closed()
+        return True
+
+    assert ringleader.run(main, workers=2)
