@@ -96,6 +96,19 @@ def _stale_plan(e: BaseException) -> bool:
         state == "0A000" and "cached plan must not change result type" in str(e))
 
 
+class _InfoContext:
+    """What psycopg's TypeInfo queries ask of a connection: ``info.vendor``
+    and ``info.server_version`` (as libpq's PQserverVersion would give it)."""
+
+    vendor = "PostgreSQL"
+
+    def __init__(self, conn: "Connection"):
+        self.info = self
+        v = conn.get_parameter("server_version") or "0"
+        nums = [int(x) for x in v.split()[0].split(".")[:2] if x.isdigit()] + [0]
+        self.server_version = nums[0] * 10000 + nums[1] if nums[0] >= 10 else nums[0] * 10000
+
+
 class Connection:
     """One server connection; make it with :func:`connect`."""
 
@@ -624,6 +637,17 @@ class Connection:
         await self._wait_gate()
         self._submit(m.query(b""), op)
         await self._wait(op, None)
+
+    async def type_info(self, name: str, cls=None):
+        """psycopg's ``TypeInfo`` (or ``cls``: ``EnumInfo``, ``CompositeInfo``,
+        ``RangeInfo``, ...) for a type name, fetched with psycopg's own catalog
+        query over this connection, ready for ``register_*(info, conn)``;
+        None if there is no such type."""
+        from psycopg.types import TypeInfo
+        cls = cls or TypeInfo
+        query = cls._get_info_query(_InfoContext(self)).as_string(None)
+        rows = await self.fetch(query.replace("%(name)s", "$1"), name)
+        return cls._from_records(name, [r._asdict() for r in rows])
 
     def transaction(self, isolation: str | None = None, readonly: bool = False,
                     deferrable: bool = False):

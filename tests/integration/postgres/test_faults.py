@@ -115,6 +115,12 @@ def test_terminate_backend_in_flight_and_idle(pg_server, run):
         with pytest.raises(pg.ConnectionLost) as ei:
             await c2.fetchval("select 1")
         assert isinstance(ei.value, ConnectionError)
+        # a listener whose connection is killed: the iterator raises, no hang
+        c3 = await pg.connect(pg_server.dsn())
+        async with c3.listen("ch") as notes:
+            await su.fetchval("select pg_terminate_backend($1)", c3.backend_pid)
+            with pytest.raises(pg.ConnectionLost):
+                await asyncio.wait_for(notes.__anext__(), 5)
         await su.close()
     run(main())
 

@@ -77,7 +77,10 @@ def test_connection_loss_fails_all_in_flight_with_connection_lost(pg_server, run
             await asyncio.sleep(0.1)
             await su.fetchval("select pg_terminate_backend($1)", pid)
             res = await asyncio.gather(slow, *behind, return_exceptions=True)
-            assert all(isinstance(r, pg.ConnectionLost) for r in res), res
+            # the statement running when the backend died gets the server's own
+            # FATAL (AdminShutdown), which explains it better; the rest ConnectionLost
+            assert isinstance(res[0], (pg.ConnectionLost, psycopg.errors.AdminShutdown)), res
+            assert all(isinstance(r, pg.ConnectionLost) for r in res[1:]), res
             assert await pool.fetchval("select pg_backend_pid()") != pid  # replaced
             assert pool.stats().returns_bad >= 1
         await su.close()
@@ -93,7 +96,7 @@ def test_stateful_statements_are_not_multiplexed(pg_server, run):
             assert await pool.fetchval("show application_name") != "x"
             await pool.execute("begin")  # no arguments: borrowed; the pool discards it
             assert all(c.transaction_status == "I" for c in _mux(pool).conns)
-            assert set(map(id, _mux(pool).conns)) <= shared | set(map(id, _mux(pool).conns))
+            assert set(map(id, _mux(pool).conns)) <= shared  # neither joined the rotation
             async with pool.acquire() as conn:
                 async with conn.transaction():
                     await conn.execute("select 1")

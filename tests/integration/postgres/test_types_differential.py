@@ -181,9 +181,19 @@ def test_custom_types_registered_the_psycopg_way(pg_server, run):
             await p.p.execute("create type rl_pair as (n int, label text, at date)")
             enum_info = await EnumInfo.fetch(p.p, "rl_mood")
             comp_info = await CompositeInfo.fetch(p.p, "rl_pair")
-            for ctx in (p.p, p.r):
-                register_enum(enum_info, ctx)
-                register_composite(comp_info, ctx)
+            register_enum(enum_info, p.p)
+            register_composite(comp_info, p.p)
+            # ours fetches the same TypeInfo with psycopg's query, over our wire
+            our_enum = await p.r.type_info("rl_mood", EnumInfo)
+            our_comp = await p.r.type_info("rl_pair", CompositeInfo)
+            fields = ("name", "oid", "array_oid", "regtype", "labels")
+            assert [getattr(our_enum, f) for f in fields] == [getattr(enum_info, f) for f in fields]
+            assert (our_comp.field_names, our_comp.field_types) == (
+                comp_info.field_names, comp_info.field_types)
+            assert await p.r.type_info("no_such_type") is None
+            register_enum(our_enum, p.r, enum=enum_info.enum)
+            # the same python class on both sides, so values compare equal
+            register_composite(our_comp, p.r, factory=comp_info.python_type)
             ours = await p.check("select 'happy'::rl_mood, array['sad', 'ok']::rl_mood[]")
             assert ours[0][0].name == "happy"
             mood = type(ours[0][0])
