@@ -59,7 +59,7 @@ def _console():
 
 
 def _list(console) -> int:
-    from .runtime.debug import list_sockets
+    from .runtime.debug_protocol import list_sockets
     infos = list_sockets()
     if not infos:
         console.print("no ringleader runtimes found")
@@ -71,7 +71,7 @@ def _list(console) -> int:
 
 
 def _run(args, console) -> int:
-    from .runtime.debug import find_socket
+    from .runtime.debug_protocol import find_socket
     from .runtime.debug_cli import DebugClient, TopView, decisions_view, stats_view
 
     path = args.socket or find_socket(args.pid)
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     console = _console()
     if args.command == "list":
         return _list(console)
-    from .runtime.debug import DebugError
+    from .runtime.debug_protocol import DebugError
     try:
         return _run(args, console)
     except DebugError as exc:

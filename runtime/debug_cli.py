@@ -25,7 +25,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .debug import PROTOCOL, VERSION, DebugCommandError, DebugProtocolError, DebugSocketError
+from .debug_protocol import PROTOCOL, VERSION, DebugCommandError, DebugProtocolError, DebugSocketError
 
 __all__ = ["DebugClient", "stats_view", "decisions_view", "TopView"]
 
