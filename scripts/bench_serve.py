@@ -143,11 +143,12 @@ class Server:
             raise RuntimeError(f"{name}: server did not start (got {line!r})")
         self.port = int(line.split()[1])
 
-    def cpu_s(self) -> float:
+    def cpu_s(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the server process, all threads."""
         with open(f"/proc/{self.proc.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         # fields[0] is the state (3rd field): utime/stime are fields 14/15
-        return (int(fields[11]) + int(fields[12])) / TICK
+        return int(fields[11]) / TICK, int(fields[12]) / TICK
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -317,15 +318,19 @@ def measure(name: str, proto: str, args) -> dict:
         c1 = srv.cpu_s()
     finally:
         srv.stop()
-    r["cpu_s"] = c1 - c0
+    user, system = c1[0] - c0[0], c1[1] - c0[1]
+    r["cpu_s"] = user + system
+    # user = the interpreter and C extensions; system = the kernel (TCP, io_uring/epoll)
+    r["user_us_per_req"] = user / r["requests"] * 1e6 if r["requests"] else float("nan")
+    r["sys_us_per_req"] = system / r["requests"] * 1e6 if r["requests"] else float("nan")
     r["loadavg_1m"] = loadavg()
-    r["cpu_us_per_req"] = (c1 - c0) / r["requests"] * 1e6 if r["requests"] else float("nan")
+    r["cpu_us_per_req"] = r["cpu_s"] / r["requests"] * 1e6 if r["requests"] else float("nan")
     return r
 
 
 def summarize(runs: list[dict]) -> dict:
     out = {}
-    for key in ("rps", "p99_us", "cpu_us_per_req"):
+    for key in ("rps", "p99_us", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req"):
         vals = [r[key] for r in runs]
         out[key] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
     return out
@@ -351,14 +356,16 @@ def run_suite(proto: str, names: list[str], args) -> dict:
 def print_table(title: str, summary: dict, args) -> None:
     base = {k: summary[k] for k in ("uvloop", "asyncio") if k in summary}
     print(f"\n{title}")
-    hdr = f"{'contender':<26} {'req/s':>9} {'spread':>7} {'p99 us':>8} {'CPU us/req':>11} {'spread':>7}"
+    hdr = (f"{'contender':<26} {'req/s':>9} {'spread':>7} {'p99 us':>8} {'CPU us/req':>11} {'spread':>7}"
+           f" {'user':>6} {'sys':>6}")
     for b in base:
         hdr += f" {'rps/' + b:>12} {'cpu/' + b:>11}"
     print(hdr)
     for name, s in summary.items():
         line = (f"{name:<26} {s['rps']['median']:>9.0f} {spread(s['rps']):>7} "
                 f"{s['p99_us']['median']:>8.0f} {s['cpu_us_per_req']['median']:>11.2f} "
-                f"{spread(s['cpu_us_per_req']):>7}")
+                f"{spread(s['cpu_us_per_req']):>7} {s['user_us_per_req']['median']:>6.2f}"
+                f" {s['sys_us_per_req']['median']:>6.2f}")
         for b, bs in base.items():
             line += (f" {s['rps']['median'] / bs['rps']['median']:>12.2f}"
                      f" {s['cpu_us_per_req']['median'] / bs['cpu_us_per_req']['median']:>11.2f}")
@@ -370,7 +377,8 @@ def describe(args) -> str:
             f"{os.cpu_count()} cores shared with other users of this machine; "
             f"{args.repeat} repetitions interleaved, median and ±half-range; "
             f"{args.connections} connections, {args.duration}s runs after {args.warmup}s warm-up; "
-            f"CPU = server utime+stime from /proc/<pid>/stat over the run / requests done")
+            f"CPU = server utime+stime from /proc/<pid>/stat over the run / requests done "
+            f"(user: interpreter and extensions, sys: kernel)")
 
 
 def cmd_suite(proto: str, names: list[str], args) -> dict:
