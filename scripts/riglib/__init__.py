@@ -4,7 +4,7 @@ real (PostgreSQL + Redis + a ringleader service + an open-loop load generator),
 shows progress, and writes run records, plots and the benchstat-style summary.
 
     scripts/rig                         short profile: sim (all patterns x contenders,
-                                        5 seeds) + a short real run; a few minutes
+                                        4 seeds) + a short real run; a few minutes
     scripts/rig --profile full          hour-long virtual patterns, more seeds, longer real runs
     scripts/rig --mode sim --seeds 3    only the simulation
     scripts/rig --mode real --pg-dsn DSN --redis-url URL   against existing servers
@@ -33,8 +33,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 PROFILES = {
     # sim: every pattern x every contender; real: a few of each, short
-    "short": {"scale": 1.0, "seeds": 5, "real_patterns": ["burst", "retry_storm", "hot_spot"],
+    "short": {"scale": 1.0, "seeds": 4, "real_patterns": ["burst", "retry_storm", "hot_spot"],
               "real_contenders": ["static-4", "static-16", "grow-on-wait", "supervisor-littles"],
+              "real_per_pattern": {"retry_storm": ["static-16", "supervisor-littles"],
+                                   "hot_spot": ["static-16", "supervisor-littles"]},
               "real_seconds": 15.0, "real_repeats": 1},
     "full": {"scale": 10.0, "seeds": 8,
              "real_patterns": ["steady", "diurnal", "burst", "drift", "retry_storm", "hot_spot"],
@@ -78,6 +80,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # servers, children and temp dirs were released on the way out (finally)
+        print("rig: interrupted; servers and temp dirs cleaned up", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     prof = PROFILES[args.profile]
     console = Console(width=max(140, Console().width))

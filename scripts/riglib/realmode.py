@@ -1,0 +1,311 @@
+"""Real mode: PostgreSQL + Redis (started here unless DSNs are given), the demo
+service on a ringleader runtime, and the open-loop load generator, one run per
+(pattern, contender, repeat); the telemetry of both sides becomes a run record
+like simulation mode's.
+
+Placement on the 2-core box: the database servers on CPU 0, the service and the
+load generator on CPU 1 (``taskset``; skipped with fewer cores), so the
+database has a finite capacity the retry storm can exhaust.  The retry storm
+slows the database down by running CPU-heavy queries on it (the backends share
+its core with the service's queries) for the middle third of the run, while
+the clients time out after 250 ms and retry.
+
+Cleanup: servers, child processes and temp dirs are released in ``finally``;
+SIGTERM is turned into KeyboardInterrupt so it takes the same path as Ctrl-C.
+
+Not here: statistics (:mod:`.stats`), summary, plots.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from ringleader.supervisor.sim import erlang_c_servers
+
+from . import servers, stats
+from .service import pool_sizing
+
+PATTERNS = ("steady", "diurnal", "burst", "drift", "retry_storm", "hot_spot")
+SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVICE_CORE, CLIENT_CORE = 1, 1
+BASE_RATE = 200.0
+WARMUP = 2
+
+
+class RigError(RuntimeError):
+    pass
+
+
+def _csv(s):
+    return [x.strip() for x in s.split(",") if x.strip()] if s else None
+
+
+def _sigterm(*_):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def database(args, console):
+    """(pg_dsn, redis_url), started here unless given; always cleaned up."""
+    started = []
+    old = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        def use(given, check, make, attr):
+            if given:
+                check(given)
+                return given
+            srv = make()
+            started.append(srv)
+            return getattr(srv.start(), attr)
+        try:
+            dsn = use(args.pg_dsn, servers.check_pg_dsn, servers.Postgres, "dsn")
+            url = use(args.redis_url, servers.check_redis_url, servers.Redis, "url")
+        except servers.ServerError as exc:
+            raise RigError(str(exc)) from None
+        console.print(f"[bold]real mode[/]: PostgreSQL {dsn} and Redis {url}"
+                      f"{' (started here, pinned to CPU 0)' if started else ''}; service and load "
+                      f"generator on CPU {SERVICE_CORE}")
+        yield dsn, url
+    finally:
+        for s in reversed(started):
+            s.stop()
+        signal.signal(signal.SIGTERM, old)
+
+
+def run(args, prof, console) -> list[dict]:
+    patterns = _csv(args.real_patterns) or prof["real_patterns"]
+    contenders = _csv(args.real_contenders) or prof["real_contenders"]
+    for p in patterns:
+        if p not in PATTERNS:
+            raise RigError(f"unknown real pattern {p!r}; known: {', '.join(PATTERNS)}")
+    for c in contenders:
+        try:
+            pool_sizing(c)
+        except ValueError as exc:
+            raise RigError(str(exc)) from None
+    seconds = args.real_seconds or prof["real_seconds"]
+    repeats = args.real_repeats or prof["real_repeats"]
+    # the short profile trims the matrix per pattern (the static sizes matter for
+    # the burst; the storm and the hot spot compare off against on)
+    per = {} if _csv(args.real_contenders) else prof.get("real_per_pattern", {})
+    jobs = [(p, c, r) for r in range(1, repeats + 1) for p in patterns for c in per.get(p, contenders)]
+    from . import _progress
+    recs = []
+    with database(args, console) as (dsn, url), _progress(console) as prog:
+        task = prog.add_task("real", total=len(jobs))
+        for p, c, r in jobs:
+            prog.update(task, description=f"real {p} {c} #{r} ({seconds:.0f} s)")
+            recs.append(run_one(p, c, r, seconds, dsn, url, args.workers))
+            prog.update(task, advance=1)
+    return recs
+
+
+def _spawn(module: str, cfg: dict, core: int, tmp: str) -> subprocess.Popen:
+    path = os.path.join(tmp, f"{module}.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    env = dict(os.environ, PYTHONPATH=SCRIPTS)
+    return subprocess.Popen([*servers.taskset(core), sys.executable, "-m", f"riglib.{module}", path],
+                            env=env, stdout=subprocess.DEVNULL, stderr=open(path + ".err", "w"))
+
+
+def _stop(proc: subprocess.Popen | None, sig=signal.SIGTERM, wait: float = 15.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _hog(dsn: str, until: float, stop: threading.Event) -> None:
+    """CPU-heavy queries on the database's core: the database slows down."""
+    import psycopg
+    with psycopg.connect(dsn, autocommit=True) as c:
+        while time.time() < until and not stop.is_set():
+            c.execute("SELECT count(*) FROM generate_series(1, 1500000)")
+
+
+def run_one(pattern, contender, rep, seconds, dsn, url, workers, debug_socket=None, keep=None) -> dict:
+    tmp = tempfile.mkdtemp(prefix="rl-rig-run-")
+    svc = gen = None
+    stop = threading.Event()
+    hogs = []
+    try:
+        scfg = {"pg_dsn": dsn, "redis_url": url, "contender": contender, "workers": workers,
+                "duration": seconds + 30, "port_file": os.path.join(tmp, "port"),
+                "out": os.path.join(tmp, "service-out.json"), "debug_socket": debug_socket}
+        svc = _spawn("service", scfg, SERVICE_CORE, tmp)
+        deadline = time.time() + 30
+        while not os.path.exists(scfg["port_file"]):
+            if svc.poll() is not None or time.time() > deadline:
+                err = open(os.path.join(tmp, "service.json.err")).read()[-2000:]
+                raise RigError(f"the demo service did not start ({contender}):\n{err}")
+            time.sleep(0.05)
+        port = int(open(scfg["port_file"]).read())
+        t0 = time.time() + 0.5
+        gcfg = {"port": port, "pattern": pattern, "duration": seconds, "rate": BASE_RATE, "seed": rep,
+                "t0": t0, "warmup": 3.0, "conns": 48, "heavy": 4 if pattern == "hot_spot" else 0,
+                "out": os.path.join(tmp, "loadgen-out.json")}
+        gen = _spawn("loadgen", gcfg, CLIENT_CORE, tmp)
+        if pattern == "retry_storm":
+            a, b = t0 + 3.0 + seconds / 3, t0 + 3.0 + 2 * seconds / 3
+            for _ in range(2):
+                th = threading.Timer(a - time.time(), _hog, (dsn, b, stop))
+                th.start()
+                hogs.append(th)
+        if keep is not None:
+            keep(svc, gen, t0)
+        gen.wait(seconds + 60)
+        if gen.returncode != 0:
+            raise RigError("the load generator failed:\n" +
+                           open(os.path.join(tmp, "loadgen.json.err")).read()[-2000:])
+        _stop(svc)
+        if not os.path.exists(scfg["out"]):
+            raise RigError("the demo service wrote no telemetry:\n" +
+                           open(os.path.join(tmp, "service.json.err")).read()[-2000:])
+        res = json.load(open(gcfg["out"]))
+        return build_record(pattern, contender, rep, seconds, res["start"], json.load(open(scfg["out"])),
+                            res)
+    finally:
+        stop.set()
+        for th in hogs:
+            th.cancel()
+            th.join(30)
+        _stop(gen, signal.SIGKILL)
+        _stop(svc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _p(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))] if v else 0.0
+
+
+def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> dict:
+    gw = {w["t"]: w for w in gen["windows"]}
+    sw = {}
+    for w in svc["windows"]:
+        sw.setdefault(int(round(w["t"] - t0)), w)
+    idx = [i for i in range(1, int(seconds) + 1) if i in sw]
+    nworkers = max((len(sw[i]["workers"]) for i in idx), default=0)
+    names = sorted({n for i in idx for n in sw[i]["pools"]})
+    pools = {n: {"cap": [], "size": [], "wait_p99_ms": [], "oracle": [], "hold_ms": [], "acquire_rate": [],
+                 "timeouts": []} for n in names}
+    busy, batch, load = [], [], []
+    for i in idx:
+        for n in names:
+            p = sw[i]["pools"].get(n, {})
+            pools[n]["cap"].append(p.get("cap", 0))
+            pools[n]["size"].append(p.get("size", 0))
+            pools[n]["wait_p99_ms"].append(p.get("wait_p99_ms", 0.0))
+            rate, hold = p.get("acquire_rate", 0.0), p.get("hold_ms") or 0.0
+            pools[n]["hold_ms"].append(hold)
+            pools[n]["acquire_rate"].append(rate)
+            pools[n]["timeouts"].append(p.get("timeouts", 0))
+            pools[n]["oracle"].append(erlang_c_servers(rate, hold / 1e3, 0.01) if rate and hold else 1)
+        ws = {w["worker"]: w for w in sw[i]["workers"]}
+        busy.append([ws[k]["busy"] if k in ws else math.nan for k in range(nworkers)])
+        batch.append([ws[k]["batch"] if k in ws else math.nan for k in range(nworkers)])
+        load.append([ws[k]["load"] if k in ws else math.nan for k in range(nworkers)])
+    g = [gw.get(i, {}) for i in idx]
+    req_p99 = [w.get("p99_ms", 0.0) for w in g]
+    decisions = [dict(d, t=round(d["t"] - t0, 3)) for d in svc["decisions"]
+                 if -1.0 <= d["t"] - t0 <= seconds + 1.0]
+    # the pool-wait SLO holds in a window when every pool met it
+    worst_wait = [max(pools[n]["wait_p99_ms"][k] for n in names) for k in range(len(idx))]
+    judged = list(range(WARMUP, len(idx)))
+    period = {"diurnal": seconds / 2, "burst": seconds / 3}.get(pattern, seconds)
+    adj = rev = 0
+    changes_pg = []
+    for n in names:
+        a, r, ch = stats.cap_changes([float(i) for i in idx], pools[n]["cap"])
+        adj, rev = adj + a, rev + r
+        if n == "postgres":
+            changes_pg = [(t - 1.0, o, nw) for t, o, nw in ch]
+    conn_s = sum(sum(pools[n]["size"]) for n in names)
+    oracle_s = sum(sum(pools[n]["oracle"]) for n in names)
+    m = {
+        "slo_windows": sum(1 for k in judged if worst_wait[k] <= 10.0) / max(1, len(judged)),
+        "acquire_wait_p99_ms": _p([worst_wait[k] for k in judged], 0.99),
+        "request_p99_ms": sorted(req_p99[WARMUP:] or [0.0])[int(0.99 * (len(req_p99[WARMUP:] or [0]) - 1))],
+        "throughput": sum(w.get("done", 0) for w in g) / max(1, len(g)),
+        "failed": sum(w.get("failed", 0) for w in g),
+        "retries": sum(w.get("retries", 0) for w in g),
+        "conn_seconds": float(conn_s),
+        "conn_vs_oracle": conn_s / oracle_s if oracle_s else 0.0,
+        "adjustments": adj, "reversals": rev,
+        "reversals_per_period": rev / max(1.0, seconds / period),
+    }
+    if pattern == "burst" and "postgres" in pools:
+        edges = [seconds * (k + 0.65) / 3 for k in range(3)]
+        caps = pools["postgres"]["cap"]
+        in_burst = [pools["postgres"]["oracle"][k] for k, i in enumerate(idx)
+                    if any(e <= i - 1 < e + seconds * 0.35 / 3 for e in edges)]
+        needed = int(_p(in_burst, 0.5)) if in_burst else 1
+
+        def cap_at(e):
+            return next((caps[k] for k, i in enumerate(idx) if i > e), caps[-1] if caps else 0)
+        m["first_grow_periods"] = stats.first_grow_periods(edges, changes_pg, cap_at, needed, 1.0)
+    if pattern == "retry_storm" and contender.startswith("supervisor-"):
+        guard_t = {(d["target"], round(d["t"])) for d in decisions if "guard" in d.get("reason", "")}
+        m["grows_while_guard_tripped"] = sum(
+            1 for d in decisions if d["kind"] == "resize_pool" and d["new"] > d["old"]
+            and (d["target"], round(d["t"])) in guard_t)
+        m["guard_periods"] = len(guard_t)
+    if pattern == "hot_spot" and load:
+        ratios = [max(x for x in row if x == x) / (sum(x for x in row if x == x) / sum(1 for x in row if x == x))
+                  for row in load if sum(x for x in row if x == x) > 0]
+        tail = ratios[-max(1, len(ratios) // 4):]
+        moves = [d for d in decisions if d["kind"] == "migrate" and d.get("applied")]
+        m["hot_max_over_mean"] = _p(tail, 0.5) if tail else math.nan
+        m["migrations"] = len(moves)
+        last, back = {}, 0
+        for d in moves:
+            if d["target"] in last and last[d["target"]][1] == d["dst"] and d["t"] - last[d["target"]][0] < 20:
+                back += 1
+            last[d["target"]] = (d["t"], d["src"])
+        m["ping_pong"] = back
+    return {
+        "mode": "real", "pattern": pattern, "contender": contender, "seed": rep, "period": period,
+        "series": {"t": [float(i) for i in idx], "offered": [w.get("offered", 0.0) for w in g],
+                   "achieved": [w.get("done", 0) for w in g], "pools": pools,
+                   "request_p99_ms": req_p99, "failed": [w.get("failed", 0) for w in g],
+                   "workers": {"busy": busy, "batch": batch, "load": load}},
+        "decisions": decisions, "metrics": m, "acceptance": stats.acceptance(m),
+    }
+
+
+def debug_demo(args, console) -> int:
+    """The demo service under steady load with the debug socket on; halfway
+    through, show what ``ringleader stats`` and ``ringleader decisions`` say."""
+    seconds = args.real_seconds or 20.0
+    sock = os.path.join(tempfile.gettempdir(), f"rl-rig-debug-{os.getpid()}.sock")
+    ringleader_cli = os.path.join(os.path.dirname(sys.executable), "ringleader")
+
+    def show(svc, gen, t0):
+        time.sleep(max(0.0, t0 + seconds / 2 - time.time()))
+        for cmd in (["stats", "--hot", "3"], ["decisions", "-n", "10"]):
+            console.rule(f"ringleader --socket {sock} {' '.join(cmd)}")
+            subprocess.run([ringleader_cli, "--socket", sock, *cmd])
+
+    try:
+        with database(args, console) as (dsn, url):
+            rec = run_one("hot_spot", "supervisor-littles", 1, seconds, dsn, url, args.workers,
+                          debug_socket=sock, keep=lambda *a: threading.Thread(target=show, args=a).start())
+    except RigError as exc:
+        console.print(f"[red]rig: {exc}")
+        return 2
+    console.print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec["metrics"].items()})
+    return 0
