@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+import psycopg
+
 from . import messages as m
 from .errors import ProtocolViolation, server_error
 
@@ -185,9 +187,6 @@ class CopyOp(Op):
         self.out_done = False
         self.on_chunk = None  # called after each chunk, for flow control
 
-    def sink(self) -> list:
-        raise ProtocolViolation("DataRow during COPY")
-
     def feed(self, kind: bytes, body: bytes) -> bool:
         if kind == b"d":
             self.chunks.append(body)
@@ -210,8 +209,10 @@ class CopyOp(Op):
             self.started.set_exception(self.error)
         if done:
             if not self.started.done():
+                # The caller's mistake (a query that is no COPY), not the
+                # server's: the rows it returned were drained with the op.
                 self.started.set_exception(
-                    ProtocolViolation("COPY query did not start a COPY"))
+                    psycopg.ProgrammingError("the query did not start a COPY"))
             self.out_done = True
             self.readable.set()
         return done

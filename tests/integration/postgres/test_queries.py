@@ -227,6 +227,13 @@ def test_copy_in_and_out(pg_server, run):
         with pytest.raises(pe.UndefinedTable):
             async with c.copy_to("copy nope to stdout"):
                 pass
+        # not a COPY at all: the caller's error, the connection lives on
+        with pytest.raises(psycopg.ProgrammingError, match="did not start a COPY"):
+            await c.copy_from("select g from generate_series(1, 3) g", b"")
+        with pytest.raises(psycopg.ProgrammingError, match="did not start a COPY"):
+            async with c.copy_to("select 1"):
+                pass
+        assert await c.fetchval("select 8") == 8
     with_conn(pg_server, run, body)
 
 
