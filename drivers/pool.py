@@ -68,7 +68,7 @@ def _is_bad(conn: Any) -> bool:
 
 
 class _Entry:
-    __slots__ = ("conn", "worker", "loop", "created", "last_used", "borrowed", "retire")
+    __slots__ = ("conn", "worker", "loop", "created", "last_used", "borrowed", "retire", "shared")
 
     def __init__(self, conn: Any, worker: int, loop: asyncio.AbstractEventLoop, now: float) -> None:
         self.conn = conn
@@ -78,6 +78,7 @@ class _Entry:
         self.last_used = now
         self.borrowed = now
         self.retire = False
+        self.shared = False  # held by a multiplexer: usage is counted per command
 
 
 class _Waiter:
@@ -515,9 +516,11 @@ class Pool(Generic[C]):
             if entry is None:
                 raise InterfaceError("release() of a connection this pool did not hand out "
                                      "(or released twice)")
-            held_ms = (now - entry.borrowed) * 1000
-            self._ms["usage_ms"] += held_ms
-            self._w_usage.add(now, held_ms)
+            if not entry.shared:
+                held_ms = (now - entry.borrowed) * 1000
+                self._ms["usage_ms"] += held_ms
+                self._w_usage.add(now, held_ms)
+            entry.shared = False
             bad = _is_bad(conn)
         if not bad and self._reset is not None:
             try:
@@ -713,6 +716,25 @@ class Pool(Generic[C]):
                 if kind == "pool_timeout":
                     self._c["requests_timeouts"] += 1
             self._w_errors.add(now, kind)
+
+    def share(self, conn: C) -> None:
+        """Marks a borrowed connection as shared by a multiplexer
+        (:mod:`ringleader.drivers.mux`): its release then adds no hold time to the
+        usage stats, since each command on it is counted by :meth:`count_request`."""
+        with self._lock:
+            entry = self._in_use.get(id(conn))
+            if entry is not None:
+                entry.shared = True
+
+    def count_request(self, usage_s: float) -> None:
+        """Counts one request served on a shared connection the driver already
+        holds (a multiplexed command): in ``requests_num``, and its time on the
+        connection (``usage_s``, send to reply) in the usage stats."""
+        now = self._now()
+        with self._lock:
+            self._c["requests_num"] += 1
+            self._ms["usage_ms"] += usage_s * 1000
+            self._w_usage.add(now, usage_s * 1000)
 
     def record_error(self, kind: str) -> None:
         """Lets a driver count a command error (``"reply"``, ``"timeout"``, ...) in

@@ -2,10 +2,22 @@
 that also runs commands itself.
 
 ``await pool.execute(*args)`` and every typed helper (``await pool.get(k)``)
-borrow a connection, run the command and give the connection back — like
-redis-py's client.  ``async with pool.acquire() as conn`` holds one connection
-for several commands (needed for WATCH, or for auto-pipelining many commands
-from one task on one connection).  A WATCH still active when a connection is
+are *multiplexed*: on each worker the pool keeps a few of its connections
+shared by all callers (:mod:`ringleader.drivers.mux`), sends each command on
+the least-loaded one, and auto-pipelining writes all commands of one loop
+iteration in one write per connection — so 64 concurrent callers over 16
+connections do not take turns.  Replies are matched per connection in FIFO
+order, so each caller gets its own reply, an error reply fails only its
+command, and a lost connection fails the commands in flight on it with
+ConnectionError.  Commands that change or depend on connection state (WATCH,
+MULTI/EXEC, SELECT, CLIENT, AUTH, pub/sub, MONITOR, ...) and blocking commands
+(BLPOP, XREAD, WAIT, ...) are not multiplexed: they borrow a connection for
+themselves, as ``multiplex=False`` makes every command do.  A per-command
+timeout that expires closes the connection it was on (see
+:mod:`.connection`), failing the others multiplexed on it with
+ConnectionError.  ``async with pool.acquire() as conn`` holds one connection
+for several commands (needed for WATCH).  Pool stats for the multiplexed path:
+see :mod:`ringleader.drivers.mux`.  A WATCH still active when a connection is
 released is ended (UNWATCH) before anyone else gets it; other session state
 (SELECT, CLIENT SETNAME, ...) is not undone, so leave it alone on pooled
 connections.  Connections are only handed to callers on the worker (loop) that
@@ -24,10 +36,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import asyncio
+
 from .. import pool as _pool
+from ..mux import MuxSet
 from . import errors as E
 from .commands import DEFAULT, Commands, Iterators
-from .connection import Connection
+from .connection import BLOCKING, Connection
 from .pipeline import Pipeline
 from .pubsub import PubSub
 from .url import parse_url
@@ -40,6 +55,13 @@ READ_ONLY = frozenset(
     HKEYS HVALS HLEN HSCAN LRANGE LLEN LINDEX SMEMBERS SISMEMBER SMISMEMBER SCARD
     SINTER SUNION SDIFF SSCAN ZSCORE ZCARD ZCOUNT ZRANK ZRANGE ZSCAN PING ECHO
     DBSIZE""".split())
+
+#: Commands that change or depend on per-connection state, or hold the
+#: connection (with BLOCKING): never multiplexed.
+STATEFUL = frozenset(
+    b"""WATCH UNWATCH MULTI EXEC DISCARD SELECT AUTH HELLO CLIENT RESET QUIT MONITOR
+    SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE SSUBSCRIBE SUNSUBSCRIBE SYNC PSYNC
+    READONLY READWRITE ASKING""".split()) | BLOCKING
 
 _KINDS: tuple[tuple[type, str], ...] = (
     (E.ReplyError, "reply"), (E.TimeoutError, "timeout"),
@@ -56,15 +78,22 @@ class Pool(Commands, Iterators):
                  acquire_timeout: float = 10.0, max_lifetime: float = 3600.0,
                  max_idle: float = 300.0, check_after: float = 1.0,
                  retry_idempotent: bool = False, name: str = "redis", autoscale: Any = None,
-                 **options: Any) -> None:
+                 multiplex: bool = True, mux_depth: int = 8, **options: Any) -> None:
         self.params = parse_url(url, **options)
         self.retry_idempotent = retry_idempotent
+        self.multiplex = multiplex
+        # command name -> may it be multiplexed (filled lazily: names are few)
+        self._route: dict[Any, bool] = {}
         self._pool: _pool.Pool[Connection] = _pool.Pool(
             self._connect, min_size=min_size, max_size=max_size,
             acquire_timeout=acquire_timeout, max_lifetime=max_lifetime, max_idle=max_idle,
             check_after=check_after, check_timeout=self.params.connect_timeout,
             # A connection's transport belongs to the loop (worker ring) that made it.
             affinity="strict", reset=Connection.reset, name=name, autoscale=autoscale)
+        # mux_depth: commands in flight on the least-loaded shared connection
+        # before another one is borrowed (a deeper pipeline is cheaper per
+        # command; more connections bound the head-of-line wait).
+        self._mux = MuxSet(self._pool, depth=mux_depth)
 
     async def _connect(self) -> Connection:
         return await Connection.connect(self.params)
@@ -75,6 +104,7 @@ class Pool(Commands, Iterators):
         await self._pool.open(wait)
 
     async def close(self) -> None:
+        self._mux.close()
         await self._pool.close()
 
     async def __aenter__(self) -> Pool:
@@ -110,7 +140,67 @@ class Pool(Commands, Iterators):
                  timeout: Any = DEFAULT) -> Any:
         return self._run(args, transform, timeout)
 
-    async def _run(self, args: tuple, transform: Callable[[Any], Any] | None, timeout: Any) -> Any:
+    def _run(self, args: tuple, transform: Callable[[Any], Any] | None, timeout: Any) -> Any:
+        name = args[0] if args else None
+        shared = self._route.get(name)
+        if shared is None:
+            shared = self._routable(name)
+        if shared:
+            return self._run_shared(args, transform, timeout)
+        return self._run_exclusive(args, transform, timeout)
+
+    def _routable(self, name: Any) -> bool:
+        key = name.encode() if isinstance(name, str) else name
+        shared = (self.multiplex and isinstance(key, bytes) and key.upper() not in STATEFUL)
+        if isinstance(name, (str, bytes)) and len(self._route) < 1024:
+            self._route[name] = shared
+        return shared
+
+    async def _run_shared(self, args: tuple, transform: Callable[[Any], Any] | None,
+                          timeout: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        mux = self._mux.get(loop)
+        retry = self.retry_idempotent and self._read_only(args)
+        while True:
+            conn = mux.pick()
+            if conn is None or conn.is_closed:
+                try:
+                    conn = await mux.get()
+                except E.RedisError as exc:
+                    self._record(exc)
+                    raise
+            t0 = loop.time()
+            try:
+                # Blocking commands never come here, so awaiting the reply's
+                # future directly (no execute() frames) is all execute() does.
+                fut = conn.send(args) if timeout is DEFAULT else None
+                if fut is None:
+                    reply = await conn.execute(*args, timeout=timeout)
+                else:
+                    reply = await fut
+                    if isinstance(reply, E.ReplyError):
+                        raise reply
+            except E.RedisError as exc:
+                self._pool.count_request(loop.time() - t0)
+                mux.after(conn)
+                self._record(exc)
+                if retry and type(exc) is E.ConnectionError:
+                    retry = False
+                    continue
+                raise
+            except BaseException:
+                self._pool.count_request(loop.time() - t0)
+                mux.after(conn)
+                raise
+            self._pool.count_request(loop.time() - t0)
+            if mux.closed or mux._draining or conn.is_closed:
+                mux.after(conn)
+            else:
+                mux._used.add(id(conn))  # inlined after(): the hot path
+            return reply if transform is None else transform(reply)
+
+    async def _run_exclusive(self, args: tuple, transform: Callable[[Any], Any] | None,
+                             timeout: Any) -> Any:
         retry = self.retry_idempotent and self._read_only(args)
         while True:
             try:
@@ -118,14 +208,17 @@ class Pool(Commands, Iterators):
                     reply = await conn.execute(*args, timeout=timeout)
                 return reply if transform is None else transform(reply)
             except E.RedisError as exc:
-                for cls, kind in _KINDS:
-                    if isinstance(exc, cls):
-                        self._pool.record_error(kind)
-                        break
+                self._record(exc)
                 if retry and type(exc) is E.ConnectionError:
                     retry = False
                     continue
                 raise
+
+    def _record(self, exc: E.RedisError) -> None:
+        for cls, kind in _KINDS:
+            if isinstance(exc, cls):
+                self._pool.record_error(kind)
+                break
 
     @staticmethod
     def _read_only(args: tuple) -> bool:

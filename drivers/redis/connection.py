@@ -218,15 +218,7 @@ class Connection(Commands, Iterators):
         payload = encode_command(args)
         if self._paused:
             await self._writable()
-        # The single-command path inlines _queue: it is the hot path.
-        if self._closed_exc is not None:
-            raise self._reraise()
-        fut = self._loop.create_future()
-        self._waiters.append(fut)
-        self._out.append(payload)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        fut = self._queue1(payload)
         try:
             reply = await self._wait(fut, timeout)
         except asyncio.CancelledError:
@@ -239,6 +231,27 @@ class Connection(Commands, Iterators):
         if isinstance(reply, ReplyError):
             raise reply
         return reply
+
+    def send(self, args: tuple) -> asyncio.Future[Any] | None:
+        """The multiplexing pool's fast path: queues one command and returns the
+        future of its reply (an error reply is its *value*), or None when the
+        caller must use :meth:`execute` instead (writes paused, or a default
+        timeout to arm).  Raises like ``execute`` if the connection is closed."""
+        if self._paused or self.params.timeout is not None:
+            return None
+        return self._queue1(encode_command(args))
+
+    def _queue1(self, payload: bytes) -> asyncio.Future[Any]:
+        # _queue for one command, without the list: the hot path.
+        if self._closed_exc is not None:
+            raise self._reraise()
+        fut = self._loop.create_future()
+        self._waiters.append(fut)
+        self._out.append(payload)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return fut
 
     def _command(self, args: tuple, transform: Callable[[Any], Any] | None = None,
                  timeout: Any = DEFAULT) -> Any:
