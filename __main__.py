@@ -88,7 +88,7 @@ def _run(args, console) -> int:
             if args.json:
                 print(json.dumps(res, indent=2, sort_keys=True))
             else:
-                console.print(decisions_view(res))
+                console.print(decisions_view(res, now=c.request("summary")["monotonic"]))
         elif args.command == "metrics":
             sys.stdout.write(c.request("metrics")["text"])
         elif args.command == "top":

@@ -511,6 +511,9 @@ class DebugServer:
         return {
             "pid": os.getpid(), "version": __version__, "protocol": VERSION,
             "started_at": self.started_at, "uptime_s": time.monotonic() - self._t0,
+            # The clock of loop.time() and of the supervisor's decision times,
+            # so a client can show how long ago something happened.
+            "monotonic": time.monotonic(),
             "socket": str(self.path), "control": self.control,
             "workers": len(stats), "connections": sum(s.connections for s in stats),
             "per_worker": [{"worker": s.worker, "connections": s.connections,

@@ -263,12 +263,16 @@ def _pools_table(pools: dict) -> Table | Text:
     return t
 
 
-def decisions_view(dec: dict, title: str = "supervisor decisions") -> Table | Text:
+def decisions_view(dec: dict, title: str = "supervisor decisions", now: float | None = None,
+                   last: int | None = None) -> Table | Text:
+    """The decisions table; with ``now`` (the runtime's monotonic clock) times are ages."""
     if not dec.get("registered"):
         return Text("supervisor: not registered (no decisions)")
     rows = dec.get("decisions") or []
+    if last is not None:
+        rows = rows[-last:]
     t = Table(title=title + (" (paused)" if dec.get("paused") else ""), title_justify="left")
-    for col in ("t", "kind", "target", "change", "reason", "inputs"):
+    for col in ("t" if now is None else "age s", "kind", "target", "change", "reason", "inputs"):
         t.add_column(col, justify="right" if col == "t" else "left", overflow="fold")
     for d in rows:
         change = ""
@@ -276,7 +280,10 @@ def decisions_view(dec: dict, title: str = "supervisor decisions") -> Table | Te
             change = f"{d.get('old', '?')} -> {d.get('new', '?')}"
         elif d.get("src") is not None or d.get("dst") is not None:
             change = f"w{d.get('src', '?')} -> w{d.get('dst', '?')}"
-        t.add_row(_age(d.get("t")), str(d.get("kind", "?")), str(d.get("target", "")), change,
+        when = d.get("t")
+        if now is not None and isinstance(when, (int, float)):
+            when = now - when
+        t.add_row(_age(when), str(d.get("kind", "?")), str(d.get("target", "")), change,
                   str(d.get("reason", "")), json.dumps(d.get("inputs", {}), sort_keys=True)[:200])
     if not rows:
         t.add_row("", "none yet", "", "", "", "")
@@ -297,8 +304,7 @@ def stats_view(summary: dict, workers: dict, hot: dict, pools: dict, supervisor:
                                                              sort_keys=True)[:500]))
         parts.append(Text("supervisor targets: " + json.dumps(supervisor.get("targets", {}),
                                                               sort_keys=True)[:500]))
-        parts.append(decisions_view({**supervisor, "decisions":
-                                     (supervisor.get("decisions") or [])[-10:]}))
+        parts.append(decisions_view(supervisor, now=summary.get("monotonic"), last=10))
     else:
         parts.append(Text("supervisor: not registered"))
     return Group(*parts)
@@ -341,5 +347,6 @@ class TopView:
             _workers_table(rows, title),
             _hot_table(snap["hot"], self.hot_per_worker, rates),
             _pools_table(snap["pools"]),
-            decisions_view({**snap["decisions"]}, "last supervisor decisions"),
+            decisions_view(snap["decisions"], "last supervisor decisions",
+                           now=snap["summary"].get("monotonic"), last=6),
         )

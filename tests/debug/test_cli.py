@@ -46,7 +46,7 @@ def test_stats_decisions_metrics_list(service):
 
     p = run_cli("--pid", str(os.getpid()), "decisions", "-n", "3")
     assert p.returncode == 0, p.stderr
-    assert "supervisor decisions" in p.stdout
+    assert "supervisor decisions" in p.stdout and "age s" in p.stdout
 
     p = run_cli("--socket", sock, "metrics")
     assert p.returncode == 0, p.stderr
