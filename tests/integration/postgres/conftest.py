@@ -84,12 +84,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _reap_orphans() -> None:
+    """Stops servers this fixture started in test runs that were killed before
+    their teardown (pg_ctl daemonises the server, so it outlives pytest): only
+    those whose recorded owner process is gone."""
+    for owner in glob.glob(os.path.join(tempfile.gettempdir(), "rl-pg-*", "owner")):
+        base = os.path.dirname(owner)
+        try:
+            pid = int(open(owner).read())
+            os.kill(pid, 0)
+            continue  # its pytest is still running
+        except ProcessLookupError:
+            pass
+        except (ValueError, OSError):
+            continue
+        Server(base, 0).stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     if BIN is None or shutil.which("runuser") is None:
         pytest.fail("PostgreSQL server binaries or runuser missing: run ./scripts/bootstrap")
+    _reap_orphans()
     base = tempfile.mkdtemp(prefix="rl-pg-")
     shutil.chown(base, "postgres", "postgres")
+    with open(os.path.join(base, "owner"), "w") as f:
+        f.write(str(os.getpid()))
     srv = Server(base, _free_port())
     os.mkdir(srv.sock)
     shutil.chown(srv.sock, "postgres", "postgres")
