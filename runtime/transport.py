@@ -28,7 +28,7 @@ import itertools
 import logging
 import socket
 import warnings
-from asyncio import constants, protocols, transports, trsock
+from asyncio import constants, protocols, sslproto, transports, trsock
 
 from ..uring import consts, error_from_result
 from .stats import ConnStats
@@ -231,6 +231,13 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     def set_protocol(self, protocol) -> None:
         self._buffered = isinstance(protocol, protocols.BufferedProtocol)
         self._protocol = protocol
+        if self._protocol_paused and isinstance(protocol, sslproto.SSLProtocol):
+            # start_tls() while above the high-water mark (writes wait for the
+            # next iteration here, so one large write gets there): the paused
+            # state carries over to the new protocol, as asyncio's transports
+            # do, but SSLProtocol asserts that each resume_writing follows its
+            # own pause_writing, so it is paused too.
+            protocol.pause_writing()
 
     def get_protocol(self):
         return self._protocol

@@ -25,7 +25,8 @@ from ringleader.runtime import RingEventLoop, RingEventLoopPolicy
 try:
     from test.test_asyncio import test_buffered_proto, test_events, test_locks
     from test.test_asyncio import test_queues, test_server, test_sock_lowlevel, test_streams
-    from test.test_asyncio import test_sendfile, test_taskgroups, test_tasks, test_threads
+    from test.test_asyncio import test_sendfile, test_ssl, test_sslproto, test_taskgroups
+    from test.test_asyncio import test_tasks, test_threads
     from test.test_asyncio import test_timeouts, test_waitfor
     from test import test_asyncgen
     from test.test_asyncio import utils as test_utils
@@ -220,3 +221,17 @@ class RingSendfileTests(test_sendfile.SendfileTestsBase, test_utils.TestCase):
     # does): there is no native path to force or to guard against bare writes.
     test_sendfile_force_unsupported_native = _skip(NO_NATIVE_SENDFILE)
     test_sendfile_prevents_bare_write = _skip(NO_NATIVE_SENDFILE)
+
+
+class RingStartTLSTests(test_sslproto.BaseStartTLS, unittest.TestCase):
+    """loop.start_tls() upgrading a RingTransport in place (asyncio's SSLProtocol on top)."""
+
+    def new_loop(self):
+        return RingEventLoop()
+
+
+class RingSSLTests(test_ssl.TestSSL):
+    """CPython's asyncio SSL suite (handshake timeouts, shutdown, flow control over TLS)."""
+
+    def new_loop(self):
+        return RingEventLoop()
