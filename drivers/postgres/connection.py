@@ -33,7 +33,7 @@ from .dsn import ConnectParams, parse_dsn
 from .errors import ConnectionLost, Notice, ProtocolViolation, QueryTimeout, server_error
 from .ops import Op
 from .startup import Startup
-from .types import ADAPTER_SETTINGS, AdaptContext, Dumper, RowCodec
+from .types import ADAPTER_SETTINGS, AdaptContext, Dumper, RowCodec, fetch_type_info
 
 log = logging.getLogger("ringleader.drivers.postgres")
 
@@ -94,19 +94,6 @@ def _stale_plan(e: BaseException) -> bool:
     state = getattr(e, "sqlstate", None)
     return state == "26000" or (
         state == "0A000" and "cached plan must not change result type" in str(e))
-
-
-class _InfoContext:
-    """What psycopg's TypeInfo queries ask of a connection: ``info.vendor``
-    and ``info.server_version`` (as libpq's PQserverVersion would give it)."""
-
-    vendor = "PostgreSQL"
-
-    def __init__(self, conn: "Connection"):
-        self.info = self
-        v = conn.get_parameter("server_version") or "0"
-        nums = [int(x) for x in v.split()[0].split(".")[:2] if x.isdigit()] + [0]
-        self.server_version = nums[0] * 10000 + nums[1] if nums[0] >= 10 else nums[0] * 10000
 
 
 class Connection:
@@ -643,11 +630,7 @@ class Connection:
         ``RangeInfo``, ...) for a type name, fetched with psycopg's own catalog
         query over this connection, ready for ``register_*(info, conn)``;
         None if there is no such type."""
-        from psycopg.types import TypeInfo
-        cls = cls or TypeInfo
-        query = cls._get_info_query(_InfoContext(self)).as_string(None)
-        rows = await self.fetch(query.replace("%(name)s", "$1"), name)
-        return cls._from_records(name, [r._asdict() for r in rows])
+        return await fetch_type_info(self, name, cls)
 
     def transaction(self, isolation: str | None = None, readonly: bool = False,
                     deferrable: bool = False):

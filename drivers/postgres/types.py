@@ -12,7 +12,8 @@ client-side literal quoting).
 ``AdaptContext`` is what ``Transformer(context)`` and ``register_*``
 functions take: an ``adapters`` map (a per-connection copy of psycopg's
 global one, so custom types register the psycopg way) and a ``connection``
-with ``pgconn``.
+with ``pgconn``.  ``fetch_type_info`` runs psycopg's own TypeInfo catalog
+queries over a driver connection, for ``register_enum``/``register_composite``.
 """
 from __future__ import annotations
 
@@ -177,3 +178,27 @@ def record_class(names: tuple[str, ...]) -> Callable[[Any], tuple]:
     if len(_record_classes) < 4096:  # bounded: ad-hoc shapes must not leak memory
         _record_classes[names] = Record
     return Record
+
+
+class _InfoContext:
+    """What psycopg's TypeInfo queries ask of a connection: ``info.vendor``
+    and ``info.server_version`` (as libpq's PQserverVersion would give it)."""
+
+    vendor = "PostgreSQL"
+
+    def __init__(self, conn):
+        self.info = self
+        v = conn.get_parameter("server_version") or "0"
+        nums = [int(x) for x in v.split()[0].split(".")[:2] if x.isdigit()] + [0]
+        # 15.4 -> 150004; before version 10 the second number was major: 9.6 -> 90600
+        self.server_version = nums[0] * 10000 + nums[1] * (1 if nums[0] >= 10 else 100)
+
+
+async def fetch_type_info(conn, name: str, cls=None):
+    """psycopg's ``TypeInfo`` subclass ``cls`` for ``name``, fetched with
+    psycopg's own catalog query (its ``%(name)s`` placeholder as ``$1``)."""
+    from psycopg.types import TypeInfo
+    cls = cls or TypeInfo
+    query = cls._get_info_query(_InfoContext(conn)).as_string(None)
+    rows = await conn.fetch(query.replace("%(name)s", "$1"), name)
+    return cls._from_records(name, [r._asdict() for r in rows])

@@ -4,7 +4,6 @@ sending malformed messages."""
 import asyncio
 import struct
 
-import psycopg
 import pytest
 from psycopg import errors as pe
 
@@ -136,7 +135,7 @@ def test_authentication_failures(pg_server, run):
         with pytest.raises(pe.InvalidCatalogName):
             await pg.connect(pg_server.dsn("trust").replace("dbname=rltest", "dbname=nodb"))
         with pytest.raises(pg.ConnectionLost, match="could not connect"):
-            await pg.connect(f"host=127.0.0.1 port=1 user=x")
+            await pg.connect("host=127.0.0.1 port=1 user=x")
         c = await pg.connect(f"postgresql://rl_md5:md5pass@127.0.0.1:{pg_server.port}/rltest"
                              f"?application_name=url&connect_timeout=5")
         assert await c.fetchval("show application_name") == "url"

@@ -3,14 +3,12 @@ psycopg.AsyncConnection and this driver must give equal Python values (same
 types, same float bits, same Decimal scale, same tzinfo), or the same error
 class, for every type psycopg adapts; hand-picked edge values and nulls, then
 hypothesis-generated values."""
-import asyncio
 import datetime as dt
 import math
 import uuid
 from decimal import Decimal
 
 import psycopg
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from psycopg.types.json import Json, Jsonb
 
