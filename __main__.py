@@ -29,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--pid", type=int, help="the runtime's process id")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    sub.add_parser("list", help="list the runtimes running on this machine (for this user)")
+    ls = sub.add_parser("list", help="list the runtimes on this machine (this user's; every user's "
+                        "for root)")
+    ls.add_argument("--all", action="store_true", help="also sockets whose process is gone")
     s = sub.add_parser("stats", help="summary, ring stats, hot connections, pools, supervisor")
     s.add_argument("--json", action="store_true", help="print the raw results as JSON")
     s.add_argument("--hot", type=int, default=5, metavar="N", help="hot connections per worker")
@@ -58,15 +60,19 @@ def _console():
     return Console(highlight=False, soft_wrap=False)
 
 
-def _list(console) -> int:
+def _list(console, show_all: bool) -> int:
     from .runtime.debug_protocol import list_sockets
     infos = list_sockets()
-    if not infos:
+    stale = [i for i in infos if not i.running]
+    shown = infos if show_all else [i for i in infos if i.running]
+    if not shown:
         console.print("no ringleader runtimes found")
-        return 0
-    for i in infos:
+    for i in shown:
         state = "running" if i.running else "stale (process gone)"
         console.print(f"pid {i.pid if i.pid is not None else '?':>7}  {state:<22} {i.path}")
+    if stale and not show_all:
+        console.print(f"({len(stale)} stale sockets of processes that are gone; --all lists them; "
+                      f"the next runtime started removes them)")
     return 0
 
 
@@ -130,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = _console()
     if args.command == "list":
-        return _list(console)
+        return _list(console, args.all)
     from .runtime.debug_protocol import DebugError
     try:
         return _run(args, console)

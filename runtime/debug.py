@@ -52,6 +52,7 @@ connection idle (no request, no watch) for ``idle_timeout`` is closed.
 """
 from __future__ import annotations
 
+import atexit
 import collections
 import concurrent.futures
 import errno
@@ -65,6 +66,7 @@ import stat
 import struct
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +157,7 @@ class DebugServer:
                 raise DebugSocketError(f"cannot listen on {self.path}: {exc}") from exc
             raise
         self._sock = s
+        _bound.add(self)
         self._thread = threading.Thread(target=self._run, name="ringleader-debug", daemon=True)
         self._thread.start()
         return self
@@ -183,12 +186,16 @@ class DebugServer:
         self._clients.clear()
         if self._sock is not None:
             self._sock.close()
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-            _release_claim(self.path)
+            self._unlink()
         self._close_fds()
+
+    def _unlink(self) -> None:
+        _bound.discard(self)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        _release_claim(self.path)
 
     def _close_fds(self) -> None:
         if self._sel is not None:
@@ -621,6 +628,17 @@ class DebugServer:
         for key in ("requests", "errors", "refused", "cut_off"):
             yield CounterMetricFamily(f"ringleader_debug_{key}", f"Debug socket {key.replace('_', ' ')}.",
                                       value=self.counters[key])
+
+
+# Servers whose socket file exists: a process that exits without stopping its
+# runtime (the workers are daemon threads) still removes the files.
+_bound: "weakref.WeakSet[DebugServer]" = weakref.WeakSet()
+
+
+@atexit.register
+def _unlink_at_exit() -> None:
+    for srv in list(_bound):
+        srv._unlink()
 
 
 def _retry_snapshot(sup) -> Any:

@@ -83,10 +83,12 @@ _claimed_lock = threading.Lock()
 
 
 def default_socket_path() -> Path:
-    """A free ``ringleader-<pid>[-n].sock`` in the first usable directory."""
+    """A free ``ringleader-<pid>[-n].sock`` in the first usable directory
+    (whose sockets left behind by killed processes are removed on the way)."""
     for d in socket_dirs():
         if not d.parent.is_dir() or not _usable_dir(d):
             continue
+        remove_stale(d)
         with _claimed_lock:
             for n in range(1, 1000):
                 name = f"{SOCKET_PREFIX}{os.getpid()}{'' if n == 1 else f'-{n}'}.sock"
@@ -97,6 +99,30 @@ def default_socket_path() -> Path:
                 return p
     raise DebugSocketError(f"no usable directory for the debug socket among "
                            f"{', '.join(map(str, socket_dirs()))}; pass debug_socket=PATH")
+
+
+def remove_stale(d: Path) -> int:
+    """Unlink sockets in ``d`` whose process is gone and that nobody listens on.
+
+    A runtime unlinks its socket when it stops or its interpreter exits; one
+    that was killed cannot, and its file would otherwise pile up.
+    """
+    removed = 0
+    try:
+        entries = list(d.glob(f"{SOCKET_PREFIX}*.sock"))
+    except OSError:
+        return 0
+    for p in entries:
+        pid = _pid_of(p)
+        if pid is None or pid == os.getpid() or os.path.exists(f"/proc/{pid}") or _alive(p):
+            continue
+        try:
+            if stat.S_ISSOCK(os.lstat(p).st_mode):
+                os.unlink(p)
+                removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def _release_claim(path: Path) -> None:
@@ -133,9 +159,14 @@ def _pid_of(path: Path) -> int | None:
 
 
 def list_sockets() -> list[SocketInfo]:
-    """Debug sockets of runtimes of this user on this machine (live pids first)."""
+    """Debug sockets on this machine that this user may open (live pids first):
+    its own, and for root every user's (root may connect to any of them)."""
     seen, out = set(), []
-    for d in socket_dirs():
+    dirs = socket_dirs()
+    if os.geteuid() == 0:
+        dirs += sorted(Path("/run/user").glob("*/ringleader")) + sorted(Path("/tmp").glob(
+            "ringleader-[0-9]*"))
+    for d in dirs:
         try:
             entries = sorted(d.glob(f"{SOCKET_PREFIX}*.sock"))
         except OSError:

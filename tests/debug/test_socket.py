@@ -259,3 +259,35 @@ def test_server_without_runtime_start_is_closed_cleanly(tmp_path, fd_guard, no_t
     srv.close()
     assert not (tmp_path / "s.sock").exists()
     rt.stop(drain_timeout=0)
+
+
+def test_sockets_left_behind_are_cleaned_up(tmp_path):
+    import subprocess
+    import sys
+
+    # A process that exits without stopping its runtime still removes its socket.
+    code = ("from ringleader.runtime import Runtime; rt = Runtime(1).start(); "
+            "print(rt.debug_server.path, flush=True)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    left = p.stdout.strip()
+    assert left.endswith(".sock") and not os.path.exists(left)
+
+    # One of a killed process (a socket file nobody listens on, its pid gone)
+    # is removed by the next runtime that starts in that directory.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    rt = Runtime(1).start()
+    d = rt.debug_server.path.parent  # the default directory
+    rt.stop(drain_timeout=0)
+    stale = d / f"ringleader-{dead.pid}.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(stale))
+    s.close()
+    assert stale.exists()
+    assert any(i.path == stale and not i.running for i in list_sockets())
+    rt = Runtime(1).start()
+    try:
+        assert not stale.exists()
+    finally:
+        rt.stop(drain_timeout=0)
