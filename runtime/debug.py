@@ -77,6 +77,7 @@ from .debug_protocol import (COMMANDS, PROTOCOL, VERSION, DebugCommandError, Deb
                              socket_dirs)
 from .debug_protocol import encode as _line
 from .debug_protocol import parse_args as _parse_args
+from .errors import RuntimeLayerError
 from .registry import RegistryError
 
 __all__ = ["DebugServer", "DebugError", "DebugSocketError", "DebugProtocolError",
@@ -450,6 +451,9 @@ class DebugServer:
             return
         except RegistryError as exc:
             self._error(c, rid, "not_found", str(exc))
+            return
+        except RuntimeLayerError as exc:  # e.g. the pool's worker is no longer running
+            self._error(c, rid, "failed", f"{type(exc).__name__}: {exc}")
             return
         except Exception as exc:
             logger.exception("debug socket: %s failed", line[:200])

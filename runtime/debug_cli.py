@@ -209,16 +209,16 @@ def _worker_row(w: dict, prev: dict | None) -> dict:
     return row
 
 
-def _hist_table(workers: list[dict], bounds: list[list[int]]) -> Table:
-    t = Table(title="CQEs per enter (batch-size histogram)", title_justify="left")
+def _hist_table(workers: list[dict], bounds: list[list[int]], field: str, title: str) -> Table:
+    t = Table(title=title, title_justify="left")
     t.add_column("worker", justify="right")
-    used = [k for k in range(len(bounds)) if any(w["ring"]["batch_hist"][k] for w in workers)]
+    used = [k for k in range(len(bounds)) if any(w["ring"][field][k] for w in workers)]
     for k in used:
         lo, hi = bounds[k]
         t.add_column(str(lo) if lo == hi else (f"{lo}+" if hi >= 2**63 else f"{lo}-{hi}"),
                      justify="right")
     for w in workers:
-        t.add_row(str(w["worker"]), *(str(w["ring"]["batch_hist"][k]) for k in used))
+        t.add_row(str(w["worker"]), *(str(w["ring"][field][k]) for k in used))
     return t
 
 
@@ -296,7 +296,10 @@ def stats_view(summary: dict, workers: dict, hot: dict, pools: dict, supervisor:
     rows = [_worker_row(w, None) for w in workers["workers"]]
     parts: list = [_header(summary),
                    _workers_table(rows, "workers (since start)"),
-                   _hist_table(workers["workers"], workers["hist_bounds"]),
+                   _hist_table(workers["workers"], workers["hist_bounds"], "batch_hist",
+                               "CQEs per enter (batch-size histogram)"),
+                   _hist_table(workers["workers"], workers["hist_bounds"], "flush_hist",
+                               "SQEs per flush (flush-depth histogram)"),
                    _hot_table(hot, hot_per_worker),
                    _pools_table(pools)]
     if supervisor.get("registered"):

@@ -31,8 +31,8 @@ def test_stats_decisions_metrics_list(service):
     out = p.stdout
     assert f"ringleader pid {os.getpid()}" in out and "2 workers" in out
     assert "supervisor running" in out and "control off" in out
-    for heading in ("workers (since start)", "CQEs per enter", "hottest connections", "pools",
-                    "supervisor config", "supervisor decisions"):
+    for heading in ("workers (since start)", "CQEs per enter", "SQEs per flush",
+                    "hottest connections", "pools", "supervisor config", "supervisor decisions"):
         assert heading in out, heading
     rows = [ln for ln in out.splitlines() if ln.startswith("│") and "/16384" in ln]
     assert len(rows) == 2  # one row per worker with its fixed-slot usage

@@ -183,6 +183,12 @@ def test_control_commands_only_when_enabled(service):
         with pytest.raises(DebugCommandError) as e:
             c.request("resize_pool", name="echo", min=3, max=2)
         assert e.value.code == "bad_request"
+        rw.rt.register_pool("elsewhere", rw.pool, worker=5)  # a worker that does not run
+        with pytest.raises(DebugCommandError) as e:
+            c.request("resize_pool", name="elsewhere", min=1, max=2)
+        assert e.value.code == "failed" and "no worker 5" in e.value.message
+        assert rw.pool.max_size == 6
+        rw.rt.unregister_pool("elsewhere")
 
         assert c.request("pause_supervisor") == {"paused": True}
         assert rw.supervisor.paused and c.request("supervisor")["paused"] is True
