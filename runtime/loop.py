@@ -393,11 +393,14 @@ class RingEventLoop(base_events.BaseEventLoop):
         if fd in self._serving:
             return
         state = {"ud": 0}
+        # Accepted sockets share the listener's family/type/protocol; passing them
+        # saves socket.socket(fileno=) three getsockopt calls per connection.
+        kind = (int(sock.family), int(sock.type), sock.proto)
 
         def on_accept(res: int, flags: int) -> None:
             if res >= 0:
                 self._accepted(res, protocol_factory, sslcontext, server,
-                               ssl_handshake_timeout, ssl_shutdown_timeout)
+                               ssl_handshake_timeout, ssl_shutdown_timeout, kind)
             elif res not in (-errno.ECANCELED,):
                 err = error_from_result(res, "accept", fd)
                 if res in (-errno.EMFILE, -errno.ENFILE, -errno.ENOBUFS, -errno.ENOMEM):
@@ -420,8 +423,9 @@ class RingEventLoop(base_events.BaseEventLoop):
         rearm()
         self._kick()
 
-    def _accepted(self, newfd, protocol_factory, sslcontext, server, hs_timeout, sd_timeout):
-        conn = socket.socket(fileno=newfd)
+    def _accepted(self, newfd, protocol_factory, sslcontext, server, hs_timeout, sd_timeout,
+                  kind=(-1, -1, -1)):
+        conn = socket.socket(*kind, fileno=newfd)
         try:
             peer = conn.getpeername()
         except OSError:
