@@ -122,3 +122,25 @@ def test_frontend_messages():
         + struct.pack("!hI", 1, 23)
     with pytest.raises(ValueError, match="NUL"):
         m.query(b"a\0b")
+
+
+def test_large_message_fed_in_small_chunks():
+    # Past MessageReader.BIG the partial message is collected as chunks and
+    # joined once: the result must be the same as feeding it whole.
+    value = bytes(range(256)) * 8192  # 2 MiB
+    body = struct.pack("!hi", 1, len(value)) + value
+    stream = frame(b"D", body) + frame(b"C", b"SELECT 1\0") + frame(b"Z", b"I")
+    r = m.MessageReader()
+    got, rows = [], []
+    for i in range(0, len(stream), 4096):
+        r.feed(stream[i:i + 4096])
+        while True:
+            if r.at_data_row() and r.read_rows(rows):
+                continue
+            msg = r.read()
+            if msg is None:
+                break
+            got.append(msg)
+    assert rows == [[value]]
+    assert got == [(b"C", b"SELECT 1\0"), (b"Z", b"I")]
+    assert r.pending() == 0
