@@ -182,7 +182,13 @@ class DebugServer:
         self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        bye = _line({"id": None, "ok": False, "error": {
+            "code": "shutting_down", "message": "the runtime is stopping"}})
         for c in list(self._clients.values()):
+            try:  # best effort: a watcher learns why its stream ends
+                c.sock.send(bytes(c.outbuf) + bye)
+            except OSError:
+                pass
             c.sock.close()
         self._clients.clear()
         if self._sock is not None:

@@ -30,9 +30,22 @@ def test_default_socket_is_private_named_by_pid_and_removed_at_stop(fd_guard, no
             assert rt2.debug_server.path != path and rt2.debug_server.path.exists()
         finally:
             rt2.stop(drain_timeout=0)
+        # A client still connected (here: watching) is told why its stream ends.
+        watcher = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        watcher.connect(str(path))
+        watcher.sendall(b'{"cmd": "watch", "args": {"interval": 60}}\n')
+        watcher.settimeout(10)
+        got = b""
+        while got.count(b"\n") < 3:  # hello, the watch's acknowledgement, snapshot 1
+            got += watcher.recv(65536)
     finally:
         rt.stop(drain_timeout=0)
     assert not path.exists()
+    rest = b""
+    while chunk := watcher.recv(65536):
+        rest += chunk
+    watcher.close()
+    assert b'"code":"shutting_down"' in got + rest
 
 
 def test_debug_socket_off_and_explicit_path_errors(tmp_path, fd_guard):
