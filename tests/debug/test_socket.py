@@ -310,3 +310,22 @@ def test_sockets_left_behind_are_cleaned_up(tmp_path):
         assert not stale.exists()
     finally:
         rt.stop(drain_timeout=0)
+
+
+def test_reading_does_not_wake_the_workers(tmp_path, fd_guard):
+    """Snapshots are read from the debug thread: an idle runtime's loops stay
+    asleep in io_uring_enter however much the socket is queried."""
+    from ringleader.runtime.debug_cli import DebugClient
+    rt = Runtime(2, debug_socket=str(tmp_path / "d.sock")).start()
+    try:
+        time.sleep(0.2)
+        before = [s.iterations for s in rt.stats()]
+        with DebugClient(rt.debug_server.path) as c:
+            for _ in range(20):
+                for cmd in ("summary", "workers", "hot", "pools", "metrics"):
+                    c.request(cmd)
+            assert len(list(c.watch(["workers", "hot"], interval=0.05, count=5))) == 5
+        after = [s.iterations for s in rt.stats()]
+        assert after == before
+    finally:
+        rt.stop(drain_timeout=0)
