@@ -142,7 +142,10 @@ class Cursor:
             try:
                 await conn._wait(op, self._timeout, op.batch)
             except BaseException:
-                await self._finish_exclusive(op)
+                try:
+                    await self._finish_exclusive(op)
+                except psycopg.Error:
+                    pass  # the server's side of what is raised below
                 raise
             rows, op.rows = op.rows, []
             if op.error is not None or op.complete:

@@ -182,6 +182,11 @@ def test_cursor_streams_in_batches(pg_server, run):
                 async for _ in cur:
                     pass
         assert await c.fetchval("select 43") == 43
+        # a timeout while streaming: cancelled on the server, connection given back
+        with pytest.raises(pg.QueryTimeout):
+            async with c.cursor("select pg_sleep(30)", timeout=0.3) as cur:
+                await cur.fetch(1)
+        assert await c.fetchval("select 44") == 44
         # inside a transaction: named portal, other queries can interleave
         async with c.transaction():
             n = 0
