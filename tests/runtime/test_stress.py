@@ -525,3 +525,29 @@ def test_server_close_with_accepts_not_yet_dispatched(ring_run, fd_guard):
     served, conns = ring_run(main())
     assert served == 0, "the close ran after the accepts were dispatched: the race was not set up"
     assert conns == 0
+
+
+def test_protocol_error_reaches_exception_handler(ring_run, fd_guard):
+    """A protocol callback that raises: the loop's exception handler gets the
+    error with the transport and protocol, and the transport is closed (not a
+    dead loop, not a silent drop)."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        seen = loop.create_future()
+        loop.set_exception_handler(lambda _, ctx: seen.done() or seen.set_result(ctx))
+
+        class Broken(Recorder):
+            def data_received(self, d):
+                raise ValueError("protocol bug")
+
+        srv, cli, protos = await _server_and_raw_client(Broken)
+        await loop.sock_sendall(cli, b"boom")
+        ctx = await asyncio.wait_for(seen, GUARD)
+        assert isinstance(ctx["exception"], ValueError)
+        assert ctx["protocol"] is protos[0] and ctx["transport"] is protos[0].t
+        assert isinstance(await asyncio.wait_for(protos[0].lost, GUARD), ValueError)
+        assert await loop.sock_recv(cli, 10) == b""  # the server end was closed
+        cli.close()
+        srv.close()
+        await srv.wait_closed()
+    ring_run(main())
