@@ -117,7 +117,6 @@ class DebugServer:
                  max_outbuf: int = 4 * 1024 * 1024, idle_timeout: float = 300.0):
         self.runtime = runtime
         self.control = bool(control)
-        self._default_path = path is None
         self.path = Path(path) if path is not None else default_socket_path()
         self.max_clients = max_clients
         self.max_request = max_request

@@ -9,7 +9,7 @@ rich renderables: :func:`stats_view` (one-shot ``ringleader stats``),
 snapshots into per-interval rates (busy %, CQEs per enter, SQEs per flush,
 bytes/s per connection) for ``ringleader top``.
 
-Nothing here imports the runtime's workers or rings: the CLI runs in another
+Nothing here uses the runtime's workers or rings: the CLI runs in another
 process, usually as another program than the service.
 """
 from __future__ import annotations
