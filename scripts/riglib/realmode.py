@@ -248,6 +248,12 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
         "adjustments": adj, "reversals": rev,
         "reversals_per_period": rev / max(1.0, seconds / period),
     }
+    grows = [(d["t"], d["old"], d["new"]) for d in decisions
+             if d["kind"] == "resize_pool" and d["target"] == "postgres" and d.get("applied")]
+    if grows:
+        # the supervisor's own decision times are exact; the cap series only
+        # resolves changes to the 1-s window (the grow-on-wait contender has no log)
+        changes_pg = grows
     if pattern == "burst" and "postgres" in pools:
         edges = [seconds * (k + 0.65) / 3 for k in range(3)]
         caps = pools["postgres"]["cap"]

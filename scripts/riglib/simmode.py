@@ -150,6 +150,10 @@ def plan(patterns: list[str], contenders: list[str] | None, seeds: list[int]) ->
         if p not in SIM_PATTERNS:
             raise ValueError(f"unknown pattern {p!r}; known: {', '.join(SIM_PATTERNS)}")
         names = list(HOT_SPOT_CONTENDERS) if p == "hot_spot" else (contenders or contender_names())
+        if contenders is None and p != "retry_storm":
+            # without errors or slow holds the guard never trips, so the no-guard
+            # variant is the guarded run again: run it only where it differs
+            names = [c for c in names if not c.endswith("-noguard")]
         for c in names:
             if p != "hot_spot":
                 make_contender(c)   # fail on a bad name before any work starts
