@@ -400,6 +400,10 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         if not self._conn_lost:
             self._conn_lost += 1
         loop.call_soon(self._call_connection_lost, exc)
+        if self.migrating:
+            # A move in progress waits for this transport to go quiet; it never
+            # will now (e.g. the peer reset it): fail the move instead of hanging.
+            self._migration_progress()
 
     def _call_connection_lost(self, exc) -> None:
         if self._lost_called:

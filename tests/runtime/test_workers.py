@@ -337,3 +337,53 @@ def test_server_group_close_refuses_new_connections(fd_guard, mode):
         return True
 
     assert ringleader.run(main, workers=2)
+
+
+def test_migrate_a_connection_the_peer_resets(fd_guard):
+    """The peer resets as the move starts: migrate() must fail with
+    ConnectionError (or succeed, if the move won the race), never hang, and the
+    protocol is told the connection is lost."""
+    import socket
+    import struct
+
+    class Got(asyncio.Protocol):
+        def __init__(self):
+            loop = asyncio.get_running_loop()
+            self.got, self.lost, self.home = loop.create_future(), loop.create_future(), loop
+
+        def connection_made(self, t):
+            self.t = t
+
+        def data_received(self, d):
+            self.got.done() or self.got.set_result(d)
+
+        def connection_lost(self, exc):
+            self.home.call_soon_threadsafe(lambda: self.lost.done() or self.lost.set_result(exc))
+
+    async def main(rt):
+        loop = asyncio.get_running_loop()
+        protos: list[Got] = []
+        srv = await loop.create_server(lambda: protos.append(Got()) or protos[-1], "127.0.0.1", 0)
+        outcomes = []
+        for i in range(10):
+            cli = socket.socket()
+            cli.setblocking(False)
+            await loop.sock_connect(cli, srv.sockets[0].getsockname())
+            await loop.sock_sendall(cli, b"x")
+            while len(protos) <= i:
+                await asyncio.sleep(0)
+            await asyncio.wait_for(protos[i].got, GUARD)  # its receive is armed
+            cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            cli.close()  # RST, processed by the kernel before close() returns
+            try:
+                await asyncio.wait_for(rt.migrate(protos[i].t, 1), GUARD)
+                outcomes.append("moved")
+            except ConnectionError:
+                outcomes.append("lost")
+            exc = await asyncio.wait_for(protos[i].lost, GUARD)
+            assert exc is None or isinstance(exc, ConnectionResetError), exc
+        srv.close()
+        return outcomes
+
+    outcomes = ringleader.run(main, workers=2)
+    assert "lost" in outcomes, outcomes  # the race this test is about did happen
