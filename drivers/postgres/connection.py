@@ -71,6 +71,18 @@ class _Wire(asyncio.Protocol):
     def connection_lost(self, exc):
         self.conn._lost(exc)
 
+    def connection_migrated(self, transport, loop):
+        # ringleader's runtime moved the socket to another worker's ring (only
+        # an idle connection may be moved): from now on that loop drives it, so
+        # everything bound to the old loop is made anew on the new one.
+        c = self.conn
+        if c._ops:
+            raise RuntimeError("a Postgres connection with queries in flight cannot migrate")
+        c._transport = transport
+        c._loop = loop
+        c._gate = asyncio.Lock()
+        c._drain = None
+
     def pause_writing(self):
         self.conn._write_paused = True
 
