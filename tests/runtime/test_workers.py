@@ -387,3 +387,38 @@ def test_migrate_a_connection_the_peer_resets(fd_guard):
 
     outcomes = ringleader.run(main, workers=2)
     assert "lost" in outcomes, outcomes  # the race this test is about did happen
+
+
+@pytest.mark.parametrize("how", ["close", "write_eof", "abort"])
+def test_close_while_migrating(fd_guard, how):
+    """write() then close()/write_eof() while a move is under way: the new
+    worker sends the bytes, then the FIN.  abort() fails the move instead."""
+    async def main(rt):
+        loop = asyncio.get_running_loop()
+        protos: list = []
+        srv = await loop.create_server(lambda: protos.append(Echo()) or protos[-1], "127.0.0.1", 0)
+        r, w = await asyncio.open_connection(*srv.sockets[0].getsockname())
+        w.write(b"hello")
+        assert await r.readexactly(5) == b"hello"  # served: protos[0] is ours
+        t = protos[0].t
+        move = asyncio.create_task(rt.migrate(t, 1))
+        await asyncio.sleep(0)  # the move has begun (receive cancelled)
+        assert t.migrating
+        t.write(b"sent from the old worker")
+        getattr(t, how)()
+        try:
+            await asyncio.wait_for(move, GUARD)
+            moved = True
+        except ConnectionError:
+            moved = False
+        rest = await asyncio.wait_for(r.read(), GUARD)  # up to EOF
+        w.close()
+        await w.wait_closed()
+        srv.close()
+        return moved, rest
+
+    moved, rest = ringleader.run(main, workers=2)
+    if how == "abort":
+        assert (moved, rest) == (False, b"")
+    else:
+        assert (moved, rest) == (True, b"sent from the old worker")
