@@ -273,7 +273,7 @@ def decisions_view(dec: dict, title: str = "supervisor decisions", now: float | 
         rows = rows[-last:]
     t = Table(title=title + (" (paused)" if dec.get("paused") else ""), title_justify="left")
     for col in ("t" if now is None else "age s", "kind", "target", "change", "reason", "inputs"):
-        t.add_column(col, justify="right" if col == "t" else "left", overflow="fold")
+        t.add_column(col, justify="right" if col in ("t", "age s") else "left", overflow="fold")
     for d in rows:
         change = ""
         if d.get("old") is not None or d.get("new") is not None:
