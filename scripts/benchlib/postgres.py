@@ -25,6 +25,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -105,7 +106,8 @@ class PgServer:
 
     def version(self) -> str:
         out = subprocess.run([f"{BIN}/postgres", "--version"], capture_output=True, text=True)
-        return out.stdout.strip().split()[-1]
+        m = re.search(r"\d+\.\d+", out.stdout)  # "postgres (PostgreSQL) 15.18 (Debian ...)"
+        return m.group(0) if m else "?"
 
     def close(self) -> None:
         try:
