@@ -238,6 +238,6 @@ class Supervisor:
             "skipped_pools": dict(self.skipped),
             "targets": self.policy.targets(),
             "counts": dict(self.actuator.counts),
-            "decisions": [d.as_dict() for d in self.actuator.recent],
+            "decisions": [d.as_dict() for d in list(self.actuator.recent)],
             "observation": dataclasses.asdict(obs) if obs is not None else None,
         }
