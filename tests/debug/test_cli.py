@@ -74,16 +74,21 @@ def test_top_prints_frames_with_rates(service):
 
 def test_top_in_a_pseudo_terminal(service):
     svc = service()
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.environ.update(ENV)
-        os.execv(cli_path(), [cli_path(), "--socket", str(svc.path), "top", "--frames", "3",
-                              "--interval", "0.1"])
+    # Popen, not pty.fork(): this process runs worker threads, and Python code
+    # in a forked child of a threaded process can deadlock on a lock another
+    # thread held at fork time.  Popen's child execs without running Python.
+    fd, slave = pty.openpty()
+    child = subprocess.Popen([cli_path(), "--socket", str(svc.path), "top", "--frames", "3",
+                              "--interval", "0.1"], stdin=slave, stdout=slave, stderr=slave,
+                             env={**os.environ, **ENV}, start_new_session=True)
+    os.close(slave)
     out = b""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         r, _, _ = select.select([fd], [], [], 1.0)
         if not r:
+            if child.poll() is not None:
+                break
             continue
         try:
             chunk = os.read(fd, 65536)
@@ -92,9 +97,14 @@ def test_top_in_a_pseudo_terminal(service):
         if not chunk:
             break
         out += chunk
-    _, status = os.waitpid(pid, 0)
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
     os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, out[-2000:]
+    status = child.returncode
+    assert status == 0, out[-2000:]
     text = out.decode("utf-8", "replace")
     assert "\x1b[" in text  # drawn in place with cursor movement, not printed as a log
     assert "workers (last interval)" in text and "hottest connections" in text
