@@ -223,36 +223,39 @@ def test_control_commands_only_when_enabled(service):
     rw.wait_trips(100)
 
 
-def _child_connect(path: str, expect: str) -> int:
-    """In a forked child running as nobody: 0 if the expected refusal happened."""
-    try:
-        os.setgid(65534)
-        os.setuid(65534)
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(5)
-        try:
-            s.connect(path)
-        except PermissionError:
-            return 0 if expect == "eacces" else 3
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        if expect == "forbidden" and b'"code":"forbidden"' in data and s.recv(4096) == b"":
-            return 0
-        return 4
-    except BaseException:
-        return 5
+_CHILD = r"""
+import socket, sys
+path, expect = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+try:
+    s.connect(path)
+except PermissionError:
+    sys.exit(0 if expect == "eacces" else 3)
+data = b""
+while not data.endswith(b"\n"):
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+ok = expect == "forbidden" and b'"code":"forbidden"' in data and s.recv(4096) == b""
+sys.exit(0 if ok else 4)
+"""
 
 
 def _as_nobody(path: str, expect: str) -> int:
-    pid = os.fork()
-    if pid == 0:
-        os._exit(_child_connect(path, expect))
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    """Exit status of a client run as nobody: 0 if the expected refusal happened.
+    A subprocess, not os.fork(): forking this threaded process and running
+    Python in the child could deadlock on a lock held at fork time."""
+    import shutil
+    import subprocess
+    import sys
+    # The venv's interpreter may live where nobody cannot read (/root/.pyenv);
+    # the client needs only the stdlib, so prefer the system interpreter.
+    exe = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    p = subprocess.run([exe, "-I", "-c", _CHILD, path, expect], user=65534, group=65534,
+                       extra_groups=[], timeout=30, cwd="/")
+    return p.returncode
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to the nobody user")
