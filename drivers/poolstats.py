@@ -23,7 +23,7 @@ class PoolStats:
     pool_available: int  # idle connections
     pool_in_use: int
     requests_waiting: int  # callers queued right now
-    requests_num: int  # acquire calls
+    requests_num: int  # acquire calls, plus multiplexed commands (drivers/mux.py)
     requests_queued: int  # acquire calls that had to wait
     requests_wait_ms: float  # total time spent waiting by those
     requests_errors: int  # acquire calls that ended in an error
@@ -32,7 +32,7 @@ class PoolStats:
     connections_ms: float  # total time spent connecting
     connections_errors: int  # failed connection attempts
     connections_lost: int  # found broken when borrowed or by the health check
-    usage_ms: float  # total time connections were held by callers
+    usage_ms: float  # total time connections were held by callers (multiplexed: per command)
     returns_bad: int  # connections returned broken
     window_s: float
     acquire_wait_p50_ms: float | None
