@@ -265,6 +265,11 @@ class RebalancePolicy:
                 # just relocate the hot spot (the ping-pong case).
                 if loads[cold] + rate >= loads[hot]:
                     continue
+                # A move that closes under a tenth of the gap costs a migration
+                # and buys nothing: without this, when every heavy connection is
+                # too big to move, the rig saw a tiny one moved every period.
+                if rate < 0.1 * gap:
+                    continue
                 score = abs(rate - gap / 2)
                 if best is None or score < best[0]:
                     best = (score, co, rate)

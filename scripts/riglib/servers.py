@@ -145,9 +145,14 @@ def check_redis_url(url: str) -> None:
         p = parse_url(url)
     except Exception as exc:
         raise ServerError(f"--redis-url {url!r} is malformed: {exc}") from None
-    host, port = getattr(p, "host", "127.0.0.1"), getattr(p, "port", 6379)
     try:
-        with socket.create_connection((host, port), timeout=5) as s:
+        if p.path:
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(5)
+            s.connect(p.path)
+        else:
+            s = socket.create_connection((p.host, p.port), timeout=5)
+        with s:
             s.sendall(b"PING\r\n")
             reply = s.recv(64)
     except OSError as exc:
