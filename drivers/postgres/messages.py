@@ -413,7 +413,7 @@ class MessageReader:
     is a one-byte ``bytes``; the body excludes the length word.
     """
 
-    __slots__ = ("_buf", "_pos", "_parts", "_parts_len", "_want")
+    __slots__ = ("_buf", "_pos", "_parts", "_parts_len", "_want", "_shape", "_shapes")
 
     # A partial message longer than this is collected as a list of chunks and
     # joined once complete, so a huge message costs O(n), not O(n^2) copying.
@@ -425,6 +425,12 @@ class MessageReader:
         self._parts: list[bytes] | None = None
         self._parts_len = 0
         self._want = 0
+        # The last complete DataRow's shape (size, column count, lengths,
+        # Struct): a following row of the same shape (fixed-width columns,
+        # equal-length texts) is split by one unpack_from instead of two calls
+        # per column.  _shapes keeps the Structs of recent shapes.
+        self._shape: tuple | None = None
+        self._shapes: dict[tuple, struct.Struct] = {}
 
     def feed(self, data: bytes) -> None:
         if self._parts is not None:
@@ -469,6 +475,7 @@ class MessageReader:
         start = pos
         n = len(buf)
         i32, u16 = _i32.unpack_from, _u16.unpack_from
+        shape = self._shape
         try:
             while pos + 7 <= n and buf[pos] == 68:  # b"D"
                 end = pos + 1 + i32(buf, pos + 1)[0]
@@ -476,6 +483,14 @@ class MessageReader:
                     break
                 if end < pos + 7:
                     raise ProtocolViolation("truncated 'D' message")
+                if shape is not None and end - pos == shape[0]:
+                    # t = (ncols, len0, val0, len1, val1, ...): the row has the
+                    # shape iff its column count and every length match.
+                    t = shape[3].unpack_from(buf, pos + 5)
+                    if t[0] == shape[1] and t[1::2] == shape[2]:
+                        out.append(list(t[2::2]))
+                        pos = end
+                        continue
                 ncols = u16(buf, pos + 5)[0]
                 p = pos + 7
                 row: list[bytes | None] = [None] * ncols
@@ -494,12 +509,24 @@ class MessageReader:
                 if p < end:
                     raise ProtocolViolation(f"{end - p} trailing bytes in 'D' message")
                 out.append(row)
+                if None not in row:
+                    shape = self._learn(end - pos, row)
                 pos = end
         except struct.error:
             raise ProtocolViolation("truncated 'D' message") from None
         finally:
             self._pos = pos
+            self._shape = shape
         return pos != start
+
+    def _learn(self, size: int, row: list) -> tuple:
+        lens = tuple(len(v) for v in row)
+        st = self._shapes.get(lens)
+        if st is None:
+            if len(self._shapes) >= 64:  # bounded: ad-hoc shapes must not pile up
+                self._shapes.clear()
+            st = self._shapes[lens] = struct.Struct("!H" + "".join(f"i{ln}s" for ln in lens))
+        return (size, len(row), lens, st)
 
     def pending(self) -> int:
         if self._parts is not None:
