@@ -49,105 +49,13 @@ import types
 from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 from .errors import InterfaceError, PoolClosed, PoolTimeout
+from .poolparts import _Acquire, _Entry, _is_bad, _wake, _Waiter
 from .poolstats import PoolStats, Window, percentile
 
 __all__ = ["Pool", "PoolStats"]
 
 log = logging.getLogger(__name__)
 C = TypeVar("C")
-
-
-def _is_bad(conn: Any) -> bool:
-    for name in ("broken", "is_closed", "closed"):
-        value = getattr(conn, name, False)
-        if callable(value):
-            value = value()
-        if value:
-            return True
-    return False
-
-
-class _Entry:
-    __slots__ = ("conn", "worker", "loop", "created", "last_used", "borrowed", "retire", "shared")
-
-    def __init__(self, conn: Any, worker: int, loop: asyncio.AbstractEventLoop, now: float) -> None:
-        self.conn = conn
-        self.worker = worker
-        self.loop = loop  # the loop that drives it: close it there
-        self.created = now
-        self.last_used = now
-        self.borrowed = now
-        self.retire = False
-        self.shared = False  # held by a multiplexer: usage is counted per command
-
-
-class _Waiter:
-    __slots__ = ("loop", "fut", "worker", "entry", "woken")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, worker: int) -> None:
-        self.loop = loop
-        self.fut: asyncio.Future[None] = loop.create_future()
-        self.worker = worker
-        self.entry: _Entry | None = None  # a connection handed over by release()
-        self.woken = False  # woken with a free slot (may connect) or by close()
-
-
-def _wake(waiter: _Waiter) -> None:
-    def fire() -> None:
-        if not waiter.fut.done():
-            waiter.fut.set_result(None)
-
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is waiter.loop:
-        fire()
-    else:
-        try:
-            waiter.loop.call_soon_threadsafe(fire)
-        except RuntimeError:  # that loop is closed; its task is gone too
-            pass
-
-
-class _Acquire(collections.abc.Coroutine, Generic[C]):
-    """``await pool.acquire()`` returns a connection; ``async with`` releases it.
-    It is a Coroutine, so ``asyncio.create_task(pool.acquire())`` works too."""
-
-    __slots__ = ("pool", "timeout", "conn", "_coro")
-
-    def __init__(self, pool: Pool[C], timeout: float | None) -> None:
-        self.pool = pool
-        self.timeout = timeout
-        self.conn: C | None = None
-        self._coro: Any = None  # made on first use, so `async with` alone leaves none unawaited
-
-    def _inner(self) -> Any:
-        if self._coro is None:
-            self._coro = self.pool._acquire(self.timeout)
-        return self._coro
-
-    def __await__(self):
-        return self._inner().__await__()
-
-    def send(self, value: Any) -> Any:
-        return self._inner().send(value)
-
-    def throw(self, *args: Any) -> Any:
-        return self._inner().throw(*args)
-
-    def close(self) -> None:
-        if self._coro is not None:
-            self._coro.close()
-
-    async def __aenter__(self) -> C:
-        self.conn = await self.pool._acquire(self.timeout)
-        return self.conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            self.pool.release(conn)
 
 
 class Pool(Generic[C]):

@@ -417,8 +417,17 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             self._protocol = None
             server = self._server
             if server is not None:
-                server._detach()
                 self._server = None
+                # asyncio's Server is not thread-safe: a connection that migrated
+                # away from the server's worker reports its end on that worker.
+                home = server._loop
+                if home is self._loop or home.is_closed():
+                    server._detach()
+                else:
+                    try:
+                        home.call_soon_threadsafe(server._detach)
+                    except RuntimeError:  # the home loop closed meanwhile
+                        pass
 
     def __del__(self, _warn=warnings.warn):
         if getattr(self, "_sock", None) is not None and not getattr(self, "_lost_called", True):
