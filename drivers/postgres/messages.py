@@ -425,11 +425,14 @@ class MessageReader:
         self._parts: list[bytes] | None = None
         self._parts_len = 0
         self._want = 0
-        # The last complete DataRow's shape (size, column count, lengths,
-        # Struct): a following row of the same shape (fixed-width columns,
-        # equal-length texts) is split by one unpack_from instead of two calls
-        # per column.  _shapes keeps the Structs of recent shapes.
-        self._shape: tuple | None = None
+        # Recent DataRow shapes by message size: size -> (column count,
+        # lengths, Struct).  A row whose size names a known shape (fixed-width
+        # columns, equal-length texts) is split by one unpack_from instead of
+        # two calls per column, and checked against the shape's lengths.
+        # Keyed by size rather than "the last row" because a result often
+        # alternates between a few shapes (texts of 1 and 2 digits).
+        # _shapes keeps the Structs by lengths.
+        self._shape: dict[int, tuple] = {}
         self._shapes: dict[tuple, struct.Struct] = {}
 
     def feed(self, data: bytes) -> None:
@@ -483,11 +486,12 @@ class MessageReader:
                     break
                 if end < pos + 7:
                     raise ProtocolViolation("truncated 'D' message")
-                if shape is not None and end - pos == shape[0]:
+                known = shape.get(end - pos) if shape else None
+                if known is not None:
                     # t = (ncols, len0, val0, len1, val1, ...): the row has the
                     # shape iff its column count and every length match.
-                    t = shape[3].unpack_from(buf, pos + 5)
-                    if t[0] == shape[1] and t[1::2] == shape[2]:
+                    t = known[2].unpack_from(buf, pos + 5)
+                    if t[0] == known[0] and t[1::2] == known[1]:
                         out.append(list(t[2::2]))
                         pos = end
                         continue
@@ -510,23 +514,24 @@ class MessageReader:
                     raise ProtocolViolation(f"{end - p} trailing bytes in 'D' message")
                 out.append(row)
                 if None not in row:
-                    shape = self._learn(end - pos, row)
+                    self._learn(end - pos, row)
                 pos = end
         except struct.error:
             raise ProtocolViolation("truncated 'D' message") from None
         finally:
             self._pos = pos
-            self._shape = shape
         return pos != start
 
-    def _learn(self, size: int, row: list) -> tuple:
+    def _learn(self, size: int, row: list) -> None:
         lens = tuple(len(v) for v in row)
         st = self._shapes.get(lens)
         if st is None:
             if len(self._shapes) >= 64:  # bounded: ad-hoc shapes must not pile up
                 self._shapes.clear()
             st = self._shapes[lens] = struct.Struct("!H" + "".join(f"i{ln}s" for ln in lens))
-        return (size, len(row), lens, st)
+        if len(self._shape) >= 16 and size not in self._shape:
+            self._shape.clear()
+        self._shape[size] = (len(row), lens, st)
 
     def pending(self) -> int:
         if self._parts is not None:
