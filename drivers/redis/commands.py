@@ -140,6 +140,10 @@ class Commands:
             exat: int | None = None, pxat: int | None = None, keepttl: bool = False,
             nx: bool = False, xx: bool = False, get: bool = False) -> Any:
         """True if set (False if NX/XX prevented it); with ``get=True`` the old value."""
+        if (ex is None and px is None and exat is None and pxat is None
+                and not (keepttl or nx or xx or get)):
+            # The common plain SET skips option parsing: it is a hot command.
+            return self._command(("SET", key, value), _ok)
         if nx and xx:
             raise InterfaceError("set(): nx and xx exclude each other")
         flags = _flags(NX=nx, XX=xx, GET=get)
