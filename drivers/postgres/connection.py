@@ -30,7 +30,7 @@ import psycopg
 
 from . import messages as m
 from .dsn import ConnectParams, parse_dsn
-from .errors import ConnectionLost, Notice, ProtocolViolation, QueryTimeout, server_error
+from .errors import ConnectionLost, Notice, ProtocolViolation, QueryTimeout, server_error, stale_plan
 from .ops import Op
 from .startup import Startup
 from .types import ADAPTER_SETTINGS, AdaptContext, Dumper, RowCodec, fetch_type_info
@@ -100,12 +100,6 @@ class _CancelWire(asyncio.Protocol):
     def connection_lost(self, exc):
         if not self.closed.done():
             self.closed.set_result(None)
-
-
-def _stale_plan(e: BaseException) -> bool:
-    state = getattr(e, "sqlstate", None)
-    return state == "26000" or (
-        state == "0A000" and "cached plan must not change result type" in str(e))
 
 
 class Connection:
@@ -532,7 +526,7 @@ class Connection:
             try:
                 await self._wait(op, timeout)
             except psycopg.Error as e:
-                if not _stale_plan(e):
+                if not stale_plan(e):
                     raise
                 self._forget(sql, types, st)
                 if attempt or op.status != "I":
@@ -625,7 +619,7 @@ class Connection:
         try:
             await self._wait(op, timeout)
         except psycopg.Error as e:
-            if _stale_plan(e):
+            if stale_plan(e):
                 for types, st in stmts.items():
                     self._forget(query, types, st)
             raise

@@ -92,3 +92,11 @@ class Notice:
 
     def __repr__(self) -> str:
         return f"<Notice {self.severity} {self.sqlstate}: {self.message}>"
+
+
+def stale_plan(e: BaseException) -> bool:
+    """The server says a cached prepared statement no longer fits (dropped, or
+    its result type changed): drop it from the cache and retry once."""
+    state = getattr(e, "sqlstate", None)
+    return state == "26000" or (
+        state == "0A000" and "cached plan must not change result type" in str(e))
