@@ -27,9 +27,10 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
+
+from riglib import servers  # the rig's temporary servers serve the benchmarks too
 
 from .dbbench import DBReport, Pins, percentile, run_c_tool, run_matrix
 
@@ -37,7 +38,7 @@ NAME = "postgres"
 HELP = ("SELECT $1::int, 10x10 fetch, INSERT at concurrency 1/16/64 over a 16-connection pool: "
         "ringleader vs asyncpg (uvloop) vs psycopg pool vs pgbench")
 
-BIN = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)), None)
+BIN = servers.PG_BIN
 LABELS = {"select1": "SELECT $1", "fetch10": "FETCH 10x10", "insert": "INSERT"}
 PGBENCH = {
     "select1": "\\set v random(1, 1000000)\nSELECT :v::int;\n",
@@ -67,57 +68,26 @@ def add_arguments(p) -> None:
                    "(ringleader, ringleader-2w, asyncpg, asyncpg-reset, psycopg, pgbench)")
 
 
-def _as_pg(*cmd: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True,
-                   text=True)
+def _start_server(pins: Pins) -> servers.Postgres:
+    """A fresh cluster pinned to the server core, with the bench schema in ``rlbench``."""
+    srv = servers.Postgres(core=pins.server_cpu, max_connections=200)
+    try:
+        srv.start()
+        srv.sql("CREATE DATABASE rlbench")
+        srv.sql(SETUP, dbname="rlbench")
+    except servers.ServerError as exc:
+        srv.stop()
+        raise SystemExit(f"bench: {exc}") from None
+    return srv
 
 
-class PgServer:
-    def __init__(self, pins: Pins) -> None:
-        if BIN is None or shutil.which("runuser") is None:
-            raise SystemExit("bench: PostgreSQL binaries or runuser missing (./scripts/bootstrap)")
-        self.pins = pins
-        self.base = tempfile.mkdtemp(prefix="rl-bench-pg-")
-        shutil.chown(self.base, "postgres", "postgres")
-        self.data = os.path.join(self.base, "data")
-        self.sock = os.path.join(self.base, "sock")
-        os.mkdir(self.sock)
-        shutil.chown(self.sock, "postgres", "postgres")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        _as_pg(f"{BIN}/initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
-               "--locale=C.UTF-8")
-        with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as f:
-            f.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                    "max_connections = 200\n")
-        # The postmaster and every backend it forks inherit the pinning.
-        _as_pg(*self.pins.server(), f"{BIN}/pg_ctl", "-D", self.data, "-l",
-               os.path.join(self.base, "log"), "-w", "-t", "60", "start", "-o",
-               f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1")
-        _as_pg(f"{BIN}/psql", "-h", self.sock, "-p", str(self.port), "-U", "postgres", "-q",
-               "-c", "CREATE DATABASE rlbench")
-        _as_pg(f"{BIN}/psql", "-h", self.sock, "-p", str(self.port), "-U", "postgres", "-q",
-               "-d", "rlbench", "-c", SETUP)
-
-    @property
-    def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/rlbench"
-
-    def version(self) -> str:
-        out = subprocess.run([f"{BIN}/postgres", "--version"], capture_output=True, text=True)
-        m = re.search(r"\d+\.\d+", out.stdout)  # "postgres (PostgreSQL) 15.18 (Debian ...)"
-        return m.group(0) if m else "?"
-
-    def close(self) -> None:
-        try:
-            _as_pg(f"{BIN}/pg_ctl", "-D", self.data, "-w", "stop", "-m", "immediate")
-        except subprocess.CalledProcessError:
-            pass
-        shutil.rmtree(self.base, ignore_errors=True)
+def _version() -> str:
+    out = subprocess.run([f"{BIN}/postgres", "--version"], capture_output=True, text=True)
+    m = re.search(r"\d+\.\d+", out.stdout)  # "postgres (PostgreSQL) 15.18 (Debian ...)"
+    return m.group(0) if m else "?"
 
 
-def _pgbench(pins: Pins, server: PgServer, op: str, clients: int, seconds: float) -> dict:
+def _pgbench(pins: Pins, server: servers.Postgres, op: str, clients: int, seconds: float) -> dict:
     exe = shutil.which("pgbench") or (BIN and os.path.join(BIN, "pgbench"))
     if not exe or not os.path.exists(exe):
         raise SystemExit("bench: pgbench is missing (Debian package postgresql-contrib)")
@@ -169,11 +139,12 @@ def run(args) -> DBReport:
         keep = {x.strip() for x in args.only.split(",")}
         table = {k: v for k, v in table.items() if k in keep}
     cases = [(op, c) for op in ops for c in concs]
-    server = PgServer(pins)
+    server = _start_server(pins)
+    dsn = f"postgresql://postgres@127.0.0.1:{server.port}/rlbench"
     try:
         report = DBReport("postgres", [
             pins.describe(),
-            f"PostgreSQL {server.version()} (fsync=off, synchronous_commit=off), TCP 127.0.0.1, "
+            f"PostgreSQL {_version()} (fsync=off, synchronous_commit=off), TCP 127.0.0.1, "
             f"trust auth; pool max {args.pool} connections; {args.seconds} s windows after "
             f"{args.warmup} s warm-up",
             f"pgbench: min(concurrency, {args.pool}) clients, -j 1, -M prepared, whole seconds "
@@ -185,9 +156,9 @@ def run(args) -> DBReport:
             for key, goal in (("asyncpg", 1.2), ("psycopg", 2.0), ("pgbench", 0.5)):
                 if key in table:
                     report.goals[(case, table[key][0])] = goal
-        run_matrix(report, args, "postgres", server.dsn, table, cases,
+        run_matrix(report, args, "postgres", dsn, table, cases,
                    lambda op, c: f"{LABELS[op]} c={c}",
                    lambda op, c: _pgbench(pins, server, op, min(c, args.pool), args.seconds))
     finally:
-        server.close()
+        server.stop()
     return report

@@ -17,12 +17,10 @@ CPU, in a temp dir, on a free port.  Every client uses the same key.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
-import tempfile
-import time
+
+from riglib import servers  # the rig's temporary servers serve the benchmarks too
 
 from .dbbench import DBReport, Pins, run_c_tool, run_matrix
 
@@ -43,43 +41,6 @@ def add_arguments(p) -> None:
     p.add_argument("--warmup", type=float, default=0.5, help="seconds before each window")
     p.add_argument("--only", default="", help="comma-separated contender keys to run "
                    "(ringleader, ringleader-2w, redispy-asyncio, redispy-uvloop, redis-benchmark)")
-
-
-class RedisServer:
-    def __init__(self, pins: Pins) -> None:
-        self.dir = tempfile.mkdtemp(prefix="rl-bench-redis-")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise SystemExit("bench: redis-server is missing (./scripts/bootstrap installs it)")
-        self.proc = subprocess.Popen(
-            pins.server() + [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", self.dir, "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.close()
-                    raise SystemExit("bench: redis-server did not start")
-                time.sleep(0.02)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _redis_benchmark(pins: Pins, port: int, op: str, clients: int, n: int) -> dict:
@@ -134,7 +95,10 @@ def run(args) -> DBReport:
             report.goals[(f"{op.upper()} c=64", peer_uv[0])] = 3.0
         if peer_c:
             report.goals[(f"{op.upper()} c=64", peer_c[0])] = 0.75
-    server = RedisServer(pins)
+    try:
+        server = servers.Redis(core=pins.server_cpu).start()
+    except servers.ServerError as exc:
+        raise SystemExit(f"bench: {exc}") from None
     est: dict[tuple, float] = {}
     try:
         def c_tool(op: str, c: int) -> dict:
@@ -147,7 +111,7 @@ def run(args) -> DBReport:
         run_matrix(report, args, "redis", server.url, table, cases,
                    lambda op, c: f"{op.upper()} c={c}", c_tool)
     finally:
-        server.close()
+        server.stop()
     return report
 
 

@@ -44,7 +44,7 @@ def taskset(core: int) -> list[str]:
 
 
 class Postgres:
-    def __init__(self, core: int = DB_CORE):
+    def __init__(self, core: int = DB_CORE, max_connections: int = MAX_CONNECTIONS):
         if PG_BIN is None or shutil.which("runuser") is None:
             raise ServerError("PostgreSQL server binaries or runuser missing: run ./scripts/bootstrap")
         self.core = core
@@ -52,6 +52,7 @@ class Postgres:
         self.data = os.path.join(self.base, "data")
         self.sock = os.path.join(self.base, "sock")
         self.port = free_port()
+        self.max_connections = max_connections
         self.started = False
 
     def _as_pg(self, *cmd: str) -> None:
@@ -67,12 +68,17 @@ class Postgres:
                     "-E", "UTF8", "--locale=C.UTF-8")
         with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as f:
             f.write(f"fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                    f"max_connections = {MAX_CONNECTIONS}\nshared_buffers = '64MB'\n")
+                    f"max_connections = {self.max_connections}\nshared_buffers = '64MB'\n")
         self._as_pg(*taskset(self.core), f"{PG_BIN}/pg_ctl", "-D", self.data, "-l",
                     os.path.join(self.base, "log"), "-w", "-t", "60", "start", "-o",
                     f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1")
         self.started = True
         return self
+
+    def sql(self, statement: str, dbname: str = "postgres") -> None:
+        """Run ``statement`` with psql as postgres over the unix socket."""
+        self._as_pg(f"{PG_BIN}/psql", "-h", self.sock, "-p", str(self.port), "-U", "postgres",
+                    "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname, "-c", statement)
 
     @property
     def dsn(self) -> str:
