@@ -360,7 +360,7 @@ class Connection:
             await self._drain
 
     async def _wait(self, op: Op, timeout: float | None,
-                    fut: asyncio.Future | None = None) -> Op:
+                    fut: asyncio.Future | None = None) -> None:
         """Waits for ``fut`` (default: the op's end) with a timeout; on timeout
         or task cancellation, cancels the op on the server.  The op itself is
         never dropped from the pipeline: its answers still arrive in order."""

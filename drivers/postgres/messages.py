@@ -16,6 +16,11 @@ from typing import NamedTuple
 
 from .errors import ProtocolViolation
 
+try:  # compiled at install (setup.py); the pure-Python path is the fallback
+    from ._pgwire import split_rows as _split_rows
+except ImportError:  # pragma: no cover - only on a build without a C compiler
+    _split_rows = None
+
 PROTOCOL_VERSION = 196608  # 3.0
 CANCEL_REQUEST_CODE = 80877102
 
@@ -419,6 +424,9 @@ class MessageReader:
     # joined once complete, so a huge message costs O(n), not O(n^2) copying.
     BIG = 1 << 18
 
+    # The compiled DataRow splitter (_pgwire.c), None where it was not built.
+    _split = staticmethod(_split_rows) if _split_rows is not None else None
+
     def __init__(self) -> None:
         self._buf = b""
         self._pos = 0
@@ -474,6 +482,19 @@ class MessageReader:
     def read_rows(self, out: list) -> bool:
         """Appends the values of consecutive complete DataRow messages to
         ``out``; False if there was none complete."""
+        split = self._split
+        if split is None:
+            return self._read_rows_py(out)
+        start = self._pos
+        try:
+            self._pos = pos = split(self._buf, start, out)
+        except ValueError as e:
+            raise ProtocolViolation(str(e)) from None
+        return pos != start
+
+    def _read_rows_py(self, out: list) -> bool:
+        # The reference implementation, used when the compiled splitter is
+        # missing (and by the tests that hold the two to the same answers).
         buf, pos = self._buf, self._pos
         start = pos
         n = len(buf)

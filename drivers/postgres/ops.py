@@ -42,8 +42,9 @@ class Result:
 
 
 class Op:
-    """Collects one Sync group's answers.  ``fut`` resolves to ``self`` (with
-    ``results``, ``param_types``, ``status``) or to the first server error."""
+    """Collects one Sync group's answers.  ``fut`` resolves (to None) once
+    ``results``, ``param_types`` and ``status`` are complete, or to the first
+    server error."""
 
     __slots__ = ("fut", "error", "results", "param_types", "status",
                  "cancel_at_head", "_cur")
@@ -116,7 +117,10 @@ class Op:
         if self.error is not None:
             self.fut.set_exception(self.error)
         else:
-            self.fut.set_result(self)
+            # Not the op itself: op -> fut -> op would be a reference cycle,
+            # and every result's rows would wait for the cyclic GC (a quarter
+            # of a FETCH's client CPU went to gen-1 collections).
+            self.fut.set_result(None)
 
     def fail(self, exc: BaseException) -> None:
         """The connection is gone: a server error already received (say the

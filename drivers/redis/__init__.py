@@ -19,8 +19,9 @@ Layers: :mod:`.protocol` (sans-I/O RESP), :mod:`.url`, :mod:`.connection`
 from .client import READ_ONLY, Pool
 from .commands import Script
 from .connection import Connection, connect
-from .errors import (ConnectionError, InterfaceError, PoolClosed, PoolTimeout, ProtocolError,
-                     RedisError, ReplyError, TimeoutError, WatchError)
+from .errors import (ConnectionError, InterfaceError, PipelineNotExecuted, PoolClosed,
+                     PoolTimeout, ProtocolError, RedisError, ReplyError, TimeoutError,
+                     WatchError)
 from .pipeline import Pipeline
 from .pubsub import Message, PubSub
 from .url import ConnectParams, parse_url
@@ -29,5 +30,5 @@ __all__ = [
     "connect", "Pool", "Connection", "Pipeline", "PubSub", "Message", "Script",
     "ConnectParams", "parse_url", "READ_ONLY",
     "RedisError", "ReplyError", "ConnectionError", "TimeoutError", "ProtocolError",
-    "InterfaceError", "WatchError", "PoolTimeout", "PoolClosed",
+    "InterfaceError", "WatchError", "PipelineNotExecuted", "PoolTimeout", "PoolClosed",
 ]

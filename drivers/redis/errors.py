@@ -19,6 +19,7 @@ __all__ = [
     "ProtocolError",
     "InterfaceError",
     "WatchError",
+    "PipelineNotExecuted",
     "PoolClosed",
     "PoolTimeout",
 ]
@@ -57,3 +58,7 @@ class InterfaceError(RedisError, _base.InterfaceError):
 
 class WatchError(RedisError):
     """``EXEC`` returned nil: a watched key changed, the transaction did not run."""
+
+
+class PipelineNotExecuted(InterfaceError):
+    """An ``async with`` pipeline block ended with commands never executed."""

@@ -9,7 +9,8 @@ connection changed (then :class:`~.errors.WatchError` is raised).
 
 Arguments are checked when a command is queued, so bad input fails at the call
 that caused it.  A pipeline on a pool borrows one connection for the whole
-``execute()``; WATCH needs a connection you hold yourself (``async with
+``execute()``.  ``async with pool.pipeline() as p:`` is also accepted; leaving
+the block with commands never executed raises PipelineNotExecuted.  WATCH needs a connection you hold yourself (``async with
 pool.acquire() as conn``), since it applies to the connection, not the pool.
 Nothing is retried.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .commands import DEFAULT, Commands
-from .errors import ReplyError, WatchError
+from .errors import PipelineNotExecuted, ReplyError, WatchError
 from .protocol import encode_command
 
 __all__ = ["Pipeline"]
@@ -38,6 +39,19 @@ class Pipeline(Commands):
 
     def __len__(self) -> int:
         return len(self._queued)
+
+    async def __aenter__(self) -> Pipeline:
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        # Leaving the block with commands still queued is a mistake (a missing
+        # ``await p.execute()``): say so rather than drop them silently.  After
+        # an exception they are discarded and the exception goes on.
+        queued, self._queued = self._queued, []
+        if queued and exc_type is None:
+            raise PipelineNotExecuted(
+                f"pipeline left with {len(queued)} queued command(s) never sent "
+                f"(first: {queued[0][0][0]!r}); call 'await pipe.execute()' inside the block")
 
     async def execute(self, raise_on_error: bool = True, timeout: Any = DEFAULT) -> list[Any]:
         """Runs the queued commands and empties the pipeline.  With
