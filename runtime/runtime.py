@@ -568,6 +568,10 @@ def _as_transport(conn) -> RingTransport:
     t = getattr(conn, "transport", None) or getattr(conn, "_transport", None)
     if isinstance(t, RingTransport):
         return t
+    if isinstance(conn, asyncio.Transport) and isinstance(
+            getattr(getattr(conn, "_ssl_protocol", None), "_transport", None), RingTransport):
+        raise MigrationError(f"cannot migrate {conn!r}: TLS connections stay on their worker "
+                             f"(asyncio's SSLProtocol is bound to its loop)")
     raise TypeError(f"cannot migrate {conn!r}: it is not (and does not hold) a ringleader transport")
 
 

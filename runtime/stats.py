@@ -25,6 +25,7 @@ class ConnStats:
     ops: int
     last_active: float
     migrations: int
+    migratable: bool = True  # False for TLS connections (see RingTransport.migratable)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -31,6 +31,7 @@ import warnings
 from asyncio import constants, protocols, sslproto, transports, trsock
 
 from ..uring import consts, error_from_result
+from .errors import MigrationError
 from .stats import ConnStats
 
 logger = logging.getLogger("ringleader.runtime")
@@ -439,11 +440,16 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
                 f"slot={self._slot} {state}>")
 
     # ------------------------------------------------------------ telemetry
+    @property
+    def migratable(self) -> bool:
+        return not isinstance(self._protocol, sslproto.SSLProtocol)
+
     def conn_stats(self) -> ConnStats:
         peer = self._extra.get("peername")
         return ConnStats(conn_id=self.conn_id, worker=self._loop.worker_id, slot=self._slot,
                          peer=str(peer), bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-                         ops=self.ops, last_active=self.last_active, migrations=self.migrations)
+                         ops=self.ops, last_active=self.last_active, migrations=self.migrations,
+                         migratable=self.migratable)
 
     # ----------------------------------------------------------- migration
     # The runtime drives a move in three steps: _begin_migration (on the old
@@ -455,6 +461,11 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             raise ConnectionError(f"{self!r} is closing; it cannot migrate")
         if self.migrating:
             raise RuntimeError(f"{self!r} is already migrating")
+        if not self.migratable:
+            # asyncio's SSLProtocol keeps its loop (callbacks, timers) and has
+            # no hand-over hook: a TLS connection stays on its worker.
+            raise MigrationError(f"{self!r} carries TLS (asyncio's SSLProtocol is bound to "
+                                 f"its loop); TLS connections cannot migrate")
         self.migrating = True
         self._migrate_waiter = waiter
         if self._recv_armed:

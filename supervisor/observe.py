@@ -120,6 +120,8 @@ class Sampler:
         conn_rate: dict[int, list[ConnObs]] = {}
         seen = {}
         for c in conns:
+            if not getattr(c, "migratable", True):
+                continue  # a TLS connection cannot be moved: not a rebalancing candidate
             total = c.bytes_in + c.bytes_out
             prev = self._prev_conn.get(c.conn_id)
             rate = (total - prev[0]) / dt if prev is not None and dt > 0 else 0.0

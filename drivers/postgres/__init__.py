@@ -6,12 +6,13 @@ executemany, pipelined; cursors, COPY, LISTEN, transactions) and
 server errors are psycopg's error classes.  Module map: ``messages`` (wire
 format, sans-I/O), ``auth`` (SCRAM/MD5), ``startup`` (start-up state
 machine), ``ops`` (in-flight answer collection), ``connection``,
-``streams``, ``transaction``, ``types`` (psycopg glue), ``dsn``, ``pool``.
+``streams``, ``transaction``, ``types`` (psycopg glue), ``dsn``, ``tls``,
+``pool``.
 """
 from .connection import Connection, connect
 from .errors import (AuthenticationUnsupported, ConnectionLost, Notice, PostgresDriverError,
-                     ProtocolViolation, QueryTimeout)
+                     ProtocolViolation, QueryTimeout, TLSRefused)
 from .pool import Pool
 
 __all__ = ["connect", "Connection", "Pool", "PostgresDriverError", "ProtocolViolation",
-           "ConnectionLost", "QueryTimeout", "AuthenticationUnsupported", "Notice"]
+           "ConnectionLost", "QueryTimeout", "AuthenticationUnsupported", "TLSRefused", "Notice"]

@@ -17,21 +17,26 @@ transaction block.  Timeouts and task cancellation send a real CancelRequest
 on a new short connection.
 
 Streaming (cursors, COPY, LISTEN) lives in ``streams``; transactions in
-``transaction``.  Not done here: TLS, Kerberos/GSS auth, replication.
+``transaction``; TLS negotiation in ``tls``.  Not done here: Kerberos/GSS
+auth, replication.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import OrderedDict, deque
 from typing import Any, Callable, Iterable
 
 import psycopg
 
 from . import messages as m
+from . import tls
+from .cancel import send_cancel
 from .dsn import ConnectParams, parse_dsn
-from .errors import ConnectionLost, Notice, ProtocolViolation, QueryTimeout, server_error, stale_plan
-from .ops import Op
+from .errors import (ConnectionLost, Notice, ProtocolViolation, QueryTimeout, TLSRefused,
+                     server_error, stale_plan)
+from .ops import Op, _consume
 from .startup import Startup
 from .types import ADAPTER_SETTINGS, AdaptContext, Dumper, RowCodec, fetch_type_info
 
@@ -91,15 +96,6 @@ class _Wire(asyncio.Protocol):
         w, self.conn._drain = self.conn._drain, None
         if w is not None and not w.done():
             w.set_result(None)
-
-
-class _CancelWire(asyncio.Protocol):
-    def __init__(self):
-        self.closed = asyncio.get_running_loop().create_future()
-
-    def connection_lost(self, exc):
-        if not self.closed.done():
-            self.closed.set_result(None)
 
 
 class Connection:
@@ -163,16 +159,23 @@ class Connection:
 
     # ---------------------------------------------------------------- start-up
 
-    async def _start(self) -> None:
+    async def _start(self, use_tls: bool = False) -> None:
         host, port = self._address
         self._startup = Startup(self._params.user, self._params.password,
                                 self._params.startup_params())
-        self._ready = self._loop.create_future()
+        self._ready = ready = self._loop.create_future()
+        # A failure before start-up (refused TLS, failed handshake) is raised
+        # by what awaits it; the start-up future's copy is not news.
+        ready.add_done_callback(_consume)
         if host.startswith("/"):
             await self._loop.create_unix_connection(
                 lambda: _Wire(self), f"{host}/.s.PGSQL.{port}")
         else:
             await self._loop.create_connection(lambda: _Wire(self), host, port)
+            if use_tls:
+                self._transport = await tls.negotiate(
+                    self._loop, self._transport, self._params.sslmode,
+                    self._params.ssl_context, host)
         self._transport.write(self._startup.start())
         try:
             await self._ready
@@ -426,22 +429,8 @@ class Connection:
         """Sends a CancelRequest for whatever the server runs for us now."""
         if not self._backend_key or self._closed_exc is not None:
             return
-        host, port = self._address
-        tr = None
-        try:
-            async with asyncio.timeout(CANCEL_GRACE):
-                if host.startswith("/"):
-                    tr, pr = await self._loop.create_unix_connection(
-                        _CancelWire, f"{host}/.s.PGSQL.{port}")
-                else:
-                    tr, pr = await self._loop.create_connection(_CancelWire, host, port)
-                tr.write(m.cancel_request(self.backend_pid, self._backend_key))
-                await pr.closed
-        except (OSError, TimeoutError) as e:
-            log.warning("postgres CancelRequest failed: %r", e)
-        finally:
-            if tr is not None and not self._loop.is_closed():
-                tr.close()
+        await send_cancel(self._loop, self._address, self.backend_pid, self._backend_key,
+                          CANCEL_GRACE)
 
     # ---------------------------------------------------------------- statements
 
@@ -676,21 +665,34 @@ async def connect(dsn: str | None = None, *, statement_cache_size: int = 100,
                   **kwargs) -> Connection:
     """Opens a connection from a libpq-style DSN (URL or key=value) and/or
     keywords (host, port, user, password, dbname, application_name,
-    connect_timeout, server_settings={...}).  Hosts are tried in order."""
+    connect_timeout, sslmode and the ssl* files, ssl_context=SSLContext,
+    server_settings={...}).  Hosts are tried in order; on each, TLS as
+    ``sslmode`` says (see :mod:`.tls`)."""
     params = parse_dsn(dsn, **kwargs)
     errors = []
     for address in params.addresses:
-        conn = Connection(params, address, statement_cache_size=statement_cache_size,
-                          command_timeout=command_timeout, adapters=adapters)
-        try:
-            if params.connect_timeout is None:
-                await conn._start()
-            else:
-                async with asyncio.timeout(params.connect_timeout):
-                    await conn._start()
-            return conn
-        except (OSError, ConnectionLost, TimeoutError) as e:
-            errors.append(f"{address[0]}:{address[1]}: {e!r}")
-            if conn._transport is not None:
-                conn._transport.abort()
+        for use_tls, fallback in tls.attempts(params.sslmode, address[0].startswith("/")):
+            conn = Connection(params, address, statement_cache_size=statement_cache_size,
+                              command_timeout=command_timeout, adapters=adapters)
+            try:
+                if params.connect_timeout is None:
+                    await conn._start(use_tls)
+                else:
+                    async with asyncio.timeout(params.connect_timeout):
+                        await conn._start(use_tls)
+                return conn
+            except (OSError, ConnectionLost, TimeoutError,
+                    psycopg.errors.InvalidAuthorizationSpecification) as e:
+                if conn._transport is not None:
+                    conn._transport.abort()
+                # prefer: a failed handshake or a pg_hba rejection of the TLS
+                # connection is retried in plaintext; allow: a rejection of
+                # the plaintext one is retried with TLS (as libpq does).
+                if fallback and isinstance(e, (ssl.SSLError, TLSRefused,
+                                               psycopg.errors.InvalidAuthorizationSpecification)):
+                    continue
+                if isinstance(e, psycopg.Error) and not isinstance(e, ConnectionLost):
+                    raise
+                errors.append(f"{address[0]}:{address[1]}: {e!r}")
+                break
     raise ConnectionLost("could not connect: " + "; ".join(errors))

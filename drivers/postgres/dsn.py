@@ -3,24 +3,29 @@
 Accepts ``postgresql://`` URLs and ``key=value`` strings (parsed by psycopg's
 ``conninfo_to_dict``, i.e. libpq's own parser), keyword overrides, and the
 PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE/PGAPPNAME/PGCONNECT_TIMEOUT
-environment variables, the way libpq layers them.  Only what this driver
-implements is accepted: ``sslmode`` other than disable/allow/prefer is refused
-rather than silently ignored, because this driver does not do TLS.
+environment variables, the way libpq layers them; TLS settings (``sslmode``,
+``sslrootcert``, ``sslcert``, ``sslkey``, ``sslpassword``, see :mod:`.tls`)
+become an ``ssl.SSLContext`` here, so a missing certificate fails at parse
+time.  Parameters this driver does not implement are refused, not ignored.
 """
 from __future__ import annotations
 
 import getpass
 import os
+import ssl
 from dataclasses import dataclass, field
 
 from psycopg.conninfo import conninfo_to_dict
+
+from . import tls
 
 _ENV = {
     "host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD",
     "dbname": "PGDATABASE", "application_name": "PGAPPNAME",
     "connect_timeout": "PGCONNECT_TIMEOUT", "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
 }
-_KNOWN = set(_ENV) | {"options", "client_encoding"}
+_KNOWN = set(_ENV) | {"options", "client_encoding", "sslpassword"}
 _DEFAULT_SOCKET_DIRS = ("/var/run/postgresql", "/tmp")
 
 
@@ -34,6 +39,9 @@ class ConnectParams:
     dbname: str
     connect_timeout: float | None
     server_settings: dict[str, str] = field(default_factory=dict)
+    # libpq's sslmode and the context that implements it (None: no TLS).
+    sslmode: str = "disable"
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
 
     def startup_params(self) -> dict[str, str]:
         # client_encoding is fixed to UTF8: all text crosses the wire as UTF-8
@@ -42,7 +50,10 @@ class ConnectParams:
                 **self.server_settings}
 
 
-def parse_dsn(dsn: str | None = None, **kwargs) -> ConnectParams:
+def parse_dsn(dsn: str | None = None, *, ssl_context: ssl.SSLContext | None = None,
+              **kwargs) -> ConnectParams:
+    """``ssl_context``: a context of the caller's, used as is (its verify_mode
+    and check_hostname decide the checks); sslmode then defaults to require."""
     try:
         opts = conninfo_to_dict(dsn or "")
     except Exception as e:
@@ -57,9 +68,18 @@ def parse_dsn(dsn: str | None = None, **kwargs) -> ConnectParams:
     unknown = set(opts) - _KNOWN
     if unknown:
         raise ValueError(f"unsupported connection parameters: {sorted(unknown)}")
-    sslmode = opts.get("sslmode", "prefer")
-    if sslmode not in ("disable", "allow", "prefer"):
-        raise ValueError(f"sslmode={sslmode} needs TLS, which this driver does not do")
+    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+        raise ValueError(f"ssl_context must be an ssl.SSLContext, not {type(ssl_context).__name__}")
+    sslmode = opts.get("sslmode", "require" if ssl_context is not None else "prefer")
+    if sslmode not in tls.MODES:
+        raise ValueError(f"invalid sslmode {sslmode!r} (one of {', '.join(tls.MODES)})")
+    if ssl_context is not None:
+        if sslmode == "disable":
+            raise ValueError("ssl_context given with sslmode=disable")
+        context = ssl_context
+    else:
+        context = tls.make_context(sslmode, opts.get("sslrootcert"), opts.get("sslcert"),
+                                   opts.get("sslkey"), opts.get("sslpassword"))
 
     hosts = [h for h in opts.get("host", "").split(",")] if opts.get("host") else []
     if not hosts:
@@ -94,4 +114,4 @@ def parse_dsn(dsn: str | None = None, **kwargs) -> ConnectParams:
     if opts.get("client_encoding", "UTF8").upper().replace("-", "") not in ("UTF8", "UNICODE"):
         raise ValueError("only client_encoding=UTF8 is supported")
     return ConnectParams(tuple(addresses), user, opts.get("password"),
-                         opts.get("dbname") or user, ct, settings)
+                         opts.get("dbname") or user, ct, settings, sslmode, context)

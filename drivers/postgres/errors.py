@@ -52,6 +52,10 @@ class ConnectionLost(PostgresDriverError, de.ConnectionError, psycopg.Operationa
     a query was sent on a closed connection."""
 
 
+class TLSRefused(ConnectionLost):
+    """The server does not accept TLS and the sslmode requires it."""
+
+
 class AuthenticationUnsupported(PostgresDriverError, psycopg.OperationalError):
     """The server asked for an authentication method this client lacks, or a
     SCRAM exchange failed its checks on the client side."""

@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover - only on a build without a C compiler
 
 PROTOCOL_VERSION = 196608  # 3.0
 CANCEL_REQUEST_CODE = 80877102
+SSL_REQUEST_CODE = 80877103
 
 # The server refuses messages over 1 GiB, so anything longer is a corrupt stream
 # rather than a message worth buffering.
@@ -54,6 +55,11 @@ def startup(params: dict[str, str]) -> bytes:
     body += b"".join(_cstr(k) + _cstr(v) for k, v in params.items() if v is not None)
     body += b"\0"
     return _i32.pack(len(body) + 4) + body
+
+
+def ssl_request() -> bytes:
+    """SSLRequest: the server answers one byte, S (go on with TLS) or N."""
+    return _ii.pack(8, SSL_REQUEST_CODE)
 
 
 def cancel_request(pid: int, key: bytes) -> bytes:

@@ -102,8 +102,11 @@ def _reap_orphans() -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def pg_server():
+def make_server(extra_conf: str = "", hba: str = HBA, files: dict[str, bytes] | None = None,
+                roles: tuple[str, ...] = ()):
+    """Starts a fresh cluster (see the module docstring) and yields it; ``files``
+    are written into its data dir (owned by postgres, mode 0600) before start,
+    ``roles`` are extra CREATE ROLE statements."""
     if BIN is None or shutil.which("runuser") is None:
         pytest.fail("PostgreSQL server binaries or runuser missing: run ./scripts/bootstrap")
     _reap_orphans()
@@ -119,9 +122,15 @@ def pg_server():
     with open(os.path.join(srv.data, "postgresql.auto.conf"), "a") as f:
         f.write("password_encryption = 'scram-sha-256'\nfsync = off\n"
                 "synchronous_commit = off\nfull_page_writes = off\n"
-                "max_connections = 100\nTimeZone = 'Europe/Rome'\n")
+                "max_connections = 100\nTimeZone = 'Europe/Rome'\n" + extra_conf)
     with open(os.path.join(srv.data, "pg_hba.conf"), "w") as f:
-        f.write(HBA)
+        f.write(hba)
+    for name, data in (files or {}).items():
+        path = os.path.join(srv.data, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        shutil.chown(path, "postgres", "postgres")
+        os.chmod(path, 0o600)
     srv.start()
     try:
         with psycopg.connect(f"host={srv.sock} port={srv.port} user=postgres dbname=postgres",
@@ -131,10 +140,71 @@ def pg_server():
             c.execute("SET password_encryption = 'md5'")
             c.execute("CREATE ROLE rl_md5 LOGIN SUPERUSER PASSWORD %s" % _lit(USERS["md5"][1]))
             c.execute("CREATE ROLE rl_trust LOGIN SUPERUSER")
+            for r in roles:
+                c.execute(r)
         yield srv
     finally:
         srv.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    yield from make_server()
+
+
+# The TLS server's rules, first match wins: rl_tlsonly is refused without TLS,
+# rl_plainonly with it, rl_cert logs in by client certificate (CN = user).
+TLS_HBA = """\
+local all postgres trust
+hostnossl all rl_tlsonly 127.0.0.1/32 reject
+hostssl all rl_plainonly 127.0.0.1/32 reject
+hostssl all rl_cert 127.0.0.1/32 cert
+host all all 127.0.0.1/32 trust
+"""
+
+
+def _openssl(*args: str, cwd: str) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certs(d: str) -> dict[str, str]:
+    """A throw-away CA, a server certificate for localhost (only) and a
+    client certificate for rl_cert, all signed by it; and a second CA that
+    signed nothing here.  Returns name -> path."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl missing: run ./scripts/bootstrap")
+    days = ["-days", "2"]
+    for ca in ("ca", "other-ca"):
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key",
+                 "-out", f"{ca}.crt", *days, "-subj", f"/CN=ringleader test {ca}", cwd=d)
+    with open(os.path.join(d, "san.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost\n")  # not 127.0.0.1: the name check must bite
+    for name, cn in (("server", "localhost"), ("client", "rl_cert")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+                 "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
+        ext = ["-extfile", "san.ext"] if name == "server" else []
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", f"{name}.crt", *days, *ext, cwd=d)
+    os.chmod(os.path.join(d, "client.key"), 0o600)
+    return {n: os.path.join(d, n) for n in ("ca.crt", "other-ca.crt", "server.crt",
+                                            "server.key", "client.crt", "client.key")}
+
+
+@pytest.fixture(scope="session")
+def pg_tls_server(tmp_path_factory):
+    """A second cluster with ssl=on (certificates from make_certs) and TLS_HBA;
+    ``.certs`` maps file names to paths."""
+    certs = make_certs(str(tmp_path_factory.mktemp("certs")))
+    files = {n: open(certs[n], "rb").read() for n in ("server.crt", "server.key", "ca.crt")}
+    gen = make_server("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+                      "ssl_ca_file = 'ca.crt'\n", TLS_HBA, files,
+                      roles=("CREATE ROLE rl_tlsonly LOGIN", "CREATE ROLE rl_plainonly LOGIN",
+                             "CREATE ROLE rl_cert LOGIN"))
+    srv = next(gen)
+    srv.certs = certs
+    yield srv
+    gen.close()
 
 
 def _lit(s: str) -> str:

@@ -148,9 +148,11 @@ def test_dsn_errors():
     with pytest.raises(ValueError, match="invalid DSN"):
         parse_dsn("host")
     with pytest.raises(ValueError, match="unsupported"):
+        parse_dsn("host=a sslcompression=1")
+    with pytest.raises(ValueError, match="cannot load sslcert 'x'"):
         parse_dsn("host=a sslcert=x")
-    with pytest.raises(ValueError, match="TLS"):
-        parse_dsn("host=a sslmode=require")
+    with pytest.raises(ValueError, match="invalid sslmode 'requir'"):
+        parse_dsn("host=a sslmode=requir")
     with pytest.raises(ValueError, match="port"):
         parse_dsn("host=a port=99999")
     p = parse_dsn("postgresql://u:p@h1:5433,h2/db?connect_timeout=0&application_name=a")
@@ -170,16 +172,21 @@ HELLO = _msg(b"R", struct.pack("!i", 0)) + _msg(b"K", struct.pack("!i", 7) + b"K
 
 
 class FakeServer:
-    """Completes start-up, then answers the first client bytes with ``reply``
-    (and closes if ``reply`` is None)."""
+    """Declines TLS (as a server with ssl=off does), completes start-up, then
+    answers the first client bytes with ``reply`` (and closes if ``reply`` is
+    None)."""
 
     def __init__(self, reply: bytes | None, hello: bytes = HELLO):
         self.reply, self.hello = reply, hello
 
     async def handle(self, reader, writer):
         try:
-            n = struct.unpack("!i", await reader.readexactly(4))[0]
-            await reader.readexactly(n - 4)
+            while True:
+                n = struct.unpack("!i", await reader.readexactly(4))[0]
+                body = await reader.readexactly(n - 4)
+                if body != struct.pack("!i", 80877103):  # not an SSLRequest
+                    break
+                writer.write(b"N")
             writer.write(self.hello)
             if await reader.read(65536):
                 if self.reply is None:

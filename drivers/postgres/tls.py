@@ -1,0 +1,138 @@
+"""TLS for Postgres connections: libpq's ``sslmode`` semantics as an
+``ssl.SSLContext`` plus the answer to an SSLRequest.
+
+The modes, as libpq defines them: ``disable`` never, ``allow`` plaintext first
+and TLS if the server refuses it, ``prefer`` (the default) TLS if the server
+offers it and plaintext otherwise, ``require`` TLS without checking the
+certificate (unless a root certificate is given or found, then like
+``verify-ca``), ``verify-ca`` a certificate chained to the root certificate,
+``verify-full`` that and the host name.  Root certificates come from
+``sslrootcert`` (a file, or ``system`` for the system store), else from
+``~/.postgresql/root.crt``; a client certificate from ``sslcert``/``sslkey``
+(else ``~/.postgresql/postgresql.crt``/``.key`` when both exist).  Unix-socket
+connections never use TLS (as libpq).
+
+:func:`negotiate` is the SSLRequest exchange on a freshly opened transport,
+then the running loop's ``start_tls`` (on ringleader's loop the TLS record
+layer runs over the ring transport; a TLS connection cannot migrate between
+workers).  The rest reads certificate files and does no I/O.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+
+from . import messages as m
+from .errors import ConnectionLost, ProtocolViolation, TLSRefused
+
+MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# Modes that fail rather than fall back to plaintext.
+REQUIRED = ("require", "verify-ca", "verify-full")
+
+
+def _home_file(name: str) -> str:
+    return os.path.join(os.path.expanduser("~"), ".postgresql", name)
+
+
+def make_context(mode: str, rootcert: str | None = None, cert: str | None = None,
+                 key: str | None = None, password: str | None = None) -> ssl.SSLContext | None:
+    """The client context for ``mode`` (None for ``disable``); ValueError names
+    a missing or unreadable file."""
+    if mode not in MODES:
+        raise ValueError(f"invalid sslmode {mode!r} (one of {', '.join(MODES)})")
+    if mode == "disable":
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # the server's default floor too
+    root = rootcert
+    if root is None and os.path.exists(_home_file("root.crt")):
+        root = _home_file("root.crt")
+    verify = mode in ("verify-ca", "verify-full") or (mode == "require" and root is not None)
+    if verify:
+        if root is None:
+            raise ValueError(f"sslmode={mode} needs a root certificate: set sslrootcert=<file> "
+                             f"(or sslrootcert=system), or put one at {_home_file('root.crt')}")
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.check_hostname = mode == "verify-full"
+        try:
+            if root == "system":
+                ctx.load_default_certs()
+            else:
+                ctx.load_verify_locations(cafile=root)
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(f"cannot load sslrootcert {root!r}: {e}") from None
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert is None and key is None:
+        if os.path.exists(_home_file("postgresql.crt")) and os.path.exists(_home_file("postgresql.key")):
+            cert, key = _home_file("postgresql.crt"), _home_file("postgresql.key")
+    if cert is not None:
+        try:
+            ctx.load_cert_chain(cert, key, password)
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(f"cannot load sslcert {cert!r} / sslkey {key!r}: {e}") from None
+    elif key is not None:
+        raise ValueError("sslkey given without sslcert")
+    return ctx
+
+
+def attempts(sslmode: str, unix: bool) -> list[tuple[bool, bool]]:
+    """Connection attempts on one address: (use TLS, may another follow)."""
+    if unix or sslmode == "disable":
+        return [(False, False)]
+    if sslmode == "prefer":
+        return [(True, True), (False, False)]
+    if sslmode == "allow":
+        return [(False, True), (True, False)]
+    return [(True, False)]
+
+
+class _Answer(asyncio.Protocol):
+    """The transport's protocol while the one-byte SSLRequest answer is due."""
+
+    def __init__(self, fut: asyncio.Future):
+        self.fut = fut
+
+    def data_received(self, data) -> None:
+        if self.fut.done():
+            return
+        data = bytes(data)
+        if data in (b"S", b"N"):
+            self.fut.set_result(data)
+        elif data[:1] == b"S":
+            # Bytes after the S arrived before our handshake: whoever sent
+            # them is not the TLS peer (CVE-2021-23222); refuse the connection.
+            self.fut.set_exception(ProtocolViolation(
+                "server sent unencrypted data after accepting the SSLRequest"))
+        else:
+            self.fut.set_exception(ProtocolViolation(
+                f"unexpected answer to SSLRequest: {data[:16]!r}"))
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc) -> None:
+        if not self.fut.done():
+            self.fut.set_exception(ConnectionLost(f"connection closed during SSLRequest: {exc}"))
+
+
+async def negotiate(loop, transport: asyncio.Transport, sslmode: str,
+                    ctx: ssl.SSLContext, host: str) -> asyncio.Transport:
+    """Asks for TLS on ``transport`` (plaintext, nothing sent yet); returns
+    the transport to go on with: a TLS one, or the same one when the server
+    said no and ``sslmode`` allows plaintext (else :class:`TLSRefused`)."""
+    wire = transport.get_protocol()
+    fut = loop.create_future()
+    transport.set_protocol(_Answer(fut))
+    transport.write(m.ssl_request())
+    try:
+        answer = await fut
+    finally:
+        transport.set_protocol(wire)
+    if answer == b"N":
+        if sslmode in REQUIRED:
+            raise TLSRefused(f"the server does not accept TLS, but sslmode={sslmode} requires it")
+        return transport
+    return await loop.start_tls(transport, wire, ctx, server_hostname=host)
