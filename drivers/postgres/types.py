@@ -24,6 +24,11 @@ from psycopg.adapt import AdaptersMap, PyFormat, Transformer
 
 from .messages import Field
 
+try:  # compiled at install (_pgwire.c); the list comprehension is the fallback
+    from ._pgwire import make_records as _make_records
+except ImportError:  # pragma: no cover - only on a build without a C compiler
+    _make_records = None
+
 BINARY = pq.Format.BINARY
 TEXT = pq.Format.TEXT
 # Settings whose change must rebuild loaders: they cache tz/styles on creation.
@@ -110,6 +115,8 @@ class RowCodec:
 
     def load_all(self, rows: list[list[bytes | None]]) -> list:
         if self._tx is not None:
+            if _make_records is not None:
+                return _make_records(rows, self._tx.load_sequence, self.record)
             ls, rec = self._tx.load_sequence, self.record
             return [rec(ls(r)) for r in rows]
         return [self.load(r) for r in rows]
