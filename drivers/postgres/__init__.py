@@ -5,11 +5,12 @@ executemany, pipelined; cursors, COPY, LISTEN, transactions) and
 :class:`Pool` a pool of them.  Values are converted by psycopg's adapters and
 server errors are psycopg's error classes.  Module map: ``messages`` (wire
 format, sans-I/O), ``auth`` (SCRAM/MD5), ``startup`` (start-up state
-machine), ``ops`` (in-flight answer collection), ``connection``,
-``streams``, ``transaction``, ``types`` (psycopg glue), ``dsn``, ``tls``,
+machine), ``ops`` (in-flight answer collection), ``connection``, ``connect``,
+``cancel``, ``streams``, ``transaction``, ``types`` (psycopg glue), ``dsn``, ``tls``,
 ``pool``.
 """
-from .connection import Connection, connect
+from .connect import connect
+from .connection import Connection
 from .errors import (AuthenticationUnsupported, ConnectionLost, Notice, PostgresDriverError,
                      ProtocolViolation, QueryTimeout, TLSRefused)
 from .pool import Pool

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections import OrderedDict, deque
 from typing import Any, Callable, Iterable
 
@@ -33,10 +32,10 @@ import psycopg
 from . import messages as m
 from . import tls
 from .cancel import send_cancel
-from .dsn import ConnectParams, parse_dsn
-from .errors import (ConnectionLost, Notice, ProtocolViolation, QueryTimeout, TLSRefused,
-                     server_error, stale_plan)
-from .ops import Op, _consume
+from .dsn import ConnectParams
+from .errors import (ConnectionLost, Notice, ProtocolViolation, QueryTimeout, server_error,
+                     stale_plan)
+from .ops import Op, Result, _consume
 from .startup import Startup
 from .types import ADAPTER_SETTINGS, AdaptContext, Dumper, RowCodec, fetch_type_info
 
@@ -200,9 +199,12 @@ class Connection:
         reader.feed(data)
         try:
             while True:
-                if (self._startup is None and self._ops and reader.at_data_row()
-                        and reader.read_rows(self._ops[0].sink())):
-                    continue
+                if self._startup is None and self._ops and reader.at_data_row():
+                    op = self._ops[0]
+                    if reader.read_rows(op.sink()):
+                        if op.codec is not None:
+                            op.decode_some()
+                        continue
                 msg = reader.read()
                 if msg is None:
                     break
@@ -498,8 +500,9 @@ class Connection:
         return st.codec
 
     async def _run(self, sql: str, args: tuple, timeout: float | None,
-                   limit: int = 0) -> tuple[m.Result, RowCodec | None]:
-        """Runs one statement with parameters; returns its result and decoder."""
+                   limit: int = 0, decode: bool = False) -> tuple[Result, RowCodec | None]:
+        """Runs one statement with parameters; returns its result and decoder
+        (``decode``: big results are decoded as they arrive, see ops.Result)."""
         if not isinstance(sql, str):
             raise psycopg.ProgrammingError(f"query must be a str, got {type(sql).__name__}")
         values, types, formats = self._dumper.dump(args)
@@ -509,6 +512,8 @@ class Connection:
             st = await self._statement(sql, types, timeout)
             codec = self._codec(st)
             op = Op(self._loop)
+            if decode:
+                op.codec = codec
             await self._wait_gate()
             self._submit(m.bind(b"", st.name, formats, values, codec.formats)
                          + m.execute(b"", limit) + m.SYNC, op)
@@ -521,7 +526,7 @@ class Connection:
                 if attempt or op.status != "I":
                     raise
                 continue
-            res = op.results[-1] if op.results else (op._cur or m.Result())
+            res = op.results[-1] if op.results else (op._cur or Result())
             return res, codec
         raise AssertionError("unreachable")
 
@@ -535,7 +540,7 @@ class Connection:
                      + m.bind(b"", b"", formats, values, ())
                      + m.describe(b"P", b"") + m.execute(b"", 0) + m.SYNC, op)
         await self._wait(op, timeout)
-        res = op.results[-1] if op.results else m.Result()
+        res = op.results[-1] if op.results else Result()
         return res, RowCodec(self._ctx, res.fields or (), binary=False)
 
     # ------------------------------------------------------------------ the API
@@ -570,8 +575,11 @@ class Connection:
         return op.results[-1].tag if op.results else ""
 
     async def fetch(self, query: str, *args, timeout: float | None = None) -> list:
-        res, codec = await self._run(query, args, timeout)
-        return codec.load_all(res.rows)
+        res, codec = await self._run(query, args, timeout, decode=True)
+        if res.records is None:
+            return codec.load_all(res.rows)
+        res.records += codec.load_all(res.rows)
+        return res.records
 
     async def fetchrow(self, query: str, *args, timeout: float | None = None):
         res, codec = await self._run(query, args, timeout)
@@ -658,41 +666,3 @@ class Connection:
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
-
-
-async def connect(dsn: str | None = None, *, statement_cache_size: int = 100,
-                  command_timeout: float | None = None, adapters=None,
-                  **kwargs) -> Connection:
-    """Opens a connection from a libpq-style DSN (URL or key=value) and/or
-    keywords (host, port, user, password, dbname, application_name,
-    connect_timeout, sslmode and the ssl* files, ssl_context=SSLContext,
-    server_settings={...}).  Hosts are tried in order; on each, TLS as
-    ``sslmode`` says (see :mod:`.tls`)."""
-    params = parse_dsn(dsn, **kwargs)
-    errors = []
-    for address in params.addresses:
-        for use_tls, fallback in tls.attempts(params.sslmode, address[0].startswith("/")):
-            conn = Connection(params, address, statement_cache_size=statement_cache_size,
-                              command_timeout=command_timeout, adapters=adapters)
-            try:
-                if params.connect_timeout is None:
-                    await conn._start(use_tls)
-                else:
-                    async with asyncio.timeout(params.connect_timeout):
-                        await conn._start(use_tls)
-                return conn
-            except (OSError, ConnectionLost, TimeoutError,
-                    psycopg.errors.InvalidAuthorizationSpecification) as e:
-                if conn._transport is not None:
-                    conn._transport.abort()
-                # prefer: a failed handshake or a pg_hba rejection of the TLS
-                # connection is retried in plaintext; allow: a rejection of
-                # the plaintext one is retried with TLS (as libpq does).
-                if fallback and isinstance(e, (ssl.SSLError, TLSRefused,
-                                               psycopg.errors.InvalidAuthorizationSpecification)):
-                    continue
-                if isinstance(e, psycopg.Error) and not isinstance(e, ConnectionLost):
-                    raise
-                errors.append(f"{address[0]}:{address[1]}: {e!r}")
-                break
-    raise ConnectionLost("could not connect: " + "; ".join(errors))

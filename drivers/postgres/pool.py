@@ -35,7 +35,8 @@ from typing import Any, Iterable
 from ..errors import InterfaceError
 from ..mux import MuxSet
 from ..pool import Pool as _GenericPool
-from .connection import Connection, connect
+from .connect import connect
+from .connection import Connection
 from .dsn import parse_dsn
 
 # Keywords the generic pool takes; the rest go to connect().

@@ -275,3 +275,33 @@ def test_timezone_change_reloads_adapters(pg_server, run):
         v = await c.fetchval("select '2020-01-01 12:00:00+00'::timestamptz")
         assert v.utcoffset() == dt.timedelta(0)
     with_conn(pg_server, run, body)
+
+
+def test_big_results_are_decoded_on_the_way_and_loader_errors_reach_the_caller(pg_server, run):
+    """A result over ops.DECODE_BATCH rows is decoded while it arrives; the
+    values are the same, and a value whose loader fails raises in the caller
+    (not as a broken connection), which stays usable."""
+    from psycopg.types.numeric import Int4BinaryLoader
+
+    class Picky(Int4BinaryLoader):
+        def load(self, data):
+            v = super().load(data)
+            if v == 1500:
+                raise ValueError("no 1500 here")
+            return v
+
+    async def main():
+        conn = await pg.connect(pg_server.dsn())
+        try:
+            q = "SELECT g, g::text || 'x', NULL::int FROM generate_series(1, $1::int) g"
+            rows = await conn.fetch(q, 3000)
+            assert [tuple(r) for r in rows] == [(g, f"{g}x", None) for g in range(1, 3001)]
+            conn.adapters.register_loader("int4", Picky)
+            conn.reset_type_cache()
+            assert len(await conn.fetch(q, 1499)) == 1499
+            with pytest.raises(ValueError, match="no 1500 here"):
+                await conn.fetch(q, 3000)
+            assert await conn.fetchval("SELECT 41 + 1") == 42
+        finally:
+            await conn.close()
+    run(main())
