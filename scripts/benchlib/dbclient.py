@@ -30,6 +30,8 @@ KEY = "bench:key"
 SELECT1 = "SELECT $1::int"
 FETCH10 = "SELECT c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 FROM bench_wide"
 INSERT = "INSERT INTO bench_ins (a, b) VALUES ($1, $2)"
+FETCHBIG = ("SELECT g, g * 2, g * 3, g * 4, g * 5, 'text-' || g, 'value-' || g, 'more-' || g, "
+            "'column-' || g, 'last-' || g FROM generate_series(1, 10000) g")
 PAYLOAD = "payload"
 
 
@@ -121,6 +123,8 @@ def _pg_call(pool, op: str, style: str):
         return lambda i: pool.fetchval(SELECT1, i)
     if op == "fetch10":
         return lambda i: pool.fetch(FETCH10)
+    if op == "fetchbig":
+        return lambda i: pool.fetch(FETCHBIG)
     if op == "insert":
         return lambda i: pool.execute(INSERT, i, PAYLOAD)
     raise SystemExit(f"unknown postgres op {op!r}")
@@ -158,6 +162,7 @@ async def psycopg_pool(spec: dict, m: Measure) -> dict:
                                kwargs={"autocommit": True}, open=False)
     await pool.open(wait=True)
     sel, fetch, ins = (q.replace("$1", "%s").replace("$2", "%s") for q in (SELECT1, FETCH10, INSERT))
+    big = FETCHBIG
     op = spec["op"]
 
     async def call(i: int):
@@ -166,6 +171,8 @@ async def psycopg_pool(spec: dict, m: Measure) -> dict:
                 return await (await conn.execute(sel, (i,))).fetchone()
             if op == "fetch10":
                 return await (await conn.execute(fetch)).fetchall()
+            if op == "fetchbig":
+                return await (await conn.execute(big)).fetchall()
             return await conn.execute(ins, (i, PAYLOAD))
     try:
         return await _drive(pool, call, spec, m, None)

@@ -39,11 +39,14 @@ HELP = ("SELECT $1::int, 10x10 fetch, INSERT at concurrency 1/16/64 over a 16-co
         "ringleader vs asyncpg (uvloop) vs psycopg pool vs pgbench")
 
 BIN = servers.PG_BIN
-LABELS = {"select1": "SELECT $1", "fetch10": "FETCH 10x10", "insert": "INSERT"}
+LABELS = {"select1": "SELECT $1", "fetch10": "FETCH 10x10", "insert": "INSERT",
+          "fetchbig": "FETCH 10kx10"}
 PGBENCH = {
     "select1": "\\set v random(1, 1000000)\nSELECT :v::int;\n",
     "fetch10": "SELECT c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 FROM bench_wide;\n",
     "insert": "\\set v random(1, 1000000)\nINSERT INTO bench_ins (a, b) VALUES (:v, 'payload');\n",
+    "fetchbig": "SELECT g, g * 2, g * 3, g * 4, g * 5, 'text-' || g, 'value-' || g, 'more-' || g, "
+                "'column-' || g, 'last-' || g FROM generate_series(1, 10000) g;\n",
 }
 SETUP = """
 CREATE TABLE bench_wide (c0 int, c1 int, c2 int, c3 int, c4 int,
@@ -58,7 +61,8 @@ def add_arguments(p) -> None:
     p.set_defaults(reps=3, seconds=2.0)
     p.add_argument("--conc", default="1,16,64", help="concurrencies (default 1,16,64)")
     p.add_argument("--ops", default="select1,fetch10,insert",
-                   help="workloads (default select1,fetch10,insert)")
+                   help="workloads (default select1,fetch10,insert; also fetchbig: "
+                        "10,000 rows x 10 columns)")
     p.add_argument("--pool", type=int, default=16, help="max connections per client (default 16)")
     p.add_argument("--workers", default="1", help="ringleader worker counts (default 1; e.g. 1,2)")
     p.add_argument("--warmup", type=float, default=0.5, help="seconds before each window")
