@@ -1,6 +1,8 @@
 """Shared fixtures.  Tiers are directories: unit/ (no I/O), ring/ (real io_uring),
 integration/ (real servers), fuzz/ (hypothesis)."""
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -18,3 +20,39 @@ def fd_guard():
     # listdir itself briefly opens a directory fd; ignore fds that are already gone
     leaked = {fd for fd in leaked if os.path.exists(f"/proc/self/fd/{fd}")}
     assert not leaked, f"leaked fds: {sorted(leaked)}"
+
+
+# ------------------------------------------------------------ TLS material
+
+def _openssl(*args: str, cwd: str) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certs(d: str) -> dict[str, str]:
+    """A throw-away CA, a server certificate for localhost (only) and a
+    client certificate for CN rl_cert, all signed by it; and a second CA that
+    signed nothing here.  Returns name -> path."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl missing: run ./scripts/bootstrap")
+    days = ["-days", "2"]
+    for ca in ("ca", "other-ca"):
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key",
+                 "-out", f"{ca}.crt", *days, "-subj", f"/CN=ringleader test {ca}", cwd=d)
+    with open(os.path.join(d, "san.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost\n")  # not 127.0.0.1: the name check must bite
+    for name, cn in (("server", "localhost"), ("client", "rl_cert")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+                 "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
+        ext = ["-extfile", "san.ext"] if name == "server" else []
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", f"{name}.crt", *days, *ext, cwd=d)
+    os.chmod(os.path.join(d, "client.key"), 0o600)
+    return {n: os.path.join(d, n) for n in ("ca.crt", "other-ca.crt", "server.crt",
+                                            "server.key", "client.crt", "client.key")}
+
+
+
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory):
+    """make_certs() once per session, for the TLS servers of the integration tests."""
+    return make_certs(str(tmp_path_factory.mktemp("certs")))

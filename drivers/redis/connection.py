@@ -124,7 +124,10 @@ class Connection(Commands, Iterators):
                 if params.path:
                     await loop.create_unix_connection(lambda: _Protocol(conn), params.path)
                 else:
-                    await loop.create_connection(lambda: _Protocol(conn), params.host, params.port)
+                    ctx = params.ssl_context
+                    await loop.create_connection(
+                        lambda: _Protocol(conn), params.host, params.port, ssl=ctx,
+                        server_hostname=params.host if ctx is not None else None)
                     conn._keepalive()
                 await conn._handshake()
         except TimeoutError:

@@ -3,18 +3,27 @@
 Accepted forms::
 
     redis://[[username]:password@]host[:port][/db][?option=value&...]
+    rediss://...  (the same over TLS)
     unix://[[username]:password@]/path/to/socket[?db=N&option=value&...]
 
 Options (query string or keyword): ``db``, ``protocol`` (2 or 3),
 ``client_name`` (alias ``name``), ``username``, ``password``,
 ``connect_timeout`` and ``timeout`` (seconds; ``timeout`` is the default
 per-command deadline, none if unset), ``decode_responses`` (bool).
-User and password are percent-decoded.  ``rediss://`` (TLS) is refused with a
-clear error: this driver does not speak TLS.  Pure parsing; no I/O.
+User and password are percent-decoded.
+
+TLS, with redis-py's option names: ``ssl`` (what ``rediss://`` sets),
+``ssl_cert_reqs`` (``required``, the default; ``optional``; ``none``),
+``ssl_ca_certs`` (a CA file; default the system store), ``ssl_certfile`` and
+``ssl_keyfile`` (a client certificate), ``ssl_check_hostname`` (default true),
+or ``ssl_context=`` an ``ssl.SSLContext`` of the caller's (keyword only).
+The context is built here, so a missing file fails at parse time.  Parsing
+and reading those files; no network I/O.
 """
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -36,6 +45,13 @@ class ConnectParams:
     connect_timeout: float = 10.0
     timeout: float | None = None
     decode_responses: bool = False
+    ssl: bool = False
+    ssl_cert_reqs: str = "required"
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+    ssl_context: ssl.SSLContext | None = dataclasses.field(default=None, compare=False)
 
     @property
     def address(self) -> str:
@@ -43,11 +59,18 @@ class ConnectParams:
 
 
 _TRUE = {"1", "true", "yes", "on"}
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 _FALSE = {"0", "false", "no", "off"}
 
 
 def _convert(name: str, value: Any) -> Any:
     """Checks and converts one option (strings from a query string, or typed)."""
+    if name == "ssl_cert_reqs":
+        text = str(value).lower()
+        if text not in _CERT_REQS:
+            raise InterfaceError(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, "
+                                 f"got {value!r}")
+        return text
     try:
         if name in ("db", "port", "protocol"):
             if isinstance(value, bool):
@@ -65,14 +88,19 @@ def _convert(name: str, value: Any) -> Any:
             if not out > 0:
                 raise ValueError
             return out
-        if name == "decode_responses":
+        if name == "ssl_context":
+            if value is None or isinstance(value, ssl.SSLContext):
+                return value
+            raise ValueError
+        if name in ("decode_responses", "ssl", "ssl_check_hostname"):
             if isinstance(value, bool):
                 return value
             text = str(value).lower()
             if text in _TRUE | _FALSE:
                 return text in _TRUE
             raise ValueError
-        if name in ("host", "path", "username", "password", "client_name"):
+        if name in ("host", "path", "username", "password", "client_name", "ssl_ca_certs",
+                    "ssl_certfile", "ssl_keyfile"):
             if value is None or isinstance(value, str):
                 if name == "client_name" and value and " " in value:
                     raise InterfaceError(f"client_name may not contain spaces: {value!r}")
@@ -96,17 +124,41 @@ def parse_url(url: str | None = None, **options: Any) -> ConnectParams:
     for name, value in options.items():
         name = "client_name" if name == "name" else name
         values[name] = _convert(name, value)
+    if values.get("ssl_context") is not None:
+        values["ssl"] = True
+    elif values.get("ssl"):
+        values["ssl_context"] = _context(values)
+    if values.get("ssl") and values.get("path"):
+        raise InterfaceError("TLS over a unix socket is not supported; use rediss://host:port")
     return ConnectParams(**values)
+
+
+def _context(v: dict[str, Any]) -> ssl.SSLContext:
+    reqs = v.get("ssl_cert_reqs", "required")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = v.get("ssl_check_hostname", True) and reqs != "none"
+    ctx.verify_mode = _CERT_REQS[reqs]
+    try:
+        if v.get("ssl_ca_certs"):
+            ctx.load_verify_locations(cafile=v["ssl_ca_certs"])
+        elif reqs != "none":
+            ctx.load_default_certs()
+        if v.get("ssl_certfile"):
+            ctx.load_cert_chain(v["ssl_certfile"], v.get("ssl_keyfile"))
+        elif v.get("ssl_keyfile"):
+            raise InterfaceError("ssl_keyfile given without ssl_certfile")
+    except (OSError, ssl.SSLError) as e:
+        raise InterfaceError(f"cannot load TLS files ({e})") from None
+    return ctx
 
 
 def _parse(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme == "rediss":
-        raise InterfaceError("rediss:// (TLS) is not supported by this driver")
-    if scheme not in ("redis", "unix"):
-        raise InterfaceError(f"Redis URL must start with redis:// or unix://, got {url!r}")
-    values: dict[str, Any] = {}
+    if scheme not in ("redis", "rediss", "unix"):
+        raise InterfaceError(f"Redis URL must start with redis://, rediss:// or unix://, got {url!r}")
+    values: dict[str, Any] = {"ssl": True} if scheme == "rediss" else {}
     if parts.username:
         values["username"] = unquote(parts.username)
     if parts.password is not None:
@@ -131,5 +183,7 @@ def _parse(url: str) -> dict[str, Any]:
         name = "client_name" if name == "name" else name
         if name in ("host", "port", "path"):
             raise InterfaceError(f"{name} belongs in the URL itself, not its query: {url!r}")
+        if name == "ssl_context":
+            raise InterfaceError("ssl_context is a keyword option (an ssl.SSLContext), not a URL one")
         values[name] = _convert(name, value)
     return values

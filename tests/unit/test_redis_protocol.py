@@ -95,13 +95,33 @@ def test_parse_url_forms():
 
 
 @pytest.mark.parametrize("url, match", [
-    ("http://h", "redis:// or unix://"), ("rediss://h", "TLS"), ("redis://h:99999", "port"),
+    ("http://h", "redis://, rediss:// or unix://"), ("redis://h:99999", "port"),
+    ("rediss://h?ssl_cert_reqs=maybe", "ssl_cert_reqs must be one of"),
+    ("rediss://h?ssl_ca_certs=/nonexistent/ca.pem", "cannot load TLS files"),
+    ("rediss://h?ssl_keyfile=k.pem", "ssl_keyfile given without ssl_certfile"),
+    ("redis://h?ssl_context=x", "keyword option"), ("unix:///s?ssl=1", "unix socket"),
     ("redis://h/x", "db"), ("redis://h?protocol=4", "protocol"), ("redis://h?bogus=1", "unknown"),
     ("unix://", "socket path"), ("redis://h?timeout=-1", "timeout"), ("redis://h?port=2", "URL itself"),
 ])
 def test_parse_url_rejects(url, match):
     with pytest.raises(E.InterfaceError, match=match):
         parse_url(url)
+
+
+def test_tls_options():
+    import ssl
+    p = parse_url("rediss://h:6380/0")
+    assert p.ssl and p.ssl_context.verify_mode == ssl.CERT_REQUIRED and p.ssl_context.check_hostname
+    p = parse_url("rediss://h?ssl_cert_reqs=none")
+    assert p.ssl_context.verify_mode == ssl.CERT_NONE and not p.ssl_context.check_hostname
+    p = parse_url("rediss://h?ssl_check_hostname=false")
+    assert p.ssl_context.verify_mode == ssl.CERT_REQUIRED and not p.ssl_context.check_hostname
+    assert parse_url("redis://h").ssl_context is None
+    own = ssl.create_default_context()
+    p = parse_url("redis://h", ssl_context=own)
+    assert p.ssl and p.ssl_context is own
+    with pytest.raises(E.InterfaceError, match="ssl_context"):
+        parse_url("redis://h", ssl_context="yes")
 
 
 def test_parse_url_rejects_bad_keywords():

@@ -164,38 +164,11 @@ host all all 127.0.0.1/32 trust
 """
 
 
-def _openssl(*args: str, cwd: str) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_certs(d: str) -> dict[str, str]:
-    """A throw-away CA, a server certificate for localhost (only) and a
-    client certificate for rl_cert, all signed by it; and a second CA that
-    signed nothing here.  Returns name -> path."""
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl missing: run ./scripts/bootstrap")
-    days = ["-days", "2"]
-    for ca in ("ca", "other-ca"):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key",
-                 "-out", f"{ca}.crt", *days, "-subj", f"/CN=ringleader test {ca}", cwd=d)
-    with open(os.path.join(d, "san.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost\n")  # not 127.0.0.1: the name check must bite
-    for name, cn in (("server", "localhost"), ("client", "rl_cert")):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-                 "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
-        ext = ["-extfile", "san.ext"] if name == "server" else []
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{name}.crt", *days, *ext, cwd=d)
-    os.chmod(os.path.join(d, "client.key"), 0o600)
-    return {n: os.path.join(d, n) for n in ("ca.crt", "other-ca.crt", "server.crt",
-                                            "server.key", "client.crt", "client.key")}
-
-
 @pytest.fixture(scope="session")
-def pg_tls_server(tmp_path_factory):
-    """A second cluster with ssl=on (certificates from make_certs) and TLS_HBA;
-    ``.certs`` maps file names to paths."""
-    certs = make_certs(str(tmp_path_factory.mktemp("certs")))
+def pg_tls_server(tls_certs):
+    """A second cluster with ssl=on (certificates from tests/conftest.py's
+    tls_certs) and TLS_HBA; ``.certs`` maps file names to paths."""
+    certs = tls_certs
     files = {n: open(certs[n], "rb").read() for n in ("server.crt", "server.key", "ca.crt")}
     gen = make_server("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
                       "ssl_ca_file = 'ca.crt'\n", TLS_HBA, files,

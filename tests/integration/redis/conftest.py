@@ -23,21 +23,28 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server child process; ``restart()`` keeps port and directory."""
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, certs: dict[str, str] | None = None) -> None:
         self.dir = workdir
         self.port = free_port()
         self.socket = os.path.join(workdir, "redis.sock")
         self.proc: subprocess.Popen | None = None
+        # With certs: also a TLS port, which wants a client certificate.
+        self.certs = certs
+        self.tls_port = free_port() if certs else None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        tls = [] if not self.certs else [
+            "--tls-port", str(self.tls_port), "--tls-cert-file", self.certs["server.crt"],
+            "--tls-key-file", self.certs["server.key"], "--tls-ca-cert-file", self.certs["ca.crt"],
+            "--tls-auth-clients", "yes"]
         self.proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--unixsocket", self.socket,
-             "--enable-debug-command", "local", "--loglevel", "warning"],
+             "--enable-debug-command", "local", "--loglevel", "warning", *tls],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -76,6 +83,17 @@ def _server(tmp_path_factory):
 def redis_server(tmp_path_factory):
     """A server shared by the tests that do not break it."""
     server = _server(tmp_path_factory)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server(tmp_path_factory, tls_certs):
+    """A server with a TLS port too (certificates from tests/conftest.py's tls_certs)."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (scripts/bootstrap installs it)")
+    server = RedisServer(str(tmp_path_factory.mktemp("redis-tls")), tls_certs)
+    server.start()
     yield server
     server.stop()
 
