@@ -289,8 +289,10 @@ class Runtime:
 
     async def remove_last_worker(self, drain_timeout: float = 5.0) -> int:
         """Drain and stop the highest-numbered worker (not worker 0): its servers
-        stop accepting, its connections migrate to the other workers, then its
-        loop stops and its ring closes.  Call from any worker but that one."""
+        stop accepting, its connections migrate to the other workers (TLS ones,
+        which cannot migrate, are closed, so their protocols see
+        connection_lost rather than a dead ring), then its loop stops and its
+        ring closes.  Call from any worker but that one."""
         with self._lock:
             if len(self.workers) < 2:
                 raise WorkerError("cannot remove the last remaining worker")
@@ -309,6 +311,9 @@ class Runtime:
             moved = 0
             for i, t in enumerate(list(w.loop._conns.values())):
                 if t.is_closing():
+                    continue
+                if not t.migratable:
+                    t.close()
                     continue
                 try:
                     await self.migrate(t, others[i % len(others)])
