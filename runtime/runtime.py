@@ -573,10 +573,11 @@ def _as_transport(conn) -> RingTransport:
     t = getattr(conn, "transport", None) or getattr(conn, "_transport", None)
     if isinstance(t, RingTransport):
         return t
-    if isinstance(conn, asyncio.Transport) and isinstance(
-            getattr(getattr(conn, "_ssl_protocol", None), "_transport", None), RingTransport):
-        raise MigrationError(f"cannot migrate {conn!r}: TLS connections stay on their worker "
-                             f"(asyncio's SSLProtocol is bound to its loop)")
+    # asyncio's TLS transport over one of ours: the ring transport below it
+    # decides (it refuses, see RingTransport.migratable).
+    t = getattr(getattr(conn, "_ssl_protocol", None), "_transport", None)
+    if isinstance(t, RingTransport):
+        return t
     raise TypeError(f"cannot migrate {conn!r}: it is not (and does not hold) a ringleader transport")
 
 

@@ -120,7 +120,7 @@ class Sampler:
         conn_rate: dict[int, list[ConnObs]] = {}
         seen = {}
         for c in conns:
-            if not getattr(c, "migratable", True):
+            if not c.migratable:
                 continue  # a TLS connection cannot be moved: not a rebalancing candidate
             total = c.bytes_in + c.bytes_out
             prev = self._prev_conn.get(c.conn_id)
