@@ -23,6 +23,7 @@ import asyncio
 import os
 import ssl
 
+from ..sslcontext import client_context
 from . import messages as m
 from .errors import ConnectionLost, ProtocolViolation, TLSRefused
 
@@ -43,39 +44,19 @@ def make_context(mode: str, rootcert: str | None = None, cert: str | None = None
         raise ValueError(f"invalid sslmode {mode!r} (one of {', '.join(MODES)})")
     if mode == "disable":
         return None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # the server's default floor too
     root = rootcert
     if root is None and os.path.exists(_home_file("root.crt")):
         root = _home_file("root.crt")
     verify = mode in ("verify-ca", "verify-full") or (mode == "require" and root is not None)
-    if verify:
-        if root is None:
-            raise ValueError(f"sslmode={mode} needs a root certificate: set sslrootcert=<file> "
-                             f"(or sslrootcert=system), or put one at {_home_file('root.crt')}")
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.check_hostname = mode == "verify-full"
-        try:
-            if root == "system":
-                ctx.load_default_certs()
-            else:
-                ctx.load_verify_locations(cafile=root)
-        except (OSError, ssl.SSLError) as e:
-            raise ValueError(f"cannot load sslrootcert {root!r}: {e}") from None
-    else:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+    if verify and root is None:
+        raise ValueError(f"sslmode={mode} needs a root certificate: set sslrootcert=<file> "
+                         f"(or sslrootcert=system), or put one at {_home_file('root.crt')}")
     if cert is None and key is None:
         if os.path.exists(_home_file("postgresql.crt")) and os.path.exists(_home_file("postgresql.key")):
             cert, key = _home_file("postgresql.crt"), _home_file("postgresql.key")
-    if cert is not None:
-        try:
-            ctx.load_cert_chain(cert, key, password)
-        except (OSError, ssl.SSLError) as e:
-            raise ValueError(f"cannot load sslcert {cert!r} / sslkey {key!r}: {e}") from None
-    elif key is not None:
-        raise ValueError("sslkey given without sslcert")
-    return ctx
+    return client_context(ssl.CERT_REQUIRED if verify else ssl.CERT_NONE,
+                          mode == "verify-full", root if verify else None, cert, key, password,
+                          names=("sslrootcert", "sslcert", "sslkey"))
 
 
 def attempts(sslmode: str, unix: bool) -> list[tuple[bool, bool]]:

@@ -27,6 +27,7 @@ import ssl
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ..sslcontext import client_context
 from .errors import InterfaceError
 
 __all__ = ["ConnectParams", "parse_url"]
@@ -135,22 +136,14 @@ def parse_url(url: str | None = None, **options: Any) -> ConnectParams:
 
 def _context(v: dict[str, Any]) -> ssl.SSLContext:
     reqs = v.get("ssl_cert_reqs", "required")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = v.get("ssl_check_hostname", True) and reqs != "none"
-    ctx.verify_mode = _CERT_REQS[reqs]
     try:
-        if v.get("ssl_ca_certs"):
-            ctx.load_verify_locations(cafile=v["ssl_ca_certs"])
-        elif reqs != "none":
-            ctx.load_default_certs()
-        if v.get("ssl_certfile"):
-            ctx.load_cert_chain(v["ssl_certfile"], v.get("ssl_keyfile"))
-        elif v.get("ssl_keyfile"):
-            raise InterfaceError("ssl_keyfile given without ssl_certfile")
-    except (OSError, ssl.SSLError) as e:
+        return client_context(
+            _CERT_REQS[reqs], v.get("ssl_check_hostname", True) and reqs != "none",
+            v.get("ssl_ca_certs") or (None if reqs == "none" else "system"),
+            v.get("ssl_certfile"), v.get("ssl_keyfile"),
+            names=("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"))
+    except ValueError as e:
         raise InterfaceError(f"cannot load TLS files ({e})") from None
-    return ctx
 
 
 def _parse(url: str) -> dict[str, Any]:
