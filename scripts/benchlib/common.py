@@ -1,4 +1,5 @@
-"""Helpers shared by benchmarks: compiling a C baseline, CPU pinning, child processes.
+"""Helpers shared by benchmarks: compiling a C baseline, CPU pinning, child processes,
+the host description and JSON output of reports.
 
 Not here: any measurement.  Pinning follows the machine notes: on 2 cores a client and
 a server on the same core distort every figure, so the ring side and its peer get one
@@ -6,7 +7,9 @@ core each (``taskset -c``); with a single CPU nothing is pinned and the notes sa
 """
 from __future__ import annotations
 
+import json
 import os
+import platform
 import shutil
 import subprocess
 
@@ -73,3 +76,17 @@ def run_rate(cmd: list[str], pass_fds=()) -> tuple[int, float]:
         raise SystemExit(f"bench: {' '.join(cmd)} failed: {res.stderr.strip()}")
     words = res.stdout.split()
     return int(words[words.index("ops") + 1]), float(words[words.index("secs") + 1])
+
+
+def host_info() -> dict:
+    """What a saved result needs to say about the machine it was measured on."""
+    return {"kernel": platform.release(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "machine": platform.machine()}
+
+
+def write_json(path: str, data: dict) -> None:
+    """A report as indented JSON at ``path`` (its directory made if missing)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")

@@ -19,12 +19,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+
+from .common import host_info, write_json
 
 SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -172,8 +173,7 @@ class DBReport:
     def as_dict(self) -> dict:
         out = {"benchmark": self.benchmark,
                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "host": {"kernel": platform.release(), "python": platform.python_version(),
-                        "cpus": os.cpu_count(), "machine": platform.machine()},
+               "host": host_info(),
                "notes": self.notes, "results": [], "ratios": []}
         for (case, c), cell in self.cells.items():
             lo, hi = cell.span("ops_s")
@@ -195,10 +195,7 @@ class DBReport:
         return out
 
     def write_json(self, path: str) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(self.as_dict(), f, indent=2)
-            f.write("\n")
+        write_json(path, self.as_dict())
 
 
 def _k(v: float) -> str:

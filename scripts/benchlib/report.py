@@ -7,11 +7,10 @@ with min-max and IQR, and the ratio of medians.  It measures nothing itself.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import platform
 import statistics
 import time
+
+from .common import host_info, write_json
 
 
 @dataclasses.dataclass
@@ -76,8 +75,7 @@ class Report:
         return {
             "benchmark": self.benchmark,
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "host": {"kernel": platform.release(), "python": platform.python_version(),
-                     "cpus": os.cpu_count(), "machine": platform.machine()},
+            "host": host_info(),
             "notes": self.notes,
             "contenders": {n: {"impl": c.impl, "unit": c.unit, "samples": c.samples, **c.summary()}
                            for n, c in self.contenders.items()},
@@ -87,10 +85,7 @@ class Report:
         }
 
     def write_json(self, path: str) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(self.as_dict(), f, indent=2)
-            f.write("\n")
+        write_json(path, self.as_dict())
 
 
 def _fmt(v: float) -> str:
