@@ -95,19 +95,30 @@ class Postgres:
 
 
 class Redis:
-    def __init__(self, core: int = DB_CORE):
+    """``core=None``: not pinned.  ``unixsocket``: also listen on ``self.socket``.
+    ``extra_args``: more redis-server options (the tests add debug commands and
+    a TLS port).  ``kill()`` then ``start()``, or ``restart()``, keep the port
+and the directory; ``stop()`` removes the directory."""
+
+    def __init__(self, core: int | None = DB_CORE, *, unixsocket: bool = False,
+                 extra_args: tuple[str, ...] | list[str] = ()):
         self.exe = shutil.which("redis-server")
         if self.exe is None:
             raise ServerError("redis-server is not installed: run ./scripts/bootstrap")
         self.core = core
         self.dir = tempfile.mkdtemp(prefix="rl-rig-redis-")
         self.port = free_port()
+        self.socket = os.path.join(self.dir, "redis.sock") if unixsocket else None
+        self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Redis":
+        pin = taskset(self.core) if self.core is not None else []
+        sock = ["--unixsocket", self.socket] if self.socket else []
         self.proc = subprocess.Popen(
-            [*taskset(self.core), self.exe, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir, "--loglevel", "warning"],
+            [*pin, self.exe, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir, "--loglevel", "warning",
+             *sock, *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -127,11 +138,19 @@ class Redis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
+    def kill(self) -> None:
+        """Ends the process but keeps its directory: ``start()`` brings it back."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
         self.proc = None
+
+    def restart(self) -> "Redis":
+        self.kill()
+        return self.start()
+
+    def stop(self) -> None:
+        self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -1,109 +1,65 @@
 """Fixtures for the Redis integration tests: real ``redis-server`` processes on
-free ports in temp dirs (no persistence), and a ``run`` fixture parametrised
-over the event loops the driver must work on."""
+free ports in temp dirs (no persistence), started by the rig's own server
+module, and a ``run`` fixture parametrised over the event loops the driver
+must work on."""
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "scripts"))
+from riglib import servers  # noqa: E402
+from riglib.servers import free_port  # noqa: E402
 
 REDIS_SERVER = shutil.which("redis-server")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class RedisServer(servers.Redis):
+    """The rig's redis-server (scripts/riglib/servers.py), unpinned, with a unix
+    socket and DEBUG commands; with ``certs`` also a TLS port that wants a
+    client certificate."""
 
-
-class RedisServer:
-    """One redis-server child process; ``restart()`` keeps port and directory."""
-
-    def __init__(self, workdir: str, certs: dict[str, str] | None = None) -> None:
-        self.dir = workdir
-        self.port = free_port()
-        self.socket = os.path.join(workdir, "redis.sock")
-        self.proc: subprocess.Popen | None = None
-        # With certs: also a TLS port, which wants a client certificate.
+    def __init__(self, certs: dict[str, str] | None = None) -> None:
         self.certs = certs
         self.tls_port = free_port() if certs else None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        tls = [] if not self.certs else [
-            "--tls-port", str(self.tls_port), "--tls-cert-file", self.certs["server.crt"],
-            "--tls-key-file", self.certs["server.key"], "--tls-ca-cert-file", self.certs["ca.crt"],
+        tls = [] if not certs else [
+            "--tls-port", str(self.tls_port), "--tls-cert-file", certs["server.crt"],
+            "--tls-key-file", certs["server.key"], "--tls-ca-cert-file", certs["ca.crt"],
             "--tls-auth-clients", "yes"]
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--unixsocket", self.socket,
-             "--enable-debug-command", "local", "--loglevel", "warning", *tls],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
-            time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+        super().__init__(core=None, unixsocket=True,
+                         extra_args=["--enable-debug-command", "local", *tls])
 
 
-def _server(tmp_path_factory):
+def _server(certs=None):
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed (scripts/bootstrap installs it)")
-    server = RedisServer(str(tmp_path_factory.mktemp("redis")))
+    server = RedisServer(certs)
     server.start()
-    return server
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
+def redis_server():
     """A server shared by the tests that do not break it."""
-    server = _server(tmp_path_factory)
-    yield server
-    server.stop()
+    yield from _server()
 
 
 @pytest.fixture(scope="session")
-def redis_tls_server(tmp_path_factory, tls_certs):
+def redis_tls_server(tls_certs):
     """A server with a TLS port too (certificates from tests/conftest.py's tls_certs)."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (scripts/bootstrap installs it)")
-    server = RedisServer(str(tmp_path_factory.mktemp("redis-tls")), tls_certs)
-    server.start()
-    yield server
-    server.stop()
+    yield from _server(tls_certs)
 
 
 @pytest.fixture
-def own_redis_server(tmp_path_factory):
+def own_redis_server():
     """A server of this test's own, for tests that kill, restart or stall it."""
-    server = _server(tmp_path_factory)
-    yield server
-    server.stop()
+    yield from _server()
 
 
 _PROBE = """

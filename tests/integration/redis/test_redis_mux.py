@@ -87,7 +87,7 @@ def test_connection_loss_fails_all_in_flight_then_recovers(run, own_redis_server
             await asyncio.sleep(0.05)
             behind = [asyncio.ensure_future(pool.get(k)) for _ in range(20)]
             await asyncio.sleep(0.1)
-            await loop.run_in_executor(None, own_redis_server.stop)
+            await loop.run_in_executor(None, own_redis_server.kill)
             res = await asyncio.gather(stall, *behind, return_exceptions=True)
             assert all(isinstance(r, redis.ConnectionError) for r in res), res
             await loop.run_in_executor(None, own_redis_server.start)
