@@ -71,9 +71,8 @@ def parse_dsn(dsn: str | None = None, *, ssl_context: ssl.SSLContext | None = No
     if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
         raise ValueError(f"ssl_context must be an ssl.SSLContext, not {type(ssl_context).__name__}")
     sslmode = opts.get("sslmode", "require" if ssl_context is not None else "prefer")
-    if sslmode not in tls.MODES:
-        raise ValueError(f"invalid sslmode {sslmode!r} (one of {', '.join(tls.MODES)})")
     if ssl_context is not None:
+        tls.check_mode(sslmode)
         if sslmode == "disable":
             raise ValueError("ssl_context given with sslmode=disable")
         context = ssl_context

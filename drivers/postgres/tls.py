@@ -36,12 +36,16 @@ def _home_file(name: str) -> str:
     return os.path.join(os.path.expanduser("~"), ".postgresql", name)
 
 
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"invalid sslmode {mode!r} (one of {', '.join(MODES)})")
+
+
 def make_context(mode: str, rootcert: str | None = None, cert: str | None = None,
                  key: str | None = None, password: str | None = None) -> ssl.SSLContext | None:
     """The client context for ``mode`` (None for ``disable``); ValueError names
     a missing or unreadable file."""
-    if mode not in MODES:
-        raise ValueError(f"invalid sslmode {mode!r} (one of {', '.join(MODES)})")
+    check_mode(mode)
     if mode == "disable":
         return None
     root = rootcert

@@ -124,10 +124,9 @@ class Connection(Commands, Iterators):
                 if params.path:
                     await loop.create_unix_connection(lambda: _Protocol(conn), params.path)
                 else:
-                    ctx = params.ssl_context
-                    await loop.create_connection(
-                        lambda: _Protocol(conn), params.host, params.port, ssl=ctx,
-                        server_hostname=params.host if ctx is not None else None)
+                    # With a context, asyncio checks the certificate against host.
+                    await loop.create_connection(lambda: _Protocol(conn), params.host,
+                                                 params.port, ssl=params.ssl_context)
                     conn._keepalive()
                 await conn._handshake()
         except TimeoutError:

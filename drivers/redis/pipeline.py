@@ -10,9 +10,9 @@ connection changed (then :class:`~.errors.WatchError` is raised).
 Arguments are checked when a command is queued, so bad input fails at the call
 that caused it.  A pipeline on a pool borrows one connection for the whole
 ``execute()``.  ``async with pool.pipeline() as p:`` is also accepted; leaving
-the block with commands never executed raises PipelineNotExecuted.  WATCH needs a connection you hold yourself (``async with
-pool.acquire() as conn``), since it applies to the connection, not the pool.
-Nothing is retried.
+the block with commands never executed raises PipelineNotExecuted.  WATCH
+needs a connection you hold yourself (``async with pool.acquire() as conn``),
+since it applies to the connection, not the pool.  Nothing is retried.
 """
 from __future__ import annotations
 
