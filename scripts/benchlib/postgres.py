@@ -33,6 +33,7 @@ import tempfile
 from riglib import servers  # the rig's temporary servers serve the benchmarks too
 
 from .dbbench import DBReport, Pins, percentile, run_c_tool, run_matrix
+from .dbclient import FETCH10, FETCHBIG
 
 NAME = "postgres"
 HELP = ("SELECT $1::int, 10x10 fetch, INSERT at concurrency 1/16/64 over a 16-connection pool: "
@@ -43,10 +44,9 @@ LABELS = {"select1": "SELECT $1", "fetch10": "FETCH 10x10", "insert": "INSERT",
           "fetchbig": "FETCH 10kx10"}
 PGBENCH = {
     "select1": "\\set v random(1, 1000000)\nSELECT :v::int;\n",
-    "fetch10": "SELECT c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 FROM bench_wide;\n",
+    "fetch10": FETCH10 + ";\n",  # the same statements as the Python clients run
     "insert": "\\set v random(1, 1000000)\nINSERT INTO bench_ins (a, b) VALUES (:v, 'payload');\n",
-    "fetchbig": "SELECT g, g * 2, g * 3, g * 4, g * 5, 'text-' || g, 'value-' || g, 'more-' || g, "
-                "'column-' || g, 'last-' || g FROM generate_series(1, 10000) g;\n",
+    "fetchbig": FETCHBIG + ";\n",
 }
 SETUP = """
 CREATE TABLE bench_wide (c0 int, c1 int, c2 int, c3 int, c4 int,
