@@ -4,9 +4,11 @@
 :class:`ringleader.uring.UringError` (an ``OSError``) so socket code can catch
 them as usual; the runtime only adds errors about workers and migration.
 """
+import os
+
 from ..uring import RingUnavailableError  # re-exported: start-up fails with it
 
-__all__ = ["RuntimeLayerError", "WorkerError", "MigrationError", "RingUnavailableError"]
+__all__ = ["builtin_error", "RuntimeLayerError", "WorkerError", "MigrationError", "RingUnavailableError"]
 
 
 class RuntimeLayerError(Exception):
@@ -19,3 +21,12 @@ class WorkerError(RuntimeLayerError):
 
 class MigrationError(RuntimeLayerError):
     """A connection could not be moved to another worker (it stays where it was)."""
+
+
+def builtin_error(res: int) -> OSError:
+    """The exception asyncio's own loop gives for a failed operation with
+    result ``res`` (a negative errno): the builtin ``OSError`` subclass
+    (``BrokenPipeError``, ``ConnectionResetError`` ...).  Protocols and the
+    loop's ``sock_*`` API see these, as on every other loop; the binding's
+    ``Uring*Error`` (with op and fd) stay on :mod:`ringleader.uring`'s API."""
+    return OSError(-res, os.strerror(-res))

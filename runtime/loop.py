@@ -24,12 +24,15 @@ What this module replaces is the I/O underneath:
 
 The loop belongs to the thread that runs it: the ring is created with
 SINGLE_ISSUER|DEFER_TASKRUN when the kernel offers it, so only that thread may
-touch it.  Subprocesses, datagram endpoints, pipes and signal handlers are not
-implemented; they raise ``NotImplementedError`` saying so.
+touch it.  Signal handlers (:mod:`.signals`), datagram endpoints
+(:mod:`.datagram`), pipe transports (:mod:`.pipes`) and subprocesses
+(:mod:`.subprocess`) are mixins, each in its own module, all on the ring.
 """
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextvars
 import errno
 import heapq
 import logging
@@ -37,12 +40,18 @@ import os
 import socket
 import threading
 import time
+import weakref
 from asyncio import base_events, events, sslproto
+from asyncio.log import logger as asyncio_logger
 
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
 from .stats import ConnStats, LoopStats
+from .datagram import DatagramOpsMixin
 from .fdops import FdOpsMixin, _ignore
+from .pipes import PipeOpsMixin
+from .signals import SignalMixin
+from .subprocess import SubprocessMixin
 from .transport import RingTransport
 
 logger = logging.getLogger("ringleader.runtime")
@@ -57,11 +66,13 @@ TAG_WAKE = 3 << 56         # a bare wake-up
 _PAYLOAD = (1 << 48) - 1
 _UD_WAKE = 1               # the eventfd read
 _MAX_TIMEOUT = 24 * 3600.0
+_monotonic_ns = time.monotonic_ns
 _MIN_SCHEDULED = 100
 _CANCELLED_FRACTION = 0.5
 
 
-class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
+class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin, FdOpsMixin,
+                    base_events.BaseEventLoop):
     """asyncio event loop on one io_uring ring (see module docstring)."""
 
     def __init__(self, *, worker_id: int = 0, runtime=None, entries: int = 256,
@@ -83,6 +94,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._writers: dict[int, list] = {}
         self._serving: dict[int, tuple] = {}
         self._sleeping = False
+        self._wait_since = 0       # monotonic ns when the current wait began, 0 if none
+        self._idle_hi = 0.0        # stats(): the largest idle/busy reported so far
+        self._busy_hi = 0.0
         self._efd = -1
         # telemetry: telemetry=False skips the Python-side counters (loop
         # iterations, timer lag, per-connection bytes/ops/last activity) so their
@@ -97,6 +111,13 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self.migrations_in = 0
         self.migrations_out = 0
         self._msg_handlers: dict[int, object] = {}
+        # sock_recv* bytes that arrived for a cancelled call (see FdOpsMixin._recv_op)
+        self._leftovers = weakref.WeakKeyDictionary()
+        self._signal_handlers: dict[int, events.Handle] = {}
+        # fd -> transport using it (as asyncio's selector loop): add_reader and
+        # friends refuse those fds.
+        self._transports = weakref.WeakValueDictionary()
+        self._children: dict[int, object] = {}   # pidfd -> exit watch (runtime/subprocess.py)
         self._open_ring()
 
     # ------------------------------------------------------------------ ring
@@ -254,7 +275,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
                     h._run()
                     dt = self.time() - t0
                     if dt >= self.slow_callback_duration:
-                        logger.warning("Executing %s took %.3f seconds", base_events._format_handle(h), dt)
+                        # asyncio's logger, as asyncio's own loop warns there
+                        asyncio_logger.warning("Executing %s took %.3f seconds",
+                                               base_events._format_handle(h), dt)
                 finally:
                     self._current_handle = None
             else:
@@ -272,7 +295,11 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             self._sleeping = True
             if self._ready:
                 timeout = 0.0
+            # stats() credits a wait still in progress from here (the ring's
+            # wait_ns only grows when a wait ends).
+            self._wait_since = _monotonic_ns()
             ready = core.submit_wait(timeout != 0.0, timeout)
+            self._wait_since = 0
             self._sleeping = False
         else:
             ready = core.submit_wait(False, 0.0)
@@ -340,6 +367,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
+        self._close_signals()
         for t in list(self._conns.values()):
             t._force_close(None)
         for sock, ud, server in list(self._serving.values()):
@@ -353,6 +381,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         for h in ready:
             if not h._cancelled:
                 h._run()
+        self._close_children()
         super().close()
         if self._ring is not None:
             self._ring.close()
@@ -362,13 +391,25 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
 
     # ----------------------------------------------------------- telemetry
     def stats(self) -> LoopStats:
+        # Read from other threads (debug socket, supervisor) while the loop may
+        # be blocked in the kernel: the wait in progress counts as idle.  The
+        # wait may end (and be added to wait_ns) between the reads below; the
+        # clamps keep busy and idle counters from ever going down.
+        since0 = self._wait_since
         ring_stats: RingStats = self._ring.stats()
+        since1 = self._wait_since
+        now_ns = _monotonic_ns()
         wall = time.perf_counter() - self._wall0 if self._started_at is not None else 0.0
         idle = ring_stats.wait_ns / 1e9
+        if since0 and since0 == since1:
+            idle += max(0, now_ns - since0) / 1e9
+        idle = min(idle, wall) if wall > 0 else idle
+        idle = self._idle_hi = max(self._idle_hi, idle)
+        busy = self._busy_hi = max(self._busy_hi, wall - idle)
         return LoopStats(
             worker=self.worker_id, time=self.time(),
             uptime=wall, iterations=self._iterations, handles_run=self._handles_run,
-            busy_s=max(0.0, wall - idle), idle_s=idle, lag_max_s=self._lag_max,
+            busy_s=busy, idle_s=idle, lag_max_s=self._lag_max,
             lag_ewma_s=self._lag_ewma, connections=len(self._conns),
             migrations_in=self.migrations_in, migrations_out=self.migrations_out,
             enobufs=self._bufring.enobufs + self._core.enobufs, ring=ring_stats)
@@ -384,7 +425,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
 
     # ------------------------------------------------------------ transports
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        return RingTransport(self, sock, protocol, waiter, extra, server)
+        fd = sock.fileno()
+        t = self._transports[fd] = RingTransport(self, sock, protocol, waiter, extra, server)
+        return t
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None, server=None,
@@ -393,7 +436,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
-        RingTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        fd = rawsock.fileno()
+        self._transports[fd] = RingTransport(self, rawsock, ssl_protocol, extra=extra,
+                                             server=server)
         return ssl_protocol._app_transport
 
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
@@ -406,10 +451,24 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         # saves socket.socket(fileno=) three getsockopt calls per connection.
         kind = (int(sock.family), int(sock.type), sock.proto)
 
+        # asyncio calls the protocol factory (and so every callback of the
+        # connections it makes) in a copy of the context that started serving.
+        context = contextvars.copy_context()
+
         def on_accept(res: int, flags: int) -> None:
             if res >= 0:
-                self._accepted(res, protocol_factory, sslcontext, server,
-                               ssl_handshake_timeout, ssl_shutdown_timeout, kind)
+                context.copy().run(self._accepted, res, protocol_factory, sslcontext, server,
+                                   ssl_handshake_timeout, ssl_shutdown_timeout, kind)
+            elif res in (-errno.EINVAL, -errno.EBADF, -errno.ENOTSOCK):
+                # The listener was closed or shut down under us (uvicorn's
+                # workers close theirs at shutdown): stop serving it quietly,
+                # re-arming would only fail the same way again.
+                entry = self._serving.get(fd)
+                if entry is not None and entry[1] == state["ud"]:
+                    del self._serving[fd]
+                if not flags & _F_MORE:
+                    self._free_ud(state["ud"])
+                return
             elif res not in (-errno.ECANCELED,):
                 err = error_from_result(res, "accept", fd)
                 if res in (-errno.EMFILE, -errno.ENFILE, -errno.ENOBUFS, -errno.ENOMEM):
@@ -509,15 +568,12 @@ def new_event_loop(**kwargs) -> RingEventLoop:
     return RingEventLoop(**kwargs)
 
 
-class RingEventLoopPolicy(events.BaseDefaultEventLoopPolicy):
-    """``asyncio.set_event_loop_policy(RingEventLoopPolicy())`` makes asyncio.run use rings."""
+class RingEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """``asyncio.set_event_loop_policy(RingEventLoopPolicy())`` makes asyncio.run use rings.
+
+    asyncio's Unix policy underneath: its child watcher is there for code that
+    asks for one, but ring loops do not use it (they watch children through
+    pidfds on the ring, see :mod:`ringleader.runtime.subprocess`)."""
 
     def _loop_factory(self):
         return RingEventLoop()
-
-    def get_child_watcher(self):
-        raise NotImplementedError("ringleader's io_uring loop does not run subprocesses, so it has "
-                                  "no child watcher; run subprocess code on asyncio's default loop")
-
-    def set_child_watcher(self, watcher):
-        self.get_child_watcher()

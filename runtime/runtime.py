@@ -39,6 +39,7 @@ import itertools
 import logging
 import os
 import resource
+import signal
 import socket
 import threading
 import time
@@ -581,6 +582,39 @@ def _as_transport(conn) -> RingTransport:
     raise TypeError(f"cannot migrate {conn!r}: it is not (and does not hold) a ringleader transport")
 
 
+class _StopOnSignal:
+    """``ringleader.run``'s SIGINT/SIGTERM handling: the first signal cancels
+    ``main`` (the graceful drain follows); later ones are ignored.  Installed
+    only on the main thread (signal handlers live there)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, main_task: asyncio.Task):
+        self.requested = False
+        self._task = main_task
+        self._loop = asyncio.get_running_loop()
+        self._installed: list[int] = []
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.SIGNALS:
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
+            self._installed.append(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if self.requested:
+            logger.info("%s again while stopping: ignored", signal.Signals(sig).name)
+            return
+        self.requested = True
+        logger.info("%s: draining and stopping", signal.Signals(sig).name)
+        self._task.cancel()
+
+    def uninstall(self) -> None:
+        for sig in self._installed:
+            if not self._loop.is_closed():
+                self._loop.remove_signal_handler(sig)
+        self._installed.clear()
+
+
 def run(main: Callable[..., Awaitable] | Awaitable, *, workers: int = 1, drain_timeout: float = 10.0,
         debug: bool | None = None, loop_options: dict | None = None,
         debug_socket: bool | str | os.PathLike = True, control: bool = False,
@@ -599,11 +633,24 @@ def run(main: Callable[..., Awaitable] | Awaitable, *, workers: int = 1, drain_t
     async def entry():
         rt.start(skip=(0,))
         await rt.start_supervisor()
+        coro = main(rt) if callable(main) else main
+        main_task = asyncio.ensure_future(coro)
+        stop = _StopOnSignal(main_task)
         try:
-            coro = main(rt) if callable(main) else main
-            return await coro
+            return await main_task
+        except asyncio.CancelledError:
+            if not stop.requested:
+                raise
+            return None  # SIGINT/SIGTERM: a requested stop, not a failure
         finally:
-            await rt.shutdown(drain_timeout)
+            # main runs in its own task, so a signal arriving from here on
+            # (uvicorn re-raises the one it handled after its own shutdown)
+            # cannot cancel the drain below midway.
+            stop.requested = True
+            try:
+                await rt.shutdown(drain_timeout)
+            finally:
+                stop.uninstall()
 
     with runner:
         return runner.run(entry())
