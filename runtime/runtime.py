@@ -392,18 +392,7 @@ class Runtime:
         family, _, _, _, addr = infos[0]
 
         def listener(bind_port: int) -> socket.socket:
-            s = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if mode == "reuseport":
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                s.bind((addr[0], bind_port) + tuple(addr[2:]))
-                s.listen(backlog)
-                s.setblocking(False)
-            except BaseException:
-                s.close()
-                raise
-            return s
+            return _listener(family, addr, bind_port, backlog, mode == "reuseport")
 
         first = listener(port)
         port = first.getsockname()[1]
@@ -431,6 +420,32 @@ class Runtime:
                 group._servers.append((w.loop, srv))
         self._groups.append(group)
         return group
+
+    def listen_each(self, host: str = "127.0.0.1", port: int = 0, *,
+                    backlog: int = 1024) -> list[socket.socket]:
+        """One listening TCP socket per worker, all bound to ``host:port`` with
+        SO_REUSEPORT (port 0: the first picks one, the rest share it), so the
+        kernel spreads connections over the workers.  For frameworks that
+        serve on sockets they are given (``uvicorn.Server.serve(sockets=)``,
+        aiohttp's ``SockSite``); see :mod:`ringleader.runtime.asgi`.
+        Blocking name resolution: call it before serving."""
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        socks = [_listener(family, addr, port, backlog, True)]
+        port = socks[0].getsockname()[1]
+        try:
+            for _ in self.workers[1:]:
+                socks.append(_listener(family, addr, port, backlog, True))
+        except BaseException:
+            for s in socks:
+                s.close()
+            raise
+        return socks
+
+    async def run_everywhere(self, fn: Callable[[int], Awaitable]) -> list:
+        """Run ``fn(worker_id)`` on every worker at once; their results in worker
+        order.  The first failure is raised once all have finished."""
+        futs = [self.spawn(fn(w.id), w.id) for w in self.workers]
+        return await asyncio.gather(*(asyncio.wrap_future(f) for f in futs))
 
     def _on_new_fd(self, lid: int, fd: int) -> None:
         # Runs on the receiving worker's thread.
@@ -556,6 +571,21 @@ class Runtime:
                 break
             await asyncio.sleep(0.01)
         await asyncio.get_running_loop().run_in_executor(None, self.stop, 0.0)
+
+
+def _listener(family: int, addr: tuple, port: int, backlog: int, reuseport: bool) -> socket.socket:
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((addr[0], port) + tuple(addr[2:]))
+        s.listen(backlog)
+        s.setblocking(False)
+    except BaseException:
+        s.close()
+        raise
+    return s
 
 
 async def _listen_reuseport(group: ServerGroup, loop: RingEventLoop):
