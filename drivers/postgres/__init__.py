@@ -11,9 +11,9 @@ machine), ``ops`` (in-flight answer collection), ``connection``, ``connect``,
 """
 from .connect import connect
 from .connection import Connection
-from .errors import (AuthenticationUnsupported, ConnectionLost, Notice, PostgresDriverError,
-                     ProtocolViolation, QueryTimeout, TLSRefused)
+from .errors import (AuthenticationUnsupported, ConnectionLost, InterfaceError, Notice,
+                     PostgresDriverError, ProtocolViolation, QueryTimeout, TLSRefused)
 from .pool import Pool
 
-__all__ = ["connect", "Connection", "Pool", "PostgresDriverError", "ProtocolViolation",
+__all__ = ["connect", "Connection", "Pool", "PostgresDriverError", "InterfaceError", "ProtocolViolation",
            "ConnectionLost", "QueryTimeout", "AuthenticationUnsupported", "TLSRefused", "Notice"]

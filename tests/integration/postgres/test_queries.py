@@ -48,7 +48,7 @@ def test_execute_fetch_api(pg_server, run):
         with pytest.raises(pe.SyntaxError) as ei:
             await c.fetch("selec 1")
         assert ei.value.position == "1"
-        with pytest.raises(psycopg.ProgrammingError):
+        with pytest.raises(pg.InterfaceError, match="query must be a str"):
             await c.fetch(b"select 1")
     with_conn(pg_server, run, body)
 
