@@ -7,9 +7,12 @@ server errors are psycopg's error classes.  Module map: ``messages`` (wire
 format, sans-I/O), ``auth`` (SCRAM/MD5), ``startup`` (start-up state
 machine), ``ops`` (in-flight answer collection), ``connection``, ``connect``,
 ``cancel``, ``streams``, ``transaction``, ``types`` (psycopg glue), ``dsn``, ``tls``,
-``pool``.
+``pool``.  Needs the ``postgres`` extra (psycopg): ``pip install 'ringleader[postgres]'``.
 """
-from .connect import connect
+from ...extras import require
+
+require("psycopg", "postgres", "ringleader.drivers.postgres")
+from .connect import connect  # noqa: E402
 from .connection import Connection
 from .errors import (AuthenticationUnsupported, ConnectionLost, InterfaceError, Notice,
                      PostgresDriverError, ProtocolViolation, QueryTimeout, TLSRefused)
