@@ -3,6 +3,9 @@ fixtures live in the conftest.py files, plain helpers here).
 
 * :class:`Echo`: the asyncio protocol the runtime, debug and supervisor tests
   serve: writes back what it receives.
+* :func:`wait_until`: waits for a condition (polled, with a generous
+  deadline) where a test would otherwise sleep and hope the other side got
+  there.
 * :func:`python_without`: runs Python code in a child interpreter in which some
   top-level modules cannot be imported, the way an install without an extra
   behaves (a meta-path blocker, so nothing is uninstalled).
@@ -11,6 +14,7 @@ fixtures live in the conftest.py files, plain helpers here).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import subprocess
 import sys
@@ -27,6 +31,23 @@ class Echo(asyncio.Protocol):
 
     def data_received(self, data):
         self.t.write(data)
+
+
+async def wait_until(predicate, *, timeout: float = 10.0, what: str = "the condition",
+                     interval: float = 0.005) -> None:
+    """Returns once ``predicate()`` (a callable, sync or async) is true; fails the
+    test after ``timeout`` seconds of the running loop's clock."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        ok = predicate()
+        if inspect.isawaitable(ok):
+            ok = await ok
+        if ok:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 _BLOCKER = '''
