@@ -1,19 +1,18 @@
-# What pyproject.toml cannot say about this layout (the repository root IS the
-# package `ringleader`, mapped by package-dir "ringleader" = "."):
-# - the compiled parts: the cffi binding of liburing (API mode) and the
-#   Postgres driver's DataRow splitter;
-# - the package list, computed from the folders that hold an __init__.py, so a
-#   new subpackage cannot be left out of the wheel by a hand-kept list;
-# - that this file itself is not a module of the package (without the filter
-#   the wheel ships `ringleader.setup`, which runs setup() when imported).
-# Everything else lives in pyproject.toml.
-from setuptools import Extension, find_packages, setup
+# The compiled parts must be declared through setup(): the cffi binding of
+# liburing (API mode) and the Postgres driver's DataRow splitter.  Everything
+# else lives in pyproject.toml.
+from setuptools import Extension, setup
+from setuptools import find_packages
 from setuptools.command.build_py import build_py
 
-# Folders of the repository that are not part of the installed package.
+# Also here, because pyproject.toml cannot say them for this layout (the
+# repository root IS the package `ringleader`, package-dir "ringleader" = "."):
+# - the package list, computed from the folders that hold an __init__.py, so a
+#   new subpackage cannot be left out of the wheel by a hand-kept list;
+# - that this file is not a module of the package (without the filter the
+#   wheel ships `ringleader.setup`, which runs setup() when imported).
 NOT_PACKAGED = ["tests", "tests.*", "scripts", "scripts.*", "docs", "docs.*", "build", "build.*",
                 "dist", "dist.*"]
-# Top-level files of the repository that are not modules of the package.
 NOT_MODULES = {"setup"}
 
 
@@ -26,10 +25,10 @@ class BuildPy(build_py):
 
 
 setup(
-    packages=["ringleader", *("ringleader." + p for p in find_packages(".", exclude=NOT_PACKAGED))],
-    cmdclass={"build_py": BuildPy},
     cffi_modules=["uring/_build.py:ffibuilder"],
     ext_modules=[Extension("ringleader.drivers.postgres._pgwire",
                            ["drivers/postgres/_pgwire.c"],
                            extra_compile_args=["-O2"])],
+    packages=["ringleader", *("ringleader." + p for p in find_packages(".", exclude=NOT_PACKAGED))],
+    cmdclass={"build_py": BuildPy},
 )
