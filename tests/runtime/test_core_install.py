@@ -1,7 +1,11 @@
 """The runtime works on the core install alone (cffi): with every optional
 dependency unimportable, a 2-worker runtime serves echo traffic and its debug
 socket answers; the one command that needs an extra (metrics) says which."""
-from ..tutil import python_without
+import os
+
+from ..tutil import REPO, python_without
+
+TESTS = os.path.join(REPO, "tests")
 
 OPTIONAL = ["psycopg", "hiredis", "rich", "prometheus_client"]
 
@@ -10,11 +14,8 @@ def test_runtime_serves_and_reports_without_extras():
     p = python_without(OPTIONAL, """
         import asyncio, json, socket, sys
         import ringleader
-        from ringleader.drivers.pool import Pool
-
-        class Echo(asyncio.Protocol):
-            def connection_made(self, t): self.t = t
-            def data_received(self, d): self.t.write(d)
+        sys.path.insert(0, %r)
+        from tutil import Echo
 
         def ask(path, cmd):
             with socket.socket(socket.AF_UNIX) as s:
@@ -43,6 +44,6 @@ def test_runtime_serves_and_reports_without_extras():
         assert not metrics.get("ok"), metrics
         print(metrics["error"]["message"])
         assert not [m for m in %r if m in sys.modules]
-        """ % (OPTIONAL,))
+        """ % (TESTS, OPTIONAL))
     assert p.returncode == 0, p.stderr
     assert "pip install 'ringleader[metrics]'" in p.stdout
