@@ -30,7 +30,6 @@ pytest.importorskip("starlette")
 pytest.importorskip("aiohttp")
 pytest.importorskip("httpx")
 
-pytestmark = pytest.mark.integration
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
