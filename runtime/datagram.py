@@ -1,11 +1,13 @@
 """Datagram endpoints (UDP over IPv4/IPv6, unix datagram sockets) on the ring.
 
 ``RingDatagramTransport`` is an :class:`asyncio.DatagramTransport`: one
-``recvmsg`` is always armed on the ring (re-armed from its completion, so a
-burst of datagrams is received one per completion without a poll in
-between), sends go out as ring ``sendmsg`` operations one at a time in the
-order ``sendto`` was called, with asyncio's write-buffer flow control
-(``pause_writing``/``resume_writing``) over what waits.  Errors of single
+``recvmsg`` is always armed on the ring, re-armed from its completion; when
+the completion says more datagrams wait on the socket (``SOCK_NONEMPTY``)
+they are taken at once (up to 64) before re-arming.  ``sendto`` sends at
+once when nothing is queued (as asyncio does: one syscall, cheaper than a
+ring round trip); what the socket would not take goes out as ring
+``sendmsg`` operations one at a time in ``sendto`` order, with asyncio's
+write-buffer flow control (``pause_writing``/``resume_writing``) over what waits.  Errors of single
 datagrams (``ECONNREFUSED`` on a connected socket, ``EMSGSIZE`` ...) go to
 ``error_received`` and the endpoint keeps working, as in asyncio.
 
@@ -33,8 +35,9 @@ from .fdops import check_sock
 
 logger = logging.getLogger("ringleader.runtime")
 
-_F_MORE = consts.CQE_F_MORE
+_F_NONEMPTY = consts.CQE_F_SOCK_NONEMPTY
 _ECANCELED = 125
+_DRAIN_MAX = 64   # datagrams taken per completion before the loop's other work runs again
 
 
 class DatagramState(enum.IntEnum):
@@ -67,7 +70,10 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
         self._sending = False
         self._conn_lost = 0
         self._recv_buf = bytearray(self.max_size)
-        self._recv_ud = 0
+        self._recv_armed = False
+        # One receive in flight at a time: its user_data and message header
+        # are made once and reused.
+        self._recv_ud = loop.handler_ud(self._on_recv)
         self._recv_msg = None
         loop.call_soon(protocol.connection_made, self, context=self._context)
         loop.call_soon(self._arm_recv)
@@ -79,14 +85,18 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
 
     # ------------------------------------------------------------ receiving
     def _arm_recv(self) -> None:
-        if self._state != DatagramState.OPEN or self._recv_ud:
+        if self._state != DatagramState.OPEN or self._recv_armed:
             return
-        self._recv_ud = self._loop.oneshot(self._on_recv)
-        self._recv_msg = self._loop.ring.recvmsg(self._fd, self._recv_buf, self._recv_ud)
+        self._recv_armed = True
+        self._recv_msg = self._loop.ring.recvmsg(self._fd, self._recv_buf, self._recv_ud,
+                                                 msg=self._recv_msg)
 
     def _on_recv(self, res: int, flags: int) -> None:
-        self._recv_ud = 0
-        msg, self._recv_msg = self._recv_msg, None
+        self._recv_armed = False
+        msg = self._recv_msg
+        if self._state == DatagramState.CLOSED:
+            self._loop.release_ud(self._recv_ud)
+            return
         if self._state != DatagramState.OPEN or res == -_ECANCELED:
             return
         if res < 0:
@@ -94,7 +104,27 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
         else:
             data = bytes(memoryview(self._recv_buf)[:res])
             self._context.run(self._call_protocol, "datagram_received", data, msg_source(msg))
+            if flags & _F_NONEMPTY:
+                # More datagrams are already queued on the socket (the kernel
+                # says so on the completion): take them now, without a ring
+                # round trip each, then re-arm.
+                self._drain()
         self._arm_recv()
+
+    def _drain(self) -> None:
+        sock, buf = self._file, self._recv_buf
+        for _ in range(_DRAIN_MAX):
+            if self._state != DatagramState.OPEN:
+                return
+            try:
+                n, addr = sock.recvfrom_into(buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._context.run(self._call_protocol, "error_received", exc)
+                return
+            self._context.run(self._call_protocol, "datagram_received",
+                              bytes(memoryview(buf)[:n]), addr)
 
     def _call_protocol(self, name: str, *args) -> None:
         try:
@@ -118,13 +148,28 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
             if addr not in (None, self._address):
                 raise ValueError(f"Invalid address: must be None or {self._address}")
             addr = None  # connected: the kernel knows the peer
-        elif addr is not None:
-            addr = _numeric(self._family, addr)
         if self._state != DatagramState.OPEN:
             if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
             return
+        if not self._buffer:
+            # Nothing queued: send now, as asyncio does.  A datagram the socket
+            # takes at once costs one syscall this way, less than a ring
+            # sendmsg and its completion; what would block goes to the ring.
+            try:
+                if addr is None:
+                    self._file.send(data)
+                else:
+                    self._file.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                self._context.run(self._call_protocol, "error_received", exc)
+                return
+        if addr is not None:
+            addr = _numeric(self._family, addr)  # the ring needs a sockaddr
         self._buffer.append((bytes(data), addr))  # immutable while queued
         self._buffer_size += len(data)
         self._maybe_pause_protocol()
@@ -137,7 +182,6 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
         self._sending = True
         self._loop.ring.sendmsg(self._fd, data, addr, self._family,
                                 self._loop.oneshot(self._on_sent))
-        self._loop._kick()
 
     def _on_sent(self, res: int, flags: int) -> None:
         self._sending = False
@@ -183,11 +227,15 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
         self._finish(exc)
 
     def _cancel_recv(self) -> None:
-        if self._recv_ud and not self._loop.is_closed():
+        if self._recv_armed and not self._loop.is_closed():
             self._loop.ring.cancel(self._recv_ud, self._loop.oneshot(ignore))
 
     def _finish(self, exc) -> None:
         self._state = DatagramState.CLOSED
+        if not self._recv_armed:
+            # (else the cancelled receive's completion still comes: _on_recv
+            # releases the user_data then; the ring keeps buffer and header)
+            self._loop.release_ud(self._recv_ud)
         self._loop.call_soon(self._call_connection_lost, exc, context=self._context)
 
 

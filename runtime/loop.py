@@ -175,6 +175,13 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         """Register a handler that is dropped after its first final completion."""
         return self._oneshot(handler)
 
+    def handler_ud(self, handler) -> int:
+        """A user_data whose completions all go to ``handler`` until :meth:`release_ud`."""
+        return self._alloc_ud(handler)
+
+    def release_ud(self, ud: int) -> None:
+        self._free_ud(ud)
+
     def _alloc_ud(self, handler) -> int:
         ud = self._next_ud
         self._next_ud = ud + 1

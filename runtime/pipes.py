@@ -295,7 +295,6 @@ class RingWritePipeTransport(_PipeBase, transports._FlowControlMixin, transports
         self._inflight = data
         self._op_ud = self._loop.oneshot(self._on_written)
         self._loop.ring.write(self._fileno, data, self._op_ud)
-        self._loop._kick()
 
     def _on_written(self, res: int, flags: int) -> None:
         self._op_ud = 0

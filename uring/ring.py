@@ -498,13 +498,15 @@ class Ring:
             self._check_sqe(res, "send", fd, fixed)
         self._keep[ud] = (data, cbuf)
 
-    def recvmsg(self, fd: int, buf, ud: int, *, flags: int = 0):
+    def recvmsg(self, fd: int, buf, ud: int, *, flags: int = 0, msg=None):
         """Receive one datagram into ``buf`` (kept alive until the completion).
-        Returns the message header; after the completion, :func:`msg_source`
+        Returns the message header (``msg``, reused when given: one receive
+        at a time per header); after the completion, :func:`msg_source`
         gives the sender's address and :func:`msg_flags` the kernel's flags
         (``MSG_TRUNC`` when the datagram did not fit)."""
         cbuf = ffi.from_buffer(buf, require_writable=True)
-        msg = ffi.new("struct rl_msg *")
+        if msg is None:
+            msg = ffi.new("struct rl_msg *")
         res = lib.rl_prep_recvmsg(self._r, fd, msg, cbuf, len(cbuf), flags, ud, 0)
         if res:
             self._check_sqe(res, "recvmsg", fd)
@@ -697,13 +699,25 @@ def msg_flags(msg) -> int:
     return lib.rl_msg_flags(msg)
 
 
+_SOURCES: dict[bytes, object] = {}   # raw sockaddr -> address; a server sees few peers
+
+
 def msg_source(msg):
     """The sender's address of a received message, as ``socket.recvfrom`` gives it."""
-    import struct
     n = lib.rl_msg_namelen(msg)
     if n == 0:
         return None
     raw = ffi.unpack(lib.rl_msg_name(msg), n)
+    addr = _SOURCES.get(raw)
+    if addr is None:
+        if len(_SOURCES) >= 4096:
+            _SOURCES.clear()
+        addr = _SOURCES[raw] = _decode_sockaddr(raw)
+    return addr
+
+
+def _decode_sockaddr(raw: bytes):
+    import struct
     family = struct.unpack("=H", raw[:2])[0]
     if family == socket.AF_INET:
         return socket.inet_ntoa(raw[4:8]), struct.unpack("!H", raw[2:4])[0]

@@ -335,16 +335,24 @@ def test_udp_echo_10k(ring_run, fd_guard, tmp_path, family):
                 Client, local_addr=str(tmp_path / "cli"), remote_addr=addr, family=socket.AF_UNIX)
         else:
             ct, _ = await loop.create_datagram_endpoint(Client, remote_addr=addr[:2])
-        # A window of 256 outstanding datagrams: loopback UDP may drop
-        # when a socket buffer fills, and the test is about the loop, not drops.
-        sent = 0
-        while sent < n:
-            while sent < n and sent - len(got) < 256:
+        # A window of 32 outstanding datagrams.  UDP may drop when a socket
+        # buffer fills (the machine is shared and busy): what has not come
+        # back after a quiet second is sent again (ids are counted once).
+        sent, window = 0, 32
+        last, quiet_since = 0, loop.time()
+        deadline = loop.time() + 120
+        while len(got) < n:
+            assert loop.time() < deadline, f"{len(got)} of {n} echoed"
+            while sent < n and sent - len(got) < window:
                 ct.sendto(b"%d" % sent)
                 sent += 1
-            await asyncio.sleep(0)
-            if sent - len(got) >= 256:
-                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001 if sent - len(got) >= window else 0)
+            if len(got) != last:
+                last, quiet_since = len(got), loop.time()
+            elif loop.time() - quiet_since > 1.0:
+                for i in set(range(sent)) - got:
+                    ct.sendto(b"%d" % i)
+                quiet_since = loop.time()
         await asyncio.wait_for(done, 60)
         assert ct.get_write_buffer_size() == 0
         ct.close()
