@@ -50,6 +50,15 @@ typedef struct {
     PyObject *on_message;  /* callable(ud, res) for MSG_RING messages */
     PyObject *on_error;    /* callable(exc): the loop's exception handler */
     PyObject *dirty;       /* list of Streams with writes to flush */
+    /* scheduling (set_scheduling): asyncio's ready queue and Handle objects */
+    PyObject *loop;        /* the RingEventLoop (each Handle's _loop) */
+    PyObject *ready;       /* loop._ready (collections.deque) */
+    PyObject *ready_append, *ready_popleft;
+    PyTypeObject *handle_type, *timer_type;  /* asyncio.Handle, asyncio.TimerHandle */
+    PyObject *slow_call_soon;  /* BaseEventLoop.call_soon bound to the loop (debug mode) */
+    PyObject *handle_failed;   /* callable(handle, exc): Handle._run's error report */
+    Py_ssize_t off_callback, off_args, off_cancelled, off_loop, off_tb, off_repr, off_context;
+    int debug, closed;
     double now;            /* CLOCK_MONOTONIC after the last wait */
     unsigned long long enobufs;
     unsigned long long dispatched;
@@ -790,6 +799,221 @@ static PyObject *Core_has_dirty(Core *c, PyObject *unused)
     return PyBool_FromLong(PyList_GET_SIZE(c->dirty) > 0);
 }
 
+/* ---------------------------------------------------- ready queue */
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+static Py_ssize_t slot_offset(PyTypeObject *t, const char *name)
+{
+    PyObject *d = PyObject_GetAttrString((PyObject *)t, name);
+    Py_ssize_t off = -1;
+    if (d == NULL)
+        return -1;
+    if (Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+        ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX)
+        off = ((PyMemberDescrObject *)d)->d_member->offset;
+    else
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", t->tp_name, name);
+    Py_DECREF(d);
+    return off;
+}
+
+/* set_scheduling(loop, ready, Handle, TimerHandle, slow_call_soon, handle_failed, debug) */
+static PyObject *Core_set_scheduling(Core *c, PyObject *args)
+{
+    PyObject *loop, *ready, *ht, *tt, *slow, *failed, *append, *popleft;
+    int debug;
+    if (!PyArg_ParseTuple(args, "OOO!O!OOp", &loop, &ready, &PyType_Type, &ht, &PyType_Type, &tt,
+                          &slow, &failed, &debug))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)tt, (PyTypeObject *)ht)) {
+        PyErr_SetString(PyExc_TypeError, "TimerHandle must derive from Handle");
+        return NULL;
+    }
+#define OFF(field, name) if ((c->field = slot_offset((PyTypeObject *)ht, name)) < 0) return NULL
+    OFF(off_callback, "_callback");
+    OFF(off_args, "_args");
+    OFF(off_cancelled, "_cancelled");
+    OFF(off_loop, "_loop");
+    OFF(off_tb, "_source_traceback");
+    OFF(off_repr, "_repr");
+    OFF(off_context, "_context");
+#undef OFF
+    if ((append = PyObject_GetAttrString(ready, "append")) == NULL)
+        return NULL;
+    if ((popleft = PyObject_GetAttrString(ready, "popleft")) == NULL) {
+        Py_DECREF(append);
+        return NULL;
+    }
+    Py_INCREF(loop); Py_XSETREF(c->loop, loop);
+    Py_INCREF(ready); Py_XSETREF(c->ready, ready);
+    Py_XSETREF(c->ready_append, append);
+    Py_XSETREF(c->ready_popleft, popleft);
+    Py_INCREF(ht); Py_XSETREF(c->handle_type, (PyTypeObject *)ht);
+    Py_INCREF(tt); Py_XSETREF(c->timer_type, (PyTypeObject *)tt);
+    Py_INCREF(slow); Py_XSETREF(c->slow_call_soon, slow);
+    Py_INCREF(failed); Py_XSETREF(c->handle_failed, failed);
+    c->debug = debug;
+    Py_RETURN_NONE;
+}
+
+/* loop.call_soon(callback, *args, context=None): asyncio's, with the Handle
+ * built here (asyncio.Handle itself, its slots filled directly: the same
+ * object Handle.__init__ makes outside debug mode) and appended to _ready.
+ * Debug mode takes asyncio's own path (thread and callback checks, source
+ * tracebacks). */
+static PyObject *Core_call_soon(Core *c, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *context = Py_None, *h, *cbargs, *r;
+    Py_ssize_t i;
+    if (c->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "call_soon before set_scheduling");
+        return NULL;
+    }
+    if (c->debug || nkw > 1 || (nkw == 1 && PyUnicode_CompareWithASCIIString(
+            PyTuple_GET_ITEM(kwnames, 0), "context")))
+        return PyObject_Vectorcall(c->slow_call_soon, args, nargsf, kwnames);
+    if (c->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return NULL;
+    }
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "call_soon() missing the callback argument");
+        return NULL;
+    }
+    if (nkw == 1)
+        context = args[nargs];
+    if (context == Py_None) {
+        context = PyContext_CopyCurrent();
+        if (context == NULL)
+            return NULL;
+    } else {
+        Py_INCREF(context);
+    }
+    cbargs = PyTuple_New(nargs - 1);
+    if (cbargs == NULL) {
+        Py_DECREF(context);
+        return NULL;
+    }
+    for (i = 1; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(cbargs, i - 1, args[i]);
+    }
+    h = c->handle_type->tp_alloc(c->handle_type, 0);
+    if (h == NULL) {
+        Py_DECREF(context);
+        Py_DECREF(cbargs);
+        return NULL;
+    }
+    Py_INCREF(args[0]);
+    SLOT(h, c->off_callback) = args[0];
+    SLOT(h, c->off_args) = cbargs;
+    Py_INCREF(Py_False);
+    SLOT(h, c->off_cancelled) = Py_False;
+    Py_INCREF(c->loop);
+    SLOT(h, c->off_loop) = c->loop;
+    Py_INCREF(Py_None);
+    SLOT(h, c->off_tb) = Py_None;
+    Py_INCREF(Py_None);
+    SLOT(h, c->off_repr) = Py_None;
+    SLOT(h, c->off_context) = context;
+    r = PyObject_CallOneArg(c->ready_append, h);
+    if (r == NULL) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return h;
+}
+
+/* Run one asyncio.Handle (or TimerHandle) as Handle._run does. */
+static int run_handle(Core *c, PyObject *h)
+{
+    PyObject *ctx = SLOT(h, c->off_context), *cb = SLOT(h, c->off_callback);
+    PyObject *cbargs = SLOT(h, c->off_args), *r;
+    if (ctx == NULL || cb == NULL || cbargs == NULL || !PyTuple_Check(cbargs)) {
+        /* not a Handle we built or recognise: let it run itself */
+        r = PyObject_CallMethod(h, "_run", NULL);
+    } else {
+        Py_INCREF(ctx);
+        Py_INCREF(cb);
+        Py_INCREF(cbargs);
+        if (PyContext_Enter(ctx) < 0) {
+            r = NULL;
+        } else {
+            r = PyObject_Call(cb, cbargs, NULL);
+            if (PyContext_Exit(ctx) < 0)
+                Py_CLEAR(r);
+        }
+        Py_DECREF(ctx);
+        Py_DECREF(cb);
+        Py_DECREF(cbargs);
+        if (r == NULL) {
+            PyObject *exc, *rr;
+            if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+                PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+                return -1;
+            exc = PyErr_GetRaisedException_compat();
+            rr = PyObject_CallFunctionObjArgs(c->handle_failed, h, exc, NULL);
+            Py_DECREF(exc);
+            if (rr == NULL)
+                return -1;
+            Py_DECREF(rr);
+            return 0;
+        }
+    }
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* run_ready(n): pop and run the first n handles of the ready queue (the
+ * iteration's share; callbacks they schedule wait for the next iteration). */
+static PyObject *Core_run_ready(Core *c, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg), i;
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (c->ready_popleft == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "run_ready before set_scheduling");
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *h = PyObject_CallNoArgs(c->ready_popleft);
+        int rc;
+        if (h == NULL)
+            return NULL;
+        if (Py_IS_TYPE(h, c->handle_type) || Py_IS_TYPE(h, c->timer_type)) {
+            if (SLOT(h, c->off_cancelled) == Py_True) {
+                Py_DECREF(h);
+                continue;
+            }
+            rc = run_handle(c, h);
+        } else {
+            PyObject *cancelled = PyObject_GetAttrString(h, "_cancelled");
+            int yes = cancelled ? PyObject_IsTrue(cancelled) : -1;
+            Py_XDECREF(cancelled);
+            if (yes < 0) {
+                Py_DECREF(h);
+                return NULL;
+            }
+            if (yes) {
+                Py_DECREF(h);
+                continue;
+            }
+            PyObject *r = PyObject_CallMethod(h, "_run", NULL);
+            rc = r ? 0 : -1;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(h);
+        if (rc < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static int Core_traverse(Core *c, visitproc visit, void *arg)
 {
     Py_VISIT(c->owners);
@@ -798,6 +1022,14 @@ static int Core_traverse(Core *c, visitproc visit, void *arg)
     Py_VISIT(c->on_message);
     Py_VISIT(c->on_error);
     Py_VISIT(c->dirty);
+    Py_VISIT(c->loop);
+    Py_VISIT(c->ready);
+    Py_VISIT(c->ready_append);
+    Py_VISIT(c->ready_popleft);
+    Py_VISIT(c->handle_type);
+    Py_VISIT(c->timer_type);
+    Py_VISIT(c->slow_call_soon);
+    Py_VISIT(c->handle_failed);
     return 0;
 }
 
@@ -809,6 +1041,14 @@ static int Core_clear(Core *c)
     Py_CLEAR(c->on_message);
     Py_CLEAR(c->on_error);
     Py_CLEAR(c->dirty);
+    Py_CLEAR(c->loop);
+    Py_CLEAR(c->ready);
+    Py_CLEAR(c->ready_append);
+    Py_CLEAR(c->ready_popleft);
+    Py_CLEAR(c->handle_type);
+    Py_CLEAR(c->timer_type);
+    Py_CLEAR(c->slow_call_soon);
+    Py_CLEAR(c->handle_failed);
     return 0;
 }
 
@@ -828,6 +1068,12 @@ static PyMethodDef Core_methods[] = {
     {"flush_dirty", (PyCFunction)Core_flush_dirty, METH_NOARGS,
      "flush_dirty(): hand every dirty transport's writes to the ring"},
     {"has_dirty", (PyCFunction)Core_has_dirty, METH_NOARGS, "any writes waiting for a flush"},
+    {"set_scheduling", (PyCFunction)Core_set_scheduling, METH_VARARGS,
+     "set_scheduling(loop, ready, Handle, TimerHandle, slow_call_soon, handle_failed, debug)"},
+    {"call_soon", (PyCFunction)(void (*)(void))Core_call_soon, METH_FASTCALL | METH_KEYWORDS,
+     "call_soon(callback, *args, context=None) -> asyncio.Handle"},
+    {"run_ready", (PyCFunction)Core_run_ready, METH_O,
+     "run_ready(n): run the first n handles of the ready queue"},
     {NULL}
 };
 
@@ -837,6 +1083,8 @@ static PyMemberDef Core_members[] = {
     {"dispatched", T_ULONGLONG, offsetof(Core, dispatched), READONLY, "completions dispatched"},
     {"telemetry", T_INT, offsetof(Core, telemetry), READONLY, NULL},
     {"dirty", T_OBJECT, offsetof(Core, dirty), READONLY, "streams waiting for a flush"},
+    {"debug", T_INT, offsetof(Core, debug), 0, "asyncio debug mode: call_soon takes asyncio's path"},
+    {"closed", T_INT, offsetof(Core, closed), 0, "the loop is closed: call_soon raises"},
     {NULL}
 };
 

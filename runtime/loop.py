@@ -29,7 +29,6 @@ implemented; they raise ``NotImplementedError`` saying so.
 """
 from __future__ import annotations
 
-import collections
 import errno
 import heapq
 import logging
@@ -37,7 +36,7 @@ import os
 import socket
 import threading
 import time
-from asyncio import base_events, events, sslproto
+from asyncio import base_events, events, format_helpers, sslproto
 
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
@@ -98,6 +97,14 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self.migrations_out = 0
         self._msg_handlers: dict[int, object] = {}
         self._open_ring()
+        # asyncio's ready queue, fed and run by the compiled core: call_soon
+        # builds the asyncio.Handle in C, and _run_once runs the iteration's
+        # handles there.  Only when a subclass has not replaced call_soon.
+        self._core.set_scheduling(self, self._ready, events.Handle, events.TimerHandle,
+                                  base_events.BaseEventLoop.call_soon.__get__(self),
+                                  _handle_failed, self._debug)
+        if type(self).call_soon is base_events.BaseEventLoop.call_soon:
+            self.call_soon = self._core.call_soon
 
     # ------------------------------------------------------------------ ring
     def _open_ring(self) -> None:
@@ -243,22 +250,22 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             self._iterations += 1
             self._handles_run += ntodo
         debug = self._debug
+        if not debug:
+            self._core.run_ready(ntodo)
+            return
         for _ in range(ntodo):
             h = ready.popleft()
             if h._cancelled:
                 continue
-            if debug:
-                try:
-                    self._current_handle = h
-                    t0 = self.time()
-                    h._run()
-                    dt = self.time() - t0
-                    if dt >= self.slow_callback_duration:
-                        logger.warning("Executing %s took %.3f seconds", base_events._format_handle(h), dt)
-                finally:
-                    self._current_handle = None
-            else:
+            try:
+                self._current_handle = h
+                t0 = self.time()
                 h._run()
+                dt = self.time() - t0
+                if dt >= self.slow_callback_duration:
+                    logger.warning("Executing %s took %.3f seconds", base_events._format_handle(h), dt)
+            finally:
+                self._current_handle = None
         h = None
 
     def _poll(self, timeout: float | None) -> None:
@@ -324,6 +331,11 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         if not self._ready:
             self._ready.append(events.Handle(_noop, (), self, None))
 
+    def set_debug(self, enabled: bool) -> None:
+        super().set_debug(enabled)
+        if getattr(self, "_core", None) is not None:  # BaseEventLoop.__init__ calls this early
+            self._core.debug = bool(enabled)  # debug mode: call_soon takes asyncio's path
+
     # --------------------------------------------------------------- running
     def run_forever(self):
         if self._owner != threading.get_ident():
@@ -348,12 +360,11 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._poll(0.0)
         self._readers.clear()
         self._writers.clear()
-        # Run the connection_lost callbacks those closes scheduled.
-        ready, self._ready = self._ready, collections.deque()
-        for h in ready:
-            if not h._cancelled:
-                h._run()
+        # Run the connection_lost callbacks those closes scheduled (what they
+        # schedule in turn is dropped with the rest of the queue, as asyncio does).
+        self._core.run_ready(len(self._ready))
         super().close()
+        self._core.closed = True
         if self._ring is not None:
             self._ring.close()
         if self._efd >= 0:
@@ -501,6 +512,15 @@ def _shutdown_listener(sock: socket.socket) -> None:
 
 def _noop() -> None:
     pass
+
+
+def _handle_failed(handle: events.Handle, exc: BaseException) -> None:
+    """What Handle._run does when its callback raises (the core runs handles itself)."""
+    cb = format_helpers._format_callback_source(handle._callback, handle._args)
+    context = {"message": f"Exception in callback {cb}", "exception": exc, "handle": handle}
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
 
 
 
