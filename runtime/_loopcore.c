@@ -57,8 +57,17 @@ typedef struct {
     PyTypeObject *handle_type, *timer_type;  /* asyncio.Handle, asyncio.TimerHandle */
     PyObject *slow_call_soon;  /* BaseEventLoop.call_soon bound to the loop (debug mode) */
     PyObject *handle_failed;   /* callable(handle, exc): Handle._run's error report */
+    PyObject *scheduled;   /* loop._scheduled: a heap of TimerHandles by _when */
+    PyObject *dispatch;    /* this core's bound dispatch (a deferred dispatch's callback) */
+    PyObject *loop_time;   /* a subclass's own loop.time, or NULL: CLOCK_MONOTONIC */
     Py_ssize_t off_callback, off_args, off_cancelled, off_loop, off_tb, off_repr, off_context;
-    int debug, closed;
+    Py_ssize_t off_when, off_scheduled;
+    Py_ssize_t timer_cancelled;   /* loop._timer_cancelled_count */
+    double clock_resolution;
+    int debug, closed, sleeping;
+    /* telemetry of the iteration */
+    unsigned long long iterations, handles_run;
+    double lag_max, lag_ewma;
     double now;            /* CLOCK_MONOTONIC after the last wait */
     unsigned long long enobufs;
     unsigned long long dispatched;
@@ -88,10 +97,13 @@ typedef struct {
 
 static PyTypeObject CoreType;
 static PyTypeObject StreamType;
+static PyObject *lost_write_hook;  /* set_lost_write_hook(): logs a write after the loss */
+static int loop_now(Core *c, double *out);
 
 static PyObject *s_on_eof, *s_recv_failed, *s_send_failed, *s_fatal_error, *s_deliver,
     *s_maybe_pause, *s_maybe_resume, *s_migration_progress, *s_finish, *s_do_shutdown,
-    *s_protocol_paused, *s_data_received, *s_empty, *s_dr_failed;
+    *s_protocol_paused, *s_data_received, *s_empty, *s_dr_failed, *s_slow_call_at,
+    *s_slow_call_later;
 
 /* PyErr_GetRaisedException arrived in 3.12; this is its 3.11 spelling. */
 static PyObject *PyErr_GetRaisedException_compat(void)
@@ -361,9 +373,10 @@ static PyObject *Stream_write(Stream *s, PyObject *data)
     if (s->state >= ST_LOST) {
         Py_DECREF(data);
         s->lost_writes++;
-        if (s->lost_writes >= 5) {  /* asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
-            PyObject *r = PyObject_CallMethod(s->transport ? s->transport : Py_None,
-                                              "_log_lost_write", NULL);
+        if (s->lost_writes >= 5 && lost_write_hook != NULL) {
+            /* asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES; the hook is
+             * module-wide because the transport may be gone already */
+            PyObject *r = PyObject_CallNoArgs(lost_write_hook);
             if (r == NULL)
                 return NULL;
             Py_DECREF(r);
@@ -818,14 +831,22 @@ static Py_ssize_t slot_offset(PyTypeObject *t, const char *name)
     return off;
 }
 
-/* set_scheduling(loop, ready, Handle, TimerHandle, slow_call_soon, handle_failed, debug) */
+/* set_scheduling(loop, ready, scheduled, Handle, TimerHandle, slow_call_soon,
+ *                handle_failed, clock_resolution, debug, loop_time) */
 static PyObject *Core_set_scheduling(Core *c, PyObject *args)
 {
-    PyObject *loop, *ready, *ht, *tt, *slow, *failed, *append, *popleft;
+    PyObject *loop, *ready, *sched, *ht, *tt, *slow, *failed, *append, *popleft, *disp, *lt;
+    double res;
     int debug;
-    if (!PyArg_ParseTuple(args, "OOO!O!OOp", &loop, &ready, &PyType_Type, &ht, &PyType_Type, &tt,
-                          &slow, &failed, &debug))
+    if (!PyArg_ParseTuple(args, "OOO!O!O!OOdpO", &loop, &ready, &PyList_Type, &sched, &PyType_Type,
+                          &ht, &PyType_Type, &tt, &slow, &failed, &res, &debug, &lt))
         return NULL;
+    if (lt == Py_None) {
+        Py_CLEAR(c->loop_time);
+    } else {
+        Py_INCREF(lt);
+        Py_XSETREF(c->loop_time, lt);
+    }
     if (!PyType_IsSubtype((PyTypeObject *)tt, (PyTypeObject *)ht)) {
         PyErr_SetString(PyExc_TypeError, "TimerHandle must derive from Handle");
         return NULL;
@@ -839,6 +860,14 @@ static PyObject *Core_set_scheduling(Core *c, PyObject *args)
     OFF(off_repr, "_repr");
     OFF(off_context, "_context");
 #undef OFF
+    if ((c->off_when = slot_offset((PyTypeObject *)tt, "_when")) < 0 ||
+        (c->off_scheduled = slot_offset((PyTypeObject *)tt, "_scheduled")) < 0)
+        return NULL;
+    if ((disp = PyObject_GetAttrString((PyObject *)c, "dispatch")) == NULL)
+        return NULL;
+    Py_XSETREF(c->dispatch, disp);
+    Py_INCREF(sched); Py_XSETREF(c->scheduled, sched);
+    c->clock_resolution = res;
     if ((append = PyObject_GetAttrString(ready, "append")) == NULL)
         return NULL;
     if ((popleft = PyObject_GetAttrString(ready, "popleft")) == NULL) {
@@ -857,50 +886,31 @@ static PyObject *Core_set_scheduling(Core *c, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* loop.call_soon(callback, *args, context=None): asyncio's, with the Handle
- * built here (asyncio.Handle itself, its slots filled directly: the same
- * object Handle.__init__ makes outside debug mode) and appended to _ready.
- * Debug mode takes asyncio's own path (thread and callback checks, source
- * tracebacks). */
-static PyObject *Core_call_soon(Core *c, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+/* A new asyncio.Handle (or TimerHandle: type) as Handle.__init__ makes it
+ * outside debug mode, for the call args[0](*args[1:nargs]); context None
+ * means a copy of the current context. */
+static PyObject *make_handle(Core *c, PyTypeObject *type, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *context)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    PyObject *context = Py_None, *h, *cbargs, *r;
+    PyObject *h, *cbargs;
     Py_ssize_t i;
-    if (c->loop == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "call_soon before set_scheduling");
-        return NULL;
-    }
-    if (c->debug || nkw > 1 || (nkw == 1 && PyUnicode_CompareWithASCIIString(
-            PyTuple_GET_ITEM(kwnames, 0), "context")))
-        return PyObject_Vectorcall(c->slow_call_soon, args, nargsf, kwnames);
-    if (c->closed) {
-        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
-        return NULL;
-    }
-    if (nargs < 1) {
-        PyErr_SetString(PyExc_TypeError, "call_soon() missing the callback argument");
-        return NULL;
-    }
-    if (nkw == 1)
-        context = args[nargs];
-    if (context == Py_None) {
-        context = PyContext_CopyCurrent();
-        if (context == NULL)
-            return NULL;
-    } else {
-        Py_INCREF(context);
-    }
     cbargs = PyTuple_New(nargs - 1);
-    if (cbargs == NULL) {
-        Py_DECREF(context);
+    if (cbargs == NULL)
         return NULL;
-    }
     for (i = 1; i < nargs; i++) {
         Py_INCREF(args[i]);
         PyTuple_SET_ITEM(cbargs, i - 1, args[i]);
     }
-    h = c->handle_type->tp_alloc(c->handle_type, 0);
+    if (context == Py_None) {
+        context = PyContext_CopyCurrent();
+        if (context == NULL) {
+            Py_DECREF(cbargs);
+            return NULL;
+        }
+    } else {
+        Py_INCREF(context);
+    }
+    h = type->tp_alloc(type, 0);
     if (h == NULL) {
         Py_DECREF(context);
         Py_DECREF(cbargs);
@@ -918,6 +928,36 @@ static PyObject *Core_call_soon(Core *c, PyObject *const *args, size_t nargsf, P
     Py_INCREF(Py_None);
     SLOT(h, c->off_repr) = Py_None;
     SLOT(h, c->off_context) = context;
+    return h;
+}
+
+/* loop.call_soon(callback, *args, context=None): asyncio's, with the Handle
+ * built here (asyncio.Handle itself, its slots filled directly: the same
+ * object Handle.__init__ makes outside debug mode) and appended to _ready.
+ * Debug mode takes asyncio's own path (thread and callback checks, source
+ * tracebacks). */
+static PyObject *Core_call_soon(Core *c, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *h, *r;
+    if (c->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "call_soon before set_scheduling");
+        return NULL;
+    }
+    if (c->debug || nkw > 1 || (nkw == 1 && PyUnicode_CompareWithASCIIString(
+            PyTuple_GET_ITEM(kwnames, 0), "context")))
+        return PyObject_Vectorcall(c->slow_call_soon, args, nargsf, kwnames);
+    if (c->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return NULL;
+    }
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "call_soon() missing the callback argument");
+        return NULL;
+    }
+    h = make_handle(c, c->handle_type, args, nargs, nkw == 1 ? args[nargs] : Py_None);
+    if (h == NULL)
+        return NULL;
     r = PyObject_CallOneArg(c->ready_append, h);
     if (r == NULL) {
         Py_DECREF(h);
@@ -1014,6 +1054,399 @@ static PyObject *Core_run_ready(Core *c, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------ timer heap */
+/* loop._scheduled stays asyncio's heap of TimerHandles, kept with heapq's own
+ * algorithm; comparisons read _when directly (TimerHandle.__lt__ compares
+ * exactly that), so no Python method runs per comparison. */
+
+static double when_of(Core *c, PyObject *h)
+{
+    PyObject *w = SLOT(h, c->off_when);
+    if (w != NULL && PyFloat_CheckExact(w))
+        return PyFloat_AS_DOUBLE(w);
+    if (w == NULL)
+        return 0.0;
+    {
+        double d = PyFloat_AsDouble(w);
+        if (d == -1.0 && PyErr_Occurred())
+            PyErr_Clear();  /* call_at checked it converts */
+        return d;
+    }
+}
+
+static void heap_siftdown(Core *c, PyObject **a, Py_ssize_t start, Py_ssize_t pos)
+{
+    PyObject *item = a[pos];
+    double w = when_of(c, item);
+    while (pos > start) {
+        Py_ssize_t parent = (pos - 1) >> 1;
+        if (w < when_of(c, a[parent])) {
+            a[pos] = a[parent];
+            pos = parent;
+            continue;
+        }
+        break;
+    }
+    a[pos] = item;
+}
+
+static void heap_siftup(Core *c, PyObject **a, Py_ssize_t n, Py_ssize_t pos)
+{
+    Py_ssize_t start = pos, child = 2 * pos + 1;
+    PyObject *item = a[pos];
+    while (child < n) {
+        Py_ssize_t right = child + 1;
+        if (right < n && !(when_of(c, a[child]) < when_of(c, a[right])))
+            child = right;
+        a[pos] = a[child];
+        pos = child;
+        child = 2 * pos + 1;
+    }
+    a[pos] = item;
+    heap_siftdown(c, a, start, pos);
+}
+
+/* heapq.heappop: a new reference, or NULL (empty heap or error). */
+static PyObject *heap_pop(Core *c, PyObject *heap)
+{
+    Py_ssize_t n = PyList_GET_SIZE(heap);
+    PyObject *last, *top;
+    if (n == 0)
+        return NULL;
+    last = PyList_GET_ITEM(heap, n - 1);
+    Py_INCREF(last);
+    if (PyList_SetSlice(heap, n - 1, n, NULL) < 0) {
+        Py_DECREF(last);
+        return NULL;
+    }
+    if (n == 1)
+        return last;
+    top = PyList_GET_ITEM(heap, 0);  /* the list's reference moves to the caller */
+    PyList_SET_ITEM(heap, 0, last);
+    heap_siftup(c, ((PyListObject *)heap)->ob_item, n - 1, 0);
+    return top;
+}
+
+static PyObject *new_timer(Core *c, PyObject *when, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *context)
+{
+    PyObject *h;
+    double w = PyFloat_AsDouble(when);
+    if (w == -1.0 && PyErr_Occurred())
+        return NULL;
+    h = make_handle(c, c->timer_type, args, nargs, context);
+    if (h == NULL)
+        return NULL;
+    Py_INCREF(when);
+    SLOT(h, c->off_when) = when;
+    if (PyList_Append(c->scheduled, h) < 0) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    heap_siftdown(c, ((PyListObject *)c->scheduled)->ob_item, 0,
+                  PyList_GET_SIZE(c->scheduled) - 1);
+    Py_INCREF(Py_True);
+    SLOT(h, c->off_scheduled) = Py_True;
+    return h;
+}
+
+/* call_at(when, callback, *args, context=None) and call_later(delay, ...):
+ * asyncio's, TimerHandle built here.  Debug mode and unusual keywords go
+ * through asyncio's methods (slow, the loop's bound BaseEventLoop methods). */
+static PyObject *timer_common(Core *c, PyObject *const *args, size_t nargsf, PyObject *kwnames,
+                              int later)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *when, *h;
+    if (c->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "call_at before set_scheduling");
+        return NULL;
+    }
+    if (c->debug || nargs < 2 || nkw > 1 || (nkw == 1 && PyUnicode_CompareWithASCIIString(
+            PyTuple_GET_ITEM(kwnames, 0), "context"))) {
+        /* the loop's _slow_call_at/_slow_call_later: asyncio's own methods */
+        PyObject *meth = PyObject_GetAttr(c->loop, later ? s_slow_call_later : s_slow_call_at), *r;
+        if (meth == NULL)
+            return NULL;
+        r = PyObject_Vectorcall(meth, args, nargsf, kwnames);
+        Py_DECREF(meth);
+        return r;
+    }
+    if (args[0] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, later ? "delay must not be None" : "when cannot be None");
+        return NULL;
+    }
+    if (c->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return NULL;
+    }
+    if (later) {
+        double d = PyFloat_AsDouble(args[0]), t;
+        if (d == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (loop_now(c, &t) < 0)
+            return NULL;
+        when = PyFloat_FromDouble(t + d);
+        if (when == NULL)
+            return NULL;
+    } else {
+        when = args[0];
+        Py_INCREF(when);
+    }
+    h = new_timer(c, when, args + 1, nargs - 1, nkw == 1 ? args[nargs] : Py_None);
+    Py_DECREF(when);
+    return h;
+}
+
+static PyObject *Core_call_at(Core *c, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return timer_common(c, args, nargsf, kwnames, 0);
+}
+
+static PyObject *Core_call_later(Core *c, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return timer_common(c, args, nargsf, kwnames, 1);
+}
+
+/* ------------------------------------------------------- iteration */
+
+/* The loop's clock: CLOCK_MONOTONIC (asyncio's time.monotonic), or the
+ * time() of a subclass that brings its own clock. */
+static int loop_now(Core *c, double *out)
+{
+    PyObject *t;
+    if (c->loop_time == NULL) {
+        *out = mono_now();
+        return 0;
+    }
+    t = PyObject_CallNoArgs(c->loop_time);
+    if (t == NULL)
+        return -1;
+    *out = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int is_cancelled(Core *c, PyObject *h)
+{
+    return SLOT(h, c->off_cancelled) == Py_True;
+}
+
+static void set_scheduled(Core *c, PyObject *h, PyObject *v)
+{
+    PyObject *old = SLOT(h, c->off_scheduled);
+    Py_INCREF(v);
+    SLOT(h, c->off_scheduled) = v;
+    Py_XDECREF(old);
+}
+
+/* Drop cancelled timers: all of them when they are most of a big heap,
+ * else those at the top (asyncio's _run_once rule). */
+static int prune_timers(Core *c)
+{
+    PyObject *sched = c->scheduled;
+    Py_ssize_t n = PyList_GET_SIZE(sched);
+    if (n > 100 && (double)c->timer_cancelled / (double)n > 0.5) {
+        Py_ssize_t i, k = 0;
+        PyObject **a = ((PyListObject *)sched)->ob_item;
+        for (i = 0; i < n; i++) {
+            if (is_cancelled(c, a[i])) {
+                set_scheduled(c, a[i], Py_False);
+                Py_DECREF(a[i]);
+            } else {
+                a[k++] = a[i];
+            }
+        }
+        Py_SET_SIZE(sched, k);
+        for (i = k / 2 - 1; i >= 0; i--)
+            heap_siftup(c, a, k, i);
+        c->timer_cancelled = 0;
+        return 0;
+    }
+    while (PyList_GET_SIZE(sched) && is_cancelled(c, PyList_GET_ITEM(sched, 0))) {
+        PyObject *h = heap_pop(c, sched);
+        if (h == NULL)
+            return -1;
+        c->timer_cancelled--;
+        set_scheduled(c, h, Py_False);
+        Py_DECREF(h);
+    }
+    return 0;
+}
+
+/* The wait and harvest of one iteration; timeout < 0: no deadline. */
+static int poll_once(Core *c, double timeout)
+{
+    PyObject *r;
+    int ret;
+    Py_ssize_t nready;
+    if (PyList_GET_SIZE(c->dirty)) {
+        r = Core_flush_dirty(c, NULL);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    if (!ring_live(c))
+        return -1;
+    if (timeout != 0.0) {
+        /* Publish "asleep" before the final look at the ready queue: a thread
+         * that appends to it and then sees sleeping 0 is guaranteed we see its
+         * handle here (the GIL orders both steps). */
+        c->sleeping = 1;
+        nready = PyObject_Size(c->ready);
+        if (nready < 0) {
+            c->sleeping = 0;
+            return -1;
+        }
+        if (nready) {
+            c->sleeping = 0;
+            ret = rl_submit_wait(c->r, 0, 0);
+        } else {
+            int64_t ns = timeout < 0 ? -1 : (int64_t)(timeout * 1e9);
+            Py_BEGIN_ALLOW_THREADS
+            ret = rl_submit_wait(c->r, 1, ns);
+            Py_END_ALLOW_THREADS
+            c->sleeping = 0;
+        }
+    } else {
+        ret = rl_submit_wait(c->r, 0, 0);
+    }
+    c->now = mono_now();
+    if (ret < 0) {
+        errno = -ret;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (io_uring_cq_has_overflow(&c->r->ring))
+        c->r->st.cq_backlog++;
+    if (!io_uring_cq_ready(&c->r->ring))
+        return 0;
+    nready = PyObject_Size(c->ready);
+    if (nready < 0)
+        return -1;
+    if (nready) {
+        /* asyncio runs the callbacks that were ready before a poll ahead of
+         * that poll's I/O callbacks (e.g. the task awaiting create_connection
+         * resumes before data_received): dispatch after them, in order.  The
+         * completions wait in the CQ until then. */
+        PyObject *h = make_handle(c, c->handle_type, &c->dispatch, 1, Py_None);
+        if (h == NULL)
+            return -1;
+        r = PyObject_CallOneArg(c->ready_append, h);
+        Py_DECREF(h);
+    } else {
+        r = Core_dispatch(c, NULL);
+    }
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* run_once(stopping) -> handles due: asyncio's _run_once up to (not
+ * including) running the ready handles: prune timers, wait for I/O or the
+ * first timer, dispatch completions, move due timers to the ready queue.
+ * With run=True it also runs them (outside debug mode). */
+static PyObject *Core_run_once(Core *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *sched = c->scheduled;
+    double timeout, now, end;
+    Py_ssize_t ntodo;
+    int stopping, run;
+    if (nargs != 2 || sched == NULL) {
+        PyErr_SetString(PyExc_TypeError, "run_once(stopping, run) after set_scheduling");
+        return NULL;
+    }
+    stopping = PyObject_IsTrue(args[0]);
+    run = PyObject_IsTrue(args[1]);
+    if (stopping < 0 || run < 0)
+        return NULL;
+    if (prune_timers(c) < 0)
+        return NULL;
+    ntodo = PyObject_Size(c->ready);
+    if (ntodo < 0)
+        return NULL;
+    if (ntodo || stopping) {
+        timeout = 0.0;
+    } else if (PyList_GET_SIZE(sched)) {
+        if (loop_now(c, &now) < 0)
+            return NULL;
+        timeout = when_of(c, PyList_GET_ITEM(sched, 0)) - now;
+        if (timeout < 0)
+            timeout = 0.0;
+        if (timeout > 24 * 3600.0)
+            timeout = 24 * 3600.0;
+    } else {
+        timeout = -1.0;
+    }
+    if (poll_once(c, timeout) < 0)
+        return NULL;
+    if (loop_now(c, &now) < 0)
+        return NULL;
+    end = now + c->clock_resolution;
+    while (PyList_GET_SIZE(sched)) {
+        PyObject *h = PyList_GET_ITEM(sched, 0), *r;
+        double w = when_of(c, h);
+        if (w >= end)
+            break;
+        h = heap_pop(c, sched);
+        if (h == NULL)
+            return NULL;
+        set_scheduled(c, h, Py_False);
+        if (c->telemetry && now - w > 0) {
+            double lag = now - w;
+            if (lag > c->lag_max)
+                c->lag_max = lag;
+            c->lag_ewma += 0.05 * (lag - c->lag_ewma);
+        }
+        r = PyObject_CallOneArg(c->ready_append, h);
+        Py_DECREF(h);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    ntodo = PyObject_Size(c->ready);
+    if (ntodo < 0)
+        return NULL;
+    if (c->telemetry) {
+        c->iterations++;
+        c->handles_run += (unsigned long long)ntodo;
+    }
+    if (run && !c->debug) {
+        PyObject *n = PyLong_FromSsize_t(ntodo), *r;
+        if (n == NULL)
+            return NULL;
+        r = Core_run_ready(c, n);
+        Py_DECREF(n);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+        return PyLong_FromLong(0);
+    }
+    return PyLong_FromSsize_t(ntodo);
+}
+
+static PyObject *Core_time(Core *c, PyObject *unused)
+{
+    return PyFloat_FromDouble(mono_now());
+}
+
+/* poll(timeout): one wait-and-harvest (timeout None: no deadline). */
+static PyObject *Core_poll(Core *c, PyObject *arg)
+{
+    double t = -1.0;
+    if (arg != Py_None) {
+        t = PyFloat_AsDouble(arg);
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (t < 0)
+            t = 0.0;
+    }
+    if (poll_once(c, t) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static int Core_traverse(Core *c, visitproc visit, void *arg)
 {
     Py_VISIT(c->owners);
@@ -1030,6 +1463,9 @@ static int Core_traverse(Core *c, visitproc visit, void *arg)
     Py_VISIT(c->timer_type);
     Py_VISIT(c->slow_call_soon);
     Py_VISIT(c->handle_failed);
+    Py_VISIT(c->scheduled);
+    Py_VISIT(c->dispatch);
+    Py_VISIT(c->loop_time);
     return 0;
 }
 
@@ -1049,6 +1485,9 @@ static int Core_clear(Core *c)
     Py_CLEAR(c->timer_type);
     Py_CLEAR(c->slow_call_soon);
     Py_CLEAR(c->handle_failed);
+    Py_CLEAR(c->scheduled);
+    Py_CLEAR(c->dispatch);
+    Py_CLEAR(c->loop_time);
     return 0;
 }
 
@@ -1074,6 +1513,15 @@ static PyMethodDef Core_methods[] = {
      "call_soon(callback, *args, context=None) -> asyncio.Handle"},
     {"run_ready", (PyCFunction)Core_run_ready, METH_O,
      "run_ready(n): run the first n handles of the ready queue"},
+    {"call_at", (PyCFunction)(void (*)(void))Core_call_at, METH_FASTCALL | METH_KEYWORDS,
+     "call_at(when, callback, *args, context=None) -> asyncio.TimerHandle"},
+    {"call_later", (PyCFunction)(void (*)(void))Core_call_later, METH_FASTCALL | METH_KEYWORDS,
+     "call_later(delay, callback, *args, context=None) -> asyncio.TimerHandle"},
+    {"run_once", (PyCFunction)(void (*)(void))Core_run_once, METH_FASTCALL,
+     "run_once(stopping, run) -> handles left to run (0 when run did it)"},
+    {"time", (PyCFunction)Core_time, METH_NOARGS, "time.monotonic()"},
+    {"poll", (PyCFunction)Core_poll, METH_O,
+     "poll(timeout): flush, wait (None: no deadline), dispatch or defer the completions"},
     {NULL}
 };
 
@@ -1085,6 +1533,14 @@ static PyMemberDef Core_members[] = {
     {"dirty", T_OBJECT, offsetof(Core, dirty), READONLY, "streams waiting for a flush"},
     {"debug", T_INT, offsetof(Core, debug), 0, "asyncio debug mode: call_soon takes asyncio's path"},
     {"closed", T_INT, offsetof(Core, closed), 0, "the loop is closed: call_soon raises"},
+    {"sleeping", T_INT, offsetof(Core, sleeping), READONLY,
+     "the loop is (about to be) blocked in the kernel: other threads must wake it"},
+    {"timer_cancelled", T_PYSSIZET, offsetof(Core, timer_cancelled), 0,
+     "cancelled timers still in the heap (asyncio's _timer_cancelled_count)"},
+    {"iterations", T_ULONGLONG, offsetof(Core, iterations), READONLY, NULL},
+    {"handles_run", T_ULONGLONG, offsetof(Core, handles_run), READONLY, NULL},
+    {"lag_max", T_DOUBLE, offsetof(Core, lag_max), READONLY, "largest timer lag (s)"},
+    {"lag_ewma", T_DOUBLE, offsetof(Core, lag_ewma), READONLY, "timer lag, moving average (s)"},
     {NULL}
 };
 
@@ -1103,10 +1559,23 @@ static PyTypeObject CoreType = {
     .tp_new = PyType_GenericNew,
 };
 
+static PyObject *set_lost_write_hook(PyObject *m, PyObject *fn)
+{
+    Py_INCREF(fn);
+    Py_XSETREF(lost_write_hook, fn);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"set_lost_write_hook", set_lost_write_hook, METH_O,
+     "set_lost_write_hook(fn): fn() runs for each write from the 5th after a connection's loss"},
+    {NULL}
+};
+
 static struct PyModuleDef moddef = {
     PyModuleDef_HEAD_INIT, "_loopcore",
     "The event loop's per-event path in C: wait, harvest, dispatch, stream receive/write/send.",
-    -1, NULL,
+    -1, module_methods,
 };
 
 #define INTERN(var, s) if ((var = PyUnicode_InternFromString(s)) == NULL) return NULL
@@ -1126,6 +1595,8 @@ PyMODINIT_FUNC PyInit__loopcore(void)
     INTERN(s_do_shutdown, "_do_shutdown");
     INTERN(s_protocol_paused, "_protocol_paused");
     INTERN(s_data_received, "data_received");
+    INTERN(s_slow_call_at, "_slow_call_at");
+    INTERN(s_slow_call_later, "_slow_call_later");
     INTERN(s_dr_failed, "Fatal error: protocol.data_received() call failed.");
     if ((s_empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
         return NULL;

@@ -30,7 +30,6 @@ implemented; they raise ``NotImplementedError`` saying so.
 from __future__ import annotations
 
 import errno
-import heapq
 import logging
 import os
 import socket
@@ -55,9 +54,6 @@ TAG_MIGRATE = 2 << 56      # res = our new fixed slot; payload = migration token
 TAG_WAKE = 3 << 56         # a bare wake-up
 _PAYLOAD = (1 << 48) - 1
 _UD_WAKE = 1               # the eventfd read
-_MAX_TIMEOUT = 24 * 3600.0
-_MIN_SCHEDULED = 100
-_CANCELLED_FRACTION = 0.5
 
 
 class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
@@ -81,30 +77,59 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._readers: dict[int, list] = {}
         self._writers: dict[int, list] = {}
         self._serving: dict[int, tuple] = {}
-        self._sleeping = False
         self._efd = -1
-        # telemetry: telemetry=False skips the Python-side counters (loop
-        # iterations, timer lag, per-connection bytes/ops/last activity) so their
-        # cost can be measured (scripts/bench http); the ring's C counters stay.
+        # telemetry: telemetry=False skips the loop's counters (iterations,
+        # timer lag, per-connection bytes/ops/last activity) so their cost can
+        # be measured (scripts/bench http); the ring's C counters stay.
         self._telemetry = telemetry
-        self._iterations = 0
-        self._handles_run = 0
-        self._lag_max = 0.0
-        self._lag_ewma = 0.0
         self._started_at: float | None = None
         self._wall0 = 0.0
         self.migrations_in = 0
         self.migrations_out = 0
         self._msg_handlers: dict[int, object] = {}
         self._open_ring()
-        # asyncio's ready queue, fed and run by the compiled core: call_soon
-        # builds the asyncio.Handle in C, and _run_once runs the iteration's
-        # handles there.  Only when a subclass has not replaced call_soon.
-        self._core.set_scheduling(self, self._ready, events.Handle, events.TimerHandle,
-                                  base_events.BaseEventLoop.call_soon.__get__(self),
-                                  _handle_failed, self._debug)
-        if type(self).call_soon is base_events.BaseEventLoop.call_soon:
-            self.call_soon = self._core.call_soon
+        self._take_over_scheduling()
+
+    def _take_over_scheduling(self) -> None:
+        """Hand asyncio's ready queue and timer heap to the compiled core.
+
+        The queue and heap stay asyncio's objects (``_ready``, ``_scheduled``)
+        holding asyncio's own Handle and TimerHandle objects; the core fills
+        them (call_soon/call_at/call_later build the handles in C) and runs the
+        iteration (:meth:`_run_once`).  Methods a subclass replaced stay its
+        own, and a subclass's own ``time()`` becomes the core's clock."""
+        cls, base = type(self), base_events.BaseEventLoop
+        own_time = None if cls.time is base.time else self.time
+        self._core.set_scheduling(self, self._ready, self._scheduled, events.Handle,
+                                  events.TimerHandle, base.call_soon.__get__(self),
+                                  _handle_failed, self._clock_resolution, self._debug, own_time)
+        for name in ("call_soon", "call_at", "call_later"):
+            if getattr(cls, name) is getattr(base, name):
+                setattr(self, name, getattr(self._core, name))
+        if own_time is None:
+            self.time = self._core.time
+
+    # Debug mode (or odd arguments): the compiled call_at/call_later hand over to asyncio's.
+    def _slow_call_at(self, *args, **kwargs):
+        return base_events.BaseEventLoop.call_at(self, *args, **kwargs)
+
+    def _slow_call_later(self, *args, **kwargs):
+        return base_events.BaseEventLoop.call_later(self, *args, **kwargs)
+
+    def _timer_handle_cancelled(self, handle) -> None:
+        if handle._scheduled:
+            self._core.timer_cancelled += 1
+
+    @property
+    def _timer_cancelled_count(self) -> int:
+        core = getattr(self, "_core", None)
+        return core.timer_cancelled if core is not None else 0
+
+    @_timer_cancelled_count.setter
+    def _timer_cancelled_count(self, value: int) -> None:
+        core = getattr(self, "_core", None)  # BaseEventLoop.__init__ sets it before the core exists
+        if core is not None:
+            core.timer_cancelled = value
 
     # ------------------------------------------------------------------ ring
     def _open_ring(self) -> None:
@@ -193,9 +218,10 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             self._ring.poll(self._efd, consts.POLLIN, _UD_WAKE, multishot=True)
 
     def _write_to_self(self) -> None:
-        # Only a sleeping (or about to sleep) loop needs the syscall; see _poll
-        # for why this cannot lose a wake-up.
-        if self._sleeping and self._efd >= 0:
+        # Only a sleeping (or about to sleep) loop needs the syscall; the core
+        # publishes "asleep" before its last look at _ready (Core.poll), so
+        # this cannot lose a wake-up.
+        if self._core.sleeping and self._efd >= 0:
             try:
                 os.eventfd_write(self._efd, 1)
             except OSError:
@@ -203,56 +229,17 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
 
     # ------------------------------------------------------------- iteration
     def _run_once(self) -> None:
-        sched = self._scheduled
-        n = len(sched)
-        if n > _MIN_SCHEDULED and self._timer_cancelled_count / n > _CANCELLED_FRACTION:
-            live = []
-            for h in sched:
-                if h._cancelled:
-                    h._scheduled = False
-                else:
-                    live.append(h)
-            heapq.heapify(live)
-            self._scheduled = sched = live
-            self._timer_cancelled_count = 0
-        else:
-            while sched and sched[0]._cancelled:
-                self._timer_cancelled_count -= 1
-                heapq.heappop(sched)._scheduled = False
+        # One asyncio iteration in C: prune cancelled timers, flush the
+        # transports' writes, wait in the kernel (until the first timer),
+        # dispatch completions, move due timers to the ready queue and run the
+        # ready handles.  In debug mode the core leaves the running to us.
+        ntodo = self._core.run_once(self._stopping, True)
+        if ntodo:
+            self._run_handles_debug(ntodo)
 
-        if self._ready or self._stopping:
-            timeout = 0.0
-        elif sched:
-            timeout = min(max(0.0, sched[0]._when - self.time()), _MAX_TIMEOUT)
-        else:
-            timeout = None
-        self._poll(timeout)
-
-        now = self.time()
-        end = now + self._clock_resolution
+    def _run_handles_debug(self, ntodo: int) -> None:
+        """asyncio's debug-mode handle loop: slow callbacks are logged."""
         ready = self._ready
-        telemetry = self._telemetry
-        while sched:
-            h = sched[0]
-            if h._when >= end:
-                break
-            heapq.heappop(sched)
-            h._scheduled = False
-            lag = now - h._when
-            if lag > 0 and telemetry:
-                if lag > self._lag_max:
-                    self._lag_max = lag
-                self._lag_ewma += 0.05 * (lag - self._lag_ewma)
-            ready.append(h)
-
-        ntodo = len(ready)
-        if telemetry:
-            self._iterations += 1
-            self._handles_run += ntodo
-        debug = self._debug
-        if not debug:
-            self._core.run_ready(ntodo)
-            return
         for _ in range(ntodo):
             h = ready.popleft()
             if h._cancelled:
@@ -269,30 +256,8 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         h = None
 
     def _poll(self, timeout: float | None) -> None:
-        core = self._core
-        if core.dirty:
-            core.flush_dirty()
-        if timeout is None or timeout > 0:
-            # Publish "asleep" before the final look at _ready: a thread that
-            # appends to _ready and then sees _sleeping False is guaranteed we
-            # will see its handle here (the GIL orders both steps).
-            self._sleeping = True
-            if self._ready:
-                timeout = 0.0
-            ready = core.submit_wait(timeout != 0.0, timeout)
-            self._sleeping = False
-        else:
-            ready = core.submit_wait(False, 0.0)
-        if not ready:
-            return
-        if self._ready:
-            # asyncio runs the callbacks that were ready before a poll ahead of
-            # that poll's I/O callbacks (e.g. the task awaiting create_connection
-            # resumes before data_received): dispatch after them, in order.  The
-            # completions wait in the CQ until then.
-            self._ready.append(events.Handle(core.dispatch, (), self, None))
-        else:
-            core.dispatch()
+        """One flush + wait + harvest outside an iteration (close() reaps with it)."""
+        self._core.poll(timeout)
 
     def _on_handler_error(self, exc: BaseException) -> None:
         # The compiled dispatcher's report of an exception a handler raised
@@ -374,15 +339,16 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
     # ----------------------------------------------------------- telemetry
     def stats(self) -> LoopStats:
         ring_stats: RingStats = self._ring.stats()
+        core = self._core
         wall = time.perf_counter() - self._wall0 if self._started_at is not None else 0.0
         idle = ring_stats.wait_ns / 1e9
         return LoopStats(
             worker=self.worker_id, time=self.time(),
-            uptime=wall, iterations=self._iterations, handles_run=self._handles_run,
-            busy_s=max(0.0, wall - idle), idle_s=idle, lag_max_s=self._lag_max,
-            lag_ewma_s=self._lag_ewma, connections=len(self._conns),
+            uptime=wall, iterations=core.iterations, handles_run=core.handles_run,
+            busy_s=max(0.0, wall - idle), idle_s=idle, lag_max_s=core.lag_max,
+            lag_ewma_s=core.lag_ewma, connections=len(self._conns),
             migrations_in=self.migrations_in, migrations_out=self.migrations_out,
-            enobufs=self._bufring.enobufs + self._core.enobufs, ring=ring_stats)
+            enobufs=self._bufring.enobufs + core.enobufs, ring=ring_stats)
 
     def connections(self) -> list[RingTransport]:
         return list(self._conns.values())

@@ -40,6 +40,7 @@ import warnings
 from asyncio import constants, protocols, sslproto, transports, trsock
 
 from ..uring import error_from_result
+from . import _loopcore
 from .contract import StreamState
 from .errors import MigrationError
 from .stats import ConnStats
@@ -47,6 +48,14 @@ from .stats import ConnStats
 logger = logging.getLogger("ringleader.runtime")
 
 _ids = itertools.count(1)
+
+
+def _log_lost_write() -> None:
+    # asyncio's words for a write to a lost connection (from the 5th one on)
+    logger.warning("socket.send() raised exception.")
+
+
+_loopcore.set_lost_write_hook(_log_lost_write)
 _OPEN, _CLOSING, _LOST, _DONE = (StreamState.OPEN, StreamState.CLOSING, StreamState.LOST,
                                  StreamState.DONE)
 
@@ -123,9 +132,6 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     def _send_failed(self, res: int) -> None:
         self._fatal_error(error_from_result(res, "send", self._c.slot, True),
                           "Fatal write error on socket transport")
-
-    def _log_lost_write(self) -> None:
-        logger.warning("socket.send() raised exception.")
 
     def _deliver(self, data: bytes) -> None:
         try:
