@@ -29,6 +29,10 @@ from typing import Any, Callable, Protocol
 
 from . import _loopcore
 
+# user_data for operations whose completion nobody needs (cancels, shutdowns,
+# closes): no handler is ever registered under it, so the dispatcher drops them.
+UD_IGNORE = 0
+
 
 class StreamState(enum.IntEnum):
     """Lifecycle of a stream transport; it only ever moves forward.
@@ -67,7 +71,11 @@ class TransportLoop(Protocol):
         """Forget ``transport``'s user_data; late completions find no handler."""
 
     def oneshot(self, handler: Callable[[int, int], None]) -> int:
-        """A user_data whose handler is dropped after its final completion."""
+        """A user_data whose handler is dropped after its final completion
+        (:data:`UD_IGNORE` when the result does not matter)."""
+
+    def release_slot(self, slot: int) -> None:
+        """Empty fixed file ``slot`` with an SQE; it is reused only once that completed."""
 
 
 class TransportCallbacks(Protocol):

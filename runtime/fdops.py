@@ -17,6 +17,7 @@ import socket
 from asyncio import base_events, events
 
 from ..uring import consts, error_from_result
+from .contract import UD_IGNORE
 
 
 class FdOpsMixin:
@@ -40,7 +41,7 @@ class FdOpsMixin:
 
         def cancel_op(f) -> None:
             if f.cancelled() and not self.is_closed() and ud in self._handlers:
-                self._ring.cancel(ud, self._oneshot(_ignore))
+                self._ring.cancel(ud, UD_IGNORE)
 
         fut.add_done_callback(cancel_op)
         return fut
@@ -136,7 +137,7 @@ class FdOpsMixin:
         if entry is None:
             return False
         entry[0].cancel()
-        self._ring.poll_remove(entry[1], self._oneshot(_ignore))
+        self._ring.poll_remove(entry[1], UD_IGNORE)
         self._free_ud(entry[1])
         return True
 
@@ -263,6 +264,3 @@ def _check_sock(loop, sock) -> None:
     if loop._debug and sock.gettimeout() != 0:
         raise ValueError("the socket must be non-blocking")
 
-
-def _ignore(res: int, flags: int) -> None:
-    """Completion handler for operations whose result does not matter (cancels, removes)."""

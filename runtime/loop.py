@@ -40,7 +40,8 @@ from asyncio import base_events, events, format_helpers, sslproto
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
 from .stats import ConnStats, LoopStats
-from .fdops import FdOpsMixin, _ignore
+from .contract import UD_IGNORE
+from .fdops import FdOpsMixin
 from .transport import RingTransport
 
 logger = logging.getLogger("ringleader.runtime")
@@ -48,10 +49,12 @@ logger = logging.getLogger("ringleader.runtime")
 _F_MORE = consts.CQE_F_MORE
 # user_data at or above this carry a message from another ring (MSG_RING):
 # the top byte is the kind, the rest a payload.
+_SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 TAG_BASE = 1 << 56
 TAG_NEWFD = 1 << 56        # res = a plain fd accepted on another worker; payload = listener id
 TAG_MIGRATE = 2 << 56      # res = our new fixed slot; payload = migration token
 TAG_WAKE = 3 << 56         # a bare wake-up
+TAG_SLOT_FREED = 4 << 56   # our own close of fixed slot <payload> completed (release_slot)
 _PAYLOAD = (1 << 48) - 1
 _UD_WAKE = 1               # the eventfd read
 
@@ -146,6 +149,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
                                     self._on_handler_error, self._telemetry)
         self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._handlers[_UD_WAKE] = self._on_wake
+        self._msg_handlers[TAG_SLOT_FREED] = self._slot_freed
         # A multishot poll rather than a read: it holds no buffer, so the ring's
         # table of buffers to keep alive stays empty and the harvest skips it.
         self._ring.poll(self._efd, consts.POLLIN, _UD_WAKE, multishot=True)
@@ -181,6 +185,12 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._handlers.pop(c.ud_recv, None)
         self._handlers.pop(c.ud_send, None)
         self._conns.pop(transport.conn_id, None)
+
+    def release_slot(self, slot: int) -> None:
+        self._ring.close_fixed(slot, TAG_SLOT_FREED | slot)
+
+    def _slot_freed(self, slot: int, res: int) -> None:
+        self._ring.files.forget(slot)
 
     def oneshot(self, handler) -> int:
         """Register a handler that is dropped after its first final completion."""
@@ -328,6 +338,8 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         # Run the connection_lost callbacks those closes scheduled (what they
         # schedule in turn is dropped with the rest of the queue, as asyncio does).
         self._core.run_ready(len(self._ready))
+        # Those callbacks queued the sockets' close(2) as SQEs: submit them.
+        self._poll(0.0)
         super().close()
         self._core.closed = True
         if self._ring is not None:
@@ -411,20 +423,19 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
 
     def _accepted(self, newfd, protocol_factory, sslcontext, server, hs_timeout, sd_timeout,
                   kind=(-1, -1, -1)):
-        conn = socket.socket(*kind, fileno=newfd)
-        try:
-            peer = conn.getpeername()
-        except OSError:
-            peer = None
-        extra = {"peername": peer}
+        # The ring accepted with SOCK_NONBLOCK; saying so in the type gives the
+        # socket object a zero timeout without a syscall.  peername is looked
+        # up only if asked for (RingTransport.get_extra_info).
+        family, type_, proto = kind
+        conn = socket.socket(family, type_ | _SOCK_NONBLOCK, proto, fileno=newfd)
         try:
             protocol = protocol_factory()
             if sslcontext:
-                self._make_ssl_transport(conn, protocol, sslcontext, server_side=True, extra=extra,
+                self._make_ssl_transport(conn, protocol, sslcontext, server_side=True,
                                          server=server, ssl_handshake_timeout=hs_timeout,
                                          ssl_shutdown_timeout=sd_timeout)
             else:
-                self._make_socket_transport(conn, protocol, extra=extra, server=server)
+                self._make_socket_transport(conn, protocol, server=server)
         except BaseException as exc:
             conn.close()
             self.call_exception_handler({"message": "error creating a transport for an accepted "
@@ -432,12 +443,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
 
     def adopt_socket(self, conn: socket.socket, protocol_factory, server=None) -> RingTransport:
         """Wrap an already-connected socket (e.g. handed over by another worker)."""
-        try:
-            peer = conn.getpeername()
-        except OSError:
-            peer = None
-        return self._make_socket_transport(conn, protocol_factory(), extra={"peername": peer},
-                                           server=server)
+        return self._make_socket_transport(conn, protocol_factory(), server=server)
 
     def _stop_serving(self, sock) -> None:
         entry = self._serving.pop(sock.fileno(), None)
@@ -466,7 +472,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
                 handlers.pop(ud, None)
 
         handlers[ud] = late
-        self._ring.cancel(ud, self._oneshot(_ignore))
+        self._ring.cancel(ud, UD_IGNORE)
         self._ring.flush()
 
 def _shutdown_listener(sock: socket.socket) -> None:
