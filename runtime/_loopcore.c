@@ -60,6 +60,7 @@ typedef struct {
     PyObject *scheduled;   /* loop._scheduled: a heap of TimerHandles by _when */
     PyObject *dispatch;    /* this core's bound dispatch (a deferred dispatch's callback) */
     PyObject *loop_time;   /* a subclass's own loop.time, or NULL: CLOCK_MONOTONIC */
+    PyObject *future_type; /* asyncio.Future (create_future) */
     Py_ssize_t off_callback, off_args, off_cancelled, off_loop, off_tb, off_repr, off_context;
     Py_ssize_t off_when, off_scheduled;
     Py_ssize_t timer_cancelled;   /* loop._timer_cancelled_count */
@@ -97,8 +98,11 @@ typedef struct {
 
 static PyTypeObject CoreType;
 static PyTypeObject StreamType;
+static PyTypeObject WatchType;
 static PyObject *lost_write_hook;  /* set_lost_write_hook(): logs a write after the loss */
 static int loop_now(Core *c, double *out);
+static PyObject *make_handle(Core *c, PyTypeObject *type, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *context);
 
 static PyObject *s_on_eof, *s_recv_failed, *s_send_failed, *s_fatal_error, *s_deliver,
     *s_maybe_pause, *s_maybe_resume, *s_migration_progress, *s_finish, *s_do_shutdown,
@@ -609,6 +613,160 @@ static PyTypeObject StreamType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------- Watch */
+/* One add_reader/add_writer registration: a one-shot poll on an ordinary fd,
+ * re-armed after each callback (asyncio's level-triggered semantics).  The
+ * dispatcher recognises a Watch in the handler table and, when its poll
+ * fires while it is still the fd's registration, queues the callback's
+ * handle followed by the Watch's re-arm handle: armed only after the
+ * callback ran, the poll fires again only if the callback left the fd ready
+ * (no spurious wake-up epoll would not give). */
+
+typedef struct {
+    PyObject_HEAD
+    Core *core;
+    PyObject *table;     /* loop._readers or loop._writers: fd -> Watch */
+    PyObject *fd;        /* the key in table */
+    PyObject *handle;    /* asyncio.Handle of the user's callback */
+    PyObject *rearm;     /* asyncio.Handle of this Watch's arm() */
+    unsigned long long ud;
+    unsigned mask;
+    int ifd;
+} Watch;
+
+static int watch_current(Watch *w)
+{
+    PyObject *cur = PyDict_GetItemWithError(w->table, w->fd);
+    return cur == (PyObject *)w;
+}
+
+static int watch_arm(Watch *w)
+{
+    int res;
+    if (!ring_live(w->core))
+        return -1;
+    res = rl_prep_poll(w->core->r, w->ifd, w->mask, 0, w->ud, 0);
+    if (res) {
+        errno = -res;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+static int watch_fired(Watch *w, int res)
+{
+    PyObject *r;
+    int cur = watch_current(w);
+    if (cur < 0)
+        return -1;
+    if (!cur || res < 0)
+        return 0;  /* removed, or the fd was closed while watched (-EBADF): stop quietly */
+    r = PyObject_CallOneArg(w->core->ready_append, w->handle);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    r = PyObject_CallOneArg(w->core->ready_append, w->rearm);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *Watch_arm(Watch *w, PyObject *unused)
+{
+    int cur = watch_current(w);
+    if (cur < 0)
+        return NULL;
+    if (cur && watch_arm(w) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Watch(core, table, fd, mask, handle, ud): registered in table[fd] and armed by the caller. */
+static int Watch_init(Watch *w, PyObject *args, PyObject *kw)
+{
+    PyObject *core, *table, *fd, *handle, *arm;
+    unsigned mask;
+    unsigned long long ud;
+    if (!PyArg_ParseTuple(args, "O!O!OIOK", &CoreType, &core, &PyDict_Type, &table, &fd, &mask,
+                          &handle, &ud))
+        return -1;
+    w->ifd = PyLong_AsLong(fd);
+    if (w->ifd == -1 && PyErr_Occurred())
+        return -1;
+    if (((Core *)core)->handle_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Watch before set_scheduling");
+        return -1;
+    }
+    Py_INCREF(core); Py_XSETREF(w->core, (Core *)core);
+    Py_INCREF(table); Py_XSETREF(w->table, table);
+    Py_INCREF(fd); Py_XSETREF(w->fd, fd);
+    Py_INCREF(handle); Py_XSETREF(w->handle, handle);
+    w->mask = mask;
+    w->ud = ud;
+    arm = PyObject_GetAttrString((PyObject *)w, "arm");
+    if (arm == NULL)
+        return -1;
+    Py_XSETREF(w->rearm, make_handle((Core *)core, ((Core *)core)->handle_type, &arm, 1, Py_None));
+    Py_DECREF(arm);
+    return w->rearm ? 0 : -1;
+}
+
+static int Watch_traverse(Watch *w, visitproc visit, void *arg)
+{
+    Py_VISIT(w->core);
+    Py_VISIT(w->table);
+    Py_VISIT(w->fd);
+    Py_VISIT(w->handle);
+    Py_VISIT(w->rearm);
+    return 0;
+}
+
+static int Watch_clear(Watch *w)
+{
+    Py_CLEAR(w->core);
+    Py_CLEAR(w->table);
+    Py_CLEAR(w->fd);
+    Py_CLEAR(w->handle);
+    Py_CLEAR(w->rearm);
+    return 0;
+}
+
+static void Watch_dealloc(Watch *w)
+{
+    PyObject_GC_UnTrack(w);
+    Watch_clear(w);
+    Py_TYPE(w)->tp_free((PyObject *)w);
+}
+
+static PyMethodDef Watch_methods[] = {
+    {"arm", (PyCFunction)Watch_arm, METH_NOARGS, "(Re-)arm the poll if still registered."},
+    {NULL}
+};
+
+static PyMemberDef Watch_members[] = {
+    {"handle", T_OBJECT, offsetof(Watch, handle), 0, "the callback's asyncio.Handle"},
+    {"ud", T_ULONGLONG, offsetof(Watch, ud), READONLY, NULL},
+    {"fd", T_OBJECT, offsetof(Watch, fd), READONLY, NULL},
+    {NULL}
+};
+
+static PyTypeObject WatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ringleader.runtime._loopcore.Watch",
+    .tp_basicsize = sizeof(Watch),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "An add_reader/add_writer registration (one-shot poll, re-armed after the callback).",
+    .tp_traverse = (traverseproc)Watch_traverse,
+    .tp_clear = (inquiry)Watch_clear,
+    .tp_dealloc = (destructor)Watch_dealloc,
+    .tp_methods = Watch_methods,
+    .tp_members = Watch_members,
+    .tp_init = (initproc)Watch_init,
+    .tp_new = PyType_GenericNew,
+};
+
 /* -------------------------------------------------------------- Core */
 
 static int Core_init(Core *c, PyObject *args, PyObject *kw)
@@ -741,6 +899,8 @@ static PyObject *Core_dispatch(Core *c, PyObject *unused)
                     rc = stream_on_recv(s, res, flags, data);
                 else
                     rc = stream_on_send(s, res);
+            } else if (Py_IS_TYPE(h, &WatchType)) {
+                rc = watch_fired((Watch *)h, res);
             } else {
                 PyObject *a[3];
                 PyObject *r;
@@ -1052,6 +1212,42 @@ static PyObject *Core_run_ready(Core *c, PyObject *arg)
             return NULL;
     }
     Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------- futures, debug */
+
+static PyObject *s_loop_kwnames;
+
+/* create_future(): asyncio.Future(loop=loop), as BaseEventLoop.create_future */
+static PyObject *Core_create_future(Core *c, PyObject *unused)
+{
+    if (c->future_type == NULL || c->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "create_future before set_future_type");
+        return NULL;
+    }
+    return PyObject_Vectorcall(c->future_type, &c->loop, 0, s_loop_kwnames);
+}
+
+static PyObject *Core_set_future_type(Core *c, PyObject *t)
+{
+    Py_INCREF(t);
+    Py_XSETREF(c->future_type, t);
+    Py_RETURN_NONE;
+}
+
+/* new_handle(callback, *args) -> asyncio.Handle, not scheduled */
+static PyObject *Core_new_handle(Core *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || c->handle_type == NULL) {
+        PyErr_SetString(PyExc_TypeError, "new_handle(callback, *args) after set_scheduling");
+        return NULL;
+    }
+    return make_handle(c, c->handle_type, args, nargs, Py_None);
+}
+
+static PyObject *Core_get_debug(Core *c, PyObject *unused)
+{
+    return PyBool_FromLong(c->debug);
 }
 
 /* ------------------------------------------------------ timer heap */
@@ -1466,6 +1662,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg)
     Py_VISIT(c->scheduled);
     Py_VISIT(c->dispatch);
     Py_VISIT(c->loop_time);
+    Py_VISIT(c->future_type);
     return 0;
 }
 
@@ -1488,6 +1685,7 @@ static int Core_clear(Core *c)
     Py_CLEAR(c->scheduled);
     Py_CLEAR(c->dispatch);
     Py_CLEAR(c->loop_time);
+    Py_CLEAR(c->future_type);
     return 0;
 }
 
@@ -1520,6 +1718,12 @@ static PyMethodDef Core_methods[] = {
     {"run_once", (PyCFunction)(void (*)(void))Core_run_once, METH_FASTCALL,
      "run_once(stopping, run) -> handles left to run (0 when run did it)"},
     {"time", (PyCFunction)Core_time, METH_NOARGS, "time.monotonic()"},
+    {"create_future", (PyCFunction)Core_create_future, METH_NOARGS,
+     "create_future() -> asyncio.Future(loop=loop)"},
+    {"set_future_type", (PyCFunction)Core_set_future_type, METH_O, "the Future class to create"},
+    {"get_debug", (PyCFunction)Core_get_debug, METH_NOARGS, "the loop's debug flag"},
+    {"new_handle", (PyCFunction)(void (*)(void))Core_new_handle, METH_FASTCALL,
+     "new_handle(callback, *args) -> asyncio.Handle (not scheduled)"},
     {"poll", (PyCFunction)Core_poll, METH_O,
      "poll(timeout): flush, wait (None: no deadline), dispatch or defer the completions"},
     {NULL}
@@ -1600,15 +1804,20 @@ PyMODINIT_FUNC PyInit__loopcore(void)
     INTERN(s_dr_failed, "Fatal error: protocol.data_received() call failed.");
     if ((s_empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
         return NULL;
-    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&StreamType) < 0)
+    if ((s_loop_kwnames = Py_BuildValue("(s)", "loop")) == NULL)
+        return NULL;
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&StreamType) < 0 ||
+        PyType_Ready(&WatchType) < 0)
         return NULL;
     m = PyModule_Create(&moddef);
     if (m == NULL)
         return NULL;
     Py_INCREF(&CoreType);
     Py_INCREF(&StreamType);
+    Py_INCREF(&WatchType);
     if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0 ||
         PyModule_AddObject(m, "Stream", (PyObject *)&StreamType) < 0 ||
+        PyModule_AddObject(m, "Watch", (PyObject *)&WatchType) < 0 ||
         PyModule_AddIntConstant(m, "OPEN", ST_OPEN) < 0 ||
         PyModule_AddIntConstant(m, "CLOSING", ST_CLOSING) < 0 ||
         PyModule_AddIntConstant(m, "LOST", ST_LOST) < 0 ||

@@ -35,7 +35,7 @@ import os
 import socket
 import threading
 import time
-from asyncio import base_events, events, format_helpers, sslproto
+from asyncio import base_events, events, format_helpers, futures, sslproto
 
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
@@ -106,7 +106,8 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._core.set_scheduling(self, self._ready, self._scheduled, events.Handle,
                                   events.TimerHandle, base.call_soon.__get__(self),
                                   _handle_failed, self._clock_resolution, self._debug, own_time)
-        for name in ("call_soon", "call_at", "call_later"):
+        self._core.set_future_type(futures.Future)
+        for name in ("call_soon", "call_at", "call_later", "create_future", "get_debug"):
             if getattr(cls, name) is getattr(base, name):
                 setattr(self, name, getattr(self._core, name))
         if own_time is None:
@@ -164,13 +165,13 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
     def ring(self) -> Ring:
         return self._ring
 
-    def bind_stream(self, transport: RingTransport, slot: int, stream=None):
+    def bind_stream(self, transport: RingTransport, slot: int, high_water: int, stream=None):
         ud_recv = self._next_ud
         ud_send = ud_recv + 1
         self._next_ud = ud_recv + 2
         if stream is None:
             stream = _loopcore.Stream(self._core, transport, slot, ud_recv, ud_send,
-                                      transport._high_water, self._telemetry)
+                                      high_water, self._telemetry)
         else:
             stream.rebind(self._core, slot, ud_recv, ud_send)
         # The compiled dispatcher sees a Stream here and handles both of its
@@ -180,10 +181,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._conns[transport.conn_id] = transport
         return stream
 
-    def unbind_stream(self, transport: RingTransport) -> None:
-        c = transport._c
-        self._handlers.pop(c.ud_recv, None)
-        self._handlers.pop(c.ud_send, None)
+    def unbind_stream(self, transport: RingTransport, stream) -> None:
+        self._handlers.pop(stream.ud_recv, None)
+        self._handlers.pop(stream.ud_send, None)
         self._conns.pop(transport.conn_id, None)
 
     def release_slot(self, slot: int) -> None:
@@ -306,10 +306,20 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         if not self._ready:
             self._ready.append(events.Handle(_noop, (), self, None))
 
-    def set_debug(self, enabled: bool) -> None:
-        super().set_debug(enabled)
-        if getattr(self, "_core", None) is not None:  # BaseEventLoop.__init__ calls this early
-            self._core.debug = bool(enabled)  # debug mode: call_soon takes asyncio's path
+    # The debug flag lives in the core (its call_soon/call_at/get_debug read it);
+    # asyncio's code sets and reads self._debug.
+    @property
+    def _debug(self) -> bool:
+        core = self.__dict__.get("_core")
+        return bool(core.debug) if core is not None else self.__dict__.get("_debug0", False)
+
+    @_debug.setter
+    def _debug(self, value: bool) -> None:
+        core = self.__dict__.get("_core")  # BaseEventLoop.__init__ sets it before the core exists
+        if core is not None:
+            core.debug = bool(value)
+        else:
+            self.__dict__["_debug0"] = bool(value)
 
     # --------------------------------------------------------------- running
     def run_forever(self):
@@ -328,7 +338,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         if self.is_closed():
             return
         for t in list(self._conns.values()):
-            t._force_close(None)
+            t.abort()
         for sock, ud, server in list(self._serving.values()):
             self._stop_serving(sock)
         # Reap what is already complete: late accepts carry fds to close.

@@ -104,10 +104,10 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     # ------------------------------------------------------------ ring glue
     def _bind(self, loop, slot: int) -> None:
         self._loop = loop
-        self._c = loop.bind_stream(self, slot, self._c)
+        self._c = loop.bind_stream(self, slot, self._high_water, self._c)
 
     def _unbind(self) -> None:
-        self._loop.unbind_stream(self)
+        self._loop.unbind_stream(self, self._c)
 
     def _arm_recv(self) -> None:
         self._c.arm_recv()
