@@ -404,11 +404,19 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         # Accepted sockets share the listener's family/type/protocol; passing them
         # saves socket.socket(fileno=) three getsockopt calls per connection.
         kind = (int(sock.family), int(sock.type), sock.proto)
+        # TCP_NODELAY on the listener is inherited by every accepted socket.
+        nodelay = False
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                nodelay = True
+            except OSError:
+                pass
 
         def on_accept(res: int, flags: int) -> None:
             if res >= 0:
                 self._accepted(res, protocol_factory, sslcontext, server,
-                               ssl_handshake_timeout, ssl_shutdown_timeout, kind)
+                               ssl_handshake_timeout, ssl_shutdown_timeout, kind, nodelay)
             elif res not in (-errno.ECANCELED,):
                 err = error_from_result(res, "accept", fd)
                 if res in (-errno.EMFILE, -errno.ENFILE, -errno.ENOBUFS, -errno.ENOMEM):
@@ -432,7 +440,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._kick()
 
     def _accepted(self, newfd, protocol_factory, sslcontext, server, hs_timeout, sd_timeout,
-                  kind=(-1, -1, -1)):
+                  kind=(-1, -1, -1), nodelay=False):
         # The ring accepted with SOCK_NONBLOCK; saying so in the type gives the
         # socket object a zero timeout without a syscall.  peername is looked
         # up only if asked for (RingTransport.get_extra_info).
@@ -445,7 +453,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
                                          server=server, ssl_handshake_timeout=hs_timeout,
                                          ssl_shutdown_timeout=sd_timeout)
             else:
-                self._make_socket_transport(conn, protocol, server=server)
+                RingTransport(self, conn, protocol, server=server, nodelay_inherited=nodelay)
         except BaseException as exc:
             conn.close()
             self.call_exception_handler({"message": "error creating a transport for an accepted "

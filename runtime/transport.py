@@ -68,13 +68,16 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     # default, UNSUPPORTED, made it raise RuntimeError even with fallback=True).
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
-    def __init__(self, loop, sock: socket.socket, protocol, waiter=None, extra=None, server=None):
+    def __init__(self, loop, sock: socket.socket, protocol, waiter=None, extra=None, server=None,
+                 nodelay_inherited: bool = False):
         super().__init__(extra, loop)
         # "socket", "sockname" and "peername" are looked up when first asked
         # for (get_extra_info): two syscalls per connection saved when nobody asks.
         if sock.gettimeout() != 0:  # accepted sockets arrive non-blocking already
             sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
+        # nodelay_inherited: accepted from a listener that has TCP_NODELAY, which
+        # Linux copies to the accepted socket (one setsockopt per connection saved).
+        if not nodelay_inherited and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:

@@ -240,3 +240,30 @@ def test_flow_control_pauses_and_resumes_the_protocol():
         await p.lost
         b.close()
     _loop_run(main())
+
+
+def test_accepted_tcp_connections_have_nodelay_and_lazy_extra_info():
+    async def main():
+        loop = asyncio.get_running_loop()
+        got = loop.create_future()
+
+        class Srv(asyncio.Protocol):
+            def connection_made(self, t):
+                got.set_result(t)
+
+        srv = await loop.create_server(Srv, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        t = await got
+        assert "peername" not in t._extra  # looked up only when asked
+        assert t.get_extra_info("peername") == w.get_extra_info("sockname")
+        assert t.get_extra_info("sockname") == ("127.0.0.1", port)
+        sock = t.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1  # from the listener
+        assert t.get_extra_info("nonesuch", 42) == 42
+        t.close()
+        w.close()
+        await w.wait_closed()
+        srv.close()
+        await srv.wait_closed()
+    _loop_run(main())
