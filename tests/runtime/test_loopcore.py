@@ -267,3 +267,82 @@ def test_accepted_tcp_connections_have_nodelay_and_lazy_extra_info():
         srv.close()
         await srv.wait_closed()
     _loop_run(main())
+
+
+def test_data_received_error_is_fatal_with_asyncios_message():
+    class Bad(Sink):
+        def data_received(self, data):
+            raise ValueError("bad bytes")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        seen = []
+        loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+        a, b = socket.socketpair()
+        t, p = await loop.connect_accepted_socket(Bad, a)
+        b.send(b"x")
+        assert await p.lost is not None  # connection_lost(the exception)
+        assert t.is_closing() and t._c.state == StreamState.DONE
+        b.close()
+        return seen
+    seen = _loop_run(main())
+    assert seen[0]["message"] == "Fatal error: protocol.data_received() call failed."
+    assert isinstance(seen[0]["exception"], ValueError)
+
+
+def test_paused_reading_holds_bytes_and_eof_until_resumed():
+    class Rec(Sink):
+        def eof_received(self):
+            self.data.append(b"<eof>")
+            return True
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        t, p = await loop.connect_accepted_socket(Rec, a)
+        t.pause_reading()
+        assert not t.is_reading()
+        b.sendall(b"one")
+        b.shutdown(socket.SHUT_WR)
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        assert p.data == []  # nothing reaches a paused protocol
+        t.resume_reading()
+        while b"<eof>" not in p.data:
+            await asyncio.sleep(0.001)
+        assert b"".join(x for x in p.data if x != b"<eof>") == b"one" and p.data[-1] == b"<eof>"
+        t.close()
+        await p.lost
+        b.close()
+    _loop_run(main())
+
+
+def test_buffered_protocol_gets_the_bytes_through_get_buffer():
+    class Buf(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(4)
+            self.got = bytearray()
+            self.lost = asyncio.get_running_loop().create_future()
+
+        def get_buffer(self, hint):
+            return self.buf
+
+        def buffer_updated(self, n):
+            self.got += self.buf[:n]
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        t, p = await loop.connect_accepted_socket(Buf, a)
+        assert t._c.buffered
+        b.sendall(b"0123456789")  # more than one small buffer's worth
+        while len(p.got) < 10:
+            await asyncio.sleep(0.001)
+        assert bytes(p.got) == b"0123456789"
+        t.close()
+        await p.lost
+        b.close()
+    _loop_run(main())
