@@ -66,6 +66,7 @@ typedef struct {
     PyObject *dispatch;    /* this core's bound dispatch (a deferred dispatch's callback) */
     PyObject *loop_time;   /* a subclass's own loop.time, or NULL: CLOCK_MONOTONIC */
     PyObject *future_type; /* asyncio.Future (create_future) */
+    PyObject *task_type;   /* asyncio.Task (create_task) */
     Py_ssize_t off_callback, off_args, off_cancelled, off_loop, off_tb, off_repr, off_context;
     Py_ssize_t off_when, off_scheduled;
     Py_ssize_t timer_cancelled;   /* loop._timer_cancelled_count */
@@ -170,6 +171,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg)
     Py_VISIT(c->dispatch);
     Py_VISIT(c->loop_time);
     Py_VISIT(c->future_type);
+    Py_VISIT(c->task_type);
     return 0;
 }
 
@@ -193,6 +195,7 @@ static int Core_clear(Core *c)
     Py_CLEAR(c->dispatch);
     Py_CLEAR(c->loop_time);
     Py_CLEAR(c->future_type);
+    Py_CLEAR(c->task_type);
     return 0;
 }
 
@@ -227,7 +230,10 @@ static PyMethodDef Core_methods[] = {
     {"time", (PyCFunction)Core_time, METH_NOARGS, "time.monotonic()"},
     {"create_future", (PyCFunction)Core_create_future, METH_NOARGS,
      "create_future() -> asyncio.Future(loop=loop)"},
-    {"set_future_type", (PyCFunction)Core_set_future_type, METH_O, "the Future class to create"},
+    {"set_future_types", (PyCFunction)Core_set_future_types, METH_VARARGS,
+     "set_future_types(Future, Task): the classes create_future/create_task make"},
+    {"create_task", (PyCFunction)(void (*)(void))Core_create_task, METH_FASTCALL | METH_KEYWORDS,
+     "create_task(coro, *, name=None, context=None) -> asyncio.Task"},
     {"get_debug", (PyCFunction)Core_get_debug, METH_NOARGS, "the loop's debug flag"},
     {"new_handle", (PyCFunction)(void (*)(void))Core_new_handle, METH_FASTCALL,
      "new_handle(callback, *args) -> asyncio.Handle (not scheduled)"},
@@ -313,6 +319,10 @@ PyMODINIT_FUNC PyInit__loopcore(void)
         return NULL;
     if ((s_loop_kwnames = Py_BuildValue("(s)", "loop")) == NULL)
         return NULL;
+    if ((s_task_kwnames = Py_BuildValue("(sss)", "loop", "name", "context")) == NULL)
+        return NULL;
+    INTERN(s_task_factory, "_task_factory");
+    INTERN(s_slow_create_task, "_slow_create_task");
     if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&StreamType) < 0 ||
         PyType_Ready(&WatchType) < 0)
         return NULL;

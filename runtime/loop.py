@@ -35,7 +35,7 @@ import os
 import socket
 import threading
 import time
-from asyncio import base_events, events, format_helpers, futures, sslproto
+from asyncio import base_events, events, format_helpers, futures, sslproto, tasks
 
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
@@ -106,8 +106,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._core.set_scheduling(self, self._ready, self._scheduled, events.Handle,
                                   events.TimerHandle, base.call_soon.__get__(self),
                                   _handle_failed, self._clock_resolution, self._debug, own_time)
-        self._core.set_future_type(futures.Future)
-        for name in ("call_soon", "call_at", "call_later", "create_future", "get_debug"):
+        self._core.set_future_types(futures.Future, tasks.Task)
+        for name in ("call_soon", "call_at", "call_later", "create_future", "create_task",
+                     "get_debug"):
             if getattr(cls, name) is getattr(base, name):
                 setattr(self, name, getattr(self._core, name))
         if own_time is None:
@@ -119,6 +120,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
 
     def _slow_call_later(self, *args, **kwargs):
         return base_events.BaseEventLoop.call_later(self, *args, **kwargs)
+
+    def _slow_create_task(self, *args, **kwargs):
+        return base_events.BaseEventLoop.create_task(self, *args, **kwargs)
 
     def _timer_handle_cancelled(self, handle) -> None:
         if handle._scheduled:

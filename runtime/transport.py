@@ -95,6 +95,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         # per write).  The class method below does the same for anyone who
         # calls it through the class.
         self.write = self._c.write
+        self.writelines = self._c.writelines
         self.set_protocol(protocol)
         self._c.last_active = loop.time()
         if server is not None:
@@ -217,6 +218,9 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     def write(self, data) -> None:
         # Only reached through the class (instances carry the C method itself).
         self._c.write(data)
+
+    def writelines(self, list_of_data) -> None:
+        self._c.writelines(list_of_data)
 
     def _flush(self) -> None:
         """Hand the queued writes to the ring now (the loop does this once per iteration)."""

@@ -257,11 +257,61 @@ static PyObject *Core_create_future(Core *c, PyObject *unused)
     return PyObject_Vectorcall(c->future_type, &c->loop, 0, s_loop_kwnames);
 }
 
-static PyObject *Core_set_future_type(Core *c, PyObject *t)
+/* set_future_types(Future, Task) */
+static PyObject *Core_set_future_types(Core *c, PyObject *args)
 {
+    PyObject *f, *t;
+    if (!PyArg_ParseTuple(args, "OO", &f, &t))
+        return NULL;
+    Py_INCREF(f);
+    Py_XSETREF(c->future_type, f);
     Py_INCREF(t);
-    Py_XSETREF(c->future_type, t);
+    Py_XSETREF(c->task_type, t);
     Py_RETURN_NONE;
+}
+
+static PyObject *s_task_kwnames, *s_task_factory, *s_slow_create_task;
+
+/* create_task(coro, *, name=None, context=None): BaseEventLoop.create_task
+ * without a task factory and outside debug mode (else asyncio's method). */
+static PyObject *Core_create_task(Core *c, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i;
+    PyObject *call[4], *tf, *name = Py_None, *context = Py_None;
+    int slow = c->debug || nargs != 1 || c->task_type == NULL;
+    for (i = 0; i < nkw && !slow; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        if (!PyUnicode_CompareWithASCIIString(k, "name"))
+            name = args[nargs + i];
+        else if (!PyUnicode_CompareWithASCIIString(k, "context"))
+            context = args[nargs + i];
+        else
+            slow = 1;
+    }
+    if (!slow) {
+        if (c->closed) {
+            PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+            return NULL;
+        }
+        tf = PyObject_GetAttr(c->loop, s_task_factory);
+        if (tf == NULL)
+            return NULL;
+        slow = tf != Py_None;
+        Py_DECREF(tf);
+    }
+    if (slow) {
+        PyObject *meth = PyObject_GetAttr(c->loop, s_slow_create_task), *r;
+        if (meth == NULL)
+            return NULL;
+        r = PyObject_Vectorcall(meth, args, nargsf, kwnames);
+        Py_DECREF(meth);
+        return r;
+    }
+    call[0] = args[0];
+    call[1] = c->loop;
+    call[2] = name;
+    call[3] = context;
+    return PyObject_Vectorcall(c->task_type, call, 1, s_task_kwnames);
 }
 
 /* new_handle(callback, *args) -> asyncio.Handle, not scheduled */

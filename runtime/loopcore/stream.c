@@ -271,6 +271,18 @@ static PyObject *Stream_write(Stream *s, PyObject *data)
     Py_RETURN_NONE;
 }
 
+/* writelines(iterable): asyncio's WriteTransport.writelines (join, then write) */
+static PyObject *Stream_writelines(Stream *s, PyObject *iterable)
+{
+    PyObject *data, *r;
+    data = PyObject_CallMethod(s_empty, "join", "O", iterable);
+    if (data == NULL)
+        return NULL;
+    r = Stream_write(s, data);
+    Py_DECREF(data);
+    return r;
+}
+
 static PyObject *Stream_flush(Stream *s, PyObject *unused)
 {
     if (stream_flush(s) < 0)
@@ -420,6 +432,7 @@ static void Stream_dealloc(Stream *s)
 
 static PyMethodDef Stream_methods[] = {
     {"write", (PyCFunction)Stream_write, METH_O, "Queue bytes; flushed once per loop iteration."},
+    {"writelines", (PyCFunction)Stream_writelines, METH_O, "write(b''.join(iterable))"},
     {"flush", (PyCFunction)Stream_flush, METH_NOARGS, "Hand queued writes to the ring now."},
     {"arm_recv", (PyCFunction)Stream_arm_recv, METH_NOARGS, "Start the multishot receive."},
     {"mark_dirty", (PyCFunction)Stream_mark_dirty, METH_NOARGS, "Queue for the next flush."},

@@ -346,3 +346,55 @@ def test_buffered_protocol_gets_the_bytes_through_get_buffer():
         await p.lost
         b.close()
     _loop_run(main())
+
+
+def test_writelines_joins_and_checks_like_asyncio():
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        t, p = await loop.connect_accepted_socket(Sink, a)
+        t.writelines([b"ab", bytearray(b"cd"), memoryview(b"ef")])
+        t.writelines(iter([]))
+        with pytest.raises(TypeError):
+            t.writelines(["text"])
+        got = b""
+        while len(got) < 6:
+            got += await loop.sock_recv(b, 100)
+        assert got == b"abcdef"
+        t.close()
+        await p.lost
+        b.close()
+    _loop_run(main())
+
+
+def test_create_task_names_contexts_and_task_factories():
+    import contextvars
+    var = contextvars.ContextVar("v", default=0)
+
+    async def get():
+        return var.get()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        t = loop.create_task(get(), name="named")
+        assert type(t) is asyncio.Task and t.get_name() == "named" and await t == 0
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, 5)
+        assert await loop.create_task(get(), context=ctx) == 5
+        made = []
+
+        def factory(lp, coro, **kw):
+            made.append(coro)
+            return asyncio.Task(coro, loop=lp, **kw)
+        loop.set_task_factory(factory)
+        t = loop.create_task(get(), name="via factory")
+        assert made and t.get_name() == "via factory" and await t == 0
+        loop.set_task_factory(None)
+    _loop_run(main())
+    loop = ringleader.new_event_loop()
+    loop.close()
+    coro = asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.create_task(coro)
+    coro.close()
