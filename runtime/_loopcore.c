@@ -232,6 +232,8 @@ static PyMethodDef Core_methods[] = {
      "create_future() -> asyncio.Future(loop=loop)"},
     {"set_future_types", (PyCFunction)Core_set_future_types, METH_VARARGS,
      "set_future_types(Future, Task): the classes create_future/create_task make"},
+    {"timer_handle_cancelled", (PyCFunction)Core_timer_handle_cancelled, METH_O,
+     "a TimerHandle was cancelled: count it if it is in the heap"},
     {"create_task", (PyCFunction)(void (*)(void))Core_create_task, METH_FASTCALL | METH_KEYWORDS,
      "create_task(coro, *, name=None, context=None) -> asyncio.Task"},
     {"get_debug", (PyCFunction)Core_get_debug, METH_NOARGS, "the loop's debug flag"},

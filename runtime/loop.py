@@ -113,6 +113,8 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
                 setattr(self, name, getattr(self._core, name))
         if own_time is None:
             self.time = self._core.time
+        if cls._timer_handle_cancelled is RingEventLoop._timer_handle_cancelled:
+            self._timer_handle_cancelled = self._core.timer_handle_cancelled
 
     # Debug mode (or odd arguments): the compiled call_at/call_later hand over to asyncio's.
     def _slow_call_at(self, *args, **kwargs):

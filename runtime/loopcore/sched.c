@@ -483,6 +483,18 @@ static PyObject *Core_call_later(Core *c, PyObject *const *args, size_t nargsf, 
     return timer_common(c, args, nargsf, kwnames, 1);
 }
 
+/* TimerHandle.cancel() reports here (BaseEventLoop._timer_handle_cancelled). */
+static PyObject *Core_timer_handle_cancelled(Core *c, PyObject *h)
+{
+    if (!PyObject_TypeCheck(h, c->timer_type)) {
+        PyErr_SetString(PyExc_TypeError, "not a TimerHandle");
+        return NULL;
+    }
+    if (SLOT(h, c->off_scheduled) == Py_True)
+        c->timer_cancelled++;
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------- iteration */
 
 /* The loop's clock: CLOCK_MONOTONIC (asyncio's time.monotonic), or the
