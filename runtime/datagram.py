@@ -29,7 +29,8 @@ import socket
 from asyncio import constants, transports
 
 from ..uring import consts, msg_source
-from .endpoint import FileEndpoint, ignore, set_result_unless_cancelled, socket_extra
+from .contract import UD_IGNORE
+from .endpoint import FileEndpoint, set_result_unless_cancelled, socket_extra
 from .errors import builtin_error
 from .fdops import check_sock
 
@@ -228,7 +229,7 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
 
     def _cancel_recv(self) -> None:
         if self._recv_armed and not self._loop.is_closed():
-            self._loop.ring.cancel(self._recv_ud, self._loop.oneshot(ignore))
+            self._loop.ring.cancel(self._recv_ud, UD_IGNORE)
 
     def _finish(self, exc) -> None:
         self._state = DatagramState.CLOSED

@@ -8,7 +8,8 @@ file for an operation whose cancel is not reaped yet is safe: the ring keeps
 its own reference and the late completion finds the endpoint closed.
 
 Also here: :func:`socket_extra` (asyncio's ``get_extra_info`` keys for a
-socket), and the two tiny callbacks every transport module needs.
+socket), and the one tiny callback every transport module needs
+(completions nobody needs use :data:`.contract.UD_IGNORE`).
 """
 from __future__ import annotations
 
@@ -52,7 +53,3 @@ def socket_extra(extra: dict, sock) -> None:
 def set_result_unless_cancelled(fut, result) -> None:
     if not fut.cancelled():
         fut.set_result(result)
-
-
-def ignore(res: int, flags: int) -> None:
-    """Completion handler for operations whose result does not matter (cancels, removes)."""

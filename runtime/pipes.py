@@ -27,7 +27,8 @@ import stat
 from asyncio import constants, transports
 
 from ..uring import consts
-from .endpoint import FileEndpoint, ignore, set_result_unless_cancelled
+from .contract import UD_IGNORE
+from .endpoint import FileEndpoint, set_result_unless_cancelled
 from .errors import builtin_error
 
 logger = logging.getLogger("ringleader.runtime")
@@ -72,7 +73,7 @@ class _PipeBase(FileEndpoint):
 
     def _cancel(self, ud: int) -> None:
         if ud and not self._loop.is_closed():
-            self._loop.ring.cancel(ud, self._loop.oneshot(ignore))
+            self._loop.ring.cancel(ud, UD_IGNORE)
 
     def _poll_then(self, mask: int, then) -> None:
         def ready(res: int, flags: int) -> None:

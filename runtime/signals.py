@@ -27,7 +27,7 @@ import socket
 from asyncio import coroutines, events
 
 from ..uring import consts
-from .endpoint import ignore
+from .contract import UD_IGNORE
 
 _F_MORE = consts.CQE_F_MORE
 
@@ -122,7 +122,7 @@ class SignalMixin:
         ud, self._sig_ud = self._sig_ud, 0
         if not self.is_closed() and self._ring is not None:
             # The poll holds the socket's file until its cancel is reaped.
-            self._ring.poll_remove(ud, self.oneshot(ignore))
+            self._ring.poll_remove(ud, UD_IGNORE)
         self._free_ud(ud)
         for s in socks:
             s.close()

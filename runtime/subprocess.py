@@ -22,7 +22,7 @@ import subprocess
 from asyncio import base_subprocess
 
 from ..uring import consts
-from .endpoint import ignore
+from .contract import UD_IGNORE
 
 logger = logging.getLogger("ringleader.runtime")
 
@@ -79,7 +79,7 @@ class _ExitWatch:
         if self.pidfd >= 0:
             self.loop._children.pop(self.pidfd, None)
             if self.ud and not self.loop.is_closed():
-                self.loop.ring.poll_remove(self.ud, self.loop.oneshot(ignore))
+                self.loop.ring.poll_remove(self.ud, UD_IGNORE)
             os.close(self.pidfd)
             self.pidfd = -1
 

@@ -149,7 +149,9 @@ def test_uvicorn_cli_loop_option(child, sig):
     port = free_port()
     c = child(sys.executable, "-m", "uvicorn", "--loop", "ringleader:new_event_loop",
               "--port", str(port), "apps:app", env={"RL_TEST_APP": "starlette"})
-    c.wait_for("Application startup complete")
+    # uvicorn logs "startup complete" after the lifespan startup, before it
+    # listens; "running on" comes once the socket is bound.
+    c.wait_for("Uvicorn running on")
     status, body = get(port)
     assert status == 200 and json.loads(body)["loop"] == "RingEventLoop"
     payload = os.urandom(1 << 20)
