@@ -614,13 +614,17 @@ def _as_transport(conn) -> RingTransport:
 
 class _StopOnSignal:
     """``ringleader.run``'s SIGINT/SIGTERM handling: the first signal cancels
-    ``main`` (the graceful drain follows); later ones are ignored.  Installed
-    only on the main thread (signal handlers live there)."""
+    ``main`` (the graceful drain follows); later ones only count (a SIGINT
+    still makes ``run`` raise KeyboardInterrupt after the drain, as
+    ``asyncio.run`` does).  Installed only on the main thread (signal handlers
+    live there)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, main_task: asyncio.Task):
-        self.requested = False
+        self.requested = False     # main was cancelled by a signal (or has ended)
+        self.sigint_during = False   # a SIGINT arrived while main ran
+        self.sigint_after = False    # ... or once main was done (the drain)
         self._task = main_task
         self._loop = asyncio.get_running_loop()
         self._installed: list[int] = []
@@ -631,6 +635,11 @@ class _StopOnSignal:
             self._installed.append(sig)
 
     def _on_signal(self, sig: int) -> None:
+        if sig == signal.SIGINT:
+            if self._task.done():
+                self.sigint_after = True
+            else:
+                self.sigint_during = True
         if self.requested:
             logger.info("%s again while stopping: ignored", signal.Signals(sig).name)
             return
@@ -652,13 +661,18 @@ def run(main: Callable[..., Awaitable] | Awaitable, *, workers: int = 1, drain_t
     """Like ``asyncio.run``: run ``main`` on worker 0 (this thread) with ``workers`` rings.
 
     ``main`` is a coroutine, or a coroutine function taking the :class:`Runtime`.
-    Returns its result; on return the runtime drains and stops.  ``debug_socket``
-    ``control`` and ``supervisor`` are :class:`Runtime`'s.
+    Returns its result; on return the runtime drains and stops.  On the main
+    thread the first SIGINT or SIGTERM cancels ``main`` and the drain follows;
+    then, as with ``asyncio.run``, a SIGINT raises KeyboardInterrupt (unless
+    ``main`` caught the cancellation and returned a value), a SIGTERM returns
+    ``None``.  ``debug_socket``, ``control`` and ``supervisor`` are
+    :class:`Runtime`'s.
     """
     rt = Runtime(workers, loop_options=loop_options, debug_socket=debug_socket, control=control,
                  supervisor=supervisor)
     w0 = rt.workers[0]
     runner = asyncio.Runner(debug=debug, loop_factory=w0.make_loop)
+    outcome = {"interrupt": False}
 
     async def entry():
         rt.start(skip=(0,))
@@ -666,11 +680,13 @@ def run(main: Callable[..., Awaitable] | Awaitable, *, workers: int = 1, drain_t
         coro = main(rt) if callable(main) else main
         main_task = asyncio.ensure_future(coro)
         stop = _StopOnSignal(main_task)
+        cancelled = False
         try:
             return await main_task
         except asyncio.CancelledError:
             if not stop.requested:
                 raise
+            cancelled = True
             return None  # SIGINT/SIGTERM: a requested stop, not a failure
         finally:
             # main runs in its own task, so a signal arriving from here on
@@ -681,6 +697,13 @@ def run(main: Callable[..., Awaitable] | Awaitable, *, workers: int = 1, drain_t
                 await rt.shutdown(drain_timeout)
             finally:
                 stop.uninstall()
+                # As asyncio.run: KeyboardInterrupt when a SIGINT cancelled
+                # main or came once main was done; not when main caught the
+                # cancellation and returned a value.
+                outcome["interrupt"] = stop.sigint_after or (stop.sigint_during and cancelled)
 
     with runner:
-        return runner.run(entry())
+        result = runner.run(entry())
+    if outcome["interrupt"]:
+        raise KeyboardInterrupt()
+    return result

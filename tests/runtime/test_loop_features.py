@@ -292,10 +292,49 @@ def test_run_drains_once_on_sigterm_and_sigint(sig, fd_guard):
         finally:
             srv.close()
 
-    assert ringleader.run(main, workers=2, debug_socket=False) is None
+    if sig == signal.SIGINT:
+        # as asyncio.run: KeyboardInterrupt, raised only after the drain
+        with pytest.raises(KeyboardInterrupt):
+            ringleader.run(main, workers=2, debug_socket=False)
+    else:
+        assert ringleader.run(main, workers=2, debug_socket=False) is None
     assert log == ["cancelled", "cleanup done"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_run_returns_mains_value_when_main_survives_sigint(fd_guard):
+    # asyncio.run returns the value of a main that caught the cancellation a
+    # SIGINT caused; ringleader.run does the same (no KeyboardInterrupt).
+    async def main(rt):
+        _signal_soon(signal.SIGINT)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            return "survived"
+
+    assert ringleader.run(main, workers=2, debug_socket=False) == "survived"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_run_raises_keyboardinterrupt_for_sigint_once_main_is_done(fd_guard):
+    # main has returned when the SIGINT comes (uvicorn re-raises the one it
+    # handled): the drain still runs in full, then run() raises
+    # KeyboardInterrupt, as asyncio.run's handler does once main is done.
+    log = []
+
+    async def main(rt):
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        srv.close()
+        loop.call_soon(os.kill, os.getpid(), signal.SIGINT)
+        log.append("main returned")
+        return "done"
+
+    with pytest.raises(KeyboardInterrupt):
+        ringleader.run(main, workers=2, debug_socket=False)
+    assert log == ["main returned"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 # -------------------------------------------------------------------- UDP

@@ -18,6 +18,19 @@ def say(*words) -> None:
     print(*words, flush=True)
 
 
+def run_and_say(main) -> None:
+    """ringleader.run(main, workers=2), saying how it ended: as asyncio.run,
+    it raises KeyboardInterrupt after the drain when stopped by SIGINT."""
+    import ringleader
+
+    try:
+        ringleader.run(main, workers=2, debug_socket=False)
+    except KeyboardInterrupt:
+        say("RUN-INTERRUPTED")
+    else:
+        say("RUN-RETURNED")
+
+
 # ---------------------------------------------------------------- Starlette
 
 def starlette_app():
@@ -52,7 +65,6 @@ app = starlette_app() if os.environ.get("RL_TEST_APP") == "starlette" else None
 
 def serve_uvicorn_everywhere(port: int) -> None:
     """ringleader.run + serve_uvicorn: one app over two workers."""
-    import ringleader
     from ringleader.runtime.asgi import serve_uvicorn
 
     async def main(rt):
@@ -60,15 +72,12 @@ def serve_uvicorn_everywhere(port: int) -> None:
         loop.call_later(0.5, say, "READY", port)
         await serve_uvicorn(rt, app=starlette_app(), port=port, log_level="warning")
 
-    ringleader.run(main, workers=2, debug_socket=False)
-    say("RUN-RETURNED")
+    run_and_say(main)
 
 
 def uvicorn_server_in_run(port: int) -> None:
     """The issue's case: uvicorn.Server.serve() inside ringleader.run(workers=2)."""
     import uvicorn
-
-    import ringleader
 
     async def main(rt):
         config = uvicorn.Config(starlette_app(), port=port, log_level="warning")
@@ -76,8 +85,7 @@ def uvicorn_server_in_run(port: int) -> None:
         asyncio.get_running_loop().call_later(0.5, say, "READY", port)
         await server.serve()
 
-    ringleader.run(main, workers=2, debug_socket=False)
-    say("RUN-RETURNED")
+    run_and_say(main)
 
 
 # ------------------------------------------------------------------ aiohttp
@@ -126,8 +134,6 @@ def aiohttp_app_runner(port: int) -> None:
     """AppRunner inside ringleader.run: SIGTERM drains through ringleader."""
     from aiohttp import web
 
-    import ringleader
-
     async def main(rt):
         app = aiohttp_app()
         app["port"] = port
@@ -140,8 +146,7 @@ def aiohttp_app_runner(port: int) -> None:
             await runner.cleanup()
             say("RUNNER-CLEANED")
 
-    ringleader.run(main, workers=2, debug_socket=False)
-    say("RUN-RETURNED")
+    run_and_say(main)
 
 
 if __name__ == "__main__":
