@@ -399,3 +399,17 @@ def test_create_task_names_contexts_and_task_factories():
     with pytest.raises(RuntimeError, match="closed"):
         loop.create_task(coro)
     coro.close()
+
+
+def test_a_loop_whose_ring_cannot_be_made_closes_quietly():
+    import gc
+    import sys
+    seen = []
+    old, sys.unraisablehook = sys.unraisablehook, seen.append
+    try:
+        with pytest.raises(ValueError):
+            RingEventLoop(entries=0)  # refused before any ring exists
+        gc.collect()
+    finally:
+        sys.unraisablehook = old
+    assert not [u for u in seen if not isinstance(u.exc_value, ResourceWarning)], seen
