@@ -1,5 +1,7 @@
 # The compiled parts must be declared through setup(): the cffi binding of
-# liburing (API mode) and the Postgres driver's DataRow splitter.  Everything
+# liburing (API mode), the event loop's compiled core (it compiles the
+# binding's _helpers.c in as well, so SQEs are filled by one source) and the
+# Postgres driver's DataRow splitter.  Everything
 # else lives in pyproject.toml.
 from setuptools import Extension, setup
 from setuptools import find_packages
@@ -26,7 +28,11 @@ class BuildPy(build_py):
 
 setup(
     cffi_modules=["uring/_build.py:ffibuilder"],
-    ext_modules=[Extension("ringleader.drivers.postgres._pgwire",
+    ext_modules=[Extension("ringleader.runtime._loopcore", ["runtime/_loopcore.c"],
+                           include_dirs=["uring"], libraries=["uring"],
+                           depends=["uring/_helpers.c"],
+                           extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"]),
+                 Extension("ringleader.drivers.postgres._pgwire",
                            ["drivers/postgres/_pgwire.c"],
                            extra_compile_args=["-O2"])],
     packages=["ringleader", *("ringleader." + p for p in find_packages(".", exclude=NOT_PACKAGED))],
