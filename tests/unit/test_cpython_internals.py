@@ -74,8 +74,8 @@ def _problems() -> list[str]:
     need(callable(getattr(protocols, "_feed_data_to_buffered_proto", None)),
          "protocols._feed_data_to_buffered_proto")
     need(hasattr(getattr(constants, "_SendfileMode", None), "FALLBACK"), "constants._SendfileMode.FALLBACK")
-    need(isinstance(getattr(constants, "LOG_THRESHOLD_FOR_CONNLOST_WRITES", None), int),
-         "constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES")
+    need(getattr(constants, "LOG_THRESHOLD_FOR_CONNLOST_WRITES", None) == 5,
+         "constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES == 5 (runtime/_loopcore.c has it written in)")
     need(callable(getattr(trsock, "TransportSocket", None)), "trsock.TransportSocket")
 
     need(_params(base_events.Server.__init__)[:7] == [
