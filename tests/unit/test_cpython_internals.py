@@ -24,6 +24,7 @@ def _problems() -> list[str]:
 
     loop = asyncio.SelectorEventLoop()
     try:
+        need(loop._task_factory is None, "BaseEventLoop._task_factory")
         for name, kind in (("_ready", collections.deque), ("_scheduled", list),
                            ("_timer_cancelled_count", int), ("_stopping", bool),
                            ("_clock_resolution", float)):
@@ -55,6 +56,22 @@ def _problems() -> list[str]:
         need(hasattr(proto._app_transport, "_ssl_protocol"), "_SSLProtocolTransport._ssl_protocol")
     finally:
         loop.close()
+
+    # The compiled core (runtime/loopcore/sched.c) allocates Handles and
+    # TimerHandles itself and fills their slots by offset, bypassing __init__:
+    # a slot added by a new CPython would be left empty.
+    handle_slots = {n for n in events.Handle.__slots__ if n != "__weakref__"}
+    need(handle_slots == {"_callback", "_args", "_cancelled", "_loop", "_source_traceback",
+                          "_repr", "_context"},
+         f"events.Handle.__slots__ as the compiled core fills them, got {sorted(handle_slots)}")
+    need(set(events.TimerHandle.__slots__) == {"_scheduled", "_when"},
+         f"events.TimerHandle.__slots__ == _scheduled, _when, got {events.TimerHandle.__slots__}")
+    need("_timer_handle_cancelled" in inspect.getsource(events.TimerHandle.cancel),
+         "TimerHandle.cancel() reports to loop._timer_handle_cancelled")
+    need(_params(base_events.BaseEventLoop.create_task) == ["coro", "name", "context"],
+         "BaseEventLoop.create_task(coro, *, name, context) (the core's create_task mirrors it)")
+    need(hasattr(base_events.BaseEventLoop, "_timer_handle_cancelled"),
+         "BaseEventLoop._timer_handle_cancelled")
 
     need(hasattr(events, "BaseDefaultEventLoopPolicy"), "events.BaseDefaultEventLoopPolicy "
          "(3.14 renamed it _BaseDefaultEventLoopPolicy)")
