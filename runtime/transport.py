@@ -42,7 +42,7 @@ import warnings
 from asyncio import constants, protocols, sslproto, transports, trsock
 
 from . import _loopcore
-from .contract import UD_IGNORE, StreamState
+from .contract import UD_IGNORE, StreamState, WriteState
 from .errors import MigrationError, builtin_error
 from .stats import ConnStats
 
@@ -248,15 +248,15 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     def write_eof(self) -> None:
         c = self._c
-        if c.state != _OPEN or c.write_eof:
+        if c.state != _OPEN or c.write_state != WriteState.OPEN:
             return
-        c.write_eof = True
+        c.write_state = WriteState.EOF_PENDING
         if c.inflight is None and not c.wbuf:
             self._do_shutdown()
 
     def _do_shutdown(self) -> None:
         c = self._c
-        c.shut_wr = True
+        c.write_state = WriteState.SHUT
         self._loop.ring.shutdown(c.slot, socket.SHUT_WR, UD_IGNORE, fixed=True)
 
     # -------------------------------------------------------------- closing
