@@ -49,6 +49,7 @@ from .stats import ConnStats
 logger = logging.getLogger("ringleader.runtime")
 
 _ids = itertools.count(1)
+_FLOW = transports._FlowControlMixin
 
 
 def _log_lost_write() -> None:
@@ -223,6 +224,24 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         return value
 
     # -------------------------------------------------------------- writing
+    # pause_writing/resume_writing run in the transport's context like its
+    # other callbacks (uvloop does; asyncio's own transports run them in the
+    # writer's).  The mixin's methods report the protocol's own errors to the
+    # loop, so a RuntimeError here can only be Context.run refusing a context
+    # that is already entered: a write from one of this transport's callbacks,
+    # which is in the right context already.
+    def _maybe_pause_protocol(self) -> None:
+        try:
+            self._context.run(_FLOW._maybe_pause_protocol, self)
+        except RuntimeError:
+            _FLOW._maybe_pause_protocol(self)
+
+    def _maybe_resume_protocol(self) -> None:
+        try:
+            self._context.run(_FLOW._maybe_resume_protocol, self)
+        except RuntimeError:
+            _FLOW._maybe_resume_protocol(self)
+
     def write(self, data) -> None:
         # Only reached through the class (instances carry the C method itself).
         self._c.write(data)
