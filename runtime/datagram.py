@@ -266,6 +266,8 @@ class DatagramOpsMixin:
         return t
 
     async def sock_recvfrom(self, sock, bufsize):
+        if sock in self._recv_inflight:
+            await self._settle_cancelled_recvs(sock)
         got = self._take_leftover(sock, bufsize, split=False)
         if got is not None:
             return got
@@ -277,6 +279,8 @@ class DatagramOpsMixin:
         view = memoryview(buf).cast("B")
         if nbytes:
             view = view[:nbytes]
+        if sock in self._recv_inflight:
+            await self._settle_cancelled_recvs(sock)
         got = self._take_leftover(sock, len(view), split=False)
         if got is not None:
             data, addr = got
@@ -295,7 +299,8 @@ class DatagramOpsMixin:
         def prep(ud: int) -> None:
             cell.append(self._ring.recvmsg(fd, buf, ud))
 
-        return self._op_future(prep, "recvmsg", fd, lambda r: (r, msg_source(cell[0])), orphan)
+        return self._op_future(prep, "recvmsg", fd, lambda r: (r, msg_source(cell[0])), orphan,
+                               sock)
 
     async def sock_sendto(self, sock, data, address):
         check_sock(self, sock)

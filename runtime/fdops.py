@@ -31,17 +31,32 @@ logger = logging.getLogger("ringleader.runtime")
 
 class FdOpsMixin:
     # ---------------------------------------------------------- sock_* ops
-    def _op_future(self, prep, op_name: str, fd: int, on_done, on_orphan=None):
+    def _op_future(self, prep, op_name: str, fd: int, on_done, on_orphan=None, owner=None):
         """A future for one ring operation on ``fd``.  ``on_orphan(res)`` runs
         when the operation completes after its future was cancelled (the
         cancel raced a receive already in the kernel): it keeps what arrived
-        for the next call instead of losing it."""
+        for the next call instead of losing it.  Receives name their socket
+        (``owner``): until a cancelled one has completed, the next receive on
+        that socket waits for it (:meth:`_settle_cancelled_recvs`); issued at
+        once, it would queue in the kernel behind the bytes the orphan keeps."""
         fut = self.create_future()
+        entry = None
+        if owner is not None:
+            entry = (fut, self.create_future())
+            self._recv_inflight.setdefault(owner, []).append(entry)
 
         def done(res: int, flags: int) -> None:
+            if entry is not None:
+                entries = self._recv_inflight.get(owner)
+                if entries is not None:
+                    entries.remove(entry)
+                    if not entries:
+                        del self._recv_inflight[owner]
             if fut.done():
                 if res > 0 and on_orphan is not None:
                     on_orphan(res)
+                if entry is not None:
+                    entry[1].set_result(None)
                 return
             if res < 0:
                 fut.set_exception(builtin_error(res))
@@ -69,7 +84,18 @@ class FdOpsMixin:
             self._keep_leftover(sock, bytes(buf[:res]), None)
 
         return self._op_future(lambda ud: self._ring.recv(fd, buf, ud), "recv", fd,
-                               lambda r: r, orphan)
+                               lambda r: r, orphan, sock)
+
+    async def _settle_cancelled_recvs(self, sock) -> None:
+        """Wait until the receives on ``sock`` whose futures were cancelled
+        while in the kernel have completed (what they got is then kept).
+        A future that is done while its operation is in flight was cancelled
+        (results are set only on completion)."""
+        while True:
+            settling = [s for f, s in self._recv_inflight.get(sock, ()) if f.done()]
+            if not settling:
+                return
+            await asyncio.shield(settling[0])
 
     def _keep_leftover(self, sock, data: bytes, addr) -> None:
         self._leftovers.setdefault(sock, collections.deque()).append((data, addr))
@@ -95,6 +121,8 @@ class FdOpsMixin:
     async def sock_recv(self, sock, n):
         check_sock(self, sock)
         fd = sock.fileno()
+        if sock in self._recv_inflight:
+            await self._settle_cancelled_recvs(sock)
         data = self._take_leftover(sock, n)
         if data is not None:
             return data
@@ -106,6 +134,8 @@ class FdOpsMixin:
         check_sock(self, sock)
         fd = sock.fileno()
         view = memoryview(buf).cast("B")
+        if sock in self._recv_inflight:
+            await self._settle_cancelled_recvs(sock)
         data = self._take_leftover(sock, len(view))
         if data is not None:
             view[:len(data)] = data
@@ -116,6 +146,14 @@ class FdOpsMixin:
         check_sock(self, sock)
         fd = sock.fileno()
         view = memoryview(data).cast("B")
+        if view and sock.gettimeout() == 0:
+            # As asyncio: try the send at once; the ring takes only what the
+            # socket buffer did not (a round trip saved, and the bytes are on
+            # their way before anything else runs, which callers rely on).
+            try:
+                view = view[sock.send(view):]
+            except (BlockingIOError, InterruptedError):
+                pass
         while view:
             chunk = view
             n = await self._op_future(lambda ud: self._ring.send(fd, chunk, ud), "send", fd, lambda r: r)

@@ -104,6 +104,8 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         self._msg_handlers: dict[int, object] = {}
         # sock_recv* bytes that arrived for a cancelled call (see FdOpsMixin._recv_op)
         self._leftovers = weakref.WeakKeyDictionary()
+        # socket -> (future, settled) of its receives in the kernel (FdOpsMixin._op_future)
+        self._recv_inflight = weakref.WeakKeyDictionary()
         self._signal_handlers: dict[int, events.Handle] = {}
         # fd -> transport using it (as asyncio's selector loop): add_reader and
         # friends refuse those fds.

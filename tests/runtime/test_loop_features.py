@@ -66,6 +66,23 @@ def test_sock_recv_cancelled_in_kernel_keeps_the_bytes(ring_run, fd_guard):
     ring_run(main())
 
 
+def test_sock_recv_right_after_cancelling_one_in_the_kernel(ring_run, fd_guard):
+    # uvloop's test_sock_send_before_cancel: the bytes arrive, the pending
+    # receive is cancelled and a new one is made at once, with no iteration
+    # between: it must get the bytes the cancelled one took.
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            t = asyncio.ensure_future(loop.sock_recv(a, 1))
+            await asyncio.sleep(0.01)       # the receive is in the kernel now
+            b.send(b"1")                    # completes it in the kernel; not reaped yet
+            t.cancel()
+            assert await asyncio.wait_for(loop.sock_recv(a, 1), 10) == b"1"
+    ring_run(main())
+
+
 def test_slow_callback_warning_on_asyncios_logger(ring_run, caplog):
     async def main():
         loop = asyncio.get_running_loop()
