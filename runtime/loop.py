@@ -95,7 +95,15 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self.migrations_in = 0
         self.migrations_out = 0
         self._msg_handlers: dict[int, object] = {}
-        self._open_ring()
+        try:
+            self._open_ring()
+        except BaseException:
+            # A half-built loop must leave nothing that complains later:
+            # BaseEventLoop.__del__ would otherwise call close(), which reaps
+            # a ring that was never created.
+            self._close_ring()
+            base_events.BaseEventLoop.close(self)
+            raise
 
     # ------------------------------------------------------------------ ring
     def _open_ring(self) -> None:
@@ -345,6 +353,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             if not h._cancelled:
                 h._run()
         super().close()
+        self._close_ring()
+
+    def _close_ring(self) -> None:
         if self._ring is not None:
             self._ring.close()
         if self._efd >= 0:
