@@ -26,7 +26,7 @@ from .errors import RuntimeLayerError
 __all__ = ["PROTOCOL", "VERSION", "COMMANDS", "WATCHABLE", "DebugError", "DebugSocketError",
            "DebugProtocolError", "DebugCommandError", "SocketInfo", "socket_dirs",
            "default_socket_path", "list_sockets", "find_socket", "jsonable", "parse_args",
-           "encode"]
+           "encode", "encode_value"]
 
 PROTOCOL = "ringleader-debug"
 VERSION = 1
@@ -283,5 +283,11 @@ def parse_args(cmd: str, raw: Any) -> dict:
     return out
 
 
+def encode_value(value: Any) -> bytes:
+    """A JSON value in the protocol's compact encoding (no trailing newline)."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, default=repr).encode()
+
+
 def encode(msg: dict) -> bytes:
-    return json.dumps(msg, separators=(",", ":"), allow_nan=False, default=repr).encode() + b"\n"
+    """One protocol line."""
+    return encode_value(msg) + b"\n"
