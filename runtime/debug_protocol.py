@@ -26,7 +26,7 @@ from .errors import RuntimeLayerError
 __all__ = ["PROTOCOL", "VERSION", "COMMANDS", "WATCHABLE", "DebugError", "DebugSocketError",
            "DebugProtocolError", "DebugCommandError", "SocketInfo", "socket_dirs",
            "default_socket_path", "list_sockets", "find_socket", "jsonable", "parse_args",
-           "encode", "encode_value"]
+           "encode", "encode_value", "format_peer"]
 
 PROTOCOL = "ringleader-debug"
 VERSION = 1
@@ -192,6 +192,30 @@ def find_socket(pid: int | None = None) -> Path:
         raise DebugSocketError(f"no debug socket of {who} in {where}")
     raise DebugSocketError("several runtimes are running; pick one with --socket PATH or --pid PID:\n"
                            + "\n".join(f"  pid {i.pid}: {i.path}" for i in found))
+
+
+# ------------------------------------------------------------------ peers
+def format_peer(peer: Any) -> str:
+    """A peer address as ``host:port`` (``[v6]:port``; a Unix path as itself).
+
+    Takes the forms the runtime gives: a ``(host, port, ...)`` tuple or list,
+    its ``str()`` (``"('127.0.0.1', 5432)"``), a path, or None."""
+    if isinstance(peer, str):
+        s = peer.strip()
+        if s.startswith(("(", "[")) and s.endswith((")", "]")):
+            import ast
+            try:
+                peer = ast.literal_eval(s)
+            except (ValueError, SyntaxError):
+                return peer
+        else:
+            return peer or "-"
+    if peer is None:
+        return "-"
+    if isinstance(peer, (tuple, list)) and len(peer) >= 2 and isinstance(peer[1], int):
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return str(peer)
 
 
 # ------------------------------------------------------------ JSON snapshots

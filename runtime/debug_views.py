@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from ..uring import RingStats
-from .debug_protocol import VERSION, DebugCommandError, jsonable
+from .debug_protocol import VERSION, DebugCommandError, format_peer, jsonable
 
 __all__ = ["VIEWS", "DebugViews"]
 
@@ -77,8 +77,13 @@ class DebugViews:
                 "workers": [_worker_dict(s) for s in self.runtime.stats()]}
 
     def hot(self, n: int) -> dict:
-        return {"n": n, "workers": [{"worker": wid, "connections": jsonable(loop.hot_connections(n))}
-                                    for wid, loop in self.loops()]}
+        out = []
+        for wid, loop in self.loops():
+            conns = jsonable(loop.hot_connections(n))
+            for c in conns:
+                c["peer"] = format_peer(c.get("peer"))  # host:port, not a tuple's repr
+            out.append({"worker": wid, "connections": conns})
+        return {"n": n, "workers": out}
 
     def pools(self) -> dict:
         out = []
