@@ -30,7 +30,7 @@ from .debug_protocol import format_peer
 
 __all__ = ["stats_view", "workers_view", "hot_view", "pools_view", "supervisor_view",
            "decisions_view", "metrics_view", "list_view", "control_sentence", "TopView",
-           "num", "count", "duration"]
+           "compact_table", "num", "count", "duration"]
 
 WIDTH = 80
 
@@ -111,7 +111,7 @@ def duration(s: float | None) -> str:
 
 
 # ---------------------------------------------------------------- tables
-def _table(title: str | None, columns: Iterable[tuple[str, str]]) -> Table:
+def compact_table(title: str | None, columns: Iterable[tuple[str, str]]) -> Table:
     """A compact table: a rule under the header, no vertical rules or edges."""
     t = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
               show_edge=False, pad_edge=False, expand=False, collapse_padding=True)
@@ -209,7 +209,7 @@ def workers_table(rows: list[dict], title: str) -> Table:
     cols = [("worker", "right"), ("conns", "right"), ("busy", "right"), ("lag ms", "right"),
             ("max ms", "right"), ("CQE/enter", "right"), ("SQE/flush", "right"),
             ("fixed", "right"), ("moved in/out", "right")]
-    t = _table(title, cols)
+    t = compact_table(title, cols)
     for r in rows:
         t.add_row(str(r["worker"]), count(r["connections"]), _pct(r["busy"]),
                   _ms(r["lag_ewma_s"]), _ms(r["lag_max_s"]), num(r["batch"]),
@@ -220,7 +220,7 @@ def workers_table(rows: list[dict], title: str) -> Table:
 
 def workers_counts_table(rows: list[dict]) -> Table:
     """The counters behind the ratios (``--wide``)."""
-    t = _table("worker counters (since start)",
+    t = compact_table("worker counters (since start)",
                [("worker", "right"), ("iterations", "right"), ("CQEs", "right"),
                 ("fixed slots", "right"), ("ENOBUFS", "right")])
     for r in rows:
@@ -234,7 +234,7 @@ def hist_table(workers: list[dict], bounds: list[list[int]], field: str, title: 
     """A histogram with one row per bucket and one column per worker (so that
     it stays narrow however many buckets are used)."""
     used = [k for k in range(len(bounds)) if any(w["ring"][field][k] for w in workers)]
-    t = _table(title, [("bucket", "right")] + [(f"worker {w['worker']}", "right")
+    t = compact_table(title, [("bucket", "right")] + [(f"worker {w['worker']}", "right")
                                               for w in workers])
     for k in used:
         lo, hi = bounds[k]
@@ -276,7 +276,7 @@ def hot_view(hot: dict, per_worker: int | None = None, rates: dict | None = None
     cols += [("in+out", "right"), ("rate", "right")] if rates is not None else \
         [("in", "right"), ("out", "right")]
     cols += [("ops", "right"), ("moved", "right")]
-    t = _table("hottest connections", cols)
+    t = compact_table("hottest connections", cols)
     for wid, c in rows:
         cells = [str(wid), f"#{c['conn_id']}", format_peer(c["peer"])]
         if rates is not None:
@@ -301,10 +301,10 @@ def pools_view(pools: dict, wide: bool = False) -> Table | Text | Group:
     """The pools; ``wide`` adds a second table of request and connection counts."""
     if not pools["pools"]:
         return Text("pools: none registered")
-    t = _table("pools", [("pool", "left"), ("worker", "right"), ("size", "right"),
+    t = compact_table("pools", [("pool", "left"), ("worker", "right"), ("size", "right"),
                          ("in use", "right"), ("waiting", "right"), ("min-max", "right"),
                          ("wait p99", "right"), ("timeouts", "right"), ("errors", "right")])
-    more = _table("pool counters (requests: window of the pool's stats)",
+    more = compact_table("pool counters (requests: window of the pool's stats)",
                   [("pool", "left"), ("requests", "right"), ("wait p50", "right"),
                    ("use p99", "right"), ("conns made", "right"), ("lost", "right"),
                    ("errors by kind", "left")])
@@ -376,7 +376,7 @@ def decisions_view(dec: dict, title: str = "supervisor decisions", now: float | 
     rows = dec.get("decisions") or []
     if last is not None:
         rows = rows[-last:] if last > 0 else []
-    t = _table(title + (" (paused)" if dec.get("paused") else ""),
+    t = compact_table(title + (" (paused)" if dec.get("paused") else ""),
                [("t" if now is None else "age", "right"), ("kind", "left"),
                 ("target", "left"), ("change", "left"), ("reason", "left")])
     for col in t.columns[:-1]:
@@ -441,7 +441,7 @@ def metrics_view(text: str, wide: bool = False) -> Table:
     cols = [("metric", "left")]
     cols += [(f"worker {w}", "right") for w in workers] + [("value", "right")] if pivot else \
         [("worker", "right"), ("value", "right")]
-    t = _table(None, cols)
+    t = compact_table(None, cols)
     for name, values in rows.items():
         if pivot:
             t.add_row(name, *(num(values[w]) if w in values else "" for w in workers),
@@ -458,7 +458,7 @@ def list_view(infos: list, show_all: bool) -> Group:
     if not shown:
         parts: list = [Text("no ringleader runtimes found")]
     else:
-        t = _table(None, [("pid", "right"), ("state", "left"), ("debug socket", "left")])
+        t = compact_table(None, [("pid", "right"), ("state", "left"), ("debug socket", "left")])
         for i in shown:
             t.add_row(str(i.pid if i.pid is not None else "?"),
                       "running" if i.running else "stale", str(i.path))

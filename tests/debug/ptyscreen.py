@@ -30,8 +30,12 @@ _OSC = re.compile(r"\x1b\][^\x07\x1b]*(\x07|\x1b\\)")
 
 
 def run_in_pty(argv: list[str], cols: int = 80, rows: int = 24, env: dict | None = None,
-               timeout: float = 60.0) -> tuple[str, int]:
-    """Runs ``argv`` on a ``cols`` x ``rows`` pseudo-terminal; returns (output, status)."""
+               timeout: float = 60.0, cwd: str | None = None,
+               signal_when: tuple[str, int] | None = None) -> tuple[str, int]:
+    """Runs ``argv`` on a ``cols`` x ``rows`` pseudo-terminal; returns (output, status).
+
+    ``signal_when=(text, signum)`` sends the child ``signum`` once its output
+    contains ``text`` (Ctrl-C is ``signal.SIGINT``)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     # Popen, not pty.fork(): the test process runs worker threads, and Python
@@ -42,7 +46,7 @@ def run_in_pty(argv: list[str], cols: int = 80, rows: int = 24, env: dict | None
         env.pop(var, None)
     env.setdefault("TERM", "xterm-256color")
     child = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                             start_new_session=True)
+                             start_new_session=True, cwd=cwd)
     os.close(slave)
     out = b""
     deadline = time.monotonic() + timeout
@@ -60,6 +64,9 @@ def run_in_pty(argv: list[str], cols: int = 80, rows: int = 24, env: dict | None
             if not chunk:
                 break
             out += chunk
+            if signal_when is not None and signal_when[0].encode() in out:
+                child.send_signal(signal_when[1])
+                signal_when = None
         try:
             child.wait(timeout=10)
         except subprocess.TimeoutExpired:
