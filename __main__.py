@@ -90,8 +90,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _console():
-    from rich.console import Console
-    return Console(highlight=False, soft_wrap=False)
+    from .extras import require
+    rich_console = require("rich.console", "cli", "the ringleader command")
+    return rich_console.Console(highlight=False, soft_wrap=False)
 
 
 def _print_json(value) -> None:
@@ -199,13 +200,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.socket is not None and args.pid is not None:
         print("ringleader: give --socket or --pid, not both", file=sys.stderr)
         return 2
-    console = _console()
+    from .extras import MissingExtraError
+    try:
+        console = _console()
+    except MissingExtraError as exc:
+        print(f"ringleader: {exc}", file=sys.stderr)
+        return 1
     if args.command == "list":
         return _list(args, console)
     from .runtime.debug_protocol import DebugError
     try:
         return _run(args, console)
-    except DebugError as exc:
+    except (DebugError, MissingExtraError) as exc:
         print(f"ringleader {args.command}: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .debug_protocol import PROTOCOL, VERSION, DebugCommandError, DebugProtocolError, DebugSocketError
-from .debug_render import TopView, decisions_view, stats_view
 
-__all__ = ["DebugClient", "stats_view", "decisions_view", "TopView"]
+__all__ = ["DebugClient"]
 
 _MAX_LINE = 64 * 1024 * 1024
 
@@ -134,3 +133,12 @@ def _result(msg: dict) -> Any:
         return msg.get("result")
     err = msg.get("error") or {}
     raise DebugCommandError(str(err.get("code", "failed")), str(err.get("message", "")))
+
+
+def __getattr__(name: str):
+    # The views (which need rich, the "cli" extra) for callers that imported
+    # them from here; the client itself needs no extra.
+    if name in ("TopView", "decisions_view", "stats_view"):
+        from . import debug_render
+        return getattr(debug_render, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

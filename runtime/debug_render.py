@@ -420,10 +420,12 @@ def metrics_view(text: str, wide: bool = False) -> Table:
     prefix: one row per metric and label set, with a column per worker when
     there are at most 4 of them (one row per sample otherwise).  Histogram
     buckets only with ``wide``."""
-    from prometheus_client.parser import text_string_to_metric_families
+    from ..extras import require
+    parser = require("prometheus_client.parser", "metrics",
+                     "the metrics table of 'ringleader metrics' (--prom needs no extra)")
     rows: dict[str, dict] = {}
     workers: list[str] = []
-    for fam in text_string_to_metric_families(text):
+    for fam in parser.text_string_to_metric_families(text):
         for s in fam.samples:
             if s.name.endswith("_created") or (s.name.endswith("_bucket") and not wide):
                 continue
