@@ -538,7 +538,7 @@ class TopView:
         # Lines: the header 2, each table its title, header and rule (3) and
         # its rows; what is left goes to the hot connections and decisions.
         fixed = 2 + 3 + len(rows) + (1 if isinstance(pools, Text) else 3 + len(snap["pools"]["pools"]))
-        avail = height - fixed
+        avail = height - fixed - 1  # the last line stays free for the cursor (and the prompt)
         n_dec = len(dec.get("decisions") or []) if dec.get("registered") else 0
         d = min(3, n_dec, max(0, avail - 4 - 3))  # keeps room for one hot row
         k = max(1, min(self.hot_rows, avail - (3 + d if d else 1) - 3))

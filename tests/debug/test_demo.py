@@ -28,7 +28,7 @@ def _pasted_commands(lines: list[str]) -> list[list[str]]:
     return [ln.split() for ln in lines if re.match(r"\s+\S*ringleader (top|stats) --pid \d+$", ln)]
 
 
-def test_demo_for_some_seconds(tmp_path):
+def test_demo_for_some_seconds():
     out, status = run_in_pty([sys.executable, str(ROOT / "scripts" / "demo.py"), "--seconds", "3"],
                              cwd=str(ROOT), timeout=120)
     lines = _check(out, status)
