@@ -6,10 +6,13 @@ SO_REUSEPORT, debug socket on) under wrk, pinned as there (server on core 1,
 wrk on core 0), measured alternately without and with a *hammer* next to it:
 one same-uid client requesting every view of the debug socket in a loop as
 fast as it is answered, plus ``--watchers`` clients that start a fast watch of
-every view and never read.  Each repetition runs both phases back to back
-(order alternating), so drift of the shared machine hits both; the report is
-the per-repetition ratio of requests per second with/without, its median and
-its min-max.
+every view and never read.  The hammer is one process, started before the
+first repetition and switched on and off between phases (so its interpreter's
+start-up is not charged to a phase), pinned with wrk on core 0: what is
+measured is what serving it costs the service's core, not the client's own
+CPU.  Each repetition runs both phases back to back (order alternating), so
+drift of the shared machine hits both; the report is the per-repetition ratio
+of requests per second with/without, its median and its min-max.
 
 ``--hammer PATH --seconds S`` runs only the hammer against a debug socket and
 prints ``{"requests": n, "errors": {...}}`` as JSON; with ``--phases`` it
@@ -107,11 +110,25 @@ def hammer_phases(path: str, watchers: int) -> dict:
     return total
 
 
-def hammer_process(path: str, seconds: float, watchers: int) -> subprocess.Popen:
-    """The hammer in its own process (as an operator's CLI would be)."""
-    return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--hammer", str(path),
-                             "--seconds", str(seconds), "--watchers", str(watchers)],
-                            stdout=subprocess.PIPE, text=True)
+class HammerProcess:
+    """The hammer in its own process (as an operator's CLI would be), switched
+    on and off through ``hammer_phases``; ``prefix`` pins it (taskset)."""
+
+    def __init__(self, path: str, watchers: int, prefix: list[str] = ()):
+        self.proc = subprocess.Popen([*prefix, sys.executable, os.path.abspath(__file__),
+                                      "--hammer", str(path), "--phases", "--watchers",
+                                      str(watchers)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def say(self, cmd: str) -> None:
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        if self.proc.stdout.readline().strip() != "ok":
+            raise RuntimeError(f"the hammer did not acknowledge {cmd!r}")
+
+    def finish(self) -> dict:
+        out, _ = self.proc.communicate(timeout=60)
+        return json.loads(out.strip().splitlines()[-1])
 
 
 def _socket_of(pid: int, timeout: float = 10.0) -> str:
@@ -132,29 +149,34 @@ def run(args) -> dict:
 
     srv = bs.Server("ringleader-2-reuseport", "http")
     runs = []
+    h = None
     try:
         path = _socket_of(srv.proc.pid)
+        h = HammerProcess(path, args.watchers, ["taskset", "-c", bs.CLIENT_CPU])
         bs.run_wrk(srv.port, args.connections, args.warmup)
         for rep in range(args.repeat):
             got = {}
             for phase in (("quiet", "hammered") if rep % 2 == 0 else ("hammered", "quiet")):
-                h = hammer_process(path, args.duration + 1.0, args.watchers) \
-                    if phase == "hammered" else None
-                if h is not None:
-                    time.sleep(0.5)  # the watchers are connected before wrk starts
+                if phase == "hammered":
+                    h.say("on")
+                    time.sleep(0.3)  # the watchers are connected before wrk starts
                 got[phase] = bs.run_wrk(srv.port, args.connections, args.duration)
-                if h is not None:
-                    out, _ = h.communicate(timeout=60)
-                    got["hammer"] = json.loads(out.strip().splitlines()[-1])
+                if phase == "hammered":
+                    h.say("off")
             got["ratio"] = got["hammered"]["rps"] / got["quiet"]["rps"]
             got["loadavg_1m"] = os.getloadavg()[0]
             runs.append(got)
             print(f"rep {rep + 1}: quiet {got['quiet']['rps']:.0f} req/s (p99 "
                   f"{got['quiet']['p99_us'] / 1e3:.2f} ms), hammered {got['hammered']['rps']:.0f} "
-                  f"req/s (p99 {got['hammered']['p99_us'] / 1e3:.2f} ms), ratio {got['ratio']:.3f}; "
-                  f"hammer answered {got['hammer']['requests']} requests "
-                  f"{got['hammer']['errors'] or ''}", flush=True)
+                  f"req/s (p99 {got['hammered']['p99_us'] / 1e3:.2f} ms), ratio "
+                  f"{got['ratio']:.3f}", flush=True)
+        hammer = h.finish()
+        print(f"the hammer got {hammer['requests']} answers in {hammer['phases']} phases "
+              f"{hammer['errors'] or ''}")
     finally:
+        if h is not None and h.proc.poll() is None:
+            h.proc.kill()
+            h.proc.wait()
         srv.stop()
     ratios = [r["ratio"] for r in runs]
     summary = {"ratio_median": statistics.median(ratios), "ratio_min": min(ratios),

@@ -8,16 +8,21 @@ second are compared with and without it, alternating, in one run.  The bound
 is generous because the machine is shared; ``scripts/bench debug-cost``
 measures the real ratio on an HTTP service under wrk.
 """
-import json
+import importlib.util
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 BENCH_DEBUG = Path(__file__).resolve().parents[2] / "scripts" / "bench_debug.py"
-PHASE_S = 0.8
-PAIRS = 6
+PHASE_S = 0.5
+
+
+def _bench_debug():
+    spec = importlib.util.spec_from_file_location("bench_debug", BENCH_DEBUG)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+PAIRS = 10
 
 
 def _rate(svc, seconds: float) -> float:
@@ -32,41 +37,37 @@ def test_a_client_hammering_every_view_costs_the_service_little(service):
     svc.add_supervisor()
     svc.wait_trips(200)
     srv = svc.rt.debug_server
-    h = subprocess.Popen([sys.executable, str(BENCH_DEBUG), "--hammer", str(svc.path), "--phases",
-                          "--watchers", "40"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         text=True)
-
-    def say(cmd: str) -> None:
-        h.stdin.write(cmd + "\n")
-        h.stdin.flush()
-        assert h.stdout.readline().strip() == "ok"
-
-    ratios = []
+    h = _bench_debug().HammerProcess(str(svc.path), watchers=40)
+    ratios, totals = [], {"quiet": 0.0, "hammered": 0.0}
     try:
         for k in range(PAIRS):
             rates = {}
             for phase in (("quiet", "hammered") if k % 2 == 0 else ("hammered", "quiet")):
                 if phase == "hammered":
-                    say("on")
+                    h.say("on")
                     time.sleep(0.2)  # connected and hammering before the window opens
                 rates[phase] = _rate(svc, PHASE_S)
+                totals[phase] += rates[phase]
                 if phase == "hammered":
-                    say("off")
+                    h.say("off")
             ratios.append(rates["hammered"] / rates["quiet"])
-        out, _ = h.communicate(timeout=60)
+        got = h.finish()
     finally:
-        if h.poll() is None:
-            h.kill()
-            h.wait()
-    got = json.loads(out.strip().splitlines()[-1])
-    print(f"echo trips/s hammered/quiet per pair: {[round(r, 3) for r in ratios]}; hammer: {got}; "
-          f"snapshots {srv._cache.counters}; server {srv.counters}")
-    assert h.returncode == 0 and got["phases"] == PAIRS
+        if h.proc.poll() is None:
+            h.proc.kill()
+            h.proc.wait()
+    overall = totals["hammered"] / totals["quiet"]
+    print(f"echo trips/s hammered/quiet: {overall:.3f} over {PAIRS} alternating pairs of "
+          f"{PHASE_S} s (per pair median {statistics.median(ratios):.3f}, min {min(ratios):.3f}, "
+          f"max {max(ratios):.3f}); hammer: {got}; snapshots {srv._cache.counters}; "
+          f"server {srv.counters}")
+    assert h.proc.returncode == 0 and got["phases"] == PAIRS
     assert got["requests"] > 0 and not got["errors"], got
     # The limits did their work: copies served, the client slowed down
     # (test_abuse checks the watchers that never read one by one).
     assert srv._cache.counters["served_copies"] > srv._cache.counters["computed"]
     assert srv.counters["throttled"] > 0
-    # < 10% is what the benchmark shows; the bound allows for a loaded machine.
-    assert statistics.median(ratios) > 0.75, ratios
+    # Short alternating windows summed: the machine's slow drift cancels.  The
+    # bound allows for a loaded machine; the benchmark gives the real ratio.
+    assert overall > 0.75, (overall, ratios)
     svc.wait_trips(50)
