@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     s = cmd("stats", "everything once: workers, hot connections, pools, supervisor")
     s.add_argument("--hot", type=int, default=5, metavar="N", help="hot connections per worker")
     s.add_argument("--hist", action="store_true", help="add the batch and flush histograms")
-    s.add_argument("--wide", action="store_true", help="more columns and the decision inputs")
+    s.add_argument("--wide", action="store_true",
+                   help="add counter tables and the decision inputs")
     t = cmd("top", "a live view, redrawn every interval (Ctrl-C quits)")
     t.add_argument("--interval", type=float, default=1.0, metavar="S",
                    help="seconds between frames (default 1)")
@@ -66,11 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--hot", type=int, default=8, metavar="N", help="hot connection rows at most")
     w = cmd("workers", "ring and loop figures per worker, since start")
     w.add_argument("--hist", action="store_true", help="add the batch and flush histograms")
-    w.add_argument("--wide", action="store_true", help="add iteration and CQE counts")
+    w.add_argument("--wide", action="store_true",
+                   help="add a table of iteration, CQE and slot counts")
     h = cmd("hot", "the busiest connections of each worker")
     h.add_argument("-n", type=int, default=5, help="per worker (default 5)")
-    cmd("pools", "the registered pools").add_argument("--wide", action="store_true",
-                                                      help="add p50 wait, requests, connections")
+    cmd("pools", "the registered pools").add_argument(
+        "--wide", action="store_true", help="add a table of request and connection counts")
     cmd("supervisor", "the supervisor's state, config and targets")
     d = cmd("decisions", "the supervisor's recent decisions, with their inputs")
     d.add_argument("-n", type=int, default=10, help="how many (default 10)")
