@@ -567,6 +567,11 @@ class DebugServer:
                 self._send(c, {"id": w["id"], "ok": True, "event": "end", "seq": w["seq"]})
 
     @property
+    def snapshot_counters(self) -> dict:
+        """How often a view was computed, and how often a copy was served instead."""
+        return dict(self._cache.counters)
+
+    @property
     def uptime_s(self) -> float:
         return time.monotonic() - self._t0
 

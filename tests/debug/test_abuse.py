@@ -238,8 +238,8 @@ def test_views_are_computed_once_per_interval_and_served_as_copies(service, tmp_
         assert max(len(w["connections"]) for w in hot[1]["workers"]) > 3
         for few, more in zip(hot[0]["workers"], hot[1]["workers"]):
             assert few["connections"] == more["connections"][:3]
-        assert srv._cache.counters["computed"] == 3
-        assert srv._cache.counters["served_copies"] >= 6
+        assert srv.snapshot_counters["computed"] == 3
+        assert srv.snapshot_counters["served_copies"] >= 6
 
 
 def test_a_watch_is_no_faster_than_the_snapshots(service, tmp_path):
