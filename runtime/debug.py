@@ -126,8 +126,8 @@ class DebugServer:
     def __init__(self, runtime, path: str | os.PathLike | None = None, *, control: bool = False,
                  max_clients: int = 64, max_request: int = 64 * 1024,
                  max_outbuf: int = 4 * 1024 * 1024, idle_timeout: float = 300.0,
-                 snapshot_interval: float = 0.2, client_rate: float = 50.0,
-                 client_burst: int = 50, total_rate: float = 250.0,
+                 snapshot_interval: float = 0.2, client_rate: float = 20.0,
+                 client_burst: int = 20, total_rate: float = 100.0,
                  stall_timeout: float = 5.0):
         self.runtime = runtime
         self.control = bool(control)
@@ -403,7 +403,7 @@ class DebugServer:
                     # The last push is still unread: skip this one rather than
                     # queue snapshots; the client gets a fresh one when it reads.
                     self.counters["pushes_skipped"] += 1
-                    w["due"] = now + w["interval"]
+                    w["due"] = self._next_due(now, w["interval"])
                 else:
                     self._push_watch(c, w, now)
             elif w is None and not c.closing and now - c.last > self.idle_timeout:
@@ -506,7 +506,8 @@ class DebugServer:
                 # newer one, and pushes cost no fresh computation.
                 interval = max(args["interval"], self.snapshot_interval)
                 c.watch = {"id": rid, "interval": interval, "what": list(args["what"]),
-                           "n": args["n"], "left": args["count"], "seq": 0, "due": 0.0}
+                           "n": args["n"], "left": args["count"], "seq": 0, "due": 0.0,
+                           "pushed": -math.inf}
                 self._reply(c, rid, {"watching": c.watch["what"], "interval": interval,
                                      "count": args["count"]})
                 if c.watch is not None:
@@ -551,12 +552,13 @@ class DebugServer:
         for cmd in w["what"]:
             args = {"n": w["n"]} if cmd == "hot" else {}
             try:
-                cached = self._cache.get(cmd, args, now)
+                cached = self._cache.get(cmd, args, now, w["pushed"])
             except Exception as exc:
                 cached = encode_value({"error": f"{type(exc).__name__}: {exc}"})
             parts.append(encode_value(cmd) + b":" + cached)
         w["seq"] += 1
-        w["due"] = now + w["interval"]
+        w["pushed"] = now
+        w["due"] = self._next_due(now, w["interval"])
         self._send_raw(c, b'{"id":' + encode_value(w["id"]) + b',"ok":true,"event":"snapshot",'
                        b'"seq":' + str(w["seq"]).encode() + b',"result":{' + b",".join(parts)
                        + b"}}\n")
@@ -578,6 +580,13 @@ class DebugServer:
     @property
     def client_count(self) -> int:
         return len(self._clients)
+
+    def _next_due(self, now: float, interval: float) -> float:
+        """The next push time: ``interval`` on, rounded up to the grid of
+        snapshot intervals, so that one wake-up of this thread serves every
+        watcher due then (each wake-up takes the GIL from the workers)."""
+        q = self.snapshot_interval
+        return math.ceil((now + interval - 1e-6) / q) * q
 
     def _visible_commands(self) -> list[str]:
         return [n for n, (_, _, ctl) in COMMANDS.items() if self.control or not ctl]

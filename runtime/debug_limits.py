@@ -18,6 +18,7 @@ Not here: sockets, the protocol, or any view's content (the server,
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from .debug_protocol import encode_value
@@ -90,12 +91,13 @@ class SnapshotCache:
         self._entries: dict[tuple, tuple[float, Any, dict]] = {}
         self.counters = {"computed": 0, "served_copies": 0}
 
-    def get(self, cmd: str, args: dict, now: float) -> bytes:
-        """The encoded result of ``cmd(**args)`` taken less than ``interval`` ago."""
+    def get(self, cmd: str, args: dict, now: float, newer_than: float = -math.inf) -> bytes:
+        """The encoded result of ``cmd(**args)`` taken less than ``interval`` ago
+        (and after ``newer_than``: a watch asks for a newer one than it pushed)."""
         n = args.get("n") if cmd in _SIZED else None
         key = (cmd, None if n is None else _size_bucket(n))
         entry = self._entries.get(key)
-        if entry is None or now - entry[0] >= self.interval:
+        if entry is None or now - entry[0] >= self.interval or entry[0] <= newer_than:
             full_args = dict(args)
             if n is not None:
                 full_args["n"] = key[1]

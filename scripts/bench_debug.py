@@ -12,7 +12,12 @@ start-up is not charged to a phase), pinned with wrk on core 0: what is
 measured is what serving it costs the service's core, not the client's own
 CPU.  Each repetition runs both phases back to back (order alternating), so
 drift of the shared machine hits both; the report is the per-repetition ratio
-of requests per second with/without, its median and its min-max.
+of requests per second with/without, its median and its min-max.  Since a
+shared machine moves req/s by tens of percent on its own, it first measures
+what does not depend on the neighbours: the CPU the server process uses
+serving the hammer alone (no HTTP load: share of a core, quiet vs hammered,
+``--idle-reps`` times), and it reports the server's CPU per HTTP request in
+each phase of the HTTP repetitions.
 
 ``--hammer PATH --seconds S`` runs only the hammer against a debug socket and
 prints ``{"requests": n, "errors": {...}}`` as JSON; with ``--phases`` it
@@ -153,6 +158,17 @@ def run(args) -> dict:
     try:
         path = _socket_of(srv.proc.pid)
         h = HammerProcess(path, args.watchers, ["taskset", "-c", bs.CLIENT_CPU])
+        idle = []
+        for _ in range(args.idle_reps):
+            # No HTTP load: whatever CPU the server uses now is serving the hammer.
+            h.say("on")
+            time.sleep(0.3)
+            cpu0, t0 = sum(srv.cpu_s()), time.monotonic()
+            time.sleep(args.duration)
+            idle.append((sum(srv.cpu_s()) - cpu0) / (time.monotonic() - t0))
+            h.say("off")
+            print(f"idle: serving the hammer cost the server {idle[-1] * 100:.1f}% of a core",
+                  flush=True)
         bs.run_wrk(srv.port, args.connections, args.warmup)
         for rep in range(args.repeat):
             got = {}
@@ -160,16 +176,20 @@ def run(args) -> dict:
                 if phase == "hammered":
                     h.say("on")
                     time.sleep(0.3)  # the watchers are connected before wrk starts
-                got[phase] = bs.run_wrk(srv.port, args.connections, args.duration)
+                cpu0 = sum(srv.cpu_s())
+                got[phase] = r = bs.run_wrk(srv.port, args.connections, args.duration)
+                r["cpu_us_per_req"] = (sum(srv.cpu_s()) - cpu0) / max(1, r["requests"]) * 1e6
                 if phase == "hammered":
                     h.say("off")
             got["ratio"] = got["hammered"]["rps"] / got["quiet"]["rps"]
+            got["cpu_ratio"] = got["hammered"]["cpu_us_per_req"] / got["quiet"]["cpu_us_per_req"]
             got["loadavg_1m"] = os.getloadavg()[0]
             runs.append(got)
             print(f"rep {rep + 1}: quiet {got['quiet']['rps']:.0f} req/s (p99 "
                   f"{got['quiet']['p99_us'] / 1e3:.2f} ms), hammered {got['hammered']['rps']:.0f} "
                   f"req/s (p99 {got['hammered']['p99_us'] / 1e3:.2f} ms), ratio "
-                  f"{got['ratio']:.3f}", flush=True)
+                  f"{got['ratio']:.3f}; server CPU/request {got['quiet']['cpu_us_per_req']:.1f} -> "
+                  f"{got['hammered']['cpu_us_per_req']:.1f} us ({got['cpu_ratio']:.3f}x)", flush=True)
         hammer = h.finish()
         print(f"the hammer got {hammer['requests']} answers in {hammer['phases']} phases "
               f"{hammer['errors'] or ''}")
@@ -179,13 +199,21 @@ def run(args) -> dict:
             h.proc.wait()
         srv.stop()
     ratios = [r["ratio"] for r in runs]
+    cpu_ratios = [r["cpu_ratio"] for r in runs]
     summary = {"ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
-               "ratio_max": max(ratios), "watchers": args.watchers, "duration": args.duration,
+               "ratio_max": max(ratios), "cpu_ratio_median": statistics.median(cpu_ratios),
+               "cpu_ratio_min": min(cpu_ratios), "cpu_ratio_max": max(cpu_ratios),
+               "idle_hammered_share": idle,
+               "watchers": args.watchers, "duration": args.duration,
                "loadavg_1m": [r["loadavg_1m"] for r in runs]}
     print(f"hammered/quiet req/s: median {summary['ratio_median']:.3f} "
           f"(min {summary['ratio_min']:.3f}, max {summary['ratio_max']:.3f}) over {len(runs)} reps; "
           f"machine load {min(summary['loadavg_1m']):.1f}-{max(summary['loadavg_1m']):.1f} "
           f"on {os.cpu_count()} cores (others' work on the shared machine is noise here)")
+    print(f"server CPU per request hammered/quiet: median {summary['cpu_ratio_median']:.3f} "
+          f"(min {summary['cpu_ratio_min']:.3f}, max {summary['cpu_ratio_max']:.3f})")
+    print(f"server CPU serving the hammer alone: {', '.join(f'{x * 100:.1f}%' for x in idle)} "
+          f"of a core (no HTTP load)")
     return {"runs": runs, "summary": summary}
 
 
@@ -195,6 +223,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--watchers", type=int, default=40, help="clients that watch and never read")
+    p.add_argument("--idle-reps", type=int, default=3,
+                   help="measurements of the server's CPU serving the hammer alone")
     p.add_argument("--json", metavar="PATH", help="write all runs and the summary as JSON")
 
 
