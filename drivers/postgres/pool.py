@@ -122,6 +122,19 @@ class Pool(_GenericPool[Connection]):
         if waits:
             # Bounded even if another worker's loop stopped running meanwhile.
             await asyncio.wait(waits, timeout=2 * CLOSE_CANCEL_GRACE)
+        # A shared connection whose cancelled statements have now ended is
+        # held by a multiplexer that is closed and will not run another
+        # command on it: give it back, which closes it (its backend would stay
+        # open otherwise), and wait for those closes on this loop.
+        for e in entries:
+            if e.shared and e.conn.in_flight == 0:
+                try:
+                    self.release(e.conn)
+                except InterfaceError:  # released by its multiplexer meanwhile
+                    pass
+        closing = [t for t in self._bg if not t.done() and t.get_loop() is loop]
+        if closing:
+            await asyncio.wait(closing, timeout=CLOSE_CANCEL_GRACE)
 
     def _shared(self, query: Any) -> bool:
         if not self.multiplex:

@@ -291,7 +291,11 @@ def test_pool_close_finishes_cancel_requests_in_flight(pg_server, run):
     pending: the loop may close at once without 'Task was destroyed but it is
     pending'."""
     async def main():
-        pool = pg.Pool(pg_server.dsn(), min_size=2, max_size=2)
+        pids = []
+
+        async def setup(conn):
+            pids.append(conn.backend_pid)
+        pool = pg.Pool(pg_server.dsn(), min_size=2, max_size=2, setup=setup)
         await pool.open()
         callers = [asyncio.ensure_future(pool.fetchval("select pg_sleep(30)")) for _ in range(4)]
         await asyncio.sleep(0.3)  # the queries run on the server
@@ -301,6 +305,19 @@ def test_pool_close_finishes_cancel_requests_in_flight(pg_server, run):
         assert _pending_cancel_tasks(), "the cancelled callers started no CancelRequest"
         await pool.close()
         assert _pending_cancel_tasks() == []
+        # nothing of the pool's is left pending (the run fixture's wait_for aside)
+        assert [t for t in asyncio.all_tasks() if not t.done() and t is not asyncio.current_task()
+                and t.get_coro().__qualname__ != "wait_for"] == []
+        # and the connections those statements ran on are closed, their backends gone
+        c = await pg.connect(pg_server.dsn())
+        try:
+            deadline = asyncio.get_running_loop().time() + 10
+            while left := await c.fetchval("select count(*) from pg_stat_activity "
+                                           "where pid = any($1::int[])", pids):
+                assert asyncio.get_running_loop().time() < deadline, f"{left} backends left open"
+                await asyncio.sleep(0.05)
+        finally:
+            await c.close()
     run(main())
 
 
