@@ -38,6 +38,13 @@ def screen_of(*args, rows=24) -> tuple[list[str], list[str]]:
     return written, Screen(80).feed(out).lines()
 
 
+def _snapshot_of(screen: list[str], svc) -> str:
+    # The ENOBUFS note appears only if a buffer ring ran dry, which a loaded
+    # machine may cause; it is not part of a view's shape.
+    return normalise([ln for ln in screen if not ln.startswith("receives that ran out")],
+                     _replace(svc))
+
+
 def _replace(svc) -> dict:
     return {str(svc.path): "<socket>", f"pid {os.getpid()}": "pid <pid>"}
 
@@ -62,7 +69,7 @@ def test_every_view_at_80_columns(service):
     for name, args in ONE_SHOT.items():
         # the global option after the command, git-style
         _, screen = screen_of(*args, "--socket", str(svc.path), rows=24)
-        check_snapshot(name, normalise(screen, _replace(svc)))
+        check_snapshot(name, _snapshot_of(screen, svc))
     svc.wait_trips(50)
 
 
@@ -72,7 +79,7 @@ def test_supervisor_and_decisions_at_80_columns(service):
     svc.add_supervisor()
     svc.wait_trips(200)
     _, screen = screen_of("--socket", str(svc.path), "supervisor")
-    text = normalise(screen, _replace(svc))
+    text = _snapshot_of(screen, svc)
     # How many actions it took by now depends on timing; the config does not.
     check_snapshot("supervisor", re.sub(r"actions: .*", "actions: ...", text))
     assert "pools.echo: enabled true · min 1 · max 8 · controller littles" in "\n".join(screen)
@@ -109,7 +116,7 @@ def test_top_fits_80x24(service):
     assert screen[0].startswith(f"ringleader pid {os.getpid()}")
     assert "workers (last interval)" in screen
     assert any(re.search(r"/s\s+\S+\s+\d+$", ln) for ln in screen), screen  # per-connection rates
-    check_snapshot("top", normalise(screen, _replace(svc)))
+    check_snapshot("top", _snapshot_of(screen, svc))
 
 
 def test_top_fits_a_shorter_terminal(service):
