@@ -111,7 +111,15 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         # friends refuse those fds.
         self._transports = weakref.WeakValueDictionary()
         self._children: dict[int, object] = {}   # pidfd -> exit watch (runtime/subprocess.py)
-        self._open_ring()
+        try:
+            self._open_ring()
+        except BaseException:
+            # A half-built loop must leave nothing that complains later:
+            # BaseEventLoop.__del__ would otherwise call close(), which reaps
+            # a ring that was never created.
+            self._close_ring()
+            base_events.BaseEventLoop.close(self)
+            raise
         self._take_over_scheduling()
 
     def _take_over_scheduling(self) -> None:
@@ -393,6 +401,9 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         super().close()
         if core is not None:
             core.closed = True
+        self._close_ring()
+
+    def _close_ring(self) -> None:
         if self._ring is not None:
             self._ring.close()
         if self._efd >= 0:
