@@ -37,6 +37,7 @@ import threading
 import time
 from asyncio import base_events, events, format_helpers, futures, sslproto, tasks
 
+from ..runningloop import publish as _publish
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
 from .stats import ConnStats, LoopStats
@@ -336,7 +337,10 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         if self._started_at is None:
             self._started_at = self.time()
             self._wall0 = time.perf_counter()
-        return super().run_forever()
+        # Published for the drivers' per-request loop lookups (running_loop() skips
+        # the getpid(2) of asyncio.get_running_loop(); see ringleader.runningloop).
+        with _publish(self):
+            return super().run_forever()
 
     def close(self) -> None:
         if self.is_running():
