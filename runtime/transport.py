@@ -120,14 +120,16 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     # default, UNSUPPORTED, made it raise RuntimeError even with fallback=True).
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
-    def __init__(self, loop, sock: socket.socket, protocol, waiter=None, extra=None, server=None,
-                 nodelay_inherited: bool = False):
+    def __init__(self, loop, sock: socket.socket | AcceptedSocket, protocol, waiter=None,
+                 extra=None, server=None, nodelay_inherited: bool = False):
         super().__init__(extra, loop)
         # "socket", "sockname" and "peername" are looked up when first asked
         # for (get_extra_info): two syscalls per connection saved when nobody asks.
         # An AcceptedSocket arrives non-blocking (the ring accepted it so).
         if type(sock) is AcceptedSocket:
-            real = sock.socket() if not nodelay_inherited else None
+            # Made here only to set TCP_NODELAY the listener did not pass on.
+            inet = sock.kind[0] in (socket.AF_INET, socket.AF_INET6)
+            real = sock.socket() if inet and not nodelay_inherited else None
         else:
             real = sock
             if sock.gettimeout() != 0:
