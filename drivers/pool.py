@@ -48,6 +48,7 @@ import time
 import types
 from typing import Any, Awaitable, Callable, Generic, TypeVar
 
+from ..runningloop import running_loop
 from .errors import InterfaceError, PoolClosed, PoolTimeout
 from .poolparts import _Acquire, _Entry, _is_bad, _wake, _Waiter
 from .poolstats import PoolStats, Window, percentile
@@ -265,7 +266,7 @@ class Pool(Generic[C]):
         return _Acquire(self, timeout)
 
     async def _acquire(self, timeout: float | None) -> C:
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         worker = getattr(loop, "worker_id", 0)
         if not self._opened and not self._closed:
             await self.open(wait=False)
@@ -652,7 +653,7 @@ class Pool(Generic[C]):
     @staticmethod
     def _running_loop() -> asyncio.AbstractEventLoop | None:
         try:
-            return asyncio.get_running_loop()
+            return running_loop()  # per request (count_request, release): no getpid(2)
         except RuntimeError:
             return None
 

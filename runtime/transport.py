@@ -35,6 +35,7 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
+import os
 import socket
 import warnings
 from asyncio import constants, protocols, sslproto, transports, trsock
@@ -48,6 +49,7 @@ from .stats import ConnStats
 logger = logging.getLogger("ringleader.runtime")
 
 _ids = itertools.count(1)
+_SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 
 
 def _log_lost_write() -> None:
@@ -60,6 +62,56 @@ _OPEN, _CLOSING, _LOST, _DONE = (StreamState.OPEN, StreamState.CLOSING, StreamSt
                                  StreamState.DONE)
 
 
+class AcceptedSocket:
+    """An accepted connection's descriptor whose ``socket.socket`` object is made
+    only when someone asks for it (``get_extra_info("socket")``, ``"sockname"``,
+    ``"peername"``).  Most connection-per-request servers never ask; making the
+    object eagerly cost CPython's getsockname(2) check inside
+    ``socket.socket(fileno=)`` plus the object, per connection.
+
+    It owns ``fd`` until :meth:`detach` or :meth:`close`; it is not a socket
+    (only what RingTransport needs: fileno, detach, close, socket)."""
+    __slots__ = ("fd", "kind", "_sock")
+
+    def __init__(self, fd: int, kind: tuple[int, int, int]) -> None:
+        self.fd = fd
+        self.kind = kind  # (family, type, proto) of the listener: the accepted socket's
+        self._sock: socket.socket | None = None
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def socket(self) -> socket.socket:
+        """The socket object, made on the first call.  The ring accepted with
+        SOCK_NONBLOCK; saying so in the type gives it a zero timeout without a
+        syscall."""
+        sock = self._sock
+        if sock is None:
+            if self.fd < 0:
+                raise OSError(f"{self!r} is closed")
+            family, type_, proto = self.kind
+            sock = self._sock = socket.socket(family, type_ | _SOCK_NONBLOCK, proto,
+                                              fileno=self.fd)
+        return sock
+
+    def detach(self) -> int:
+        """Gives up the descriptor (the caller closes it)."""
+        fd, self.fd = self.fd, -1
+        if self._sock is not None:
+            self._sock.detach()
+        return fd
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        elif self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
+
+    def __repr__(self) -> str:
+        return f"<AcceptedSocket fd={self.fd}>"
+
+
 class RingTransport(transports._FlowControlMixin, transports.Transport):
     __slots__ = ("conn_id", "_sock", "_server", "_protocol", "_c", "migrations",
                  "_migrate_waiter", "__dict__", "__weakref__")
@@ -68,18 +120,26 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     # default, UNSUPPORTED, made it raise RuntimeError even with fallback=True).
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
-    def __init__(self, loop, sock: socket.socket, protocol, waiter=None, extra=None, server=None,
-                 nodelay_inherited: bool = False):
+    def __init__(self, loop, sock: socket.socket | AcceptedSocket, protocol, waiter=None,
+                 extra=None, server=None, nodelay_inherited: bool = False):
         super().__init__(extra, loop)
         # "socket", "sockname" and "peername" are looked up when first asked
         # for (get_extra_info): two syscalls per connection saved when nobody asks.
-        if sock.gettimeout() != 0:  # accepted sockets arrive non-blocking already
-            sock.setblocking(False)
+        # An AcceptedSocket arrives non-blocking (the ring accepted it so).
+        if type(sock) is AcceptedSocket:
+            # Made here only to set TCP_NODELAY the listener did not pass on.
+            inet = sock.kind[0] in (socket.AF_INET, socket.AF_INET6)
+            real = sock.socket() if inet and not nodelay_inherited else None
+        else:
+            real = sock
+            if sock.gettimeout() != 0:
+                sock.setblocking(False)
         # nodelay_inherited: accepted from a listener that has TCP_NODELAY, which
         # Linux copies to the accepted socket (one setsockopt per connection saved).
-        if not nodelay_inherited and sock.family in (socket.AF_INET, socket.AF_INET6):
+        if real is not None and not nodelay_inherited and \
+                real.family in (socket.AF_INET, socket.AF_INET6):
             try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                real.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
         self.conn_id = next(_ids)
@@ -208,6 +268,8 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             return default
         sock = self._sock
         try:
+            if type(sock) is AcceptedSocket:
+                sock = sock.socket()
             value = fetch(sock) if sock is not None else None
         except OSError:
             value = None
