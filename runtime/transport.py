@@ -31,7 +31,6 @@ import warnings
 from asyncio import constants, protocols, sslproto, transports, trsock
 
 from ..uring import consts, error_from_result
-from .errors import MigrationError
 from .stats import ConnStats
 
 logger = logging.getLogger("ringleader.runtime")
@@ -442,7 +441,10 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     # ------------------------------------------------------------ telemetry
     @property
     def migratable(self) -> bool:
-        return not isinstance(self._protocol, sslproto.SSLProtocol)
+        """Whether it could move to another worker right now (what the
+        rebalancer filters its candidates by): not closing or moving, no TLS,
+        and its protocol, if it has a ``migration_blocker()``, names no reason."""
+        return self._migration_blocker() is None
 
     def conn_stats(self) -> ConnStats:
         peer = self._extra.get("peername")
@@ -452,20 +454,34 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
                          migratable=self.migratable)
 
     # ----------------------------------------------------------- migration
-    # The runtime drives a move in three steps: _begin_migration (on the old
-    # worker: stop receiving, let the in-flight send finish), _detach (once
-    # quiescent: leave the old loop, keep the slot number for the hand-over),
-    # _attach (on the new worker, with the slot MSG_RING installed there).
-    def _begin_migration(self, waiter) -> None:
-        if self._closing or self._conn_lost:
-            raise ConnectionError(f"{self!r} is closing; it cannot migrate")
-        if self.migrating:
-            raise RuntimeError(f"{self!r} is already migrating")
-        if not self.migratable:
+    # The steps a move is made of; the order, the checks and every failure path
+    # live in one place, runtime/migration.py.  _begin_migration (old worker:
+    # stop receiving, let the in-flight send finish), then either
+    # _abort_migration (stay) or _detach (leave the old loop, keep the slot
+    # number for the hand-over), then _attach on the new worker (or on the old
+    # one again when the hand-over failed).
+    def _migration_blocker(self, moving: bool = False) -> str | None:
+        """Why this transport cannot move now, or None.  ``moving``: asked by
+        the move already under way (its own ``migrating`` flag is no reason).
+        Reads state only, so any thread may ask."""
+        if self._conn_lost:
+            return "it is closed"
+        if self._closing and not moving:
+            # (Closed while the move prepares: the new worker sends what is
+            # buffered, then closes.)
+            return "it is closing"
+        if self.migrating and not moving:
+            return "it is already migrating"
+        protocol = self._protocol
+        if isinstance(protocol, sslproto.SSLProtocol):
             # asyncio's SSLProtocol keeps its loop (callbacks, timers) and has
             # no hand-over hook: a TLS connection stays on its worker.
-            raise MigrationError(f"{self!r} carries TLS (asyncio's SSLProtocol is bound to "
-                                 f"its loop); TLS connections cannot migrate")
+            return TLS_BLOCKER
+        check = getattr(protocol, "migration_blocker", None)
+        return check() if check is not None else None
+
+    def _begin_migration(self, waiter) -> None:
+        """Stop receiving and wait (``waiter``) until no send is in flight."""
         self.migrating = True
         self._migrate_waiter = waiter
         if self._recv_armed:
@@ -482,34 +498,57 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             waiter.set_result(None)
 
     def _detach(self) -> int:
-        """Leave the current loop (quiescent); returns the slot to hand over."""
+        """Leave the current loop (quiescent); returns the slot to hand over.
+        Until _attach no ring operation may be made for it (slot -1)."""
         slot = self._slot
         self._unbind()
+        self._slot = -1
         self._migrate_waiter = None
         return slot
 
     def _abort_migration(self) -> None:
-        """The hand-over failed: stay on this loop (called after _detach)."""
+        """The move stops before _detach: carry on here as if it never began
+        (writes made meanwhile go out, bytes held meanwhile are delivered)."""
         self.migrating = False
+        self._migrate_waiter = None
+        if not self._conn_lost:
+            self._resume_here(self._loop)
 
-    def _attach(self, loop, slot: int) -> None:
-        """Join ``loop`` (running on its own thread) with our file in ``slot``."""
+    def _attach(self, loop, slot: int, moved: bool = True) -> None:
+        """Join ``loop`` (running on this thread) with our file in ``slot``:
+        the new worker's, or (``moved=False``) the old one's after a failed
+        hand-over.  The protocol's ``connection_migrated(transport, loop)``
+        runs first; if it raises, the protocol cannot run here, so the
+        connection is failed on this loop (its protocol sees connection_lost)
+        and the error propagates to the move."""
         self._bind(loop, slot)
         self.migrating = False
-        self.migrations += 1
+        if moved:
+            self.migrations += 1
         hook = getattr(self._protocol, "connection_migrated", None)
         if hook is not None:
-            hook(self, loop)
+            try:
+                hook(self, loop)
+            except BaseException as exc:
+                self._force_close(exc)
+                raise
+        self._resume_here(loop)
+
+    def _resume_here(self, loop) -> None:
         if self._held or self._eof_held:
             loop.call_soon(self._release_held)
-        if self._closing and not self._wbuf:
+        if self._closing and not self._wbuf and self._inflight is None:
             self._conn_lost += 1
             self._finish(None)
             return
-        if self._wbuf and not self._dirty:
+        if self._wbuf and not self._dirty and self._inflight is None:
             self._dirty = True
             loop._dirty.append(self)
         self._arm_recv()
+
+
+TLS_BLOCKER = ("it carries TLS (asyncio's SSLProtocol is bound to its loop); "
+               "TLS connections cannot migrate")
 
 
 def _ignore(res: int, flags: int) -> None:
