@@ -115,8 +115,9 @@ class Migration:
         self._slot = -1
 
     def __repr__(self) -> str:
-        return (f"<Migration #{self.token} conn {self.t.conn_id} worker {self.src.worker_id}"
-                f"->{self.dst.worker_id} {self.state and self.state.value}>")
+        return (f"<Migration #{self.token} conn {getattr(self.t, 'conn_id', '?')} worker "
+                f"{getattr(self.src, 'worker_id', '?')}->{getattr(self.dst, 'worker_id', '?')} "
+                f"{self.state and self.state.value}>")
 
     def _to(self, state: MigrationState) -> None:
         if state not in _NEXT.get(self.state, ()):
