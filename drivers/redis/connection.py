@@ -111,6 +111,7 @@ class Connection(Movable, Commands, Iterators):
         self.server_info: Any = None  # the HELLO reply (RESP3)
         self.writes = 0  # transport.write calls (one per loop iteration with commands)
         self.watching = False  # WATCH sent via watch() and not yet ended by EXEC/UNWATCH
+        self._connecting = True  # until the handshake is done (it must not move before)
 
     # -- making one -------------------------------------------------------------------
 
@@ -128,6 +129,7 @@ class Connection(Movable, Commands, Iterators):
                                                  params.port, ssl=params.ssl_context)
                     conn._keepalive()
                 await conn._handshake()
+                conn._connecting = False
         except TimeoutError:
             conn.close()
             raise E.TimeoutError(f"connecting to Redis at {params.address} took longer than "
@@ -185,6 +187,8 @@ class Connection(Movable, Commands, Iterators):
         return self._closed_exc is not None
 
     def _busy_reason(self) -> str | None:
+        if self._connecting:
+            return "it is still connecting"
         if self._waiters or self._out or self._flush_scheduled:
             return "commands are in flight"
         if self.pubsub_mode or self.on_push is not None:
