@@ -132,13 +132,14 @@ async def mover(rt, tally: Tally, deadline: float, port: int, pause: float = 0.0
 
 
 async def run_workload(rt, tally: Tally, seconds: float, port: int, calls_by_worker: dict,
-                       callers: int, movers: bool = True) -> None:
+                       callers: int | dict, movers: bool = True) -> None:
     """``calls_by_worker``: worker -> ``async call(key)``; ``callers`` tasks on
-    each worker, and a mover on each (``movers``), for ``seconds``."""
+    each worker (or worker -> how many), and a mover on each (``movers``), for
+    ``seconds``."""
     deadline = time.monotonic() + seconds
     futs = []
     for w, call in calls_by_worker.items():
-        for k in range(callers):
+        for k in range(callers if isinstance(callers, int) else callers[w]):
             futs.append(rt.spawn(caller(tally, deadline, call, f"w{w}c{k}", seed=w * 1000 + k), w))
         if movers:
             futs.append(rt.spawn(mover(rt, tally, deadline, port), w))

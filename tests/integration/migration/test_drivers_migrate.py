@@ -30,13 +30,9 @@ SECONDS = float(os.environ.get("RL_MIGRATION_SECONDS", "3"))
 KINDS = ["bare", "pooled", "multiplexed"]
 
 
-def _report(name: str, tally: Tally) -> dict:
-    s = tally.summary()
-    print(f"\n{name}: {json.dumps(s)}")
-    return s
-
-
-def _verdict(tally: Tally) -> None:
+def _judge(name: str, tally: Tally, stored: set[str]) -> None:
+    print(f"\n{name}: {json.dumps(tally.summary())}")
+    tally.check_stored(stored)
     assert tally.untyped == [], tally.untyped[:5]
     assert tally.hangs == 0 and tally.move_hangs == 0
     assert tally.completed > 0
@@ -87,13 +83,10 @@ def test_postgres_connections_migrate_under_load(pg_server, kind, fd_guard, neve
         stored = {r[0] for r in await check.fetch(f"SELECT k FROM {table}")}
         await check.execute(f"DROP TABLE {table}")
         await check.close()
-        await until(lambda: _is_zero(backends()), "backends open after close")
+        await until(lambda: _none(backends()), "backends open after close")
         return stored
 
-    stored = ringleader.run(main, workers=2, debug_socket=False)
-    _report(f"postgres/{kind}", tally)
-    _verdict(tally)
-    tally.check_stored(stored)
+    _judge(f"postgres/{kind}", tally, ringleader.run(main, workers=2, debug_socket=False))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -141,14 +134,11 @@ def test_redis_connections_migrate_under_load(redis_server, kind, fd_guard, neve
         if keys:
             await check.execute("DEL", *keys)
         check.close()
-        await until(lambda: _is_zero(clients()), "clients open after close")
+        await until(lambda: _none(clients()), "clients open after close")
         return stored
 
-    stored = ringleader.run(main, workers=2, debug_socket=False)
-    _report(f"redis/{kind}", tally)
-    _verdict(tally)
-    tally.check_stored(stored)
+    _judge(f"redis/{kind}", tally, ringleader.run(main, workers=2, debug_socket=False))
 
 
-async def _is_zero(count) -> bool:
+async def _none(count) -> bool:
     return await count == 0
