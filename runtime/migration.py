@@ -166,8 +166,11 @@ class Migration:
             raise self._refuse(reason)
         self._hand_over()
         # The kernel has the file now: a cancelled caller stops waiting, the
-        # move itself completes (arrive() or _sent() resolve it).
-        await asyncio.shield(asyncio.wrap_future(self.done))
+        # move itself completes (arrive() or _sent() resolve it), and its
+        # outcome is read here so that nothing is reported as never retrieved.
+        outcome = asyncio.wrap_future(self.done)
+        outcome.add_done_callback(_read)
+        await asyncio.shield(outcome)
 
     def _hand_over(self) -> None:
         t = self.t
@@ -237,3 +240,8 @@ class Migration:
     def abandon(self, why: str) -> None:
         """The runtime stops with this move in flight: release its caller."""
         self._resolve(MigrationError(f"{self!r}: {why}", "closed"))
+
+
+def _read(fut) -> None:
+    if not fut.cancelled():
+        fut.exception()

@@ -164,6 +164,8 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
                 self._on_eof()
             else:
                 self._eof_held = True
+                if self.migrating and not self._recv_armed:
+                    self._migration_progress()  # the move waits for this receive to end
             return
         elif res == -errno.ENOBUFS:
             self._bufring.enobufs += 1
@@ -298,7 +300,8 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             # Short send: resend the rest before anything queued after it.
             rest = memoryview(data)[res:]
             self._inflight = rest
-            if not self._conn_lost and not self.migrating:
+            # (Also while a move prepares: it waits for this send to finish.)
+            if not self._conn_lost:
                 self._ring.send_fixed(self._slot, rest, self._ud_send)
             return
         self._inflight = None

@@ -154,3 +154,48 @@ async def until(predicate, what: str, limit: float = GUARD) -> None:
     while not await predicate():
         assert time.monotonic() < deadline, f"still {what} after {limit}s"
         await asyncio.sleep(0.05)
+
+
+async def pg_backends(server, app: str) -> int:
+    """Server connections with ``application_name`` = ``app`` (a probe connection's own excepted)."""
+    from ringleader.drivers import postgres as pg
+    c = await pg.connect(server.dsn(application_name="rl_probe"))
+    try:
+        return await c.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                                app)
+    finally:
+        await c.close()
+
+
+async def redis_clients(server, name: str) -> int:
+    """Clients of ``server`` named ``name``."""
+    from ringleader.drivers import redis
+    c = await redis.connect(server.url, client_name="rl_probe")
+    try:
+        listing = await c.execute("CLIENT", "LIST")
+    finally:
+        c.close()
+    text = listing.decode() if isinstance(listing, bytes) else listing
+    return sum(f" name={name} " in f" {line} " for line in text.splitlines())
+
+
+async def redis_take_keys(server, prefix: str) -> set[str]:
+    """The keys under ``prefix`` (without it), deleted."""
+    from ringleader.drivers import redis
+    c = await redis.connect(server.url, client_name="rl_probe")
+    try:
+        keys = await c.execute("KEYS", prefix + "*")
+        if keys:
+            await c.execute("DEL", *keys)
+    finally:
+        c.close()
+    return {(k.decode() if isinstance(k, bytes) else k)[len(prefix):] for k in keys}
+
+
+async def none_left(server_pg=None, app: str = "", server_redis=None) -> None:
+    """Waits (bounded) until neither server has a connection named ``app``."""
+    async def gone():
+        n = await pg_backends(server_pg, app) if server_pg is not None else 0
+        m = await redis_clients(server_redis, app) if server_redis is not None else 0
+        return n == 0 and m == 0
+    await until(gone, f"connections named {app} open after close")

@@ -11,7 +11,6 @@ per case is RL_MIGRATION_SECONDS (default 3); the measured numbers are printed
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import uuid
@@ -22,7 +21,7 @@ import ringleader
 from ringleader.drivers import postgres as pg
 from ringleader.drivers import redis
 
-from migload import Tally, run_workload, until
+from migload import Tally, none_left, redis_take_keys, run_workload
 
 pytestmark = pytest.mark.integration
 
@@ -45,14 +44,6 @@ def test_postgres_connections_migrate_under_load(pg_server, kind, fd_guard, neve
     table = f"mig_{uuid.uuid4().hex[:8]}"
     dsn = pg_server.dsn(application_name=app)
     tally = Tally()
-
-    async def backends() -> int:
-        c = await pg.connect(pg_server.dsn(application_name="rl_mig_probe"))
-        try:
-            return await c.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                                    app)
-        finally:
-            await c.close()
 
     async def main(rt):
         setup = await pg.connect(dsn)
@@ -79,11 +70,11 @@ def test_postgres_connections_migrate_under_load(pg_server, kind, fd_guard, neve
 
             await run_workload(rt, tally, SECONDS, pg_server.port, {0: call, 1: call}, callers=6)
             await pool.close()
-        check = await pg.connect(pg_server.dsn(application_name="rl_mig_probe"))
+        check = await pg.connect(pg_server.dsn(application_name="rl_probe"))
         stored = {r[0] for r in await check.fetch(f"SELECT k FROM {table}")}
         await check.execute(f"DROP TABLE {table}")
         await check.close()
-        await until(lambda: _none(backends()), "backends open after close")
+        await none_left(server_pg=pg_server, app=app)
         return stored
 
     _judge(f"postgres/{kind}", tally, ringleader.run(main, workers=2, debug_socket=False))
@@ -94,15 +85,6 @@ def test_redis_connections_migrate_under_load(redis_server, kind, fd_guard, neve
     name = f"rl_mig_{uuid.uuid4().hex[:8]}"
     prefix = f"mig:{name}:"
     tally = Tally()
-
-    async def clients() -> int:
-        c = await redis.connect(redis_server.url, client_name="rl_mig_probe")
-        try:
-            listing = await c.execute("CLIENT", "LIST")
-        finally:
-            c.close()
-        text = listing.decode() if isinstance(listing, bytes) else listing
-        return sum(f" name={name} " in f" {line} " for line in text.splitlines())
 
     async def main(rt):
         if kind == "bare":
@@ -128,17 +110,8 @@ def test_redis_connections_migrate_under_load(redis_server, kind, fd_guard, neve
 
             await run_workload(rt, tally, SECONDS, redis_server.port, {0: call, 1: call}, callers=6)
             await pool.close()
-        check = await redis.connect(redis_server.url, client_name="rl_mig_probe")
-        keys = await check.execute("KEYS", prefix + "*")
-        stored = {(k.decode() if isinstance(k, bytes) else k)[len(prefix):] for k in keys}
-        if keys:
-            await check.execute("DEL", *keys)
-        check.close()
-        await until(lambda: _none(clients()), "clients open after close")
+        stored = await redis_take_keys(redis_server, prefix)
+        await none_left(app=name, server_redis=redis_server)
         return stored
 
     _judge(f"redis/{kind}", tally, ringleader.run(main, workers=2, debug_socket=False))
-
-
-async def _none(count) -> bool:
-    return await count == 0

@@ -23,7 +23,7 @@ from ringleader.drivers import postgres as pg
 from ringleader.drivers import redis
 from ringleader.drivers.errors import DriverError, PoolTimeout, WrongLoop
 
-from migload import until
+from migload import none_left
 
 pytestmark = pytest.mark.integration
 
@@ -120,25 +120,7 @@ def test_a_pool_called_from_a_plain_thread_is_refused_and_loses_nothing(pg_serve
         for p in pools.values():
             await p.close()
 
-        async def backends():
-            c = await pg.connect(pg_server.dsn(application_name="rl_thread_probe"))
-            try:
-                return await c.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app) == 0
-            finally:
-                await c.close()
-
-        async def clients():
-            c = await redis.connect(redis_server.url)
-            try:
-                listing = await c.execute("CLIENT", "LIST")
-            finally:
-                c.close()
-            text = listing.decode() if isinstance(listing, bytes) else listing
-            return f"name={app} " not in text + " "
-
-        await until(backends, "Postgres backends open after close")
-        await until(clients, "Redis clients open after close")
+        await none_left(pg_server, app, redis_server)
         return errors, before, after
 
     errors, before, after = ringleader.run(main, workers=2, debug_socket=False)

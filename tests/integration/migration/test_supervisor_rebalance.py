@@ -23,7 +23,7 @@ from ringleader.drivers import postgres as pg
 from ringleader.drivers import redis
 from ringleader.supervisor import PoolAutoscale, Rebalance, SupervisorConfig
 
-from migload import Tally, run_workload, until
+from migload import Tally, none_left, redis_take_keys, run_workload
 
 pytestmark = pytest.mark.integration
 
@@ -74,32 +74,10 @@ def test_rebalancing_supervisor_on_a_live_postgres_and_redis_workload(pg_server,
         await pgp.close()
         await rp.close()
 
-        async def gone():
-            c = await pg.connect(pg_server.dsn(application_name="rl_sup_probe"))
-            try:
-                n = await c.fetchval("SELECT count(*) FROM pg_stat_activity "
-                                     "WHERE application_name = $1", app)
-                rows = {r[0] for r in await c.fetch(f"SELECT k FROM {table}")}
-            finally:
-                await c.close()
-            r = await redis.connect(redis_server.url)
-            try:
-                listing = await r.execute("CLIENT", "LIST")
-            finally:
-                r.close()
-            text = listing.decode() if isinstance(listing, bytes) else listing
-            stored.update(rows)
-            return n == 0 and f"name={app} " not in text + " "
-
-        stored: set[str] = set()
-        await until(gone, "backends or clients open after close")
-        c = await redis.connect(redis_server.url)
-        keys = await c.execute("KEYS", prefix + "*")
-        stored.update((k.decode() if isinstance(k, bytes) else k)[len(prefix):] for k in keys)
-        if keys:
-            await c.execute("DEL", *keys)
-        c.close()
+        await none_left(pg_server, app, redis_server)
+        stored = await redis_take_keys(redis_server, prefix)
         d = await pg.connect(pg_server.dsn())
+        stored.update(r[0] for r in await d.fetch(f"SELECT k FROM {table}"))
         await d.execute(f"DROP TABLE {table}")
         await d.close()
         return alive, snap, decisions, ticks, stored
