@@ -502,11 +502,14 @@ class Pool(Generic[C]):
     def _on_moved(self, conn: Any) -> None:
         """A connection's move listener (drivers.contract): runs on its old
         worker's thread the instant it moves.  Its entry follows it; an idle
-        one is re-filed under the new worker (or handed to a caller waiting
-        there)."""
+        one is re-filed under the new worker, handed to a caller waiting
+        there, or, when only other workers' callers wait (strict), closed so
+        that its slot serves them (as ``_give_back`` does): a worker whose
+        idle connections were moved away must not starve its queued callers."""
         worker = conn.worker_id
         loop = conn.loop
         waiter = None
+        retire = False
         with self._lock:
             entry = self._in_use.get(id(conn))
             if entry is None:
@@ -520,10 +523,14 @@ class Pool(Generic[C]):
                 if waiter is not None:
                     _pin(conn, LENT)
                     waiter.entry = entry
+                elif self.strict and self._waiters:
+                    retire = True
                 else:
                     self._idle.setdefault(worker, []).append(entry)
             entry.worker, entry.loop = worker, loop
-        if waiter is not None:
+        if retire:
+            self._discard(entry, lost=False)
+        elif waiter is not None:
             _wake(waiter)
 
     # -- maintenance ---------------------------------------------------------------
