@@ -34,8 +34,8 @@ from . import tls
 from .cancel import send_cancel
 from .dsn import ConnectParams
 from ..contract import Movable, MovableWire
-from .errors import (ConnectionLost, Notice, ProtocolViolation, QueryTimeout, WrongLoop,
-                     server_error, stale_plan)
+from .errors import (ConnectionLost, InterfaceError, Notice, ProtocolViolation, QueryTimeout,
+                     WrongLoop, server_error, stale_plan)
 from .ops import Op, Result, _consume
 from .startup import Startup
 from .types import ADAPTER_SETTINGS, AdaptContext, Dumper, RowCodec, fetch_type_info
@@ -364,7 +364,7 @@ class Connection(Movable):
         """Waits while a cursor or COPY has the connection to itself."""
         while self._gate.locked():
             if self._gate_owner is asyncio.current_task():
-                raise psycopg.InterfaceError(
+                raise InterfaceError(
                     "this task holds the connection for a cursor or COPY; finish it first "
                     "(run cursors inside a transaction to interleave queries)")
             async with self._gate:
@@ -536,7 +536,7 @@ class Connection(Movable):
     async def _run_one(self, sql: str, args: tuple, timeout: float | None,
                        limit: int, decode: bool) -> tuple[Result, RowCodec | None]:
         if not isinstance(sql, str):
-            raise psycopg.ProgrammingError(f"query must be a str, got {type(sql).__name__}")
+            raise InterfaceError(f"query must be a str, got {type(sql).__name__}")
         values, types, formats = self._dumper.dump(args)
         if self._cache_size <= 0:
             return await self._run_unnamed(sql, values, types, formats, timeout)
@@ -594,7 +594,7 @@ class Connection(Movable):
             res, _ = await self._run(query, args, timeout)
             return res.tag
         if not isinstance(query, str):
-            raise psycopg.ProgrammingError(f"query must be a str, got {type(query).__name__}")
+            raise InterfaceError(f"query must be a str, got {type(query).__name__}")
         self._enter()
         try:
             op = Op(self._loop)
