@@ -529,38 +529,34 @@ class Connection(Movable):
         (``decode``: big results are decoded as they arrive, see ops.Result)."""
         self._enter()
         try:
-            return await self._run_one(sql, args, timeout, limit, decode)
+            if not isinstance(sql, str):
+                raise InterfaceError(f"query must be a str, got {type(sql).__name__}")
+            values, types, formats = self._dumper.dump(args)
+            if self._cache_size <= 0:
+                return await self._run_unnamed(sql, values, types, formats, timeout)
+            for attempt in (0, 1):
+                st = await self._statement(sql, types, timeout)
+                codec = self._codec(st)
+                op = Op(self._loop)
+                if decode:
+                    op.codec = codec
+                await self._wait_gate()
+                self._submit(m.bind(b"", st.name, formats, values, codec.formats)
+                             + m.execute(b"", limit) + m.SYNC, op)
+                try:
+                    await self._wait(op, timeout)
+                except psycopg.Error as e:
+                    if not stale_plan(e):
+                        raise
+                    self._forget(sql, types, st)
+                    if attempt or op.status != "I":
+                        raise
+                    continue
+                res = op.results[-1] if op.results else (op._cur or Result())
+                return res, codec
+            raise AssertionError("unreachable")
         finally:
             self._users -= 1
-
-    async def _run_one(self, sql: str, args: tuple, timeout: float | None,
-                       limit: int, decode: bool) -> tuple[Result, RowCodec | None]:
-        if not isinstance(sql, str):
-            raise InterfaceError(f"query must be a str, got {type(sql).__name__}")
-        values, types, formats = self._dumper.dump(args)
-        if self._cache_size <= 0:
-            return await self._run_unnamed(sql, values, types, formats, timeout)
-        for attempt in (0, 1):
-            st = await self._statement(sql, types, timeout)
-            codec = self._codec(st)
-            op = Op(self._loop)
-            if decode:
-                op.codec = codec
-            await self._wait_gate()
-            self._submit(m.bind(b"", st.name, formats, values, codec.formats)
-                         + m.execute(b"", limit) + m.SYNC, op)
-            try:
-                await self._wait(op, timeout)
-            except psycopg.Error as e:
-                if not stale_plan(e):
-                    raise
-                self._forget(sql, types, st)
-                if attempt or op.status != "I":
-                    raise
-                continue
-            res = op.results[-1] if op.results else (op._cur or Result())
-            return res, codec
-        raise AssertionError("unreachable")
 
     async def _run_unnamed(self, sql, values, types, formats, timeout):
         # Without a cache, Parse/Bind/Describe/Execute go in one group on the
