@@ -44,6 +44,17 @@ def _problems() -> list[str]:
         need(_params(events.Handle.__init__)[:4] == ["callback", "args", "loop", "context"],
              "events.Handle(callback, args, loop, context)")
         need(callable(getattr(base_events, "_format_handle", None)), "base_events._format_handle")
+        # The compiled core fills and reads these slots by offset (docs: "The loop").
+        for cls, names in ((events.Handle, ("_callback", "_args", "_cancelled", "_loop",
+                                            "_source_traceback", "_repr", "_context")),
+                           (events.TimerHandle, ("_when", "_scheduled"))):
+            for name in names:
+                need(type(cls.__dict__.get(name)).__name__ == "member_descriptor",
+                     f"{cls.__name__}.{name} as a __slots__ member")
+        # loop._handle_failed copies Handle._run's error report, which formats with this
+        from asyncio import format_helpers
+        need(callable(getattr(format_helpers, "_format_callback_source", None)),
+             "format_helpers._format_callback_source")
 
         sp = _params(sslproto.SSLProtocol.__init__)
         need(sp[:6] == ["loop", "app_protocol", "sslcontext", "waiter", "server_side",
