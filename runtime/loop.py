@@ -90,7 +90,15 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self.migrations_in = 0
         self.migrations_out = 0
         self._msg_handlers: dict[int, object] = {}
-        self._open_ring()
+        try:
+            self._open_ring()
+        except BaseException:
+            # A half-built loop must leave nothing that complains later:
+            # BaseEventLoop.__del__ would otherwise call close(), which reaps
+            # a ring that was never created.
+            self._close_ring()
+            base_events.BaseEventLoop.close(self)
+            raise
         self._take_over_scheduling()
 
     def _take_over_scheduling(self) -> None:
@@ -361,6 +369,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         super().close()
         if core is not None:
             core.closed = True
+        self._close_ring()
+
+    def _close_ring(self) -> None:
         if self._ring is not None:
             self._ring.close()
         if self._efd >= 0:

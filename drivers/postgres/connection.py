@@ -347,11 +347,39 @@ class Connection(Movable):
         self._abort(ConnectionLost("connection closed by the client"))
 
     async def close(self) -> None:
-        """Sends Terminate and closes; queries still in flight fail."""
+        """Sends Terminate and closes; queries still in flight fail, and
+        CancelRequests still being sent are cancelled before this returns."""
         if self._closed_exc is None and self._transport is not None:
             self._transport.write(m.TERMINATE)
             self._fail_all(ConnectionLost("connection closed by the client"))
             self._transport.close()
+        await self.settle(0.0)
+
+    async def settle(self, timeout: float = CANCEL_GRACE) -> None:
+        """Lets the CancelRequests this connection sends for callers that gave
+        up finish within ``timeout`` seconds, then cancels the rest and waits
+        for them: afterwards none of its tasks is pending, so the loop may
+        close without "Task was destroyed but it is pending".  Called from a
+        loop other than the connection's, it does nothing (those tasks can only
+        be awaited on their own loop)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            return
+        me = asyncio.current_task()
+        deadline = loop.time() + timeout
+        while True:
+            # The end of one cancelled statement may start the CancelRequest
+            # of the next one in the pipeline: look again after each wait.
+            tasks = [t for t in self._tasks if t is not me and not t.done()]
+            if not tasks:
+                return
+            left = deadline - loop.time()
+            if left <= 0:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.wait(tasks)
+                return
+            await asyncio.wait(tasks, timeout=left)
 
     # ------------------------------------------------------------- outbound path
 
