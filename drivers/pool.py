@@ -23,7 +23,15 @@ loops all report worker 0 (plain asyncio loops) must not share a strict pool.
 session state; if it raises, the connection is discarded.
 
 What it does not do: it knows no protocol and never retries a command (drivers
-decide that), and it does not move connections between workers.
+decide that), and it does not move connections between workers.  It does
+follow moves the runtime makes: a connection implementing
+:class:`ringleader.drivers.contract.PooledConnection` is pinned while lent to
+one caller (it must not move under them), and its move listener re-files it
+under its new worker the instant it leaves the old one.
+
+Threads: a pool opened on a ringleader worker belongs to that runtime; a call
+from any other loop (a plain thread running asyncio) is refused with
+:class:`~.errors.WrongLoop` before anything is taken.
 
 The connection interface (duck-typed, so the Postgres and Redis drivers both fit):
 ``close()`` (sync, or returning an awaitable which is scheduled), a truthy
@@ -48,8 +56,9 @@ import time
 import types
 from typing import Any, Awaitable, Callable, Generic, TypeVar
 
-from .errors import InterfaceError, PoolClosed, PoolTimeout
-from .poolparts import _Acquire, _Entry, _is_bad, _wake, _Waiter
+from ..runningloop import running_loop
+from .errors import InterfaceError, PoolClosed, PoolTimeout, WrongLoop
+from .poolparts import LENT, _Acquire, _Entry, _is_bad, _pin, _wake, _Waiter
 from .poolstats import PoolStats, Window, percentile
 
 __all__ = ["Pool", "PoolStats"]
@@ -110,6 +119,7 @@ class Pool(Generic[C]):
             raise InterfaceError(f"autoscale must be a PoolAutoscale, got {autoscale!r}")
         self.autoscale = autoscale
         self._registered_as: str | None = None
+        self._runtime: Any = None  # the ringleader runtime it was opened in, if any
         self._min, self._max = min_size, max_size
         self.acquire_timeout = acquire_timeout
         self.max_lifetime = max_lifetime
@@ -264,8 +274,20 @@ class Pool(Generic[C]):
         the factory's error if a new connection had to be made and failed."""
         return _Acquire(self, timeout)
 
+    def check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Refuses (WrongLoop) a call from a loop that is not one of the
+        runtime's workers, when the pool was opened inside a runtime: its
+        connections are bound to the workers' rings."""
+        rt = self._runtime
+        if rt is not None and getattr(loop, "runtime", None) is not rt:
+            raise WrongLoop(f"{self.name}: this pool belongs to a ringleader runtime and was "
+                            f"called from a loop that is not one of its workers (a plain "
+                            f"thread?); run the call on a worker (runtime.spawn(coro, worker) "
+                            f"or runtime.run_on(worker, coro)), or give that thread its own pool")
+
     async def _acquire(self, timeout: float | None) -> C:
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
+        self.check_loop(loop)
         worker = getattr(loop, "worker_id", 0)
         if not self._opened and not self._closed:
             await self.open(wait=False)
@@ -298,6 +320,7 @@ class Pool(Generic[C]):
                                   else "pool_closed" if isinstance(exc, PoolClosed) else "connect",
                                   loop.time(), request=True)
             raise
+        _pin(entry.conn, LENT)
         now = loop.time()
         waited = now - start
         with self._lock:
@@ -315,13 +338,18 @@ class Pool(Generic[C]):
         with self._lock:
             if self._closed:
                 raise PoolClosed(f"{self.name} is closed")
+            # Pinned as it leaves the idle list: from here on it is this
+            # caller's, and must not migrate under them.
             own = self._idle.get(worker)
             if own:
-                return own.pop(), False, None
+                entry = own.pop()
+                _pin(entry.conn, LENT)
+                return entry, False, None
             foreign = self._all_idle()
             if foreign and not self.strict:
                 entry = max(foreign, key=lambda e: e.last_used)
                 self._idle[entry.worker].remove(entry)
+                _pin(entry.conn, LENT)
                 return entry, False, None
             if self._size < self._max:
                 self._size += 1  # reserve the slot before connecting outside the lock
@@ -375,6 +403,10 @@ class Pool(Generic[C]):
                         raise PoolTimeout(f"{self.name}: no connection within the acquire "
                                           f"timeout (connecting took too long)") from exc
                     raise
+            _pin(conn, LENT)  # _give_back unpins it when it goes idle
+            listen = getattr(conn, "add_move_listener", None)
+            if listen is not None:
+                listen(self._on_moved)
             ok = True
         finally:
             now = loop.time()
@@ -455,12 +487,48 @@ class Pool(Generic[C]):
                 entry.loop = getattr(entry.conn, "loop", entry.loop)
                 waiter = self._pop_waiter_for(entry.worker)
                 if waiter is not None:
+                    _pin(entry.conn, LENT)
                     waiter.entry = entry
                 elif self.strict and self._waiters:
                     # Only other workers wait: they cannot use it, but can use its slot.
                     retire = True
                 else:
+                    _pin(entry.conn, None)
                     self._idle.setdefault(entry.worker, []).append(entry)
+        if retire:
+            self._discard(entry, lost=False)
+        elif waiter is not None:
+            _wake(waiter)
+
+    def _on_moved(self, conn: Any) -> None:
+        """A connection's move listener (drivers.contract): runs on its old
+        worker's thread the instant it moves.  Its entry follows it; an idle
+        one is re-filed under the new worker, handed to a caller waiting
+        there, or, when only other workers' callers wait (strict), closed so
+        that its slot serves them (as ``_give_back`` does): a worker whose
+        idle connections were moved away must not starve its queued callers."""
+        worker = conn.worker_id
+        loop = conn.loop
+        waiter = None
+        retire = False
+        with self._lock:
+            entry = self._in_use.get(id(conn))
+            if entry is None:
+                entry = next((e for e in self._all_idle() if e.conn is conn), None)
+                if entry is None or entry.worker == worker:
+                    if entry is not None:
+                        entry.loop = loop
+                    return
+                self._idle[entry.worker].remove(entry)
+                waiter = self._pop_waiter_for(worker)
+                if waiter is not None:
+                    _pin(conn, LENT)
+                    waiter.entry = entry
+                elif self.strict and self._waiters:
+                    retire = True
+                else:
+                    self._idle.setdefault(worker, []).append(entry)
+            entry.worker, entry.loop = worker, loop
         if retire:
             self._discard(entry, lost=False)
         elif waiter is not None:
@@ -588,9 +656,10 @@ class Pool(Generic[C]):
     def _close_entry(self, entry: _Entry, schedule: bool = True) -> Awaitable[Any] | None:
         """Closes an entry's connection on the loop that drives it: a transport
         must not be touched from another worker's thread."""
-        if entry.loop is not self._running_loop() and not entry.loop.is_closed():
+        loop = getattr(entry.conn, "loop", None) or entry.loop  # it may have migrated
+        if loop is not self._running_loop() and not loop.is_closed():
             try:
-                entry.loop.call_soon_threadsafe(self._close_conn, entry.conn)
+                loop.call_soon_threadsafe(self._close_conn, entry.conn)
                 return None
             except RuntimeError:  # closed in the meantime: nobody drives it any more
                 pass
@@ -633,6 +702,7 @@ class Pool(Generic[C]):
             entry = self._in_use.get(id(conn))
             if entry is not None:
                 entry.shared = True
+        _pin(conn, None)  # the multiplexer follows a move (see drivers.mux)
 
     def count_request(self, usage_s: float) -> None:
         """Counts one request served on a shared connection the driver already
@@ -652,7 +722,7 @@ class Pool(Generic[C]):
     @staticmethod
     def _running_loop() -> asyncio.AbstractEventLoop | None:
         try:
-            return asyncio.get_running_loop()
+            return running_loop()  # per request (count_request, release): no getpid(2)
         except RuntimeError:
             return None
 

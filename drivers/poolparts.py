@@ -18,6 +18,9 @@ C = TypeVar("C")
 
 
 def _is_bad(conn: Any) -> bool:
+    defunct = getattr(conn, "defunct", None)  # drivers.contract.PooledConnection
+    if defunct is not None:
+        return defunct
     for name in ("broken", "is_closed", "closed"):
         value = getattr(conn, name, False)
         if callable(value):
@@ -50,6 +53,16 @@ class _Waiter:
         self.worker = worker
         self.entry: _Entry | None = None  # a connection handed over by release()
         self.woken = False  # woken with a free slot (may connect) or by close()
+
+
+def _pin(conn: Any, reason: str | None) -> None:
+    """Tells a movable connection (drivers.contract) whether it is lent to one caller."""
+    pin = getattr(conn, "pin", None)
+    if pin is not None:
+        pin(reason)
+
+
+LENT = "the pool lent it to one caller"
 
 
 def _wake(waiter: _Waiter) -> None:

@@ -42,6 +42,7 @@ import weakref
 from asyncio import base_events, events, format_helpers, futures, sslproto, tasks
 from asyncio.log import logger as asyncio_logger
 
+from ..runningloop import publish as _publish
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
 from .stats import ConnStats, LoopStats
@@ -51,14 +52,13 @@ from .fdops import FdOpsMixin
 from .pipes import PipeOpsMixin
 from .signals import SignalMixin
 from .subprocess import SubprocessMixin
-from .transport import RingTransport
+from .transport import AcceptedSocket, RingTransport
 
 logger = logging.getLogger("ringleader.runtime")
 
 _F_MORE = consts.CQE_F_MORE
 # user_data at or above this carry a message from another ring (MSG_RING):
 # the top byte is the kind, the rest a payload.
-_SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 TAG_BASE = 1 << 56
 TAG_NEWFD = 1 << 56        # res = a plain fd accepted on another worker; payload = listener id
 TAG_MIGRATE = 2 << 56      # res = our new fixed slot; payload = migration token
@@ -374,7 +374,10 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         if self._started_at is None:
             self._started_at = self.time()
             self._wall0 = time.perf_counter()
-        return super().run_forever()
+        # Published for the drivers' per-request loop lookups (running_loop() skips
+        # the getpid(2) of asyncio.get_running_loop(); see ringleader.runningloop).
+        with _publish(self):
+            return super().run_forever()
 
     def close(self) -> None:
         if self.is_running():
@@ -528,15 +531,13 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
 
     def _accepted(self, newfd, protocol_factory, sslcontext, server, hs_timeout, sd_timeout,
                   kind=(-1, -1, -1), nodelay=False):
-        # The ring accepted with SOCK_NONBLOCK; saying so in the type gives the
-        # socket object a zero timeout without a syscall.  peername is looked
-        # up only if asked for (RingTransport.get_extra_info).
-        family, type_, proto = kind
-        conn = socket.socket(family, type_ | _SOCK_NONBLOCK, proto, fileno=newfd)
+        # Without TLS the socket object is made only if asked for (AcceptedSocket:
+        # most servers never ask); peername likewise (RingTransport.get_extra_info).
+        conn = AcceptedSocket(newfd, kind)
         try:
             protocol = protocol_factory()
             if sslcontext:
-                self._make_ssl_transport(conn, protocol, sslcontext, server_side=True,
+                self._make_ssl_transport(conn.socket(), protocol, sslcontext, server_side=True,
                                          server=server, ssl_handshake_timeout=hs_timeout,
                                          ssl_shutdown_timeout=sd_timeout)
             else:

@@ -132,17 +132,28 @@ class SignalMixin:
         if socks is None:
             return
         if res >= 0:
-            while True:
-                try:
-                    data = socks[0].recv(4096)
-                except (BlockingIOError, InterruptedError):
-                    break
-                if not data:
-                    break
-                for signum in data:
-                    self._dispatch_signal(signum)
+            self._read_signal_bytes(socks)
         if not flags & _F_MORE and self._sig_socks is socks and not self.is_closed():
             self._ring.poll(socks[0].fileno(), consts.POLLIN, self._sig_ud, multishot=True)
+
+    def _read_signal_bytes(self, socks) -> None:
+        while True:
+            try:
+                data = socks[0].recv(4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not data:
+                break
+            for signum in data:
+                self._dispatch_signal(signum)
+
+    def deliver_pending_signals(self) -> None:
+        """Queue the handlers of signals already raised whose wake-up bytes the
+        ring has not reported yet (they run in the next iteration).  For a
+        caller about to remove its handlers (ringleader.run after its drain)."""
+        socks = self._sig_socks
+        if socks is not None:
+            self._read_signal_bytes(socks)
 
     def _dispatch_signal(self, sig: int) -> None:
         handle = self._signal_handlers.get(sig)

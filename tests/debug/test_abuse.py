@@ -222,13 +222,19 @@ def test_a_client_over_its_rate_is_slowed_and_loses_nothing(service, tmp_path):
 
 
 def test_views_are_computed_once_per_interval_and_served_as_copies(service, tmp_path):
-    with _own_server(service, tmp_path, svc_kw=dict(conns=6), snapshot_interval=0.5) as (svc, srv):
+    with _own_server(service, tmp_path, svc_kw=dict(conns=6), snapshot_interval=1.0) as (svc, srv):
         from ringleader.runtime.debug_cli import DebugClient
+        # The first snapshot must see every connection: 6 clients on worker 0
+        # and their 6 server ends (a loaded machine may still be connecting).
+        deadline = time.monotonic() + 10
+        while sum(s.connections for s in svc.rt.stats()) < 12:
+            assert time.monotonic() < deadline, "the service's connections never came up"
+            time.sleep(0.01)
         with DebugClient(srv.path) as c:
             first = c.request("summary")
             again = [c.request("summary") for _ in range(5)]
             hot = c.request("hot", n=3), c.request("hot", n=7)
-            time.sleep(0.6)
+            time.sleep(1.1)
             later = c.request("summary")
         assert all(a["uptime_s"] == first["uptime_s"] for a in again)  # the same snapshot
         assert later["uptime_s"] > first["uptime_s"]
