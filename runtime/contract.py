@@ -93,6 +93,13 @@ class TransportLoop(Protocol):
     def release_slot(self, slot: int) -> None:
         """Empty fixed file ``slot`` with an SQE; it is reused only once that completed."""
 
+    def handler_ud(self, handler: Callable[[int, int], None]) -> int:
+        """A user_data for repeated operations (one in flight at a time): its
+        completions go to ``handler`` until :meth:`release_ud`."""
+
+    def release_ud(self, ud: int) -> None:
+        """Forget ``ud``'s handler; later completions find none."""
+
 
 class TransportCallbacks(Protocol):
     """What the compiled stream calls on its transport (never per event)."""

@@ -4,10 +4,12 @@
 :class:`ringleader.uring.UringError` (an ``OSError``) so socket code can catch
 them as usual; the runtime only adds errors about workers and migration.
 """
+import os
+
 from ..uring import RingUnavailableError  # re-exported: start-up fails with it
 
-__all__ = ["RuntimeLayerError", "WorkerError", "MigrationError", "MigrationRefused",
-           "RingUnavailableError"]
+__all__ = ["builtin_error", "RuntimeLayerError", "WorkerError", "MigrationError",
+           "MigrationRefused", "RingUnavailableError"]
 
 
 class RuntimeLayerError(Exception):
@@ -37,3 +39,12 @@ class MigrationRefused(MigrationError):
     def __init__(self, message: str, permanent: bool = False):
         super().__init__(message, "source")
         self.permanent = permanent
+
+
+def builtin_error(res: int) -> OSError:
+    """The exception asyncio's own loop gives for a failed operation with
+    result ``res`` (a negative errno): the builtin ``OSError`` subclass
+    (``BrokenPipeError``, ``ConnectionResetError`` ...).  Protocols and the
+    loop's ``sock_*`` API see these, as on every other loop; the binding's
+    ``Uring*Error`` (with op and fd) stay on :mod:`ringleader.uring`'s API."""
+    return OSError(-res, os.strerror(-res))

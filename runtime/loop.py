@@ -24,25 +24,34 @@ What this module replaces is the I/O underneath:
 
 The loop belongs to the thread that runs it: the ring is created with
 SINGLE_ISSUER|DEFER_TASKRUN when the kernel offers it, so only that thread may
-touch it.  Subprocesses, datagram endpoints, pipes and signal handlers are not
-implemented; they raise ``NotImplementedError`` saying so.
+touch it.  Signal handlers (:mod:`.signals`), datagram endpoints
+(:mod:`.datagram`), pipe transports (:mod:`.pipes`) and subprocesses
+(:mod:`.subprocess`) are mixins, each in its own module, all on the ring.
 """
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import errno
 import logging
 import os
 import socket
 import threading
 import time
+import weakref
 from asyncio import base_events, events, format_helpers, futures, sslproto, tasks
+from asyncio.log import logger as asyncio_logger
 
 from ..runningloop import publish as _publish
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
 from .stats import ConnStats, LoopStats
 from .contract import UD_IGNORE
+from .datagram import DatagramOpsMixin
 from .fdops import FdOpsMixin
+from .pipes import PipeOpsMixin
+from .signals import SignalMixin
+from .subprocess import SubprocessMixin
 from .transport import AcceptedSocket, RingTransport
 
 logger = logging.getLogger("ringleader.runtime")
@@ -59,7 +68,8 @@ _PAYLOAD = (1 << 48) - 1
 _UD_WAKE = 1               # the eventfd read
 
 
-class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
+class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin, FdOpsMixin,
+                    base_events.BaseEventLoop):
     """asyncio event loop on one io_uring ring (see module docstring)."""
 
     def __init__(self, *, worker_id: int = 0, runtime=None, entries: int = 256,
@@ -80,6 +90,8 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._readers: dict[int, list] = {}
         self._writers: dict[int, list] = {}
         self._serving: dict[int, tuple] = {}
+        self._idle_hi = 0.0        # stats(): the largest idle/busy reported so far
+        self._busy_hi = 0.0
         self._efd = -1
         # telemetry: telemetry=False skips the loop's counters (iterations,
         # timer lag, per-connection bytes/ops/last activity) so their cost can
@@ -90,6 +102,15 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self.migrations_in = 0
         self.migrations_out = 0
         self._msg_handlers: dict[int, object] = {}
+        # sock_recv* bytes that arrived for a cancelled call (see FdOpsMixin._recv_op)
+        self._leftovers = weakref.WeakKeyDictionary()
+        # socket -> (future, settled) of its receives in the kernel (FdOpsMixin._op_future)
+        self._recv_inflight = weakref.WeakKeyDictionary()
+        self._signal_handlers: dict[int, events.Handle] = {}
+        # fd -> transport using it (as asyncio's selector loop): add_reader and
+        # friends refuse those fds.
+        self._transports = weakref.WeakValueDictionary()
+        self._children: dict[int, object] = {}   # pidfd -> exit watch (runtime/subprocess.py)
         try:
             self._open_ring()
         except BaseException:
@@ -210,6 +231,13 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         """Register a handler that is dropped after its first final completion."""
         return self._oneshot(handler)
 
+    def handler_ud(self, handler) -> int:
+        """A user_data whose completions all go to ``handler`` until :meth:`release_ud`."""
+        return self._alloc_ud(handler)
+
+    def release_ud(self, ud: int) -> None:
+        self._free_ud(ud)
+
     def _alloc_ud(self, handler) -> int:
         ud = self._next_ud
         self._next_ud = ud + 1
@@ -274,7 +302,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
                 h._run()
                 dt = self.time() - t0
                 if dt >= self.slow_callback_duration:
-                    logger.warning("Executing %s took %.3f seconds", base_events._format_handle(h), dt)
+                    # asyncio's logger, as asyncio's own loop warns there
+                    asyncio_logger.warning("Executing %s took %.3f seconds",
+                                           base_events._format_handle(h), dt)
             finally:
                 self._current_handle = None
         h = None
@@ -356,6 +386,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             return
         core = self._core
         if core is not None:  # None: the ring could not be made (__init__ raised)
+            self._close_signals()
             for t in list(self._conns.values()):
                 t.abort()
             for sock, ud, server in list(self._serving.values()):
@@ -367,6 +398,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             # Run the connection_lost callbacks those closes scheduled (what they
             # schedule in turn is dropped with the rest of the queue, as asyncio does).
             core.run_ready(len(self._ready))
+            self._close_children()
             # Those callbacks queued the sockets' close(2) as SQEs: submit them.
             self._poll(0.0)
         super().close()
@@ -383,14 +415,31 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
 
     # ----------------------------------------------------------- telemetry
     def stats(self) -> LoopStats:
-        ring_stats: RingStats = self._ring.stats()
+        # Read from other threads (debug socket, supervisor) while the loop may
+        # be blocked in the kernel: the wait in progress counts as idle.  The
+        # wait may end (and be added to wait_ns) between the reads below; the
+        # clamps keep busy and idle counters from ever going down.
         core = self._core
+        sleeping0, since0 = core.sleeping, core.now
+        ring_stats: RingStats = self._ring.stats()
+        sleeping1, since1 = core.sleeping, core.now
+        now = time.monotonic()
         wall = time.perf_counter() - self._wall0 if self._started_at is not None else 0.0
         idle = ring_stats.wait_ns / 1e9
+        if sleeping0 and sleeping1 and since0 == since1:
+            # The core slept through both reads (core.now, the end of the
+            # last wait, did not move): the wait in progress is not in
+            # wait_ns yet.  It began after since0; counting from there adds
+            # the last iteration's work, which the clamps absorb when the
+            # wait ends and wait_ns catches up.
+            idle += max(0.0, now - since0)
+        idle = min(idle, wall) if wall > 0 else idle
+        idle = self._idle_hi = max(self._idle_hi, idle)
+        busy = self._busy_hi = max(self._busy_hi, wall - idle)
         return LoopStats(
             worker=self.worker_id, time=self.time(),
             uptime=wall, iterations=core.iterations, handles_run=core.handles_run,
-            busy_s=max(0.0, wall - idle), idle_s=idle, lag_max_s=core.lag_max,
+            busy_s=busy, idle_s=idle, lag_max_s=core.lag_max,
             lag_ewma_s=core.lag_ewma, connections=len(self._conns),
             migrations_in=self.migrations_in, migrations_out=self.migrations_out,
             enobufs=self._bufring.enobufs + core.enobufs, ring=ring_stats)
@@ -406,7 +455,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
 
     # ------------------------------------------------------------ transports
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        return RingTransport(self, sock, protocol, waiter, extra, server)
+        fd = sock.fileno()
+        t = self._transports[fd] = RingTransport(self, sock, protocol, waiter, extra, server)
+        return t
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None, server=None,
@@ -415,7 +466,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
-        RingTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        fd = rawsock.fileno()
+        self._transports[fd] = RingTransport(self, rawsock, ssl_protocol, extra=extra,
+                                             server=server)
         return ssl_protocol._app_transport
 
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
@@ -436,10 +489,24 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             except OSError:
                 pass
 
+        # asyncio calls the protocol factory (and so every callback of the
+        # connections it makes) in a copy of the context that started serving.
+        context = contextvars.copy_context()
+
         def on_accept(res: int, flags: int) -> None:
             if res >= 0:
-                self._accepted(res, protocol_factory, sslcontext, server,
-                               ssl_handshake_timeout, ssl_shutdown_timeout, kind, nodelay)
+                context.copy().run(self._accepted, res, protocol_factory, sslcontext, server,
+                                   ssl_handshake_timeout, ssl_shutdown_timeout, kind, nodelay)
+            elif res in (-errno.EINVAL, -errno.EBADF, -errno.ENOTSOCK):
+                # The listener was closed or shut down under us (uvicorn's
+                # workers close theirs at shutdown): stop serving it quietly,
+                # re-arming would only fail the same way again.
+                entry = self._serving.get(fd)
+                if entry is not None and entry[1] == state["ud"]:
+                    del self._serving[fd]
+                if not flags & _F_MORE:
+                    self._free_ud(state["ud"])
+                return
             elif res not in (-errno.ECANCELED,):
                 err = error_from_result(res, "accept", fd)
                 if res in (-errno.EMFILE, -errno.ENFILE, -errno.ENOBUFS, -errno.ENOMEM):
@@ -474,7 +541,10 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
                                          server=server, ssl_handshake_timeout=hs_timeout,
                                          ssl_shutdown_timeout=sd_timeout)
             else:
-                RingTransport(self, conn, protocol, server=server, nodelay_inherited=nodelay)
+                # (not through _make_socket_transport: nodelay_inherited saves a
+                # setsockopt per connection)
+                self._transports[newfd] = RingTransport(self, conn, protocol, server=server,
+                                                        nodelay_inherited=nodelay)
         except BaseException as exc:
             conn.close()
             self.call_exception_handler({"message": "error creating a transport for an accepted "
@@ -540,15 +610,12 @@ def new_event_loop(**kwargs) -> RingEventLoop:
     return RingEventLoop(**kwargs)
 
 
-class RingEventLoopPolicy(events.BaseDefaultEventLoopPolicy):
-    """``asyncio.set_event_loop_policy(RingEventLoopPolicy())`` makes asyncio.run use rings."""
+class RingEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """``asyncio.set_event_loop_policy(RingEventLoopPolicy())`` makes asyncio.run use rings.
+
+    asyncio's Unix policy underneath: its child watcher is there for code that
+    asks for one, but ring loops do not use it (they watch children through
+    pidfds on the ring, see :mod:`ringleader.runtime.subprocess`)."""
 
     def _loop_factory(self):
         return RingEventLoop()
-
-    def get_child_watcher(self):
-        raise NotImplementedError("ringleader's io_uring loop does not run subprocesses, so it has "
-                                  "no child watcher; run subprocess code on asyncio's default loop")
-
-    def set_child_watcher(self, watcher):
-        self.get_child_watcher()

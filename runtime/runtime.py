@@ -39,6 +39,7 @@ import itertools
 import logging
 import os
 import resource
+import signal
 import socket
 import threading
 import time
@@ -385,18 +386,7 @@ class Runtime:
         family, _, _, _, addr = infos[0]
 
         def listener(bind_port: int) -> socket.socket:
-            s = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if mode == "reuseport":
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                s.bind((addr[0], bind_port) + tuple(addr[2:]))
-                s.listen(backlog)
-                s.setblocking(False)
-            except BaseException:
-                s.close()
-                raise
-            return s
+            return _listener(family, addr, bind_port, backlog, mode == "reuseport")
 
         first = listener(port)
         port = first.getsockname()[1]
@@ -424,6 +414,32 @@ class Runtime:
                 group._servers.append((w.loop, srv))
         self._groups.append(group)
         return group
+
+    def listen_each(self, host: str = "127.0.0.1", port: int = 0, *,
+                    backlog: int = 1024) -> list[socket.socket]:
+        """One listening TCP socket per worker, all bound to ``host:port`` with
+        SO_REUSEPORT (port 0: the first picks one, the rest share it), so the
+        kernel spreads connections over the workers.  For frameworks that
+        serve on sockets they are given (``uvicorn.Server.serve(sockets=)``,
+        aiohttp's ``SockSite``); see :mod:`ringleader.runtime.asgi`.
+        Blocking name resolution: call it before serving."""
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        socks = [_listener(family, addr, port, backlog, True)]
+        port = socks[0].getsockname()[1]
+        try:
+            for _ in self.workers[1:]:
+                socks.append(_listener(family, addr, port, backlog, True))
+        except BaseException:
+            for s in socks:
+                s.close()
+            raise
+        return socks
+
+    async def run_everywhere(self, fn: Callable[[int], Awaitable]) -> list:
+        """Run ``fn(worker_id)`` on every worker at once; their results in worker
+        order.  The first failure is raised once all have finished."""
+        futs = [self.spawn(fn(w.id), w.id) for w in self.workers]
+        return await asyncio.gather(*(asyncio.wrap_future(f) for f in futs))
 
     def _on_new_fd(self, lid: int, fd: int) -> None:
         # Runs on the receiving worker's thread.
@@ -522,6 +538,21 @@ class Runtime:
         await asyncio.get_running_loop().run_in_executor(None, self.stop, 0.0)
 
 
+def _listener(family: int, addr: tuple, port: int, backlog: int, reuseport: bool) -> socket.socket:
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((addr[0], port) + tuple(addr[2:]))
+        s.listen(backlog)
+        s.setblocking(False)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
 async def _listen_reuseport(group: ServerGroup, loop: RingEventLoop):
     sock = group._listen(group.port)
     return await loop.create_server(group._factory, sock=sock, backlog=group._backlog)
@@ -582,6 +613,54 @@ def _as_transport(conn) -> RingTransport:
     raise TypeError(f"cannot migrate {conn!r}: it is not (and does not hold) a ringleader transport")
 
 
+class _StopOnSignal:
+    """``ringleader.run``'s SIGINT/SIGTERM handling: the first signal cancels
+    ``main`` (the graceful drain follows); later ones only count (a SIGINT
+    still makes ``run`` raise KeyboardInterrupt after the drain, as
+    ``asyncio.run`` does).  Installed only on the main thread (signal handlers
+    live there)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, main_task: asyncio.Task):
+        self.requested = False     # main was cancelled by a signal (or has ended)
+        self.sigint_during = False   # a SIGINT arrived while main ran
+        self.sigint_after = False    # ... or once main was done (the drain)
+        self._task = main_task
+        self._loop = asyncio.get_running_loop()
+        self._installed: list[int] = []
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.SIGNALS:
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
+            self._installed.append(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if sig == signal.SIGINT:
+            if self._task.done():
+                self.sigint_after = True
+            else:
+                self.sigint_during = True
+        if self.requested:
+            logger.info("%s again while stopping: ignored", signal.Signals(sig).name)
+            return
+        self.requested = True
+        logger.info("%s: draining and stopping", signal.Signals(sig).name)
+        self._task.cancel()
+
+    async def flush(self) -> None:
+        """Run the handlers of signals raised but not yet seen by the loop."""
+        if self._installed and not self._loop.is_closed():
+            self._loop.deliver_pending_signals()
+            await asyncio.sleep(0)
+
+    def uninstall(self) -> None:
+        for sig in self._installed:
+            if not self._loop.is_closed():
+                self._loop.remove_signal_handler(sig)
+        self._installed.clear()
+
+
 def run(main: Callable[..., Awaitable] | Awaitable, *, workers: int = 1, drain_timeout: float = 10.0,
         debug: bool | None = None, loop_options: dict | None = None,
         debug_socket: bool | str | os.PathLike = True, control: bool = False,
@@ -589,22 +668,50 @@ def run(main: Callable[..., Awaitable] | Awaitable, *, workers: int = 1, drain_t
     """Like ``asyncio.run``: run ``main`` on worker 0 (this thread) with ``workers`` rings.
 
     ``main`` is a coroutine, or a coroutine function taking the :class:`Runtime`.
-    Returns its result; on return the runtime drains and stops.  ``debug_socket``
-    ``control`` and ``supervisor`` are :class:`Runtime`'s.
+    Returns its result; on return the runtime drains and stops.  On the main
+    thread the first SIGINT or SIGTERM cancels ``main`` and the drain follows;
+    then, as with ``asyncio.run``, a SIGINT raises KeyboardInterrupt (unless
+    ``main`` caught the cancellation and returned a value), a SIGTERM returns
+    ``None``.  ``debug_socket``, ``control`` and ``supervisor`` are
+    :class:`Runtime`'s.
     """
     rt = Runtime(workers, loop_options=loop_options, debug_socket=debug_socket, control=control,
                  supervisor=supervisor)
     w0 = rt.workers[0]
     runner = asyncio.Runner(debug=debug, loop_factory=w0.make_loop)
+    outcome = {"interrupt": False}
 
     async def entry():
         rt.start(skip=(0,))
         await rt.start_supervisor()
+        coro = main(rt) if callable(main) else main
+        main_task = asyncio.ensure_future(coro)
+        stop = _StopOnSignal(main_task)
+        cancelled = False
         try:
-            coro = main(rt) if callable(main) else main
-            return await coro
+            return await main_task
+        except asyncio.CancelledError:
+            if not stop.requested:
+                raise
+            cancelled = True
+            return None  # SIGINT/SIGTERM: a requested stop, not a failure
         finally:
-            await rt.shutdown(drain_timeout)
+            # main runs in its own task, so a signal arriving from here on
+            # (uvicorn re-raises the one it handled after its own shutdown)
+            # cannot cancel the drain below midway.
+            stop.requested = True
+            try:
+                await rt.shutdown(drain_timeout)
+            finally:
+                await stop.flush()
+                stop.uninstall()
+                # As asyncio.run: KeyboardInterrupt when a SIGINT cancelled
+                # main or came once main was done; not when main caught the
+                # cancellation and returned a value.
+                outcome["interrupt"] = stop.sigint_after or (stop.sigint_during and cancelled)
 
     with runner:
-        return runner.run(entry())
+        result = runner.run(entry())
+    if outcome["interrupt"]:
+        raise KeyboardInterrupt()
+    return result

@@ -32,7 +32,9 @@ asyncio's read-and-send fallback.
 """
 from __future__ import annotations
 
+import contextvars
 import errno
+import functools
 import itertools
 import logging
 import os
@@ -40,14 +42,15 @@ import socket
 import warnings
 from asyncio import constants, protocols, sslproto, transports, trsock
 
-from ..uring import error_from_result
 from . import _loopcore
 from .contract import UD_IGNORE, StreamState, WriteState
+from .errors import builtin_error
 from .stats import ConnStats
 
 logger = logging.getLogger("ringleader.runtime")
 
 _ids = itertools.count(1)
+_FLOW = transports._FlowControlMixin
 _SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 
 
@@ -148,6 +151,11 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         self._c = None
         self.migrations = 0
         self._migrate_waiter = None
+        # asyncio runs a transport's protocol callbacks in a copy of the
+        # context that created it (the caller of create_connection, or the
+        # server's accept): request-scoped contextvars must not leak between
+        # connections or vanish.
+        self._context = contextvars.copy_context()
         self._bind(loop, loop.ring.files.install(sock.fileno()))
         # The protocol's writes go straight to the compiled stream: the bound C
         # method shadows RingTransport.write for this instance (no Python frame
@@ -159,7 +167,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         self._c.last_active = loop.time()
         if server is not None:
             server._attach()
-        loop.call_soon(self._protocol.connection_made, self)
+        loop.call_soon(self._protocol.connection_made, self, context=self._context)
         loop.call_soon(self._c.arm_recv)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
@@ -182,19 +190,17 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     # Called by the compiled stream (see runtime/contract.py, TransportCallbacks).
     def _recv_failed(self, res: int) -> None:
-        self._fatal_error(error_from_result(res, "recv", self._c.slot, True),
-                          "Fatal read error on socket transport")
+        self._fatal_error(builtin_error(res), "Fatal read error on socket transport")
 
     def _send_failed(self, res: int) -> None:
-        self._fatal_error(error_from_result(res, "send", self._c.slot, True),
-                          "Fatal write error on socket transport")
+        self._fatal_error(builtin_error(res), "Fatal write error on socket transport")
 
     def _deliver(self, data: bytes) -> None:
         try:
             if self._c.buffered:
-                protocols._feed_data_to_buffered_proto(self._protocol, data)
+                self._context.run(protocols._feed_data_to_buffered_proto, self._protocol, data)
             else:
-                self._protocol.data_received(data)
+                self._context.run(self._protocol.data_received, data)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -204,7 +210,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         if self._c.state >= _LOST:
             return
         try:
-            keep_open = self._protocol.eof_received()
+            keep_open = self._context.run(self._protocol.eof_received)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -245,7 +251,11 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     def set_protocol(self, protocol) -> None:
         buffered = isinstance(protocol, protocols.BufferedProtocol)
-        self._c.set_protocol(protocol, buffered)
+        # The compiled stream calls the protocol's data_received itself; hand
+        # it one bound to this transport's context (see __init__).
+        # (a BufferedProtocol is fed through _deliver, which enters it too).
+        self._c.set_protocol(protocol if buffered else _InContext(self._context, protocol),
+                             buffered)
         self._protocol = protocol
         if self._protocol_paused and isinstance(protocol, sslproto.SSLProtocol):
             # start_tls() while above the high-water mark (writes wait for the
@@ -276,6 +286,24 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         return value
 
     # -------------------------------------------------------------- writing
+    # pause_writing/resume_writing run in the transport's context like its
+    # other callbacks (uvloop does; asyncio's own transports run them in the
+    # writer's).  The mixin's methods report the protocol's own errors to the
+    # loop, so a RuntimeError here can only be Context.run refusing a context
+    # that is already entered: a write from one of this transport's callbacks,
+    # which is in the right context already.
+    def _maybe_pause_protocol(self) -> None:
+        try:
+            self._context.run(_FLOW._maybe_pause_protocol, self)
+        except RuntimeError:
+            _FLOW._maybe_pause_protocol(self)
+
+    def _maybe_resume_protocol(self) -> None:
+        try:
+            self._context.run(_FLOW._maybe_resume_protocol, self)
+        except RuntimeError:
+            _FLOW._maybe_resume_protocol(self)
+
     def write(self, data) -> None:
         # Only reached through the class (instances carry the C method itself).
         self._c.write(data)
@@ -377,7 +405,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         c.slot = -1
         self._unbind()
         c.state = _LOST
-        loop.call_soon(self._call_connection_lost, exc)
+        loop.call_soon(self._call_connection_lost, exc, context=self._context)
         if c.migrating:
             # A move in progress waits for this transport to go quiet; it never
             # will now (e.g. the peer reset it): fail the move instead of hanging.
@@ -548,6 +576,16 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         if c.wbuf:
             c.mark_dirty()
         c.arm_recv()
+
+
+class _InContext:
+    """What the compiled stream reads of a protocol: its ``data_received``,
+    run inside the transport's context."""
+
+    __slots__ = ("data_received",)
+
+    def __init__(self, context: contextvars.Context, protocol):
+        self.data_received = functools.partial(context.run, protocol.data_received)
 
 
 TLS_BLOCKER = ("it carries TLS (asyncio's SSLProtocol is bound to its loop); "

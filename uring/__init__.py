@@ -20,10 +20,13 @@ from .ring import (
     FixedFiles,
     Ring,
     RingStats,
+    msg_flags,
+    msg_source,
 )
 from . import consts
 
 __all__ = [
     "BufferRing", "Completion", "Features", "FixedFiles", "Ring", "RingFullError", "RingStats",
-    "RingUnavailableError", "UringError", "check", "consts", "error_from_result", "probe",
+    "RingUnavailableError", "UringError", "check", "consts", "error_from_result", "msg_flags",
+    "msg_source", "probe",
 ]

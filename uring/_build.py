@@ -102,6 +102,14 @@ int rl_prep_connect(struct rl_ring *r, int fd, const void *addr, unsigned addrle
                     uint64_t ud, unsigned sf);
 int rl_prep_recv(struct rl_ring *r, int fd, void *buf, unsigned len, int msg_flags,
                  uint64_t ud, unsigned sf);
+struct rl_msg { ...; };
+int rl_prep_recvmsg(struct rl_ring *r, int fd, struct rl_msg *m, void *buf, unsigned len,
+                    int msg_flags, uint64_t ud, unsigned sf);
+int rl_prep_sendmsg(struct rl_ring *r, int fd, struct rl_msg *m, const void *buf, unsigned len,
+                    const void *addr, unsigned addrlen, int msg_flags, uint64_t ud, unsigned sf);
+unsigned rl_msg_namelen(struct rl_msg *m);
+char *rl_msg_name(struct rl_msg *m);
+int rl_msg_flags(struct rl_msg *m);
 int rl_prep_recv_bufsel(struct rl_ring *r, int fd, int bgid, int multishot, uint64_t ud, unsigned sf);
 int rl_prep_send(struct rl_ring *r, int fd, const void *buf, unsigned len, int msg_flags,
                  uint64_t ud, unsigned sf);

@@ -383,6 +383,60 @@ static int rl_prep_recv(struct rl_ring *r, int fd, void *buf, unsigned len, int 
     return rl_finish(sqe, ud, sf);
 }
 
+/* One datagram's message header: the iovec and peer address live beside the
+ * msghdr so Python keeps a single cffi object alive until the completion. */
+struct rl_msg {
+    struct msghdr hdr;
+    struct iovec iov;
+    struct sockaddr_storage addr;
+};
+
+static void rl_msg_fill(struct rl_msg *m, void *buf, unsigned len, const void *addr,
+                        unsigned addrlen)
+{
+    memset(&m->hdr, 0, sizeof(m->hdr));
+    m->iov.iov_base = buf;
+    m->iov.iov_len = len;
+    m->hdr.msg_iov = &m->iov;
+    m->hdr.msg_iovlen = 1;
+    if (addr != NULL && addrlen > 0) {
+        if (addrlen > sizeof(m->addr))
+            addrlen = sizeof(m->addr);
+        memcpy(&m->addr, addr, addrlen);
+        m->hdr.msg_name = &m->addr;
+        m->hdr.msg_namelen = addrlen;
+    } else if (addr == NULL && addrlen > 0) {
+        /* receive: room for the sender's address */
+        m->hdr.msg_name = &m->addr;
+        m->hdr.msg_namelen = sizeof(m->addr);
+    }
+}
+
+/* recvmsg of one datagram into buf; the sender's address lands in m. */
+static int rl_prep_recvmsg(struct rl_ring *r, int fd, struct rl_msg *m, void *buf, unsigned len,
+                           int msg_flags, uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    rl_msg_fill(m, buf, len, NULL, 1);
+    io_uring_prep_recvmsg(sqe, fd, &m->hdr, msg_flags);
+    return rl_finish(sqe, ud, sf);
+}
+
+/* sendmsg of one datagram to addr (addrlen 0: the connected peer). */
+static int rl_prep_sendmsg(struct rl_ring *r, int fd, struct rl_msg *m, const void *buf,
+                           unsigned len, const void *addr, unsigned addrlen, int msg_flags,
+                           uint64_t ud, unsigned sf)
+{
+    RL_GET_SQE(r);
+    rl_msg_fill(m, (void *)buf, len, addr, addrlen);
+    io_uring_prep_sendmsg(sqe, fd, &m->hdr, msg_flags);
+    return rl_finish(sqe, ud, sf);
+}
+
+static unsigned rl_msg_namelen(struct rl_msg *m) { return m->hdr.msg_namelen; }
+static char *rl_msg_name(struct rl_msg *m) { return (char *)&m->addr; }
+static int rl_msg_flags(struct rl_msg *m) { return m->hdr.msg_flags; }
+
 /* Receive into a buffer picked by the kernel from provided-buffer group bgid. */
 static int rl_prep_recv_bufsel(struct rl_ring *r, int fd, int bgid, int multishot,
                                uint64_t ud, unsigned sf)

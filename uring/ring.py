@@ -16,6 +16,7 @@ Not here: callbacks, futures, scheduling.  The runtime's event loop owns that.
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import threading
 
@@ -498,6 +499,36 @@ class Ring:
             self._check_sqe(res, "send", fd, fixed)
         self._keep[ud] = (data, cbuf)
 
+    def recvmsg(self, fd: int, buf, ud: int, *, flags: int = 0, msg=None):
+        """Receive one datagram into ``buf`` (kept alive until the completion).
+        Returns the message header (``msg``, reused when given: one receive
+        at a time per header); after the completion, :func:`msg_source`
+        gives the sender's address and :func:`msg_flags` the kernel's flags
+        (``MSG_TRUNC`` when the datagram did not fit)."""
+        cbuf = ffi.from_buffer(buf, require_writable=True)
+        if msg is None:
+            msg = ffi.new("struct rl_msg *")
+        res = lib.rl_prep_recvmsg(self._r, fd, msg, cbuf, len(cbuf), flags, ud, 0)
+        if res:
+            self._check_sqe(res, "recvmsg", fd)
+        self._keep[ud] = (cbuf, msg)
+        return msg
+
+    def sendmsg(self, fd: int, data, address, family: int, ud: int, *, flags: int = 0) -> None:
+        """Send ``data`` as one datagram to ``address`` (None: the connected peer)."""
+        cbuf = ffi.from_buffer(data)
+        msg = ffi.new("struct rl_msg *")
+        if address is None:
+            raw, addr = b"", ffi.NULL
+        else:
+            raw = _sockaddr(family, address)
+            addr = ffi.from_buffer(raw)
+        res = lib.rl_prep_sendmsg(self._r, fd, msg, cbuf, len(cbuf), addr, len(raw),
+                                  flags | _MSG_NOSIGNAL, ud, 0)
+        if res:
+            self._check_sqe(res, "sendmsg", fd)
+        self._keep[ud] = (data, cbuf, msg, raw, addr)
+
     def send_zc(self, fd: int, data, ud: int, *, fixed: bool = False, link: bool = False) -> None:
         """Zero-copy send: two completions (result with F_MORE, then F_NOTIF).  Needs a
         socket that supports zero copy (TCP/UDP; AF_UNIX gives -EOPNOTSUPP)."""
@@ -655,8 +686,49 @@ def _sockaddr(family: int, address) -> bytes:
         return (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, flow)
                 + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", scope))
     if family == socket.AF_UNIX:
-        path = address.encode() if isinstance(address, str) else bytes(address)
+        path = os.fsencode(address) if isinstance(address, str) else bytes(address)
         if len(path) > 107:
             raise ValueError("AF_UNIX path too long")
+        if path[:1] == b"\0":
+            return struct.pack("=H", socket.AF_UNIX) + path  # abstract: the length is the name
         return struct.pack("=H", socket.AF_UNIX) + path + b"\0"
     raise ValueError(f"unsupported address family {family}")
+
+
+def msg_flags(msg) -> int:
+    """The kernel's flags on a received message (see :meth:`Ring.recvmsg`)."""
+    return lib.rl_msg_flags(msg)
+
+
+_SOURCES: dict[bytes, object] = {}   # raw sockaddr -> address; a server sees few peers
+
+
+def msg_source(msg):
+    """The sender's address of a received message, as ``socket.recvfrom`` gives it."""
+    n = lib.rl_msg_namelen(msg)
+    if n == 0:
+        return None
+    raw = ffi.unpack(lib.rl_msg_name(msg), n)
+    addr = _SOURCES.get(raw)
+    if addr is None:
+        if len(_SOURCES) >= 4096:
+            _SOURCES.clear()
+        addr = _SOURCES[raw] = _decode_sockaddr(raw)
+    return addr
+
+
+def _decode_sockaddr(raw: bytes):
+    import struct
+    family = struct.unpack("=H", raw[:2])[0]
+    if family == socket.AF_INET:
+        return socket.inet_ntoa(raw[4:8]), struct.unpack("!H", raw[2:4])[0]
+    if family == socket.AF_INET6:
+        port, flow = struct.unpack("!HI", raw[2:8])
+        scope = struct.unpack("=I", raw[24:28])[0]
+        return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port, flow, scope
+    if family == socket.AF_UNIX:
+        path = raw[2:]
+        if path[:1] == b"\0":
+            return path  # abstract names are bytes, as in the socket module
+        return os.fsdecode(path.split(b"\0", 1)[0])
+    return raw

@@ -24,7 +24,8 @@ class Service:
     traffic kept flowing while it abused the debug socket.
     """
 
-    def __init__(self, *, debug_socket=None, control=False, conns=4, workers=2):
+    def __init__(self, *, debug_socket=None, control=False, conns=4, workers=2,
+                 mode="reuseport"):
         self.dir = tempfile.mkdtemp(prefix="rl-dbg-")
         if debug_socket is None:
             debug_socket = os.path.join(self.dir, "debug.sock")
@@ -32,7 +33,9 @@ class Service:
         self.trips = 0
         self.errors: list[BaseException] = []
         self._stop = False
-        self.group = self.rt.spawn(self.rt.serve(Echo, "127.0.0.1", 0)).result(10)
+        # mode="acceptor" deals connections round-robin: every worker gets some
+        # (SO_REUSEPORT's hash may put all of them on one worker).
+        self.group = self.rt.spawn(self.rt.serve(Echo, "127.0.0.1", 0, mode=mode)).result(10)
         self.port = self.group.port
         self._clients = [self.rt.spawn(self._client(k), worker=0) for k in range(conns)]
         self.pool = None

@@ -62,7 +62,9 @@ def test_debug_socket_off_and_explicit_path_errors(tmp_path, fd_guard):
 
 
 def test_reads_every_view_under_load(fd_guard, service):
-    svc = service()
+    # The per-worker checks below need connections on every worker: the
+    # acceptor deals them round-robin (SO_REUSEPORT's hash may not).
+    svc = service(mode="acceptor")
     svc.wait_trips(200)
     svc.add_pool()
     with svc.client() as c:

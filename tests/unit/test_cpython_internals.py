@@ -8,7 +8,8 @@ import inspect
 import socket
 import ssl
 import sys
-from asyncio import base_events, constants, events, protocols, sslproto, transports, trsock
+from asyncio import base_events, base_subprocess, constants, events, protocols, sslproto
+from asyncio import transports, trsock
 
 
 def _params(fn) -> list[str]:
@@ -84,8 +85,31 @@ def _problems() -> list[str]:
     need(hasattr(base_events.BaseEventLoop, "_timer_handle_cancelled"),
          "BaseEventLoop._timer_handle_cancelled")
 
-    need(hasattr(events, "BaseDefaultEventLoopPolicy"), "events.BaseDefaultEventLoopPolicy "
-         "(3.14 renamed it _BaseDefaultEventLoopPolicy)")
+    # Subprocesses (runtime/subprocess.py): asyncio's own subprocess transport,
+    # started through our _start, told of the exit through _process_exited.
+    bst = getattr(base_subprocess, "BaseSubprocessTransport", None)
+    need(bst is not None, "base_subprocess.BaseSubprocessTransport")
+    if bst is not None:
+        need(_params(bst.__init__)[:8] == ["loop", "protocol", "args", "shell", "stdin", "stdout",
+                                           "stderr", "bufsize"]
+             and {"waiter", "extra"} <= set(_params(bst.__init__)),
+             "BaseSubprocessTransport(loop, protocol, args, shell, stdin, stdout, stderr, "
+             "bufsize, waiter=, extra=, **kwargs)")
+        need(_params(bst._start)[:6] == ["args", "shell", "stdin", "stdout", "stderr", "bufsize"],
+             "BaseSubprocessTransport._start(args, shell, stdin, stdout, stderr, bufsize, **kw)")
+        need(_params(bst._process_exited) == ["returncode"],
+             "BaseSubprocessTransport._process_exited(returncode)")
+        need(callable(getattr(bst, "_wait", None)), "BaseSubprocessTransport._wait()")
+    # The factory hooks the inherited create_datagram_endpoint, connect_*_pipe and
+    # subprocess_exec/_shell call.
+    for name, params in (("_make_datagram_transport", ["sock", "protocol", "address", "waiter"]),
+                         ("_make_read_pipe_transport", ["pipe", "protocol", "waiter"]),
+                         ("_make_write_pipe_transport", ["pipe", "protocol", "waiter"]),
+                         ("_make_subprocess_transport", ["protocol", "args", "shell", "stdin",
+                                                         "stdout", "stderr", "bufsize"])):
+        fn = getattr(base_events.BaseEventLoop, name, None)
+        need(fn is not None and _params(fn)[:len(params)] == params,
+             f"BaseEventLoop.{name}({', '.join(params)}, ...)")
 
     fc = getattr(transports, "_FlowControlMixin", None)
     need(fc is not None, "transports._FlowControlMixin")
