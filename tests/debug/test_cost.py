@@ -3,12 +3,18 @@
 A hammer in another process (``scripts/bench_debug.py --hammer --phases``: one
 client requesting every view in a loop, with the most expensive arguments,
 plus 40 clients that start a fast watch of everything and never read) runs
-next to the echo service of this tier in short phases; echo round trips per
-second are compared with and without it, alternating, in one run.  The bound
-is generous because the machine is shared; ``scripts/bench debug-cost``
-measures the real ratio on an HTTP service under wrk.
+next to the echo service of this tier in short phases; the service process's
+CPU time per echo round trip is compared with and without it, alternating, in
+one run.  CPU per trip, not trips per second, is what the bound is put on: the
+hammer's own CPU is in another process, and time the machine's other work
+takes from this process is not charged to it, so the ratio holds on a loaded
+machine (trips per second swung 0.09-2.1x between windows there).  Before the
+limits, every view was computed per request: about 2x the CPU per request
+(``scripts/bench debug-cost`` measures the real figures on an HTTP service
+under wrk).
 """
 import importlib.util
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -25,10 +31,16 @@ def _bench_debug():
 PAIRS = 10
 
 
-def _rate(svc, seconds: float) -> float:
-    start, t0 = svc.trips, time.monotonic()
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _window(svc, seconds: float) -> tuple[int, float, float]:
+    """(echo trips, this process's CPU seconds, wall seconds) over one window."""
+    start, c0, t0 = svc.trips, _cpu(), time.monotonic()
     time.sleep(seconds)
-    return (svc.trips - start) / (time.monotonic() - t0)
+    return svc.trips - start, _cpu() - c0, time.monotonic() - t0
 
 
 def test_a_client_hammering_every_view_costs_the_service_little(service):
@@ -38,7 +50,9 @@ def test_a_client_hammering_every_view_costs_the_service_little(service):
     svc.wait_trips(200)
     srv = svc.rt.debug_server
     h = _bench_debug().HammerProcess(str(svc.path), watchers=40)
-    ratios, totals = [], {"quiet": 0.0, "hammered": 0.0}
+    ratios = []
+    trips = {"quiet": 0, "hammered": 0}
+    cpu = {"quiet": 0.0, "hammered": 0.0}
     try:
         for k in range(PAIRS):
             rates = {}
@@ -46,8 +60,10 @@ def test_a_client_hammering_every_view_costs_the_service_little(service):
                 if phase == "hammered":
                     h.say("on")
                     time.sleep(0.2)  # connected and hammering before the window opens
-                rates[phase] = _rate(svc, PHASE_S)
-                totals[phase] += rates[phase]
+                n, c, wall = _window(svc, PHASE_S)
+                rates[phase] = n / wall
+                trips[phase] += n
+                cpu[phase] += c
                 if phase == "hammered":
                     h.say("off")
             ratios.append(rates["hammered"] / rates["quiet"])
@@ -56,8 +72,12 @@ def test_a_client_hammering_every_view_costs_the_service_little(service):
         if h.proc.poll() is None:
             h.proc.kill()
             h.proc.wait()
-    overall = totals["hammered"] / totals["quiet"]
-    print(f"echo trips/s hammered/quiet: {overall:.3f} over {PAIRS} alternating pairs of "
+    assert trips["quiet"] > 0 and trips["hammered"] > 0, trips
+    per_trip = {k: cpu[k] / trips[k] for k in cpu}
+    cost = per_trip["hammered"] / per_trip["quiet"]
+    print(f"CPU per echo trip hammered/quiet: {cost:.3f} "
+          f"({per_trip['hammered'] * 1e6:.1f} vs {per_trip['quiet'] * 1e6:.1f} us); "
+          f"echo trips/s hammered/quiet over {PAIRS} alternating pairs of "
           f"{PHASE_S} s (per pair median {statistics.median(ratios):.3f}, min {min(ratios):.3f}, "
           f"max {max(ratios):.3f}); hammer: {got}; snapshots {srv.snapshot_counters}; "
           f"server {srv.counters}")
@@ -68,6 +88,6 @@ def test_a_client_hammering_every_view_costs_the_service_little(service):
     assert srv.snapshot_counters["served_copies"] > srv.snapshot_counters["computed"]
     assert srv.counters["throttled"] > 0
     # Short alternating windows summed: the machine's slow drift cancels.  The
-    # bound allows for a loaded machine; the benchmark gives the real ratio.
-    assert overall > 0.75, (overall, ratios)
+    # bound is generous; the benchmark gives the real ratio.
+    assert cost < 1.4, (cost, per_trip, ratios)
     svc.wait_trips(50)
