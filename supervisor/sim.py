@@ -34,6 +34,7 @@ from typing import Callable
 from .config import PoolAutoscale, Rebalance, SupervisorConfig
 from .observe import ConnObs, Observation, PoolObs, WorkerObs
 from .policy import Policy
+from ..drivers.poolstats import percentile
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,10 +223,8 @@ class SimResult:
 
 
 def _pct(values, q):
-    if not values:
-        return 0.0
-    v = sorted(values)
-    return v[min(len(v) - 1, int(q * len(v)))]
+    # the pools' nearest-rank percentile, so simulated and measured p99s agree
+    return percentile(values, q) or 0.0
 
 
 def erlang_c_servers(lam: float, service_s: float, slo_s: float, target: float = 0.01,

@@ -44,6 +44,12 @@ log = logging.getLogger("ringleader.drivers.postgres")
 # How long to wait for the server to answer a query we asked it to cancel
 # before giving up on the connection.
 CANCEL_GRACE = 5.0
+# A caller cancelled mid-query: the server is asked to cancel only if the
+# query still runs this much later.  A CancelRequest is a new connection (a
+# fork on the server); when many callers give up on short queries at once,
+# cancelling each at once is a storm of forks that keeps an overloaded server
+# overloaded (issue 16), while the queries would have been done anyway.
+CANCEL_AFTER = 0.1
 
 
 class _Statement:
@@ -319,6 +325,15 @@ class Connection:
         multiplexer sends on the connection with the fewest)."""
         return len(self._ops)
 
+    async def settle(self) -> None:
+        """Waits until every Sync group sent so far is answered: a caller gave up
+        on its query (cancelled or timed out), and the pool reuses the connection
+        once the server is done with it.  Sends one extra Sync, whose
+        ReadyForQuery the server sends after all earlier ones."""
+        if not self._ops:
+            return
+        await self._submit(m.SYNC, Op(self._loop)).fut
+
     def terminate(self) -> None:
         """Closes at once, failing whatever is in flight."""
         self._abort(ConnectionLost("connection closed by the client"))
@@ -396,8 +411,14 @@ class Connection:
             raise QueryTimeout(f"query timed out after {timeout:g}s (cancelled on the server)") from e
         except asyncio.CancelledError:
             if not op.status:  # no ReadyForQuery yet: still running or queued
-                self._cancel_op(op)
+                self._cancel_later(op)
             raise
+
+    def _cancel_later(self, op: Op) -> None:
+        def check() -> None:
+            if not op.status and self._closed_exc is None:
+                self._cancel_op(op)
+        self._loop.call_later(CANCEL_AFTER, check)
 
     def _cancel_op(self, op: Op) -> None:
         # A CancelRequest cancels whatever the backend runs at that moment, so

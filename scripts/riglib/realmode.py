@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 
+from ringleader.drivers.poolstats import percentile
 from ringleader.supervisor.sim import erlang_c_servers
 
 from . import servers, stats
@@ -189,8 +190,7 @@ def run_one(pattern, contender, rep, seconds, dsn, url, workers, debug_socket=No
 
 
 def _p(values, q):
-    v = sorted(values)
-    return v[min(len(v) - 1, int(q * len(v)))] if v else 0.0
+    return percentile(values, q) or 0.0
 
 
 def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> dict:

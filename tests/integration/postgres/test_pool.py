@@ -51,12 +51,27 @@ def test_pool_discards_dirty_connections(pg_server, run):
                 assert conn.backend_pid != pid  # the one left in a transaction was dropped
                 assert conn.transaction_status == "I"
                 pid = conn.backend_pid
-            # cancelled mid-query: the connection has a query in flight, so it goes
+            # cancelled mid-query: the connection has a query in flight; the pool
+            # lets the server finish (the driver cancels it there) and reuses it
+            # instead of opening another (issue 16: that churn kept an
+            # overloaded server overloaded)
             t = asyncio.ensure_future(pool.fetchval("select pg_sleep(10)"))
             await asyncio.sleep(0.2)
             t.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await t
+            opened = pool.stats().connections_num
+            assert await pool.fetchval("select pg_backend_pid()") == pid
+            s = pool.stats()
+            assert (s.returns_bad, s.returns_drained, s.connections_num) == (1, 1, opened)
+            # ... but not when the abandoned query was inside a transaction block
+            async with pool.acquire() as conn:
+                await conn.execute("begin")
+                t = asyncio.ensure_future(conn.fetchval("select pg_sleep(10)"))
+                await asyncio.sleep(0.2)
+                t.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await t
             assert await pool.fetchval("select pg_backend_pid()") != pid
             assert pool.stats().returns_bad == 2
         with pytest.raises(InterfaceError):
