@@ -422,7 +422,7 @@ class Pool(Generic[C]):
                     continue
                 if self._size >= self._limit(len(self._waiters)):
                     break
-                if self._size >= self._max and now - w.since < self.burst_after:
+                if self._size >= self._max and now < w.since + self.burst_after:
                     # Above the cap only for a caller that has waited a while: a
                     # return is usually due within a hold time, and opening for
                     # every momentary queue would be churn, not burst absorption.

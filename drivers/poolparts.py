@@ -106,7 +106,9 @@ class OpenBudget:
         self._refill(now)
         if self.tokens >= 1.0:
             return None
-        return now + (1.0 - self.tokens) / self.rate
+        # a hair late rather than early: a timer that fires before the token
+        # is whole would only be set again
+        return now + (1.0 - self.tokens) / self.rate + 1e-6
 
 
 def _wake(waiter: _Waiter) -> None:

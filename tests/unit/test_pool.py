@@ -463,3 +463,57 @@ def test_hand_off_between_worker_threads():
     for t in threads:
         t.join(10)
     assert got["a"] is got["b"]
+
+
+def test_burst_allowance_absorbs_a_step_and_is_released():
+    """Issue 16: callers above the cap get connections opened at once (within
+    the allowance), which close again once idle past burst_linger; without the
+    allowance they queue."""
+    async def main():
+        f = Factory(delay=0.001)
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=2, burst=3, burst_after=0.002, burst_linger=1.0,
+                        maintain_every=1000.0) as pool:
+            held = [await pool.acquire() for _ in range(2)]
+            t0 = loop.time()
+            more = await asyncio.gather(*(pool.acquire() for _ in range(3)))
+            assert loop.time() - t0 < 0.01  # opened for them, not waiting for a return
+            s = pool.stats()
+            assert (s.pool_size, s.pool_burst, s.connections_burst) == (5, 3, 3)
+            extra = asyncio.ensure_future(pool.acquire(timeout=0.5))  # allowance used up
+            await asyncio.sleep(0.1)
+            assert pool.stats().requests_waiting == 1
+            pool.release(more[0])
+            assert await extra is more[0]
+            for c in [*held, *more[1:], more[0]]:
+                pool.release(c)
+            assert pool.stats().pool_size == 5  # lingering, not closed on return
+            pool._maintain(loop.time() + 2.0)
+            s = pool.stats()
+            assert (s.pool_size, s.pool_burst) == (2, 0) and sum(c.is_closed for c in f.made) == 3
+            pool.set_burst(0)  # withdrawn (the guard holds): callers above the cap queue
+            held = [await pool.acquire() for _ in range(2)]
+            with pytest.raises(PoolTimeout):
+                await pool.acquire(timeout=0.1)
+            assert len(f.made) == 5
+            for c in held:
+                pool.release(c)
+    run(main())
+
+
+def test_opens_are_rate_limited_and_counted():
+    """A queue of callers gets connections at connect_rate once the bucket is
+    empty: bounded churn, and the delays are counted."""
+    async def main():
+        f = Factory()
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=20, connect_rate=10.0, connect_burst=4,
+                        max_connecting=2) as pool:
+            t0 = loop.time()
+            conns = await asyncio.gather(*(pool.acquire(timeout=5.0) for _ in range(8)))
+            took = loop.time() - t0
+            assert len(f.made) == 8 and 0.35 <= took <= 0.5  # 4 at once, then 4 at 10/s
+            assert pool.stats().connections_delayed >= 1
+            for c in conns:
+                pool.release(c)
+    run(main())

@@ -103,3 +103,4 @@ def test_pool_survives_killed_connections_and_restart(pg_server, run):
             assert (pool.min_size, pool.max_size) == (1, 4)
             assert await pool.fetchval("select 2") == 2
     run(main(), timeout=120)
+
