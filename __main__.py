@@ -56,8 +56,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _console():
-    from rich.console import Console
-    return Console(highlight=False, soft_wrap=False)
+    from .extras import require
+    rich_console = require("rich.console", "cli", "the ringleader command")
+    return rich_console.Console(highlight=False, soft_wrap=False)
 
 
 def _list(console, show_all: bool) -> int:
@@ -134,7 +135,12 @@ def _top(client, args, console, view) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = _console()
+    from .extras import MissingExtraError
+    try:
+        console = _console()
+    except MissingExtraError as exc:
+        print(f"ringleader: {exc}", file=sys.stderr)
+        return 1
     if args.command == "list":
         return _list(console, args.all)
     from .runtime.debug_protocol import DebugError

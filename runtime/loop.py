@@ -7,7 +7,11 @@ What this module replaces is the I/O underneath:
 
 * one iteration = flush every queued SQE (sends batched from all transports)
   and harvest all completions in a single ``io_uring_enter``; timers bound the
-  wait through the kernel's timeout argument;
+  wait through the kernel's timeout argument.  The per-event work (the wait,
+  the harvest, routing each completion to its handler, and the stream
+  transports' receive/write/send) runs in the compiled core
+  (:mod:`ringleader.runtime._loopcore`); this module keeps the iteration's
+  scheduling (asyncio's ready queue and timer heap) and the cold paths;
 * sockets behind transports are registered (fixed) files of this ring;
   receives are multishot into the loop's provided-buffer ring
   (see :mod:`ringleader.runtime.transport`);
@@ -15,8 +19,8 @@ What this module replaces is the I/O underneath:
   on ordinary fds (one-shot polls re-armed after each callback, which gives
   asyncio's level-triggered semantics), so libraries such as psycopg's
   ``AsyncConnection`` work unchanged;
-* other threads wake the loop through an eventfd the ring keeps a read on,
-  written only when the loop is (about to be) asleep.
+* other threads wake the loop through an eventfd the ring watches with a
+  multishot poll, written only when the loop is (about to be) asleep.
 
 The loop belongs to the thread that runs it: the ring is created with
 SINGLE_ISSUER|DEFER_TASKRUN when the kernel offers it, so only that thread may
@@ -33,10 +37,10 @@ import os
 import socket
 import threading
 import time
-from time import monotonic as _monotonic
 from asyncio import base_events, events, sslproto
 
 from ..uring import Ring, RingStats, consts, error_from_result
+from . import _loopcore
 from .stats import ConnStats, LoopStats
 from .fdops import FdOpsMixin, _ignore
 from .transport import RingTransport
@@ -44,7 +48,6 @@ from .transport import RingTransport
 logger = logging.getLogger("ringleader.runtime")
 
 _F_MORE = consts.CQE_F_MORE
-_F_BUFFER = consts.CQE_F_BUFFER
 # user_data at or above this carry a message from another ring (MSG_RING):
 # the top byte is the kind, the rest a payload.
 TAG_BASE = 1 << 56
@@ -74,7 +77,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._owner: int | None = None
         self._handlers: dict[int, object] = {}
         self._next_ud = 256
-        self._dirty: list[RingTransport] = []
+        self._core: _loopcore.Core | None = None
         self._conns: dict[int, RingTransport] = {}
         self._readers: dict[int, list] = {}
         self._writers: dict[int, list] = {}
@@ -85,7 +88,6 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         # iterations, timer lag, per-connection bytes/ops/last activity) so their
         # cost can be measured (scripts/bench http); the ring's C counters stay.
         self._telemetry = telemetry
-        self._now = 0.0  # monotonic time taken right after the last harvest
         self._iterations = 0
         self._handles_run = 0
         self._lag_max = 0.0
@@ -105,6 +107,11 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._ring = Ring(**self._ring_args)
         self._owner = threading.get_ident()
         self._bufring = self._ring.buffer_ring(*self._buf_args, bgid=0)
+        ring_addr, ring_owner = self._ring.c_struct()
+        buf_addr, buf_owner = self._bufring.c_struct()
+        self._core = _loopcore.Core(ring_addr, buf_addr, (self._ring, ring_owner, buf_owner),
+                                    self._handlers, self._ring.keep_table, self._on_message,
+                                    self._on_handler_error, self._telemetry)
         self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._handlers[_UD_WAKE] = self._on_wake
         # A multishot poll rather than a read: it holds no buffer, so the ring's
@@ -114,6 +121,38 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
     @property
     def ring_fd(self) -> int:
         return self._ring.fd
+
+    # ------------------------------------------- the transport contract
+    # (runtime/contract.py, TransportLoop: what a transport may use of its loop)
+    @property
+    def ring(self) -> Ring:
+        return self._ring
+
+    def bind_stream(self, transport: RingTransport, slot: int, stream=None):
+        ud_recv = self._next_ud
+        ud_send = ud_recv + 1
+        self._next_ud = ud_recv + 2
+        if stream is None:
+            stream = _loopcore.Stream(self._core, transport, slot, ud_recv, ud_send,
+                                      transport._high_water, self._telemetry)
+        else:
+            stream.rebind(self._core, slot, ud_recv, ud_send)
+        # The compiled dispatcher sees a Stream here and handles both of its
+        # user_data in C (receive or send, told apart by the value).
+        self._handlers[ud_recv] = stream
+        self._handlers[ud_send] = stream
+        self._conns[transport.conn_id] = transport
+        return stream
+
+    def unbind_stream(self, transport: RingTransport) -> None:
+        c = transport._c
+        self._handlers.pop(c.ud_recv, None)
+        self._handlers.pop(c.ud_send, None)
+        self._conns.pop(transport.conn_id, None)
+
+    def oneshot(self, handler) -> int:
+        """Register a handler that is dropped after its first final completion."""
+        return self._oneshot(handler)
 
     def _alloc_ud(self, handler) -> int:
         ud = self._next_ud
@@ -125,7 +164,6 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._handlers.pop(ud, None)
 
     def _oneshot(self, handler) -> int:
-        """Register a handler that is dropped after its first final completion."""
         handlers = self._handlers
 
         def once(res, flags, _ud=[0]):
@@ -155,9 +193,6 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
                 os.eventfd_write(self._efd, 1)
             except OSError:
                 pass
-
-    def _mark_dirty(self, transport: RingTransport) -> None:
-        self._dirty.append(transport)
 
     # ------------------------------------------------------------- iteration
     def _run_once(self) -> None:
@@ -227,12 +262,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         h = None
 
     def _poll(self, timeout: float | None) -> None:
-        ring = self._ring
-        dirty = self._dirty
-        if dirty:
-            self._dirty = []
-            for t in dirty:
-                t._flush()
+        core = self._core
+        if core.dirty:
+            core.flush_dirty()
         if timeout is None or timeout > 0:
             # Publish "asleep" before the final look at _ready: a thread that
             # appends to _ready and then sees _sleeping False is guaranteed we
@@ -240,51 +272,28 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             self._sleeping = True
             if self._ready:
                 timeout = 0.0
-            got = ring.enter_bufs(self._bufring, 0 if timeout == 0.0 else 1, timeout)
+            ready = core.submit_wait(timeout != 0.0, timeout)
             self._sleeping = False
         else:
-            got = ring.enter_bufs(self._bufring, 0, 0.0)
-        self._now = _monotonic()
-        if got[0] and self._ready:
+            ready = core.submit_wait(False, 0.0)
+        if not ready:
+            return
+        if self._ready:
             # asyncio runs the callbacks that were ready before a poll ahead of
             # that poll's I/O callbacks (e.g. the task awaiting create_connection
-            # resumes before data_received): dispatch after them, in order.
-            # (The received bytes are copied out of the ring's arena before the
-            # next harvest reuses it: this handle runs in this same iteration.)
-            self._ready.append(events.Handle(self._dispatch, got, self, None))
+            # resumes before data_received): dispatch after them, in order.  The
+            # completions wait in the CQ until then.
+            self._ready.append(events.Handle(core.dispatch, (), self, None))
         else:
-            self._dispatch(*got)
+            core.dispatch()
 
-    def _dispatch(self, uds: list, res: list, fls: list, offs: list, data) -> None:
-        # Handlers get (res, flags); a completion that took a provided buffer
-        # gets (res, flags, bytes or None): the C harvest already copied its
-        # bytes into ``data`` and recycled the buffer, even when no handler is
-        # left (a receive that raced with its transport's close).
-        handlers = self._handlers
-        for i in range(len(uds)):
-            ud = uds[i]
-            fn = handlers.get(ud)
-            try:
-                if fn is not None:
-                    fl = fls[i]
-                    if fl & _F_BUFFER:
-                        r = res[i]
-                        if r > 0:
-                            o = offs[i]
-                            fn(r, fl, data[o:o + r])
-                        else:
-                            fn(r, fl, None)
-                    else:
-                        fn(res[i], fl)
-                elif ud >= TAG_BASE:
-                    self._on_message(ud, res[i])
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self.call_exception_handler({
-                    "message": "unhandled error in an io_uring completion handler",
-                    "exception": exc,
-                })
+    def _on_handler_error(self, exc: BaseException) -> None:
+        # The compiled dispatcher's report of an exception a handler raised
+        # (SystemExit and KeyboardInterrupt propagate instead).
+        self.call_exception_handler({
+            "message": "unhandled error in an io_uring completion handler",
+            "exception": exc,
+        })
 
     # -------------------------------------------------------- cross-ring msgs
     def register_message_handler(self, kind: int, handler) -> None:
@@ -362,7 +371,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             busy_s=max(0.0, wall - idle), idle_s=idle, lag_max_s=self._lag_max,
             lag_ewma_s=self._lag_ewma, connections=len(self._conns),
             migrations_in=self.migrations_in, migrations_out=self.migrations_out,
-            enobufs=self._bufring.enobufs, ring=ring_stats)
+            enobufs=self._bufring.enobufs + self._core.enobufs, ring=ring_stats)
 
     def connections(self) -> list[RingTransport]:
         return list(self._conns.values())

@@ -12,17 +12,22 @@ state between scrapes; counters are the runtime's own totals since start.
 what the debug socket's ``metrics`` command and ``ringleader metrics`` serve.
 It does not run an HTTP endpoint: a service that wants one registers the
 collector with its own registry (``prometheus_client.REGISTRY.register(
-RuntimeCollector(rt))``) and serves it however it serves HTTP.
+RuntimeCollector(rt))``) and serves it however it serves HTTP.  Needs the
+``metrics`` extra (prometheus-client).
 """
 from __future__ import annotations
 
 import math
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector
+from ..extras import require
 
-from ..uring import RingStats
+require("prometheus_client", "metrics", "ringleader.runtime.metrics")
+from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,  # noqa: E402
+                                    HistogramMetricFamily)
+from prometheus_client.registry import Collector  # noqa: E402
+
+from ..uring import RingStats  # noqa: E402
 
 __all__ = ["RuntimeCollector", "render", "CONTENT_TYPE"]
 

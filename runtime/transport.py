@@ -16,6 +16,15 @@ protocol written for asyncio run on it.  Underneath:
 * per-connection counters (bytes in/out, operations, last activity) feed the
   hot-connection ranking.
 
+The per-event half (receive completions, ``write``, the flush, send
+completions, the counters) is the compiled ``_loopcore.Stream`` each
+transport owns (``self._c``); the loop's compiled dispatcher routes this
+connection's completions straight to it, and it calls the protocol's
+``data_received`` itself.  This module keeps everything that happens once per
+connection or less: construction, pause/resume, EOF, errors, close, TLS
+hand-off and migration.  What the two halves and the loop may call on each
+other is declared once in :mod:`ringleader.runtime.contract`.
+
 The transport also knows how to leave its ring and join another's
 (:meth:`RingTransport._detach` / :meth:`RingTransport._attach`); the runtime's
 migration drives those.  What it does not do: datagrams, or sendfile beyond
@@ -30,27 +39,20 @@ import socket
 import warnings
 from asyncio import constants, protocols, sslproto, transports, trsock
 
-from ..uring import consts, error_from_result
+from ..uring import error_from_result
+from .contract import StreamState
 from .errors import MigrationError
 from .stats import ConnStats
 
 logger = logging.getLogger("ringleader.runtime")
 
-_F_MORE = consts.CQE_F_MORE
-_F_BUFFER = consts.CQE_F_BUFFER
 _ids = itertools.count(1)
+_OPEN, _CLOSING, _LOST, _DONE = (StreamState.OPEN, StreamState.CLOSING, StreamState.LOST,
+                                 StreamState.DONE)
 
 
 class RingTransport(transports._FlowControlMixin, transports.Transport):
-    # Slots for everything the hot path touches: a plain instance dict with
-    # this many keys loses CPython's fast attribute path, and each completion
-    # reads a dozen attributes (about 2x faster per call in a microbenchmark).
-    # __dict__ stays, so code that hangs extra attributes on a transport works.
-    __slots__ = ("conn_id", "_sock", "_server", "_protocol", "_buffered", "_closing",
-                 "_conn_lost", "_reading", "_recv_armed", "_held", "_eof_held", "_wbuf",
-                 "_wsize", "_inflight", "_dirty", "_write_eof", "_shut_wr", "_lost_called",
-                 "bytes_in", "bytes_out", "ops", "migrations", "migrating", "last_active",
-                 "_ring", "_bufring", "_slot", "_telemetry", "_ud_recv", "_ud_send",
+    __slots__ = ("conn_id", "_sock", "_server", "_protocol", "_c", "migrations",
                  "_migrate_waiter", "__dict__", "__weakref__")
     _start_tls_compatible = True
     # loop.sendfile() works through asyncio's read-and-send fallback (the
@@ -79,110 +81,55 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         self._sock = sock
         self._server = server
         self._protocol = None
-        self._buffered = False
-        self.set_protocol(protocol)
-        self._closing = False
-        self._conn_lost = 0
-        self._reading = True
-        self._recv_armed = False
-        self._held: list[bytes] = []      # received while paused
-        self._eof_held = False
-        self._wbuf: list[bytes] = []
-        self._wsize = 0
-        self._inflight = None             # the bytes (or view) the kernel is sending
-        self._dirty = False
-        self._write_eof = False
-        self._shut_wr = False
-        self._lost_called = False
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.ops = 0
+        self._c = None
         self.migrations = 0
-        self.migrating = False
-        self._bind(loop, loop._ring.files.install(sock.fileno()))
-        self.last_active = loop.time()
+        self._migrate_waiter = None
+        self._bind(loop, loop.ring.files.install(sock.fileno()))
+        # The protocol's writes go straight to the compiled stream: the bound C
+        # method shadows RingTransport.write for this instance (no Python frame
+        # per write).  The class method below does the same for anyone who
+        # calls it through the class.
+        self.write = self._c.write
+        self.set_protocol(protocol)
+        self._c.last_active = loop.time()
         if server is not None:
             server._attach()
         loop.call_soon(self._protocol.connection_made, self)
-        loop.call_soon(self._arm_recv)
+        loop.call_soon(self._c.arm_recv)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
     # ------------------------------------------------------------ ring glue
     def _bind(self, loop, slot: int) -> None:
         self._loop = loop
-        self._ring = loop._ring
-        self._bufring = loop._bufring
-        self._slot = slot
-        self._telemetry = loop._telemetry
-        self._ud_recv = loop._alloc_ud(self._on_recv)
-        self._ud_send = loop._alloc_ud(self._on_send)
-        loop._conns[self.conn_id] = self
+        self._c = loop.bind_stream(self, slot, self._c)
 
     def _unbind(self) -> None:
-        loop = self._loop
-        loop._free_ud(self._ud_recv)
-        loop._free_ud(self._ud_send)
-        loop._conns.pop(self.conn_id, None)
+        self._loop.unbind_stream(self)
 
     def _arm_recv(self) -> None:
-        if self._reading and not self._recv_armed and not self._closing and not self.migrating:
-            self._ring.recv_select(self._slot, self._bufring, self._ud_recv, multishot=True, fixed=True)
-            self._recv_armed = True
+        self._c.arm_recv()
 
     def _cancel_recv(self) -> None:
-        if self._recv_armed:
-            self._ring.cancel(self._ud_recv, self._loop._oneshot(_ignore))
+        c = self._c
+        if c.recv_armed:
+            self._loop.ring.cancel(c.ud_recv, self._loop.oneshot(_ignore))
 
-    def _on_recv(self, res: int, flags: int, data: bytes | None = None) -> None:
-        # The loop's harvest has already copied the bytes out of the provided
-        # buffer and recycled it (Ring.enter_bufs); ``data`` is ours to keep.
-        if not flags & _F_MORE:
-            self._recv_armed = False
-        if res > 0:
-            if self._telemetry:
-                self.bytes_in += res
-                self.ops += 1
-                self.last_active = self._loop._now
-            if self._conn_lost:
-                return
-            if not self._reading or self.migrating or self._held:
-                # Paused, moving, or older bytes still queued: keep the order.
-                self._held.append(data)
-            elif self._buffered:
-                self._deliver(data)
-            else:
-                # _deliver inlined for the common (non-buffered) protocol: this
-                # runs once per received chunk.
-                try:
-                    self._protocol.data_received(data)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
-        elif res == 0:
-            if self._reading and not self.migrating:
-                self._on_eof()
-            else:
-                self._eof_held = True
-            return
-        elif res == -errno.ENOBUFS:
-            self._bufring.enobufs += 1
-        elif res == -errno.ECANCELED:
-            pass
-        else:
-            self._fatal_error(error_from_result(res, "recv", self._slot, True),
-                              "Fatal read error on socket transport")
-            return
-        if not self._recv_armed:
-            if self.migrating:
-                self._migration_progress()
-            else:
-                self._arm_recv()
+    # Called by the compiled stream (see runtime/contract.py, TransportCallbacks).
+    def _recv_failed(self, res: int) -> None:
+        self._fatal_error(error_from_result(res, "recv", self._c.slot, True),
+                          "Fatal read error on socket transport")
+
+    def _send_failed(self, res: int) -> None:
+        self._fatal_error(error_from_result(res, "send", self._c.slot, True),
+                          "Fatal write error on socket transport")
+
+    def _log_lost_write(self) -> None:
+        logger.warning("socket.send() raised exception.")
 
     def _deliver(self, data: bytes) -> None:
         try:
-            if self._buffered:
+            if self._c.buffered:
                 protocols._feed_data_to_buffered_proto(self._protocol, data)
             else:
                 self._protocol.data_received(data)
@@ -192,7 +139,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
 
     def _on_eof(self) -> None:
-        if self._conn_lost:
+        if self._c.state >= _LOST:
             return
         try:
             keep_open = self._protocol.eof_received()
@@ -206,31 +153,37 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     # -------------------------------------------------------------- reading
     def is_reading(self) -> bool:
-        return self._reading and not self._closing
+        c = self._c
+        return c.reading and c.state == _OPEN
 
     def pause_reading(self) -> None:
-        if not self._reading or self._closing:
+        c = self._c
+        if not c.reading or c.state != _OPEN:
             return
-        self._reading = False
+        c.reading = False
         self._cancel_recv()
 
     def resume_reading(self) -> None:
-        if self._reading or self._closing:
+        c = self._c
+        if c.reading or c.state != _OPEN:
             return
-        self._reading = True
-        if self._held or self._eof_held:
+        c.reading = True
+        if c.held or c.eof_held:
             self._loop.call_soon(self._release_held)
-        self._arm_recv()
+        c.arm_recv()
 
     def _release_held(self) -> None:
-        while self._held and self._reading and not self._conn_lost:
-            self._deliver(self._held.pop(0))
-        if self._eof_held and self._reading and not self._held and not self._conn_lost:
-            self._eof_held = False
+        c = self._c
+        held = c.held
+        while held and c.reading and c.state < _LOST:
+            self._deliver(held.pop(0))
+        if c.eof_held and c.reading and not held and c.state < _LOST:
+            c.eof_held = False
             self._on_eof()
 
     def set_protocol(self, protocol) -> None:
-        self._buffered = isinstance(protocol, protocols.BufferedProtocol)
+        buffered = isinstance(protocol, protocols.BufferedProtocol)
+        self._c.set_protocol(protocol, buffered)
         self._protocol = protocol
         if self._protocol_paused and isinstance(protocol, sslproto.SSLProtocol):
             # start_tls() while above the high-water mark (writes wait for the
@@ -245,109 +198,51 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     # -------------------------------------------------------------- writing
     def write(self, data) -> None:
-        if type(data) is not bytes:
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise TypeError(f"data argument must be a bytes-like object, "
-                                f"not {type(data).__name__!r}")
-            # Copy mutable buffers: the caller may reuse them before the kernel reads.
-            data = bytes(data)
-        if self._write_eof:
-            raise RuntimeError("Cannot call write() after write_eof()")
-        if self._conn_lost:
-            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
-            return
-        if not data:
-            return
-        self._wbuf.append(data)
-        self._wsize += len(data)
-        if not self._dirty and self._inflight is None and not self.migrating:
-            self._dirty = True
-            self._loop._dirty.append(self)
-        if self._wsize > self._high_water:  # the test _maybe_pause_protocol starts with
-            self._maybe_pause_protocol()
+        # Only reached through the class (instances carry the C method itself).
+        self._c.write(data)
 
     def _flush(self) -> None:
-        """Called by the loop once per iteration, just before it enters the kernel."""
-        self._dirty = False
-        if self._inflight is not None or not self._wbuf or self._conn_lost or self.migrating:
-            return
-        buf = self._wbuf
-        data = buf[0] if len(buf) == 1 else b"".join(buf)
-        buf.clear()
-        # _inflight keeps the bytes alive for the kernel until _on_send (or, if
-        # the transport dies first, _finish hands them to the ring).
-        self._inflight = data
-        self._ring.send_fixed(self._slot, data, self._ud_send)
-
-    def _on_send(self, res: int, flags: int) -> None:
-        if res < 0:
-            self._inflight = None
-            if self._conn_lost:
-                return
-            self._fatal_error(error_from_result(res, "send", self._slot, True),
-                              "Fatal write error on socket transport")
-            return
-        if self._telemetry:
-            self.bytes_out += res
-            self.ops += 1
-            self.last_active = self._loop._now
-        self._wsize -= res
-        data = self._inflight
-        if res < len(data):
-            # Short send: resend the rest before anything queued after it.
-            rest = memoryview(data)[res:]
-            self._inflight = rest
-            if not self._conn_lost and not self.migrating:
-                self._ring.send_fixed(self._slot, rest, self._ud_send)
-            return
-        self._inflight = None
-        if self._conn_lost:
-            return
-        if self._protocol_paused:  # the test _maybe_resume_protocol starts with
-            self._maybe_resume_protocol()
-        if self._wbuf:
-            if not self._dirty and not self.migrating:
-                self._dirty = True
-                self._loop._dirty.append(self)
-        elif self.migrating:
-            self._migration_progress()
-        elif self._closing:
-            self._finish(None)
-        elif self._write_eof and not self._shut_wr:
-            self._do_shutdown()
+        """Hand the queued writes to the ring now (the loop does this once per iteration)."""
+        self._c.flush()
 
     def get_write_buffer_size(self) -> int:
-        return self._wsize
+        return self._c.wsize
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        super().set_write_buffer_limits(high, low)
+        c = self._c
+        c.high_water = self._high_water
+        c.may_be_paused = True  # the compiled send path asks _maybe_resume_protocol next time
 
     def can_write_eof(self) -> bool:
         return True
 
     def write_eof(self) -> None:
-        if self._closing or self._write_eof:
+        c = self._c
+        if c.state != _OPEN or c.write_eof:
             return
-        self._write_eof = True
-        if self._inflight is None and not self._wbuf:
+        c.write_eof = True
+        if c.inflight is None and not c.wbuf:
             self._do_shutdown()
 
     def _do_shutdown(self) -> None:
-        self._shut_wr = True
-        self._ring.shutdown(self._slot, socket.SHUT_WR, self._loop._oneshot(_ignore), fixed=True)
+        c = self._c
+        c.shut_wr = True
+        self._loop.ring.shutdown(c.slot, socket.SHUT_WR, self._loop.oneshot(_ignore), fixed=True)
 
     # -------------------------------------------------------------- closing
     def is_closing(self) -> bool:
-        return self._closing
+        return self._c.state != _OPEN
 
     def close(self) -> None:
-        if self._closing:
+        c = self._c
+        if c.state != _OPEN:
             return
-        self._closing = True
-        self._reading = False
-        if self.migrating:
+        c.state = _CLOSING
+        c.reading = False
+        if c.migrating:
             return  # the new worker finishes the close once the file arrives
-        if self._inflight is None and not self._wbuf:
-            self._conn_lost += 1
+        if c.inflight is None and not c.wbuf:
             self._finish(None)
 
     def abort(self) -> None:
@@ -364,58 +259,61 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         self._force_close(exc)
 
     def _force_close(self, exc) -> None:
-        if self._conn_lost:
+        c = self._c
+        if c.state >= _LOST:
             return
-        self._wbuf.clear()
-        self._wsize = 0
-        self._held.clear()
-        self._closing = True
-        self._reading = False
-        self._conn_lost += 1
+        c.wbuf.clear()
+        c.wsize = 0
+        c.held.clear()
+        c.state = _CLOSING
+        c.reading = False
         self._finish(exc)
 
     def _finish(self, exc) -> None:
-        """Release the ring resources now; tell the protocol on the next iteration."""
-        if self._slot < 0:
+        """Release the ring resources now (state LOST); tell the protocol on the next iteration."""
+        c = self._c
+        if c.slot < 0:
             return
         loop = self._loop
         if not loop.is_closed():
+            ring = loop.ring
             # Cancel whatever is still in flight (recv, a send to a dead peer)
             # by user_data, not by slot: the slot is emptied right now and may
             # be reused before the cancel reaches the kernel.  The kernel keeps
             # its own file references until those operations complete; their
             # late completions find no handler (the loop recycles buffers).
-            if self._recv_armed:
-                self._ring.cancel(self._ud_recv, loop._oneshot(_ignore))
-            if self._inflight is not None:
-                self._ring.cancel(self._ud_send, loop._oneshot(_ignore))
-                # send_fixed left the bytes' lifetime to us: let the ring hold
-                # them until that send's last completion is reaped.
-                self._ring._keep[self._ud_send] = self._inflight
+            if c.recv_armed:
+                ring.cancel(c.ud_recv, loop.oneshot(_ignore))
+            if c.inflight is not None:
+                ring.cancel(c.ud_send, loop.oneshot(_ignore))
+                # The stream kept the bytes alive for the kernel: let the ring
+                # hold them until that send's last completion is reaped.
+                ring.hold(c.ud_send, c.inflight)
             try:
-                self._ring.files.release(self._slot)
+                ring.files.release(c.slot)
             except OSError as e:  # pragma: no cover - the table is ours; log, don't mask exc
-                logger.error("releasing fixed slot %d failed: %s", self._slot, e)
-        self._slot = -1
+                logger.error("releasing fixed slot %d failed: %s", c.slot, e)
+        c.slot = -1
         self._unbind()
-        if not self._conn_lost:
-            self._conn_lost += 1
+        c.state = _LOST
         loop.call_soon(self._call_connection_lost, exc)
-        if self.migrating:
+        if c.migrating:
             # A move in progress waits for this transport to go quiet; it never
             # will now (e.g. the peer reset it): fail the move instead of hanging.
             self._migration_progress()
 
     def _call_connection_lost(self, exc) -> None:
-        if self._lost_called:
+        c = self._c
+        if c.state == _DONE:
             return
-        self._lost_called = True
+        c.state = _DONE
         try:
             self._protocol.connection_lost(exc)
         finally:
             self._sock.close()
             self._sock = None
             self._protocol = None
+            c.detach_objects()  # the stream no longer calls back into us
             server = self._server
             if server is not None:
                 self._server = None
@@ -431,24 +329,41 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
                         pass
 
     def __del__(self, _warn=warnings.warn):
-        if getattr(self, "_sock", None) is not None and not getattr(self, "_lost_called", True):
+        c = getattr(self, "_c", None)
+        if getattr(self, "_sock", None) is not None and c is not None and c.state != _DONE:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
 
     def __repr__(self) -> str:
-        state = "closing" if self._closing else "open"
+        c = self._c
+        state = StreamState(c.state).name.lower() if c is not None else "new"
         return (f"<RingTransport #{self.conn_id} worker={getattr(self._loop, 'worker_id', '?')} "
-                f"slot={self._slot} {state}>")
+                f"slot={c.slot if c is not None else -1} {state}>")
 
     # ------------------------------------------------------------ telemetry
+    # The counters live in the compiled stream (updated per completion there).
+    bytes_in = property(lambda self: self._c.bytes_in)
+    bytes_out = property(lambda self: self._c.bytes_out)
+    ops = property(lambda self: self._c.ops)
+    last_active = property(lambda self: self._c.last_active)
+
+    @property
+    def migrating(self) -> bool:
+        return self._c.migrating
+
+    @migrating.setter
+    def migrating(self, value: bool) -> None:
+        self._c.migrating = value
+
     @property
     def migratable(self) -> bool:
         return not isinstance(self._protocol, sslproto.SSLProtocol)
 
     def conn_stats(self) -> ConnStats:
+        c = self._c
         peer = self._extra.get("peername")
-        return ConnStats(conn_id=self.conn_id, worker=self._loop.worker_id, slot=self._slot,
-                         peer=str(peer), bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-                         ops=self.ops, last_active=self.last_active, migrations=self.migrations,
+        return ConnStats(conn_id=self.conn_id, worker=self._loop.worker_id, slot=c.slot,
+                         peer=str(peer), bytes_in=c.bytes_in, bytes_out=c.bytes_out,
+                         ops=c.ops, last_active=c.last_active, migrations=self.migrations,
                          migratable=self.migratable)
 
     # ----------------------------------------------------------- migration
@@ -457,59 +372,59 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     # quiescent: leave the old loop, keep the slot number for the hand-over),
     # _attach (on the new worker, with the slot MSG_RING installed there).
     def _begin_migration(self, waiter) -> None:
-        if self._closing or self._conn_lost:
+        c = self._c
+        if c.state != _OPEN:
             raise ConnectionError(f"{self!r} is closing; it cannot migrate")
-        if self.migrating:
+        if c.migrating:
             raise RuntimeError(f"{self!r} is already migrating")
         if not self.migratable:
             # asyncio's SSLProtocol keeps its loop (callbacks, timers) and has
             # no hand-over hook: a TLS connection stays on its worker.
             raise MigrationError(f"{self!r} carries TLS (asyncio's SSLProtocol is bound to "
                                  f"its loop); TLS connections cannot migrate")
-        self.migrating = True
+        c.migrating = True
         self._migrate_waiter = waiter
-        if self._recv_armed:
-            self._ring.cancel(self._ud_recv, self._loop._oneshot(_ignore))
+        self._cancel_recv()
         self._migration_progress()
 
     def _migration_progress(self) -> None:
-        waiter = getattr(self, "_migrate_waiter", None)
+        waiter = self._migrate_waiter
         if waiter is None or waiter.done():
             return
-        if self._conn_lost:
+        c = self._c
+        if c.state >= _LOST:
             waiter.set_exception(ConnectionError("connection lost while migrating"))
-        elif not self._recv_armed and self._inflight is None:
+        elif not c.recv_armed and c.inflight is None:
             waiter.set_result(None)
 
     def _detach(self) -> int:
         """Leave the current loop (quiescent); returns the slot to hand over."""
-        slot = self._slot
+        slot = self._c.slot
         self._unbind()
         self._migrate_waiter = None
         return slot
 
     def _abort_migration(self) -> None:
         """The hand-over failed: stay on this loop (called after _detach)."""
-        self.migrating = False
+        self._c.migrating = False
 
     def _attach(self, loop, slot: int) -> None:
         """Join ``loop`` (running on its own thread) with our file in ``slot``."""
         self._bind(loop, slot)
-        self.migrating = False
+        c = self._c
+        c.migrating = False
         self.migrations += 1
         hook = getattr(self._protocol, "connection_migrated", None)
         if hook is not None:
             hook(self, loop)
-        if self._held or self._eof_held:
+        if c.held or c.eof_held:
             loop.call_soon(self._release_held)
-        if self._closing and not self._wbuf:
-            self._conn_lost += 1
+        if c.state == _CLOSING and not c.wbuf:
             self._finish(None)
             return
-        if self._wbuf and not self._dirty:
-            self._dirty = True
-            loop._dirty.append(self)
-        self._arm_recv()
+        if c.wbuf:
+            c.mark_dirty()
+        c.arm_recv()
 
 
 def _ignore(res: int, flags: int) -> None:

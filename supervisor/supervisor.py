@@ -22,7 +22,7 @@ import logging
 import time
 from typing import Callable
 
-from .config import SupervisorConfig
+from .config import ConfigError, SupervisorConfig
 from .observe import Observation, Sampler
 from .policy import Action, Policy
 
@@ -142,10 +142,12 @@ class Supervisor:
         """Put ``pool`` under control: its ``PoolAutoscale`` comes from the config
         (by name) or from the pool's own ``autoscale`` attribute; none means the
         pool is only observed.  Its current ``max_size`` is the initial cap and
-        must lie inside the rails."""
+        must lie inside the rails; :class:`ConfigError` otherwise."""
         cfg = self.config.pools.get(name) or getattr(pool, "autoscale", None)
+        if cfg is not None and not all(hasattr(cfg, a) for a in ("min", "max", "enabled")):
+            raise ConfigError(f"pool {name!r}: autoscale must be a PoolAutoscale, got {cfg!r}")
         if cfg is not None and cfg.enabled and not cfg.min <= pool.max_size <= cfg.max:
-            raise ValueError(f"pool {name!r}: its max_size {pool.max_size} (the initial cap) is "
+            raise ConfigError(f"pool {name!r}: its max_size {pool.max_size} (the initial cap) is "
                              f"outside the rails [{cfg.min}, {cfg.max}]")
         self.pools[name] = pool
         if cfg is not None:
@@ -174,7 +176,7 @@ class Supervisor:
                 continue
             try:
                 self.adopt(entry.name, entry.pool)
-            except ValueError as exc:
+            except ConfigError as exc:
                 self.skipped[entry.name] = str(exc)
                 log.error("supervisor: not controlling pool %r: %s", entry.name, exc)
 

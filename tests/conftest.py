@@ -1,10 +1,30 @@
-"""Shared fixtures.  Tiers are directories: unit/ (no I/O), ring/ (real io_uring),
-integration/ (real servers), fuzz/ (hypothesis)."""
+"""Shared fixtures, and the tier markers.
+
+Tiers are directories, and each test is marked with its directory's tier (the
+hook below), so ``-m unit`` or ``-m "not integration"`` selects by tier with no
+marker to forget in a file: unit/ (no I/O), ring/ (real io_uring), runtime/
+(the loop and worker threads), integration/ (real Postgres/Redis servers),
+fuzz/ (hypothesis), rig/ (the traffic rig's simulation), debug/ (the debug
+socket and CLI).  Plain helpers shared by the tiers are in tutil.py.
+"""
 import os
 import shutil
 import subprocess
 
 import pytest
+
+TIERS = ("unit", "ring", "runtime", "integration", "fuzz", "rig", "debug")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        rel = os.path.relpath(str(item.path), _HERE)
+        tier = rel.split(os.sep, 1)[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{rel}: tests live in a tier directory ({', '.join(TIERS)}); "
+                                    f"a new tier needs its marker in pyproject.toml and TIERS")
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 def open_fds() -> set[int]:

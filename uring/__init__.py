@@ -5,6 +5,13 @@ This is the only package that calls the C library.  It offers a :class:`Ring`
 provided-buffer rings, a kernel probe (:func:`probe`) and frozen stats
 snapshots.  It knows nothing about asyncio; the runtime builds on it.
 """
+import importlib.util as _util
+
+# The binding is compiled at install (setup.py, cffi API mode); a source tree
+# imported in place of the install has none.
+if _util.find_spec(__name__ + "._liburing") is None:
+    from ..extras import not_built
+    raise not_built(__name__ + "._liburing")
 from .errors import RingFullError, RingUnavailableError, UringError, check, error_from_result
 from .features import Features, probe
 from .ring import (

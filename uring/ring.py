@@ -220,6 +220,12 @@ class BufferRing:
     def recycle(self, bid: int) -> None:
         lib.rl_bufring_recycle(self._b, bid)
 
+    def c_struct(self) -> tuple[int, object]:
+        """(address of the C ``struct rl_bufring``, the object owning it) for
+        compiled code that drives this ring (the event loop's core); hold the
+        owner as long as the address is used."""
+        return int(ffi.cast("uintptr_t", self._b)), self._b
+
     def close(self) -> None:
         if self._b is not None:
             lib.rl_bufring_free(self._ring._r, self._b)
@@ -315,6 +321,22 @@ class Ring:
 
     def sq_ready(self) -> int:
         return lib.rl_sq_ready(self._r)
+
+    def c_struct(self) -> tuple[int, object]:
+        """(address of the C ``struct rl_ring``, the object owning it): see
+        :meth:`BufferRing.c_struct`.  Compiled code that harvests this ring must
+        also drop :attr:`keep_table` entries at each operation's last CQE."""
+        return int(ffi.cast("uintptr_t", self._r)), self._r
+
+    @property
+    def keep_table(self) -> dict:
+        """user_data -> objects kept alive until that operation's last completion."""
+        return self._keep
+
+    def hold(self, ud: int, obj) -> None:
+        """Keep ``obj`` (a buffer the kernel may still read) alive until the last
+        completion of operation ``ud`` is harvested."""
+        self._keep[ud] = obj
 
     def pending_bytes(self) -> int:
         return self._r.pending_bytes

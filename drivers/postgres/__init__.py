@@ -7,13 +7,16 @@ server errors are psycopg's error classes.  Module map: ``messages`` (wire
 format, sans-I/O), ``auth`` (SCRAM/MD5), ``startup`` (start-up state
 machine), ``ops`` (in-flight answer collection), ``connection``, ``connect``,
 ``cancel``, ``streams``, ``transaction``, ``types`` (psycopg glue), ``dsn``, ``tls``,
-``pool``.
+``pool``.  Needs the ``postgres`` extra (psycopg): ``pip install 'ringleader[postgres]'``.
 """
-from .connect import connect
+from ...extras import require
+
+require("psycopg", "postgres", "ringleader.drivers.postgres")
+from .connect import connect  # noqa: E402
 from .connection import Connection
-from .errors import (AuthenticationUnsupported, ConnectionLost, Notice, PostgresDriverError,
-                     ProtocolViolation, QueryTimeout, TLSRefused)
+from .errors import (AuthenticationUnsupported, ConnectionLost, InterfaceError, Notice,
+                     PostgresDriverError, ProtocolViolation, QueryTimeout, TLSRefused)
 from .pool import Pool
 
-__all__ = ["connect", "Connection", "Pool", "PostgresDriverError", "ProtocolViolation",
+__all__ = ["connect", "Connection", "Pool", "PostgresDriverError", "InterfaceError", "ProtocolViolation",
            "ConnectionLost", "QueryTimeout", "AuthenticationUnsupported", "TLSRefused", "Notice"]

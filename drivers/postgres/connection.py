@@ -33,7 +33,7 @@ from . import messages as m
 from . import tls
 from .cancel import send_cancel
 from .dsn import ConnectParams
-from .errors import (ConnectionLost, Notice, ProtocolViolation, QueryTimeout, server_error,
+from .errors import (ConnectionLost, InterfaceError, Notice, ProtocolViolation, QueryTimeout, server_error,
                      stale_plan)
 from .ops import Op, Result, _consume
 from .startup import Startup
@@ -355,7 +355,7 @@ class Connection:
         """Waits while a cursor or COPY has the connection to itself."""
         while self._gate.locked():
             if self._gate_owner is asyncio.current_task():
-                raise psycopg.InterfaceError(
+                raise InterfaceError(
                     "this task holds the connection for a cursor or COPY; finish it first "
                     "(run cursors inside a transaction to interleave queries)")
             async with self._gate:
@@ -525,7 +525,7 @@ class Connection:
         """Runs one statement with parameters; returns its result and decoder
         (``decode``: big results are decoded as they arrive, see ops.Result)."""
         if not isinstance(sql, str):
-            raise psycopg.ProgrammingError(f"query must be a str, got {type(sql).__name__}")
+            raise InterfaceError(f"query must be a str, got {type(sql).__name__}")
         values, types, formats = self._dumper.dump(args)
         if self._cache_size <= 0:
             return await self._run_unnamed(sql, values, types, formats, timeout)
@@ -583,7 +583,7 @@ class Connection:
             res, _ = await self._run(query, args, timeout)
             return res.tag
         if not isinstance(query, str):
-            raise psycopg.ProgrammingError(f"query must be a str, got {type(query).__name__}")
+            raise InterfaceError(f"query must be a str, got {type(query).__name__}")
         op = Op(self._loop)
         await self._wait_gate()
         self._submit(m.query(query.encode()), op)

@@ -7,6 +7,8 @@ environment variables, the way libpq layers them; TLS settings (``sslmode``,
 ``sslrootcert``, ``sslcert``, ``sslkey``, ``sslpassword``, see :mod:`.tls`)
 become an ``ssl.SSLContext`` here, so a missing certificate fails at parse
 time.  Parameters this driver does not implement are refused, not ignored.
+Every mistake in the input raises :class:`.errors.InterfaceError` (a
+``ValueError``).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from psycopg.conninfo import conninfo_to_dict
 
 from . import tls
+from .errors import InterfaceError
 
 _ENV = {
     "host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD",
@@ -57,7 +60,7 @@ def parse_dsn(dsn: str | None = None, *, ssl_context: ssl.SSLContext | None = No
     try:
         opts = conninfo_to_dict(dsn or "")
     except Exception as e:
-        raise ValueError(f"invalid DSN: {e}") from None
+        raise InterfaceError(f"invalid DSN: {e}") from None
     for k, v in kwargs.items():
         if v is not None:
             opts[k] = str(v) if k != "server_settings" else v
@@ -67,14 +70,14 @@ def parse_dsn(dsn: str | None = None, *, ssl_context: ssl.SSLContext | None = No
     settings = dict(opts.pop("server_settings", None) or {})
     unknown = set(opts) - _KNOWN
     if unknown:
-        raise ValueError(f"unsupported connection parameters: {sorted(unknown)}")
+        raise InterfaceError(f"unsupported connection parameters: {sorted(unknown)}")
     if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
-        raise ValueError(f"ssl_context must be an ssl.SSLContext, not {type(ssl_context).__name__}")
+        raise InterfaceError(f"ssl_context must be an ssl.SSLContext, not {type(ssl_context).__name__}")
     sslmode = opts.get("sslmode", "require" if ssl_context is not None else "prefer")
     if ssl_context is not None:
         tls.check_mode(sslmode)
         if sslmode == "disable":
-            raise ValueError("ssl_context given with sslmode=disable")
+            raise InterfaceError("ssl_context given with sslmode=disable")
         context = ssl_context
     else:
         context = tls.make_context(sslmode, opts.get("sslrootcert"), opts.get("sslcert"),
@@ -87,15 +90,15 @@ def parse_dsn(dsn: str | None = None, *, ssl_context: ssl.SSLContext | None = No
     if len(ports) == 1:
         ports = ports * len(hosts)
     if len(ports) != len(hosts):
-        raise ValueError(f"{len(hosts)} hosts but {len(ports)} ports")
+        raise InterfaceError(f"{len(hosts)} hosts but {len(ports)} ports")
     addresses = []
     for h, p in zip(hosts, ports):
         try:
             port = int(p) if p else 5432
         except ValueError:
-            raise ValueError(f"invalid port {p!r}") from None
+            raise InterfaceError(f"invalid port {p!r}") from None
         if not 0 < port < 65536:
-            raise ValueError(f"invalid port {port}")
+            raise InterfaceError(f"invalid port {port}")
         addresses.append((h or "localhost", port))
 
     user = opts.get("user") or getpass.getuser()
@@ -104,13 +107,13 @@ def parse_dsn(dsn: str | None = None, *, ssl_context: ssl.SSLContext | None = No
         # libpq treats 0 (and negatives) as "wait forever"; so do we.
         ct = float(timeout) if timeout else None
     except ValueError:
-        raise ValueError(f"invalid connect_timeout {timeout!r}") from None
+        raise InterfaceError(f"invalid connect_timeout {timeout!r}") from None
     if ct is not None and ct <= 0:
         ct = None
     for k in ("application_name", "options"):
         if opts.get(k):
             settings.setdefault(k, opts[k])
     if opts.get("client_encoding", "UTF8").upper().replace("-", "") not in ("UTF8", "UNICODE"):
-        raise ValueError("only client_encoding=UTF8 is supported")
+        raise InterfaceError("only client_encoding=UTF8 is supported")
     return ConnectParams(tuple(addresses), user, opts.get("password"),
                          opts.get("dbname") or user, ct, settings, sslmode, context)

@@ -6,9 +6,18 @@ no class for), carrying every ErrorResponse field: ``err.diag`` is a real
 ``psycopg.errors.Diagnostic`` over the fields, and the common ones are also
 attributes (``err.sqlstate``, ``err.severity``, ``err.detail``, ...).
 
-Client-side faults (malformed server messages, a lost connection, timeouts,
-authentication the client cannot do) are the classes below; they are also
-``psycopg`` error classes so one ``except psycopg.Error`` catches them all.
+Client-side faults are the classes below, one per kind of mistake, each
+deriving from :mod:`ringleader.drivers.errors`' hierarchy (``DriverError``)
+and also from a ``psycopg`` error class, so either ``except DriverError`` or
+``except psycopg.Error`` catches them:
+
+* :class:`InterfaceError`: bad input or misuse by the caller (a malformed DSN,
+  an unknown parameter, an unreadable certificate, a NUL byte in a query, a
+  second cursor in the same task); nothing was sent.  Also a ``ValueError``;
+* :class:`ProtocolViolation`: the server sent bytes that are not protocol v3;
+* :class:`ConnectionLost` (and :class:`TLSRefused`): the connection is gone;
+* :class:`QueryTimeout`: a query ran past its timeout;
+* :class:`AuthenticationUnsupported`: an authentication the client cannot do.
 """
 from __future__ import annotations
 
@@ -40,6 +49,13 @@ _FIELDS = {
 
 class PostgresDriverError(de.DriverError):
     """Base of the client-side errors of this driver."""
+
+
+class InterfaceError(PostgresDriverError, de.InterfaceError, psycopg.InterfaceError):
+    """Bad input or misuse by the caller: a malformed DSN or parameter, an
+    unreadable certificate file, a value the protocol cannot carry, a cursor
+    used the wrong way.  Nothing reached the server.  Also a ``ValueError``
+    (what these raised before) and a ``psycopg.InterfaceError``."""
 
 
 class ProtocolViolation(PostgresDriverError, de.ProtocolError, psycopg.InterfaceError):

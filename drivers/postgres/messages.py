@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from .errors import ProtocolViolation
+from .errors import InterfaceError, ProtocolViolation
 
 try:  # compiled at install (setup.py); the pure-Python path is the fallback
     from ._pgwire import split_rows as _split_rows
@@ -42,7 +42,7 @@ _field = struct.Struct("!IhIhih")
 def _cstr(s: str | bytes) -> bytes:
     b = s.encode() if isinstance(s, str) else s
     if b"\0" in b:
-        raise ValueError(f"NUL byte not allowed in protocol string {s!r}")
+        raise InterfaceError(f"NUL byte not allowed in protocol string {s!r}")
     return b + b"\0"
 
 
@@ -85,7 +85,7 @@ def query(sql: bytes) -> bytes:
 
 def parse(name: bytes, sql: bytes, oids: tuple[int, ...]) -> bytes:
     if len(oids) > 65535:
-        raise ValueError(f"too many query parameters: {len(oids)} (at most 65535)")
+        raise InterfaceError(f"too many query parameters: {len(oids)} (at most 65535)")
     return _msg(b"P", _cstr(name) + _cstr(sql) + _i16.pack(len(oids))
                 + struct.pack(f"!{len(oids)}I", *[o & 0xFFFFFFFF for o in oids]))
 

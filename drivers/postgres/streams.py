@@ -19,13 +19,13 @@ from collections import deque
 import psycopg
 
 from . import messages as m
-from .errors import ConnectionLost
+from .errors import ConnectionLost, InterfaceError
 from .ops import CopyOp, Op, PortalOp
 
 
 def quote_ident(name: str) -> str:
     if not isinstance(name, str) or not name or "\0" in name:
-        raise ValueError(f"invalid identifier {name!r}")
+        raise InterfaceError(f"invalid identifier {name!r}")
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -39,7 +39,7 @@ class _Exclusive:
     async def acquire(self) -> None:
         conn = self.conn
         if conn._gate_owner is asyncio.current_task():
-            raise psycopg.InterfaceError("this task already runs a cursor or COPY on this connection")
+            raise InterfaceError("this task already runs a cursor or COPY on this connection")
         await conn._gate.acquire()
         conn._gate_owner = asyncio.current_task()
         self.held = True
@@ -56,7 +56,7 @@ class Cursor:
 
     def __init__(self, conn, query: str, args: tuple, prefetch: int, timeout):
         if not isinstance(prefetch, int) or prefetch < 1:
-            raise ValueError(f"prefetch must be a positive int, got {prefetch!r}")
+            raise InterfaceError(f"prefetch must be a positive int, got {prefetch!r}")
         self._conn, self._query, self._args = conn, query, args
         self._prefetch, self._timeout = prefetch, timeout
         self._rows: deque = deque()
@@ -108,7 +108,7 @@ class Cursor:
                 first = bind(self._portal, st.name, formats, values, codec.formats)
             else:
                 if not self._entered:
-                    raise psycopg.InterfaceError(
+                    raise InterfaceError(
                         "outside a transaction a cursor holds the connection: use "
                         "'async with conn.cursor(...) as cur' (or open a transaction)")
                 await self._excl.acquire()
@@ -310,7 +310,7 @@ class Listener:
 
     def __init__(self, conn, channels: tuple[str, ...]):
         if not channels:
-            raise ValueError("listen() needs at least one channel")
+            raise InterfaceError("listen() needs at least one channel")
         self._conn = conn
         self._channels = channels
         self._queue: deque = deque()

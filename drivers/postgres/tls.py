@@ -25,7 +25,7 @@ import ssl
 
 from ..sslcontext import client_context
 from . import messages as m
-from .errors import ConnectionLost, ProtocolViolation, TLSRefused
+from .errors import ConnectionLost, InterfaceError, ProtocolViolation, TLSRefused
 
 MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # Modes that fail rather than fall back to plaintext.
@@ -38,12 +38,12 @@ def _home_file(name: str) -> str:
 
 def check_mode(mode: str) -> None:
     if mode not in MODES:
-        raise ValueError(f"invalid sslmode {mode!r} (one of {', '.join(MODES)})")
+        raise InterfaceError(f"invalid sslmode {mode!r} (one of {', '.join(MODES)})")
 
 
 def make_context(mode: str, rootcert: str | None = None, cert: str | None = None,
                  key: str | None = None, password: str | None = None) -> ssl.SSLContext | None:
-    """The client context for ``mode`` (None for ``disable``); ValueError names
+    """The client context for ``mode`` (None for ``disable``); InterfaceError names
     a missing or unreadable file."""
     check_mode(mode)
     if mode == "disable":
@@ -53,14 +53,14 @@ def make_context(mode: str, rootcert: str | None = None, cert: str | None = None
         root = _home_file("root.crt")
     verify = mode in ("verify-ca", "verify-full") or (mode == "require" and root is not None)
     if verify and root is None:
-        raise ValueError(f"sslmode={mode} needs a root certificate: set sslrootcert=<file> "
+        raise InterfaceError(f"sslmode={mode} needs a root certificate: set sslrootcert=<file> "
                          f"(or sslrootcert=system), or put one at {_home_file('root.crt')}")
     if cert is None and key is None:
         if os.path.exists(_home_file("postgresql.crt")) and os.path.exists(_home_file("postgresql.key")):
             cert, key = _home_file("postgresql.crt"), _home_file("postgresql.key")
     return client_context(ssl.CERT_REQUIRED if verify else ssl.CERT_NONE,
                           mode == "verify-full", root if verify else None, cert, key, password,
-                          names=("sslrootcert", "sslcert", "sslkey"))
+                          names=("sslrootcert", "sslcert", "sslkey"), error=InterfaceError)
 
 
 def attempts(sslmode: str, unix: bool) -> list[tuple[bool, bool]]:

@@ -4,7 +4,7 @@ exception leaves it; a rollback that cannot reach the server (the connection
 is gone) lets the original exception through."""
 from __future__ import annotations
 
-from .errors import ConnectionLost
+from .errors import ConnectionLost, InterfaceError
 
 _ISOLATION = {
     None: "", "serializable": " ISOLATION LEVEL SERIALIZABLE",
@@ -17,7 +17,7 @@ _ISOLATION = {
 class Transaction:
     def __init__(self, conn, isolation: str | None, readonly: bool, deferrable: bool):
         if isolation not in _ISOLATION:
-            raise ValueError(f"isolation must be one of {sorted(k for k in _ISOLATION if k)}, "
+            raise InterfaceError(f"isolation must be one of {sorted(k for k in _ISOLATION if k)}, "
                              f"got {isolation!r}")
         self._conn = conn
         self._begin = "BEGIN" + _ISOLATION[isolation]
@@ -35,7 +35,7 @@ class Transaction:
         stack = self._conn._tx_stack
         if stack:
             if self._begin != "BEGIN":
-                raise ValueError("a nested transaction (savepoint) cannot set "
+                raise InterfaceError("a nested transaction (savepoint) cannot set "
                                  "isolation, readonly or deferrable")
             self._savepoint = f"_rl_sp{len(stack)}"
             await self._conn.execute(f"SAVEPOINT {self._savepoint}")

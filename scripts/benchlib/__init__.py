@@ -20,7 +20,7 @@ import glob
 import importlib
 import os
 
-BENCHMARKS = ["ring", "redis", "postgres"]
+BENCHMARKS = ["ring", "redis", "postgres", "loops"]
 SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -14,14 +14,7 @@ import pytest
 from ringleader.drivers.pool import Pool
 from ringleader.runtime import Runtime
 from ringleader.runtime.debug_cli import DebugClient
-
-
-class Echo(asyncio.Protocol):
-    def connection_made(self, t):
-        self.t = t
-
-    def data_received(self, d):
-        self.t.write(d)
+from ..tutil import Echo
 
 
 class Service:

@@ -6,14 +6,7 @@ import asyncio
 import ringleader
 from ringleader.drivers.pool import Pool
 from ringleader.supervisor import PoolAutoscale, SupervisorConfig
-
-
-class Echo(asyncio.Protocol):
-    def connection_made(self, t):
-        self.t = t
-
-    def data_received(self, d):
-        self.t.write(d)
+from ..tutil import Echo
 
 
 class Conn:

@@ -7,7 +7,6 @@ import subprocess
 
 import pytest
 
-pytestmark = pytest.mark.ring
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

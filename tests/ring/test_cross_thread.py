@@ -16,8 +16,6 @@ import pytest
 
 from ringleader.uring import Ring, consts
 
-pytestmark = pytest.mark.ring
-
 
 class RingThread(threading.Thread):
     """Runs ``body(ring)`` on a ring that this thread creates; records any failure."""

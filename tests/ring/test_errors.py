@@ -9,8 +9,6 @@ import pytest
 
 from ringleader.uring import Ring, UringError, consts
 
-pytestmark = pytest.mark.ring
-
 
 def test_connection_reset_on_fixed_slot(ring, tcp_pair, collect):
     client, server = tcp_pair

@@ -5,8 +5,6 @@ import pytest
 
 from ringleader.uring import features, probe
 
-pytestmark = pytest.mark.ring
-
 
 def test_probe_is_cached_and_frozen():
     f = probe()

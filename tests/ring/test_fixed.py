@@ -7,8 +7,6 @@ import pytest
 
 from ringleader.uring import Ring, RingFullError, UringError
 
-pytestmark = pytest.mark.ring
-
 
 def test_install_beyond_capacity_raises_ring_full(sockpair):
     a, b = sockpair

@@ -6,8 +6,6 @@ import pytest
 
 from ringleader.uring import consts
 
-pytestmark = pytest.mark.ring
-
 
 @pytest.fixture(autouse=True)
 def _need_multishot(require, request):

@@ -9,8 +9,6 @@ import pytest
 
 from ringleader.uring import Ring, UringError, consts
 
-pytestmark = pytest.mark.ring
-
 
 def test_nop_returns_user_data(ring, collect):
     ring.nop(2**64 - 1)

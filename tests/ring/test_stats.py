@@ -3,8 +3,6 @@ import pytest
 
 from ringleader.uring import Ring, RingStats
 
-pytestmark = pytest.mark.ring
-
 
 def _bucket(v: int) -> int:
     """The histogram bucket of value v, per RingStats.bucket_bounds."""

@@ -6,8 +6,6 @@ import pytest
 
 from ringleader.uring import UringError
 
-pytestmark = pytest.mark.ring
-
 
 def test_timeout_expires_with_etime(ring, collect):
     t0 = time.monotonic()

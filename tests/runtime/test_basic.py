@@ -5,6 +5,7 @@ import threading
 
 import ringleader
 from ringleader.runtime import RingEventLoop
+from ..tutil import Echo
 
 
 async def _echo(r, w):
@@ -34,14 +35,6 @@ def test_loop_is_ring_loop_and_streams_echo(ring_run, fd_guard):
         assert st.ring.cqes_reaped > 0 and st.iterations > 0
         assert st.ring.bytes_flushed >= 2 * len(payload)
     ring_run(main())
-
-
-class Echo(asyncio.Protocol):
-    def connection_made(self, t):
-        self.t = t
-
-    def data_received(self, d):
-        self.t.write(d)
 
 
 def test_run_serves_on_all_workers_and_migrates(fd_guard):

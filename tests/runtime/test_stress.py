@@ -18,6 +18,7 @@ import pytest
 
 import ringleader
 from ringleader.runtime import RingEventLoop
+from ..tutil import Echo
 
 N_CONNS = 5000
 GUARD = 30.0  # seconds: a hang guard, never a synchronisation point
@@ -29,14 +30,6 @@ def _need_fds(n: int) -> None:
         pytest.skip(f"needs RLIMIT_NOFILE >= {n} (hard limit is {hard})")
     if soft < n:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-class Echo(asyncio.Protocol):
-    def connection_made(self, t):
-        self.t = t
-
-    def data_received(self, d):
-        self.t.write(d)
 
 
 class CountingEcho(Echo):

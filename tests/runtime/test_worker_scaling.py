@@ -11,17 +11,10 @@ import pytest
 
 import ringleader
 from ringleader.runtime import WorkerError
+from ..tutil import Echo
 
 
 LOST: list = []  # (protocol id, exc) of the TLS server's connection_lost calls
-
-
-class Echo(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.t = transport
-
-    def data_received(self, data):
-        self.t.write(data)
 
 
 class TlsEcho(Echo):

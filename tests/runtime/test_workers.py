@@ -15,6 +15,7 @@ import pytest
 
 import ringleader
 from ringleader.runtime import RingEventLoop, Runtime, WorkerError
+from ..tutil import Echo
 
 GUARD = 30.0  # seconds: hang guards only
 
@@ -245,14 +246,6 @@ def test_migrate_busy_connections_back_and_forth(fd_guard):
 
 
 # --------------------------------------------------------------- shutdown
-class Echo(asyncio.Protocol):
-    def connection_made(self, t):
-        self.t = t
-
-    def data_received(self, d):
-        self.t.write(d)
-
-
 def _busy_workers(rt: Runtime, port: int, cancelled: list, keep: list):
     """On every worker: open client connections left open, a task sleeping
     forever, and a default-executor thread."""

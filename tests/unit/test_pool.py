@@ -2,8 +2,8 @@
 
 The connections are fakes on purpose: this tier tests the pool's bookkeeping,
 not a driver (the Redis integration tests run the pool on real connections).
-Time is virtual: the loop's clock jumps to the next timer when nothing is ready,
-so timeouts and ages cost no wall-clock time.
+Time is virtual (ringleader.testing.VirtualTimeLoop): the loop's clock jumps to
+the next timer when nothing is ready, so timeouts and ages cost no wall-clock time.
 """
 import asyncio
 import dataclasses
@@ -14,35 +14,7 @@ import pytest
 
 from ringleader.drivers.errors import DriverError, InterfaceError, PoolClosed, PoolTimeout
 from ringleader.drivers.pool import Pool, PoolStats
-
-
-class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """A loop whose clock jumps to the next timer when no callback is ready.
-    Only valid for tests that wait on nothing but timers and futures."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.vt = 1000.0
-
-    def time(self) -> float:
-        return self.vt
-
-    def _run_once(self) -> None:
-        if not self._ready and self._scheduled:
-            when = min(h.when() for h in self._scheduled if not h.cancelled()) \
-                if any(not h.cancelled() for h in self._scheduled) else self.vt
-            self.vt = max(self.vt, when)
-        super()._run_once()
-
-
-def run(coro, worker_id=None):
-    loop = VirtualTimeLoop()
-    if worker_id is not None:
-        loop.worker_id = worker_id
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
+from ringleader.testing import run
 
 
 class FakeConn:

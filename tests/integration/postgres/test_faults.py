@@ -18,6 +18,27 @@ async def _active_queries(pg_server, pid: int) -> str:
         await su.close()
 
 
+async def _until(su, sql: str, *args, what: str) -> None:
+    """Polls ``sql`` (a count over pg_stat_activity) on the superuser
+    connection ``su`` until it is non-zero: waits for the server to be in a
+    state instead of sleeping and hoping it is (generous 10-s deadline)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not await su.fetchval(sql, *args):
+        assert loop.time() < deadline, f"the server never got to: {what}"
+        await asyncio.sleep(0.01)
+
+
+async def _running(su, pid: int, like: str) -> None:
+    await _until(su, "select count(*) from pg_stat_activity where pid = $1 and state = 'active' "
+                     "and query like $2", pid, like, what=f"backend {pid} running {like!r}")
+
+
+async def _gone(su, pid: int) -> None:
+    await _until(su, "select count(*) = 0 from pg_stat_activity where pid = $1", pid,
+                 what=f"backend {pid} exited")
+
+
 def test_timeout_sends_cancel_request(pg_server, run):
     async def main():
         c = await pg.connect(pg_server.dsn())
@@ -45,12 +66,13 @@ def test_timeout_sends_cancel_request(pg_server, run):
 def test_task_cancellation_cancels_on_server(pg_server, run):
     async def main():
         c = await pg.connect(pg_server.dsn())
+        su = await pg.connect(pg_server.superuser_dsn())
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         head = asyncio.ensure_future(c.fetchval("select pg_sleep(0.3)::text || 'head'"))
         slow = asyncio.ensure_future(c.fetchval("select pg_sleep(30)::text || $1", "x"))
         after = asyncio.ensure_future(c.fetchval("select $1::int", 5))
-        await asyncio.sleep(0.1)
+        await _running(su, c.backend_pid, "%'head'%")
         slow.cancel()  # still queued behind `head`: cancelled when it gets to run
         assert await head == "head"
         with pytest.raises(asyncio.CancelledError):
@@ -59,7 +81,7 @@ def test_task_cancellation_cancels_on_server(pg_server, run):
         assert loop.time() - t0 < 5
         # cancelling the query at the head of the pipeline
         t = asyncio.ensure_future(c.execute("select pg_sleep(30)"))
-        await asyncio.sleep(0.2)
+        await _running(su, c.backend_pid, "select pg_sleep(30)")
         t.cancel()
         with pytest.raises(asyncio.CancelledError):
             await t
@@ -75,6 +97,7 @@ def test_task_cancellation_cancels_on_server(pg_server, run):
         with pytest.raises(asyncio.CancelledError):
             await t1
         await c.close()
+        await su.close()
     run(main())
 
 
@@ -97,7 +120,7 @@ def test_terminate_backend_in_flight_and_idle(pg_server, run):
         assert c.get_parameter("application_name") == "victim"
         q = asyncio.ensure_future(c.fetch("select pg_sleep(30)"))
         queued = [asyncio.ensure_future(c.fetchval("select $1::int", i)) for i in range(3)]
-        await asyncio.sleep(0.2)
+        await _running(su, c.backend_pid, "select pg_sleep(30)")
         assert await su.fetchval("select pg_terminate_backend($1)", c.backend_pid) is True
         with pytest.raises(pe.AdminShutdown):
             await q
@@ -110,7 +133,7 @@ def test_terminate_backend_in_flight_and_idle(pg_server, run):
         # idle connection killed: the next query fails with a typed error
         c2 = await pg.connect(pg_server.dsn())
         await su.fetchval("select pg_terminate_backend($1)", c2.backend_pid)
-        await asyncio.sleep(0.2)
+        await _gone(su, c2.backend_pid)
         with pytest.raises(pg.ConnectionLost) as ei:
             await c2.fetchval("select 1")
         assert isinstance(ei.value, ConnectionError)

@@ -48,7 +48,7 @@ def test_execute_fetch_api(pg_server, run):
         with pytest.raises(pe.SyntaxError) as ei:
             await c.fetch("selec 1")
         assert ei.value.position == "1"
-        with pytest.raises(psycopg.ProgrammingError):
+        with pytest.raises(pg.InterfaceError, match="query must be a str"):
             await c.fetch(b"select 1")
     with_conn(pg_server, run, body)
 
@@ -82,14 +82,17 @@ def test_pipelining_sends_back_to_back(pg_server, run):
             writes.append(loop.time())
             orig(data)
         c._transport.write = spy
-        t0 = loop.time()
         tasks = [asyncio.ensure_future(c.fetchval("select pg_sleep(0.05)::text || $1", str(i)))
                  for i in range(5)]
-        await asyncio.sleep(0)
+        first_done = []
+        for t in tasks:
+            t.add_done_callback(lambda _: first_done.append(loop.time()))
         await asyncio.gather(*tasks)
-        first_answer = t0 + 0.05
-        # after the one Parse round trip, all five Binds go out before any result
-        assert sum(1 for w in writes if w < first_answer + 0.04) >= 5
+        # After the one Parse round trip, all five Binds go out before any
+        # result: every write happened before the first query finished (each
+        # waits 0.05 s on the server, so a write that waited for an answer
+        # would come after it).
+        assert sum(1 for w in writes if w < first_done[0]) >= 5
     with_conn(pg_server, run, body)
 
 

@@ -14,7 +14,6 @@ import ringleader
 from ringleader.drivers import postgres as pg
 from ringleader.runtime.errors import MigrationError
 
-pytestmark = pytest.mark.integration
 
 IS_TLS = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 

@@ -8,8 +8,6 @@ import pytest
 
 from ringleader.drivers import redis
 
-pytestmark = pytest.mark.integration
-
 
 def test_commands_leave_no_cycles(run, redis_server):
     async def main():

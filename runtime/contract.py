@@ -1,0 +1,87 @@
+"""The loop <-> transport contract, declared once.
+
+Three parties meet on the per-event path: the event loop
+(:class:`~ringleader.runtime.loop.RingEventLoop`), the stream transport
+(:class:`~ringleader.runtime.transport.RingTransport`) and the compiled half
+of each transport (``_loopcore.Stream``, driven by the loop's compiled
+``_loopcore.Core``).  This module names what each may call on the other, so
+neither reaches into the other's private members (uvloop's ``loop.pxd`` plays
+the same role there).  It holds declarations only: no behaviour.
+
+* :class:`TransportLoop` — what a transport may use of its loop, beyond the
+  public asyncio loop API (``time``, ``call_soon``, ``call_exception_handler``,
+  ``get_debug``, ``is_closed``).
+* :class:`TransportCallbacks` — what the compiled stream calls on its
+  transport (cold paths only: EOF, errors, flow control, close, migration).
+* :class:`StreamState` — the transport's lifecycle, kept in the compiled
+  stream's ``state`` field.
+
+Other kinds of endpoints (pipes, datagrams, subprocess pipes) plug into the
+same dispatcher: any callable registered with :meth:`TransportLoop.oneshot`
+or the loop's handler table receives its completions as
+``handler(res, flags)`` (``handler(res, flags, data)`` when a provided buffer
+was used).
+"""
+from __future__ import annotations
+
+import enum
+from typing import Any, Callable, Protocol
+
+from . import _loopcore
+
+
+class StreamState(enum.IntEnum):
+    """Lifecycle of a stream transport; it only ever moves forward.
+
+    ``OPEN -> CLOSING``: ``close()`` (or a fatal error) with writes still queued
+    or in flight; reads have stopped, queued writes still go out.
+    ``OPEN|CLOSING -> LOST``: ``_finish`` released the fixed slot and the
+    user_data, cancelled what was in flight and scheduled ``connection_lost``;
+    writes from now on are counted and dropped.
+    ``LOST -> DONE``: ``connection_lost`` ran and the socket is closed.
+    """
+
+    OPEN = _loopcore.OPEN
+    CLOSING = _loopcore.CLOSING
+    LOST = _loopcore.LOST
+    DONE = _loopcore.DONE
+
+
+class TransportLoop(Protocol):
+    """What a stream transport may use of its event loop (besides asyncio's API)."""
+
+    worker_id: int
+
+    @property
+    def ring(self) -> Any:
+        """The loop's :class:`~ringleader.uring.Ring` (cancel, shutdown, files, hold)."""
+
+    def bind_stream(self, transport: Any, slot: int, stream: Any = None) -> Any:
+        """Register ``transport`` (fixed file ``slot``) with the dispatcher.
+
+        Allocates its receive and send user_data and returns its compiled
+        ``_loopcore.Stream`` (``stream`` when given: a migrating transport keeps
+        its stream and only changes loop, slot and user_data)."""
+
+    def unbind_stream(self, transport: Any) -> None:
+        """Forget ``transport``'s user_data; late completions find no handler."""
+
+    def oneshot(self, handler: Callable[[int, int], None]) -> int:
+        """A user_data whose handler is dropped after its final completion."""
+
+
+class TransportCallbacks(Protocol):
+    """What the compiled stream calls on its transport (never per event)."""
+
+    def _on_eof(self) -> None: ...
+    def _recv_failed(self, res: int) -> None: ...
+    def _send_failed(self, res: int) -> None: ...
+    def _log_lost_write(self) -> None: ...
+    def _fatal_error(self, exc: BaseException, message: str) -> None: ...
+    def _deliver(self, data: bytes) -> None:
+        """Feed a BufferedProtocol (plain protocols get data_received from C)."""
+    def _maybe_pause_protocol(self) -> None: ...
+    def _maybe_resume_protocol(self) -> None: ...
+    def _migration_progress(self) -> None: ...
+    def _finish(self, exc: BaseException | None) -> None: ...
+    def _do_shutdown(self) -> None: ...

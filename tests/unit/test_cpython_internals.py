@@ -1,0 +1,114 @@
+"""The private asyncio state and helpers ringleader's loop, transport and
+virtual-time loop rely on (docs/cpython-internals.md lists them) exist on this
+interpreter with the shapes we use.  On a new CPython this fails first, with
+every name that moved, instead of a loop that breaks at run time."""
+import asyncio
+import collections
+import inspect
+import socket
+import ssl
+import sys
+from asyncio import base_events, constants, events, protocols, sslproto, transports, trsock
+
+
+def _params(fn) -> list[str]:
+    return [p for p in inspect.signature(fn).parameters if p != "self"]
+
+
+def _problems() -> list[str]:
+    out = []
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            out.append(what)
+
+    loop = asyncio.SelectorEventLoop()
+    try:
+        for name, kind in (("_ready", collections.deque), ("_scheduled", list),
+                           ("_timer_cancelled_count", int), ("_stopping", bool),
+                           ("_clock_resolution", float)):
+            need(isinstance(getattr(loop, name, None), kind), f"BaseEventLoop.{name} ({kind.__name__})")
+        for name in ("_debug", "_current_handle"):
+            need(hasattr(loop, name), f"BaseEventLoop.{name}")
+        for name in ("_run_once", "_make_socket_transport", "_make_ssl_transport",
+                     "_write_to_self", "_check_closed", "_ensure_resolved"):
+            need(callable(getattr(base_events.BaseEventLoop, name, None)), f"BaseEventLoop.{name}()")
+        need(_params(base_events.BaseEventLoop._ensure_resolved)[:1] == ["address"]
+             and {"family", "type", "proto"} <= set(_params(base_events.BaseEventLoop._ensure_resolved)),
+             "BaseEventLoop._ensure_resolved(address, *, family, type, proto, ...)")
+        th = loop.call_later(10, lambda: None)
+        for name in ("_when", "_cancelled", "_scheduled", "_run"):
+            need(hasattr(th, name), f"TimerHandle.{name}")
+        th.cancel()
+        need(_params(events.Handle.__init__)[:4] == ["callback", "args", "loop", "context"],
+             "events.Handle(callback, args, loop, context)")
+        need(callable(getattr(base_events, "_format_handle", None)), "base_events._format_handle")
+
+        sp = _params(sslproto.SSLProtocol.__init__)
+        need(sp[:6] == ["loop", "app_protocol", "sslcontext", "waiter", "server_side",
+                        "server_hostname"] and {"ssl_handshake_timeout", "ssl_shutdown_timeout"} <= set(sp),
+             "sslproto.SSLProtocol(loop, app_protocol, sslcontext, waiter, server_side, "
+             "server_hostname, ssl_handshake_timeout=, ssl_shutdown_timeout=)")
+        proto = sslproto.SSLProtocol(loop, asyncio.Protocol(), ssl.create_default_context(),
+                                     None, server_hostname="localhost")
+        need(hasattr(proto, "_app_transport"), "SSLProtocol._app_transport")
+        need(hasattr(proto._app_transport, "_ssl_protocol"), "_SSLProtocolTransport._ssl_protocol")
+    finally:
+        loop.close()
+
+    need(hasattr(events, "BaseDefaultEventLoopPolicy"), "events.BaseDefaultEventLoopPolicy "
+         "(3.14 renamed it _BaseDefaultEventLoopPolicy)")
+
+    fc = getattr(transports, "_FlowControlMixin", None)
+    need(fc is not None, "transports._FlowControlMixin")
+    if fc is not None:
+        for name in ("_maybe_pause_protocol", "_maybe_resume_protocol", "set_write_buffer_limits"):
+            need(callable(getattr(fc, name, None)), f"_FlowControlMixin.{name}()")
+
+        class T(fc, transports.Transport):
+            def get_write_buffer_size(self):
+                return 0
+        t = T(loop=object())
+        for name in ("_protocol_paused", "_high_water", "_low_water"):
+            need(hasattr(t, name), f"_FlowControlMixin.{name}")
+    need(callable(getattr(protocols, "_feed_data_to_buffered_proto", None)),
+         "protocols._feed_data_to_buffered_proto")
+    need(hasattr(getattr(constants, "_SendfileMode", None), "FALLBACK"), "constants._SendfileMode.FALLBACK")
+    need(isinstance(getattr(constants, "LOG_THRESHOLD_FOR_CONNLOST_WRITES", None), int),
+         "constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES")
+    need(callable(getattr(trsock, "TransportSocket", None)), "trsock.TransportSocket")
+
+    need(_params(base_events.Server.__init__)[:7] == [
+        "loop", "sockets", "protocol_factory", "ssl_context", "backlog", "ssl_handshake_timeout",
+        "ssl_shutdown_timeout"], "base_events.Server(loop, sockets, protocol_factory, ssl_context, "
+        "backlog, ssl_handshake_timeout, ssl_shutdown_timeout)")
+    need(_params(base_events.Server._attach) == [] and _params(base_events.Server._detach) == [],
+         "Server._attach() / _detach() without arguments (3.13 made them take the transport)")
+    need(callable(getattr(base_events, "_check_ssl_socket", None)), "base_events._check_ssl_socket")
+
+    # What a Server calls on its loop: _start_serving(protocol_factory, sock, ssl_context,
+    # server, backlog, ssl_handshake_timeout, ssl_shutdown_timeout), then _stop_serving(sock).
+    class FakeLoop:
+        calls: list = []
+
+        def _start_serving(self, *args):
+            self.calls.append(("start", len(args)))
+
+        def _stop_serving(self, sock):
+            self.calls.append(("stop",))
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        fake = FakeLoop()
+        server = base_events.Server(fake, [sock], asyncio.Protocol, None, 10, None, None)
+        server._start_serving()
+        server.close()
+        need(fake.calls == [("start", 7), ("stop",)],
+             f"Server -> loop._start_serving(7 args) / _stop_serving(sock), got {fake.calls}")
+    return out
+
+
+def test_asyncio_internals_the_loop_uses_are_here():
+    problems = _problems()
+    assert not problems, (f"CPython {sys.version.split()[0]}: asyncio internals that ringleader "
+                          f"uses have moved (docs/cpython-internals.md): " + "; ".join(problems))
