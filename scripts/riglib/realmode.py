@@ -35,7 +35,7 @@ from ringleader.supervisor.sim import erlang_c_servers
 from . import servers, stats
 from .service import pool_sizing
 
-PATTERNS = ("steady", "diurnal", "burst", "drift", "retry_storm", "hot_spot")
+PATTERNS = ("steady", "diurnal", "burst", "drift", "retry_storm", "hot_spot", "overload")
 SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVICE_CORE, CLIENT_CORE = 1, 1
 BASE_RATE = 200.0
@@ -138,7 +138,30 @@ def _hog(dsn: str, until: float, stop: threading.Event) -> None:
             c.execute("SELECT count(*) FROM generate_series(1, 1500000)")
 
 
+def run_overload(contender, rep, seconds, dsn) -> dict:
+    """The overload pattern (:mod:`.overload`): load and pool in one process on
+    the service core, the database's own CPU as the limit."""
+    tmp = tempfile.mkdtemp(prefix="rl-rig-run-")
+    proc = None
+    try:
+        cfg = {"pg_dsn": dsn, "contender": contender, "duration": seconds, "rate": 1500.0, "burn_ms": 2.0,
+               "acquire_timeout": 0.05, "retries": 3, "deadline": 0.2, "seed": rep,
+               "out": os.path.join(tmp, "service-out.json"), "gen_out": os.path.join(tmp, "gen-out.json")}
+        proc = _spawn("overload", cfg, SERVICE_CORE, tmp)
+        proc.wait(seconds + 120)
+        if proc.returncode != 0 or not os.path.exists(cfg["gen_out"]):
+            raise RigError("the overload run failed:\n" +
+                           open(os.path.join(tmp, "overload.json.err")).read()[-2000:])
+        gen = json.load(open(cfg["gen_out"]))
+        return build_record("overload", contender, rep, seconds, gen["start"], json.load(open(cfg["out"])), gen)
+    finally:
+        _stop(proc, signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run_one(pattern, contender, rep, seconds, dsn, url, workers, debug_socket=None, keep=None) -> dict:
+    if pattern == "overload":
+        return run_overload(contender, rep, seconds, dsn)
     tmp = tempfile.mkdtemp(prefix="rl-rig-run-")
     svc = gen = None
     stop = threading.Event()
@@ -242,6 +265,11 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
         "request_p99_ms": sorted(req_p99[WARMUP:] or [0.0])[int(0.99 * (len(req_p99[WARMUP:] or [0]) - 1))],
         "throughput": sum(w.get("done", 0) for w in g) / max(1, len(g)),
         "failed": sum(w.get("failed", 0) for w in g),
+        # good: answered within the deadline (the overload runner counts them;
+        # elsewhere every completed request within the client's timeout is)
+        "good_share": (sum(w.get("good", w.get("done", 0)) for w in g)
+                       / max(1, sum(w.get("arrivals", 0) for w in g))),
+        "opened": float(max((sw[i]["pools"].get("postgres", {}).get("opened", 0) for i in idx), default=0)),
         "retries": sum(w.get("retries", 0) for w in g),
         "conn_seconds": float(conn_s),
         "conn_vs_oracle": conn_s / oracle_s if oracle_s else 0.0,

@@ -260,7 +260,8 @@ async def amain(rt, cfg: dict):
             "t": round(obs.t, 3),
             "pools": {p.name: {"cap": p.cap, "size": p.size, "in_use": p.in_use, "waiting": p.waiting,
                                "acquire_rate": p.acquire_rate, "hold_ms": p.hold_ms,
-                               "wait_p99_ms": _p99(waits[p.name]), "timeouts": tos[p.name]}
+                               "wait_p99_ms": _p99(waits[p.name]), "timeouts": tos[p.name],
+                               "opened": pools[p.name].stats().connections_num}
                       for p in obs.pools},
             "workers": [{"worker": w.worker, "busy": w.busy, "batch": w.batch, "load": w.load,
                          "lag_ms": w.lag_ms} for w in obs.workers],
