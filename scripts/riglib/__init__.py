@@ -154,7 +154,7 @@ def finish(records: list[dict], out: str, console: Console) -> dict:
 
 SHORT = {"slo>=99%": "slo", "conn-s<=1.2x oracle": "conn-s", "reversals<=2/period": "rev",
          "first grow<=2 periods": "grow", "0 grows while guard trips": "guard",
-         "max/mean<=1.17": "balance", "no ping-pong": "ping-pong"}
+         "max/mean<=1.17": "balance", "no ping-pong": "ping-pong", "recovers<=2 periods": "recover"}
 
 
 def show(s: dict, console: Console) -> None:

@@ -292,7 +292,11 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
         def cap_at(e):
             return next((caps[k] for k, i in enumerate(idx) if i > e), caps[-1] if caps else 0)
         m["first_grow_periods"] = stats.first_grow_periods(edges, changes_pg, cap_at, needed, 1.0)
-    if pattern == "retry_storm" and contender.startswith("supervisor-"):
+    if pattern == "overload":
+        m["recovery_periods"] = stats.recovery_periods(
+            [i - 1.0 for i in idx], [w.get("good", 0) for w in g], [w.get("arrivals", 0) for w in g],
+            2 * seconds / 3)
+    if pattern in ("retry_storm", "overload") and contender.startswith("supervisor-"):
         guard_t = {(d["target"], round(d["t"])) for d in decisions if "guard" in d.get("reason", "")}
         m["grows_while_guard_tripped"] = sum(
             1 for d in decisions if d["kind"] == "resize_pool" and d["new"] > d["old"]

@@ -104,3 +104,31 @@ def test_pool_survives_killed_connections_and_restart(pg_server, run):
             assert await pool.fetchval("select 2") == 2
     run(main(), timeout=120)
 
+
+
+def test_callers_giving_up_under_overload_cause_no_churn_and_it_recovers(pg_server, run):
+    """Issue 16's metastable failure in small: hundreds of callers give up
+    mid-acquire and mid-query (50 ms acquire timeout, a 30 ms deadline on
+    queries of 20 ms); the pool opens no more than its cap plus its burst
+    allowance, reuses the abandoned connections, and serves at once after."""
+    async def main():
+        async with pg.Pool(pg_server.dsn(), min_size=1, max_size=4, burst=2, acquire_timeout=0.05,
+                           multiplex=False) as pool:
+            async def impatient():
+                try:
+                    async with asyncio.timeout(0.03):
+                        async with pool.acquire() as conn:
+                            await conn.fetchval("select pg_sleep(0.02)")
+                except (TimeoutError, PoolTimeout):
+                    pass
+            for _ in range(5):
+                await asyncio.gather(*(impatient() for _ in range(100)))
+            s = pool.stats()
+            assert s.connections_num <= 4 + 2 and s.connections_errors == 0
+            assert s.returns_drained > 0
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            got = await asyncio.gather(*(pool.fetchval("select $1::int", i) for i in range(20)))
+            assert got == list(range(20)) and loop.time() - t0 < 2.0
+            assert pool.stats().connections_num <= 4 + 2
+    run(main())
