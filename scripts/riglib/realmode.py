@@ -317,7 +317,8 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
         m["ping_pong"] = back
     return {
         "mode": "real", "pattern": pattern, "contender": contender, "seed": rep, "period": period,
-        "series": {"t": [float(i) for i in idx], "offered": [w.get("offered", 0.0) for w in g],
+        # offered = the window's arrivals, on the same 1-s windows as completed
+        "series": {"t": [float(i) for i in idx], "offered": [w.get("arrivals", 0) for w in g],
                    "achieved": [w.get("done", 0) for w in g], "pools": pools,
                    "request_p99_ms": req_p99, "failed": [w.get("failed", 0) for w in g],
                    "workers": {"busy": busy, "batch": batch, "load": load}},

@@ -109,7 +109,8 @@ def run_one(pattern: str, contender: str, seed: int, scale: float) -> dict:
         "mode": "sim", "pattern": pattern, "contender": contender, "seed": seed,
         "period": period, "edges": list(pat.edges),
         "series": {
-            "t": ts, "offered": [x.offered for x in w],
+            # offered = the window's arrivals, on the same 1-s windows as completed
+            "t": ts, "offered": [x.arrivals for x in w], "achieved": [x.completed for x in w],
             "pools": {"postgres": {"cap": caps, "size": [x.size for x in w],
                                    "wait_p99_ms": [x.wait_p99_ms for x in w],
                                    "oracle": [x.oracle for x in w]}},
