@@ -376,8 +376,8 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             idle -= 1
         cap = contender.on_step(t, cap, len(queue), idle, size)
         # the pool's burst allowance: opens above the cap for callers that have
-        # waited 2 ms (drivers/pool.py's burst_after), closed after 1 s idle
-        allowance = contender.burst(cap) if queue and t - queue[0][0] >= 0.002 else 0
+        # waited 5 ms (drivers/pool.py's burst_after), closed after 5 s idle
+        allowance = contender.burst(cap) if queue and t - queue[0][0] >= 0.005 else 0
         if contender.lazy or allowance:
             # open one connection per waiter up to the cap (connect time applies)
             need = min(len(queue) - len(connecting), cap + allowance - size)
@@ -396,7 +396,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             size -= min(size - limit, idle)
         if size > cap and idle > 0:
             burst_idle_since = t if burst_idle_since is None else burst_idle_since
-            if t - burst_idle_since >= 1.0:
+            if t - burst_idle_since >= 5.0:
                 size -= min(size - cap, idle)
                 burst_idle_since = None
         else:
