@@ -275,6 +275,7 @@ class RebalancePolicy:
         self.cfg = cfg
         self.load = {}          # worker -> Ewma of bytes/s
         self.conn_load = {}     # conn id -> Ewma
+        self.left = {}          # conn id -> workers it was moved away from
 
     def decide(self, obs: Observation, now: float) -> list[Action]:
         c = self.cfg
@@ -302,6 +303,10 @@ class RebalancePolicy:
                     continue
                 if co.moved_at is not None and now - co.moved_at < c.min_residency:
                     continue
+                # Never back to a ring it was moved off: the residency alone let
+                # the real hot-spot run move one back after 10.2 s (issue 16).
+                if cold in self.left.get(co.conn_id, ()):
+                    continue
                 # Moving it must leave the target below the old maximum, or we'd
                 # just relocate the hot spot (the ping-pong case).
                 if loads[cold] + rate >= loads[hot]:
@@ -317,6 +322,7 @@ class RebalancePolicy:
             if best is None:
                 break
             _, co, rate = best
+            self.left.setdefault(co.conn_id, set()).add(hot)
             actions.append(Action(
                 "migrate", str(co.conn_id),
                 f"worker {hot} load {loads[hot]:.0f} B/s > {c.imbalance} x mean {mean:.0f}; "

@@ -183,6 +183,31 @@ def test_rebalancer_converges_without_ping_pong():
     assert moves and moves[-1][0] < 60
 
 
+def test_rebalancer_never_moves_a_connection_back():
+    """Issue 16: the residency alone allowed a move back after it expired (the
+    real hot-spot run moved one back after 10.2 s).  Two heavy connections
+    swap which ring is hot every 15 s; each may move on, never back."""
+    cfg = Rebalance(enabled=True, imbalance=1.17, min_residency=10, moves_per_period=1)
+    pol = Policy(SupervisorConfig(rebalance=cfg))
+    where, moved_at, trail = {1: 0, 2: 0, 3: 1, 4: 1}, {}, {}
+    for i in range(90):
+        t = float(i)
+        phase = (i // 15) % 2
+        loads = {1: 9000.0 if phase == 0 else 100.0, 2: 3000.0, 3: 9000.0 if phase else 100.0, 4: 3000.0}
+        ws = []
+        for w in range(2):
+            cs = tuple(ConnObs(c, w, loads[c], moved_at.get(c)) for c in loads if where[c] == w)
+            ws.append(WorkerObs(worker=w, busy=0.5, lag_ms=0.1, batch=1, flush_depth=1, throughput=1,
+                                load=sum(x.rate for x in cs), conns=cs))
+        for a in pol.decide(Observation(t=t, period=1.0, workers=tuple(ws))):
+            c = int(a.target)
+            assert a.dst not in trail.get(c, set()), f"conn {c} moved back to worker {a.dst} at {t}"
+            trail.setdefault(c, set()).add(a.src)
+            where[c] = a.dst
+            moved_at[c] = t
+    assert trail  # it did move
+
+
 def _drive(pol, phases, cap=8):
     """Feeds (periods, make(cap) -> PoolObs) phases at 1 s; returns per-period
     (t, cap, guard_tripped, action)."""
