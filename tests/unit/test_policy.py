@@ -153,6 +153,16 @@ def _rebalance_world(seed=1, workers=3, conns=30):
     return loads, where
 
 
+def _workers(n, loads, where, moved_at):
+    """WorkerObs for n rings: connection c (load loads[c]) on ring where[c]."""
+    ws = []
+    for w in range(n):
+        cs = tuple(ConnObs(c, w, loads[c], moved_at.get(c)) for c in loads if where[c] == w)
+        ws.append(WorkerObs(worker=w, busy=0.5, lag_ms=0.1, batch=1, flush_depth=1, throughput=1,
+                            load=sum(x.rate for x in cs), conns=cs))
+    return tuple(ws)
+
+
 def test_rebalancer_converges_without_ping_pong():
     cfg = Rebalance(enabled=True, imbalance=1.17, min_residency=10, moves_per_period=1)
     pol = Policy(SupervisorConfig(rebalance=cfg))
@@ -160,12 +170,8 @@ def test_rebalancer_converges_without_ping_pong():
     moved_at, moves = {}, []
     for i in range(120):
         t = float(i)
-        ws = []
-        for w in range(3):
-            cs = tuple(ConnObs(c, w, loads[c], moved_at.get(c)) for c in loads if where[c] == w)
-            ws.append(WorkerObs(worker=w, busy=0.5, lag_ms=0.1, batch=1, flush_depth=1, throughput=1,
-                                load=sum(x.rate for x in cs), conns=cs))
-        for a in pol.decide(Observation(t=t, period=1.0, workers=tuple(ws))):
+        ws = _workers(3, loads, where, moved_at)
+        for a in pol.decide(Observation(t=t, period=1.0, workers=ws)):
             assert a.kind == "migrate"
             c = int(a.target)
             assert where[c] == a.src
@@ -194,12 +200,8 @@ def test_rebalancer_never_moves_a_connection_back():
         t = float(i)
         phase = (i // 15) % 2
         loads = {1: 9000.0 if phase == 0 else 100.0, 2: 3000.0, 3: 9000.0 if phase else 100.0, 4: 3000.0}
-        ws = []
-        for w in range(2):
-            cs = tuple(ConnObs(c, w, loads[c], moved_at.get(c)) for c in loads if where[c] == w)
-            ws.append(WorkerObs(worker=w, busy=0.5, lag_ms=0.1, batch=1, flush_depth=1, throughput=1,
-                                load=sum(x.rate for x in cs), conns=cs))
-        for a in pol.decide(Observation(t=t, period=1.0, workers=tuple(ws))):
+        ws = _workers(2, loads, where, moved_at)
+        for a in pol.decide(Observation(t=t, period=1.0, workers=ws)):
             c = int(a.target)
             assert a.dst not in trail.get(c, set()), f"conn {c} moved back to worker {a.dst} at {t}"
             trail.setdefault(c, set()).add(a.src)
