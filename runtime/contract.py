@@ -12,7 +12,9 @@ the same role there).  It holds declarations only: no behaviour.
   public asyncio loop API (``time``, ``call_soon``, ``call_exception_handler``,
   ``get_debug``, ``is_closed``).
 * :class:`TransportCallbacks` — what the compiled stream calls on its
-  transport (cold paths only: EOF, errors, flow control, close, migration).
+  transport (cold paths only: EOF, errors, flow control, close, migration);
+  the loop itself uses only the transport's public API (``abort``,
+  ``conn_stats``, ``conn_id``, ``is_closing``).
 * :class:`StreamState` — the transport's lifecycle, kept in the compiled
   stream's ``state`` field.
 
@@ -28,6 +30,10 @@ import enum
 from typing import Any, Callable, Protocol
 
 from . import _loopcore
+
+# user_data for operations whose completion nobody needs (cancels, shutdowns,
+# closes): no handler is ever registered under it, so the dispatcher drops them.
+UD_IGNORE = 0
 
 
 class StreamState(enum.IntEnum):
@@ -56,18 +62,23 @@ class TransportLoop(Protocol):
     def ring(self) -> Any:
         """The loop's :class:`~ringleader.uring.Ring` (cancel, shutdown, files, hold)."""
 
-    def bind_stream(self, transport: Any, slot: int, stream: Any = None) -> Any:
+    def bind_stream(self, transport: Any, slot: int, high_water: int, stream: Any = None) -> Any:
         """Register ``transport`` (fixed file ``slot``) with the dispatcher.
 
         Allocates its receive and send user_data and returns its compiled
         ``_loopcore.Stream`` (``stream`` when given: a migrating transport keeps
-        its stream and only changes loop, slot and user_data)."""
+        its stream and only changes loop, slot and user_data).  The loop reads
+        only ``transport.conn_id``."""
 
-    def unbind_stream(self, transport: Any) -> None:
-        """Forget ``transport``'s user_data; late completions find no handler."""
+    def unbind_stream(self, transport: Any, stream: Any) -> None:
+        """Forget ``stream``'s user_data; late completions find no handler."""
 
     def oneshot(self, handler: Callable[[int, int], None]) -> int:
-        """A user_data whose handler is dropped after its final completion."""
+        """A user_data whose handler is dropped after its final completion
+        (:data:`UD_IGNORE` when the result does not matter)."""
+
+    def release_slot(self, slot: int) -> None:
+        """Empty fixed file ``slot`` with an SQE; it is reused only once that completed."""
 
 
 class TransportCallbacks(Protocol):
@@ -76,7 +87,6 @@ class TransportCallbacks(Protocol):
     def _on_eof(self) -> None: ...
     def _recv_failed(self, res: int) -> None: ...
     def _send_failed(self, res: int) -> None: ...
-    def _log_lost_write(self) -> None: ...
     def _fatal_error(self, exc: BaseException, message: str) -> None: ...
     def _deliver(self, data: bytes) -> None:
         """Feed a BufferedProtocol (plain protocols get data_received from C)."""

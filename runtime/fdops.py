@@ -17,6 +17,8 @@ import socket
 from asyncio import base_events, events
 
 from ..uring import consts, error_from_result
+from . import _loopcore
+from .contract import UD_IGNORE
 
 
 class FdOpsMixin:
@@ -40,7 +42,7 @@ class FdOpsMixin:
 
         def cancel_op(f) -> None:
             if f.cancelled() and not self.is_closed() and ud in self._handlers:
-                self._ring.cancel(ud, self._oneshot(_ignore))
+                self._ring.cancel(ud, UD_IGNORE)
 
         fut.add_done_callback(cancel_op)
         return fut
@@ -99,45 +101,33 @@ class FdOpsMixin:
     def _watch(self, table: dict, fd, mask: int, callback, args):
         self._check_closed()
         fd = _fileobj_to_fd(fd)
-        handle = events.Handle(callback, args, self, None)
-        entry = table.get(fd)
-        if entry is not None:
-            entry[0] = handle
+        core = self._core
+        # asyncio's debug mode records where a handle was made: its own Handle then
+        handle = (events.Handle(callback, args, self, None) if self._debug
+                  else core.new_handle(callback, *args))
+        w = table.get(fd)
+        if w is not None:
+            w.handle = handle
             return
-        entry = [handle, 0]
-        table[fd] = entry
-
-        def on_poll(res: int, flags: int) -> None:
-            if table.get(fd) is not entry or res < 0:
-                # Cancelled, or the fd was closed while watched (-EBADF): stop
-                # quietly, as epoll forgets a closed fd.
-                return
-            self._ready.append(entry[0])
-            # Re-arm the one-shot poll only after the callback has run: armed
-            # before, it would see the bytes the callback is about to read and
-            # call it again for nothing (a spurious wake-up epoll never gives).
-            # Armed after, it fires next iteration only if the callback left the
-            # fd ready: level-triggered, like epoll.
-            self._ready.append(rearm)
-
-        def rearm_poll() -> None:
-            if table.get(fd) is entry:
-                self._ring.poll(fd, mask, entry[1])
-
-        rearm = events.Handle(rearm_poll, (), self, None)
-        entry[1] = self._alloc_ud(on_poll)
-        self._ring.poll(fd, mask, entry[1])
+        # A Watch is a one-shot poll the compiled dispatcher re-arms only after
+        # the callback has run (level-triggered, like epoll; see _loopcore.c).
+        ud = self._next_ud
+        self._next_ud = ud + 1
+        w = _loopcore.Watch(core, table, fd, mask, handle, ud)
+        table[fd] = w
+        self._handlers[ud] = w
+        w.arm()
 
     def _unwatch(self, table: dict, fd) -> bool:
         fd = _fileobj_to_fd(fd)
         if self.is_closed():
             return False  # as asyncio: close() already dropped every watch
-        entry = table.pop(fd, None)
-        if entry is None:
+        w = table.pop(fd, None)
+        if w is None:
             return False
-        entry[0].cancel()
-        self._ring.poll_remove(entry[1], self._oneshot(_ignore))
-        self._free_ud(entry[1])
+        w.handle.cancel()
+        self._ring.poll_remove(w.ud, UD_IGNORE)
+        self._handlers.pop(w.ud, None)
         return True
 
     def add_reader(self, fd, callback, *args):
@@ -263,6 +253,3 @@ def _check_sock(loop, sock) -> None:
     if loop._debug and sock.gettimeout() != 0:
         raise ValueError("the socket must be non-blocking")
 
-
-def _ignore(res: int, flags: int) -> None:
-    """Completion handler for operations whose result does not matter (cancels, removes)."""

@@ -29,20 +29,19 @@ implemented; they raise ``NotImplementedError`` saying so.
 """
 from __future__ import annotations
 
-import collections
 import errno
-import heapq
 import logging
 import os
 import socket
 import threading
 import time
-from asyncio import base_events, events, sslproto
+from asyncio import base_events, events, format_helpers, futures, sslproto, tasks
 
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
 from .stats import ConnStats, LoopStats
-from .fdops import FdOpsMixin, _ignore
+from .contract import UD_IGNORE
+from .fdops import FdOpsMixin
 from .transport import RingTransport
 
 logger = logging.getLogger("ringleader.runtime")
@@ -50,15 +49,14 @@ logger = logging.getLogger("ringleader.runtime")
 _F_MORE = consts.CQE_F_MORE
 # user_data at or above this carry a message from another ring (MSG_RING):
 # the top byte is the kind, the rest a payload.
+_SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 TAG_BASE = 1 << 56
 TAG_NEWFD = 1 << 56        # res = a plain fd accepted on another worker; payload = listener id
 TAG_MIGRATE = 2 << 56      # res = our new fixed slot; payload = migration token
 TAG_WAKE = 3 << 56         # a bare wake-up
+TAG_SLOT_FREED = 4 << 56   # our own close of fixed slot <payload> completed (release_slot)
 _PAYLOAD = (1 << 48) - 1
 _UD_WAKE = 1               # the eventfd read
-_MAX_TIMEOUT = 24 * 3600.0
-_MIN_SCHEDULED = 100
-_CANCELLED_FRACTION = 0.5
 
 
 class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
@@ -82,22 +80,66 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._readers: dict[int, list] = {}
         self._writers: dict[int, list] = {}
         self._serving: dict[int, tuple] = {}
-        self._sleeping = False
         self._efd = -1
-        # telemetry: telemetry=False skips the Python-side counters (loop
-        # iterations, timer lag, per-connection bytes/ops/last activity) so their
-        # cost can be measured (scripts/bench http); the ring's C counters stay.
+        # telemetry: telemetry=False skips the loop's counters (iterations,
+        # timer lag, per-connection bytes/ops/last activity) so their cost can
+        # be measured (scripts/bench http); the ring's C counters stay.
         self._telemetry = telemetry
-        self._iterations = 0
-        self._handles_run = 0
-        self._lag_max = 0.0
-        self._lag_ewma = 0.0
         self._started_at: float | None = None
         self._wall0 = 0.0
         self.migrations_in = 0
         self.migrations_out = 0
         self._msg_handlers: dict[int, object] = {}
         self._open_ring()
+        self._take_over_scheduling()
+
+    def _take_over_scheduling(self) -> None:
+        """Hand asyncio's ready queue and timer heap to the compiled core.
+
+        The queue and heap stay asyncio's objects (``_ready``, ``_scheduled``)
+        holding asyncio's own Handle and TimerHandle objects; the core fills
+        them (call_soon/call_at/call_later build the handles in C) and runs the
+        iteration (:meth:`_run_once`).  Methods a subclass replaced stay its
+        own, and a subclass's own ``time()`` becomes the core's clock."""
+        cls, base = type(self), base_events.BaseEventLoop
+        own_time = None if cls.time is base.time else self.time
+        self._core.set_scheduling(self, self._ready, self._scheduled, events.Handle,
+                                  events.TimerHandle, base.call_soon.__get__(self),
+                                  _handle_failed, self._clock_resolution, self._debug, own_time)
+        self._core.set_future_types(futures.Future, tasks.Task)
+        for name in ("call_soon", "call_at", "call_later", "create_future", "create_task",
+                     "get_debug"):
+            if getattr(cls, name) is getattr(base, name):
+                setattr(self, name, getattr(self._core, name))
+        if own_time is None:
+            self.time = self._core.time
+        if cls._timer_handle_cancelled is RingEventLoop._timer_handle_cancelled:
+            self._timer_handle_cancelled = self._core.timer_handle_cancelled
+
+    # Debug mode (or odd arguments): the compiled call_at/call_later hand over to asyncio's.
+    def _slow_call_at(self, *args, **kwargs):
+        return base_events.BaseEventLoop.call_at(self, *args, **kwargs)
+
+    def _slow_call_later(self, *args, **kwargs):
+        return base_events.BaseEventLoop.call_later(self, *args, **kwargs)
+
+    def _slow_create_task(self, *args, **kwargs):
+        return base_events.BaseEventLoop.create_task(self, *args, **kwargs)
+
+    def _timer_handle_cancelled(self, handle) -> None:
+        if handle._scheduled:
+            self._core.timer_cancelled += 1
+
+    @property
+    def _timer_cancelled_count(self) -> int:
+        core = getattr(self, "_core", None)
+        return core.timer_cancelled if core is not None else 0
+
+    @_timer_cancelled_count.setter
+    def _timer_cancelled_count(self, value: int) -> None:
+        core = getattr(self, "_core", None)  # BaseEventLoop.__init__ sets it before the core exists
+        if core is not None:
+            core.timer_cancelled = value
 
     # ------------------------------------------------------------------ ring
     def _open_ring(self) -> None:
@@ -114,6 +156,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
                                     self._on_handler_error, self._telemetry)
         self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._handlers[_UD_WAKE] = self._on_wake
+        self._msg_handlers[TAG_SLOT_FREED] = self._slot_freed
         # A multishot poll rather than a read: it holds no buffer, so the ring's
         # table of buffers to keep alive stays empty and the harvest skips it.
         self._ring.poll(self._efd, consts.POLLIN, _UD_WAKE, multishot=True)
@@ -128,13 +171,13 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
     def ring(self) -> Ring:
         return self._ring
 
-    def bind_stream(self, transport: RingTransport, slot: int, stream=None):
+    def bind_stream(self, transport: RingTransport, slot: int, high_water: int, stream=None):
         ud_recv = self._next_ud
         ud_send = ud_recv + 1
         self._next_ud = ud_recv + 2
         if stream is None:
             stream = _loopcore.Stream(self._core, transport, slot, ud_recv, ud_send,
-                                      transport._high_water, self._telemetry)
+                                      high_water, self._telemetry)
         else:
             stream.rebind(self._core, slot, ud_recv, ud_send)
         # The compiled dispatcher sees a Stream here and handles both of its
@@ -144,11 +187,16 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._conns[transport.conn_id] = transport
         return stream
 
-    def unbind_stream(self, transport: RingTransport) -> None:
-        c = transport._c
-        self._handlers.pop(c.ud_recv, None)
-        self._handlers.pop(c.ud_send, None)
+    def unbind_stream(self, transport: RingTransport, stream) -> None:
+        self._handlers.pop(stream.ud_recv, None)
+        self._handlers.pop(stream.ud_send, None)
         self._conns.pop(transport.conn_id, None)
+
+    def release_slot(self, slot: int) -> None:
+        self._ring.close_fixed(slot, TAG_SLOT_FREED | slot)
+
+    def _slot_freed(self, slot: int, res: int) -> None:
+        self._ring.files.forget(slot)
 
     def oneshot(self, handler) -> int:
         """Register a handler that is dropped after its first final completion."""
@@ -186,9 +234,10 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             self._ring.poll(self._efd, consts.POLLIN, _UD_WAKE, multishot=True)
 
     def _write_to_self(self) -> None:
-        # Only a sleeping (or about to sleep) loop needs the syscall; see _poll
-        # for why this cannot lose a wake-up.
-        if self._sleeping and self._efd >= 0:
+        # Only a sleeping (or about to sleep) loop needs the syscall; the core
+        # publishes "asleep" before its last look at _ready (Core.poll), so
+        # this cannot lose a wake-up.
+        if self._core.sleeping and self._efd >= 0:
             try:
                 os.eventfd_write(self._efd, 1)
             except OSError:
@@ -196,96 +245,35 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
 
     # ------------------------------------------------------------- iteration
     def _run_once(self) -> None:
-        sched = self._scheduled
-        n = len(sched)
-        if n > _MIN_SCHEDULED and self._timer_cancelled_count / n > _CANCELLED_FRACTION:
-            live = []
-            for h in sched:
-                if h._cancelled:
-                    h._scheduled = False
-                else:
-                    live.append(h)
-            heapq.heapify(live)
-            self._scheduled = sched = live
-            self._timer_cancelled_count = 0
-        else:
-            while sched and sched[0]._cancelled:
-                self._timer_cancelled_count -= 1
-                heapq.heappop(sched)._scheduled = False
+        # One asyncio iteration in C: prune cancelled timers, flush the
+        # transports' writes, wait in the kernel (until the first timer),
+        # dispatch completions, move due timers to the ready queue and run the
+        # ready handles.  In debug mode the core leaves the running to us.
+        ntodo = self._core.run_once(self._stopping, True)
+        if ntodo:
+            self._run_handles_debug(ntodo)
 
-        if self._ready or self._stopping:
-            timeout = 0.0
-        elif sched:
-            timeout = min(max(0.0, sched[0]._when - self.time()), _MAX_TIMEOUT)
-        else:
-            timeout = None
-        self._poll(timeout)
-
-        now = self.time()
-        end = now + self._clock_resolution
+    def _run_handles_debug(self, ntodo: int) -> None:
+        """asyncio's debug-mode handle loop: slow callbacks are logged."""
         ready = self._ready
-        telemetry = self._telemetry
-        while sched:
-            h = sched[0]
-            if h._when >= end:
-                break
-            heapq.heappop(sched)
-            h._scheduled = False
-            lag = now - h._when
-            if lag > 0 and telemetry:
-                if lag > self._lag_max:
-                    self._lag_max = lag
-                self._lag_ewma += 0.05 * (lag - self._lag_ewma)
-            ready.append(h)
-
-        ntodo = len(ready)
-        if telemetry:
-            self._iterations += 1
-            self._handles_run += ntodo
-        debug = self._debug
         for _ in range(ntodo):
             h = ready.popleft()
             if h._cancelled:
                 continue
-            if debug:
-                try:
-                    self._current_handle = h
-                    t0 = self.time()
-                    h._run()
-                    dt = self.time() - t0
-                    if dt >= self.slow_callback_duration:
-                        logger.warning("Executing %s took %.3f seconds", base_events._format_handle(h), dt)
-                finally:
-                    self._current_handle = None
-            else:
+            try:
+                self._current_handle = h
+                t0 = self.time()
                 h._run()
+                dt = self.time() - t0
+                if dt >= self.slow_callback_duration:
+                    logger.warning("Executing %s took %.3f seconds", base_events._format_handle(h), dt)
+            finally:
+                self._current_handle = None
         h = None
 
     def _poll(self, timeout: float | None) -> None:
-        core = self._core
-        if core.dirty:
-            core.flush_dirty()
-        if timeout is None or timeout > 0:
-            # Publish "asleep" before the final look at _ready: a thread that
-            # appends to _ready and then sees _sleeping False is guaranteed we
-            # will see its handle here (the GIL orders both steps).
-            self._sleeping = True
-            if self._ready:
-                timeout = 0.0
-            ready = core.submit_wait(timeout != 0.0, timeout)
-            self._sleeping = False
-        else:
-            ready = core.submit_wait(False, 0.0)
-        if not ready:
-            return
-        if self._ready:
-            # asyncio runs the callbacks that were ready before a poll ahead of
-            # that poll's I/O callbacks (e.g. the task awaiting create_connection
-            # resumes before data_received): dispatch after them, in order.  The
-            # completions wait in the CQ until then.
-            self._ready.append(events.Handle(core.dispatch, (), self, None))
-        else:
-            core.dispatch()
+        """One flush + wait + harvest outside an iteration (close() reaps with it)."""
+        self._core.poll(timeout)
 
     def _on_handler_error(self, exc: BaseException) -> None:
         # The compiled dispatcher's report of an exception a handler raised
@@ -324,6 +312,21 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         if not self._ready:
             self._ready.append(events.Handle(_noop, (), self, None))
 
+    # The debug flag lives in the core (its call_soon/call_at/get_debug read it);
+    # asyncio's code sets and reads self._debug.
+    @property
+    def _debug(self) -> bool:
+        core = self.__dict__.get("_core")
+        return bool(core.debug) if core is not None else self.__dict__.get("_debug0", False)
+
+    @_debug.setter
+    def _debug(self, value: bool) -> None:
+        core = self.__dict__.get("_core")  # BaseEventLoop.__init__ sets it before the core exists
+        if core is not None:
+            core.debug = bool(value)
+        else:
+            self.__dict__["_debug0"] = bool(value)
+
     # --------------------------------------------------------------- running
     def run_forever(self):
         if self._owner != threading.get_ident():
@@ -341,19 +344,20 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         if self.is_closed():
             return
         for t in list(self._conns.values()):
-            t._force_close(None)
+            t.abort()
         for sock, ud, server in list(self._serving.values()):
             self._stop_serving(sock)
         # Reap what is already complete: late accepts carry fds to close.
         self._poll(0.0)
         self._readers.clear()
         self._writers.clear()
-        # Run the connection_lost callbacks those closes scheduled.
-        ready, self._ready = self._ready, collections.deque()
-        for h in ready:
-            if not h._cancelled:
-                h._run()
+        # Run the connection_lost callbacks those closes scheduled (what they
+        # schedule in turn is dropped with the rest of the queue, as asyncio does).
+        self._core.run_ready(len(self._ready))
+        # Those callbacks queued the sockets' close(2) as SQEs: submit them.
+        self._poll(0.0)
         super().close()
+        self._core.closed = True
         if self._ring is not None:
             self._ring.close()
         if self._efd >= 0:
@@ -363,15 +367,16 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
     # ----------------------------------------------------------- telemetry
     def stats(self) -> LoopStats:
         ring_stats: RingStats = self._ring.stats()
+        core = self._core
         wall = time.perf_counter() - self._wall0 if self._started_at is not None else 0.0
         idle = ring_stats.wait_ns / 1e9
         return LoopStats(
             worker=self.worker_id, time=self.time(),
-            uptime=wall, iterations=self._iterations, handles_run=self._handles_run,
-            busy_s=max(0.0, wall - idle), idle_s=idle, lag_max_s=self._lag_max,
-            lag_ewma_s=self._lag_ewma, connections=len(self._conns),
+            uptime=wall, iterations=core.iterations, handles_run=core.handles_run,
+            busy_s=max(0.0, wall - idle), idle_s=idle, lag_max_s=core.lag_max,
+            lag_ewma_s=core.lag_ewma, connections=len(self._conns),
             migrations_in=self.migrations_in, migrations_out=self.migrations_out,
-            enobufs=self._bufring.enobufs + self._core.enobufs, ring=ring_stats)
+            enobufs=self._bufring.enobufs + core.enobufs, ring=ring_stats)
 
     def connections(self) -> list[RingTransport]:
         return list(self._conns.values())
@@ -405,11 +410,19 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         # Accepted sockets share the listener's family/type/protocol; passing them
         # saves socket.socket(fileno=) three getsockopt calls per connection.
         kind = (int(sock.family), int(sock.type), sock.proto)
+        # TCP_NODELAY on the listener is inherited by every accepted socket.
+        nodelay = False
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                nodelay = True
+            except OSError:
+                pass
 
         def on_accept(res: int, flags: int) -> None:
             if res >= 0:
                 self._accepted(res, protocol_factory, sslcontext, server,
-                               ssl_handshake_timeout, ssl_shutdown_timeout, kind)
+                               ssl_handshake_timeout, ssl_shutdown_timeout, kind, nodelay)
             elif res not in (-errno.ECANCELED,):
                 err = error_from_result(res, "accept", fd)
                 if res in (-errno.EMFILE, -errno.ENFILE, -errno.ENOBUFS, -errno.ENOMEM):
@@ -433,21 +446,20 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self._kick()
 
     def _accepted(self, newfd, protocol_factory, sslcontext, server, hs_timeout, sd_timeout,
-                  kind=(-1, -1, -1)):
-        conn = socket.socket(*kind, fileno=newfd)
-        try:
-            peer = conn.getpeername()
-        except OSError:
-            peer = None
-        extra = {"peername": peer}
+                  kind=(-1, -1, -1), nodelay=False):
+        # The ring accepted with SOCK_NONBLOCK; saying so in the type gives the
+        # socket object a zero timeout without a syscall.  peername is looked
+        # up only if asked for (RingTransport.get_extra_info).
+        family, type_, proto = kind
+        conn = socket.socket(family, type_ | _SOCK_NONBLOCK, proto, fileno=newfd)
         try:
             protocol = protocol_factory()
             if sslcontext:
-                self._make_ssl_transport(conn, protocol, sslcontext, server_side=True, extra=extra,
+                self._make_ssl_transport(conn, protocol, sslcontext, server_side=True,
                                          server=server, ssl_handshake_timeout=hs_timeout,
                                          ssl_shutdown_timeout=sd_timeout)
             else:
-                self._make_socket_transport(conn, protocol, extra=extra, server=server)
+                RingTransport(self, conn, protocol, server=server, nodelay_inherited=nodelay)
         except BaseException as exc:
             conn.close()
             self.call_exception_handler({"message": "error creating a transport for an accepted "
@@ -455,12 +467,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
 
     def adopt_socket(self, conn: socket.socket, protocol_factory, server=None) -> RingTransport:
         """Wrap an already-connected socket (e.g. handed over by another worker)."""
-        try:
-            peer = conn.getpeername()
-        except OSError:
-            peer = None
-        return self._make_socket_transport(conn, protocol_factory(), extra={"peername": peer},
-                                           server=server)
+        return self._make_socket_transport(conn, protocol_factory(), server=server)
 
     def _stop_serving(self, sock) -> None:
         entry = self._serving.pop(sock.fileno(), None)
@@ -489,7 +496,7 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
                 handlers.pop(ud, None)
 
         handlers[ud] = late
-        self._ring.cancel(ud, self._oneshot(_ignore))
+        self._ring.cancel(ud, UD_IGNORE)
         self._ring.flush()
 
 def _shutdown_listener(sock: socket.socket) -> None:
@@ -501,6 +508,15 @@ def _shutdown_listener(sock: socket.socket) -> None:
 
 def _noop() -> None:
     pass
+
+
+def _handle_failed(handle: events.Handle, exc: BaseException) -> None:
+    """What Handle._run does when its callback raises (the core runs handles itself)."""
+    cb = format_helpers._format_callback_source(handle._callback, handle._args)
+    context = {"message": f"Exception in callback {cb}", "exception": exc, "handle": handle}
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
 
 
 

@@ -40,13 +40,22 @@ import warnings
 from asyncio import constants, protocols, sslproto, transports, trsock
 
 from ..uring import error_from_result
-from .contract import StreamState
+from . import _loopcore
+from .contract import UD_IGNORE, StreamState
 from .errors import MigrationError
 from .stats import ConnStats
 
 logger = logging.getLogger("ringleader.runtime")
 
 _ids = itertools.count(1)
+
+
+def _log_lost_write() -> None:
+    # asyncio's words for a write to a lost connection (from the 5th one on)
+    logger.warning("socket.send() raised exception.")
+
+
+_loopcore.set_lost_write_hook(_log_lost_write)
 _OPEN, _CLOSING, _LOST, _DONE = (StreamState.OPEN, StreamState.CLOSING, StreamState.LOST,
                                  StreamState.DONE)
 
@@ -59,20 +68,16 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     # default, UNSUPPORTED, made it raise RuntimeError even with fallback=True).
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
-    def __init__(self, loop, sock: socket.socket, protocol, waiter=None, extra=None, server=None):
+    def __init__(self, loop, sock: socket.socket, protocol, waiter=None, extra=None, server=None,
+                 nodelay_inherited: bool = False):
         super().__init__(extra, loop)
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
-        sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
+        # "socket", "sockname" and "peername" are looked up when first asked
+        # for (get_extra_info): two syscalls per connection saved when nobody asks.
+        if sock.gettimeout() != 0:  # accepted sockets arrive non-blocking already
+            sock.setblocking(False)
+        # nodelay_inherited: accepted from a listener that has TCP_NODELAY, which
+        # Linux copies to the accepted socket (one setsockopt per connection saved).
+        if not nodelay_inherited and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
@@ -90,6 +95,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         # per write).  The class method below does the same for anyone who
         # calls it through the class.
         self.write = self._c.write
+        self.writelines = self._c.writelines
         self.set_protocol(protocol)
         self._c.last_active = loop.time()
         if server is not None:
@@ -102,10 +108,10 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     # ------------------------------------------------------------ ring glue
     def _bind(self, loop, slot: int) -> None:
         self._loop = loop
-        self._c = loop.bind_stream(self, slot, self._c)
+        self._c = loop.bind_stream(self, slot, self._high_water, self._c)
 
     def _unbind(self) -> None:
-        self._loop.unbind_stream(self)
+        self._loop.unbind_stream(self, self._c)
 
     def _arm_recv(self) -> None:
         self._c.arm_recv()
@@ -113,7 +119,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     def _cancel_recv(self) -> None:
         c = self._c
         if c.recv_armed:
-            self._loop.ring.cancel(c.ud_recv, self._loop.oneshot(_ignore))
+            self._loop.ring.cancel(c.ud_recv, UD_IGNORE)
 
     # Called by the compiled stream (see runtime/contract.py, TransportCallbacks).
     def _recv_failed(self, res: int) -> None:
@@ -123,9 +129,6 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     def _send_failed(self, res: int) -> None:
         self._fatal_error(error_from_result(res, "send", self._c.slot, True),
                           "Fatal write error on socket transport")
-
-    def _log_lost_write(self) -> None:
-        logger.warning("socket.send() raised exception.")
 
     def _deliver(self, data: bytes) -> None:
         try:
@@ -196,10 +199,28 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     def get_protocol(self):
         return self._protocol
 
+    def get_extra_info(self, name, default=None):
+        extra = self._extra
+        if name in extra:
+            return extra[name]
+        fetch = _LAZY_EXTRA.get(name)
+        if fetch is None:
+            return default
+        sock = self._sock
+        try:
+            value = fetch(sock) if sock is not None else None
+        except OSError:
+            value = None
+        extra[name] = value
+        return value
+
     # -------------------------------------------------------------- writing
     def write(self, data) -> None:
         # Only reached through the class (instances carry the C method itself).
         self._c.write(data)
+
+    def writelines(self, list_of_data) -> None:
+        self._c.writelines(list_of_data)
 
     def _flush(self) -> None:
         """Hand the queued writes to the ring now (the loop does this once per iteration)."""
@@ -228,7 +249,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     def _do_shutdown(self) -> None:
         c = self._c
         c.shut_wr = True
-        self._loop.ring.shutdown(c.slot, socket.SHUT_WR, self._loop.oneshot(_ignore), fixed=True)
+        self._loop.ring.shutdown(c.slot, socket.SHUT_WR, UD_IGNORE, fixed=True)
 
     # -------------------------------------------------------------- closing
     def is_closing(self) -> bool:
@@ -283,16 +304,15 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             # its own file references until those operations complete; their
             # late completions find no handler (the loop recycles buffers).
             if c.recv_armed:
-                ring.cancel(c.ud_recv, loop.oneshot(_ignore))
+                ring.cancel(c.ud_recv, UD_IGNORE)
             if c.inflight is not None:
-                ring.cancel(c.ud_send, loop.oneshot(_ignore))
+                ring.cancel(c.ud_send, UD_IGNORE)
                 # The stream kept the bytes alive for the kernel: let the ring
                 # hold them until that send's last completion is reaped.
                 ring.hold(c.ud_send, c.inflight)
-            try:
-                ring.files.release(c.slot)
-            except OSError as e:  # pragma: no cover - the table is ours; log, don't mask exc
-                logger.error("releasing fixed slot %d failed: %s", c.slot, e)
+            # Empty the slot with an SQE (no register syscall of its own); it
+            # is handed out again only once that has completed.
+            loop.release_slot(c.slot)
         c.slot = -1
         self._unbind()
         c.state = _LOST
@@ -310,8 +330,13 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         try:
             self._protocol.connection_lost(exc)
         finally:
-            self._sock.close()
-            self._sock = None
+            sock, self._sock = self._sock, None
+            loop = self._loop
+            if loop.is_closed():
+                sock.close()
+            else:
+                # The close(2) rides with the next batch of SQEs: no syscall of its own.
+                loop.ring.close_fd(sock.detach(), UD_IGNORE)
             self._protocol = None
             c.detach_objects()  # the stream no longer calls back into us
             server = self._server
@@ -360,7 +385,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     def conn_stats(self) -> ConnStats:
         c = self._c
-        peer = self._extra.get("peername")
+        peer = self.get_extra_info("peername")
         return ConnStats(conn_id=self.conn_id, worker=self._loop.worker_id, slot=c.slot,
                          peer=str(peer), bytes_in=c.bytes_in, bytes_out=c.bytes_out,
                          ops=c.ops, last_active=c.last_active, migrations=self.migrations,
@@ -427,8 +452,8 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         c.arm_recv()
 
 
-def _ignore(res: int, flags: int) -> None:
-    pass
+_LAZY_EXTRA = {"socket": trsock.TransportSocket, "sockname": socket.socket.getsockname,
+               "peername": socket.socket.getpeername}
 
 
 def _set_result_unless_cancelled(fut, result) -> None:

@@ -131,9 +131,10 @@ SERVE_MODES = ["ringleader-2-reuseport", "ringleader-2-acceptor"]
 
 
 class Server:
-    def __init__(self, name: str, proto: str):
+    def __init__(self, name: str, proto: str, python: str | None = None):
+        # python: another interpreter (e.g. a venv with an older ringleader) to serve with
         kind, workers, mode, telemetry = CONTENDERS[name]
-        cmd = ["taskset", "-c", SERVER_CPU, sys.executable, os.path.abspath(__file__), "--serve",
+        cmd = ["taskset", "-c", SERVER_CPU, python or sys.executable, os.path.abspath(__file__), "--serve",
                kind, "--proto", "echo" if proto == "echo" else "http", "--workers", str(workers), "--mode", mode,
                "--telemetry", "on" if telemetry else "off"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -306,8 +307,8 @@ def loadavg() -> float:
 
 
 # ---------------------------------------------------------------- driver
-def measure(name: str, proto: str, args) -> dict:
-    srv = Server(name, proto)
+def measure(name: str, proto: str, args, python: str | None = None) -> dict:
+    srv = Server(name, proto, python)
     try:
         client = (lambda d: run_wrk(srv.port, args.connections, d, proto == "http-close")) \
             if proto.startswith("http") else \

@@ -353,15 +353,17 @@ static int rl_prep_accept(struct rl_ring *r, int fd, int multishot, int direct,
     RL_GET_SQE(r);
     /* Direct accepts: the kernel refuses SOCK_CLOEXEC with a file slot (-EINVAL; a fixed
      * slot has no close-on-exec anyway), and liburing 2.3's accept_direct adds 1 to the
-     * index, so ALLOC must be passed as ALLOC - 1 (ALLOC itself wraps to 0 = no slot). */
+     * index, so ALLOC must be passed as ALLOC - 1 (ALLOC itself wraps to 0 = no slot).
+     * Plain accepts hand out non-blocking fds (every user of them is an event loop),
+     * which saves the fcntl/ioctl per connection that would make them so. */
     if (multishot && direct)
         io_uring_prep_multishot_accept_direct(sqe, fd, NULL, NULL, 0);
     else if (multishot)
-        io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+        io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     else if (direct)
         io_uring_prep_accept_direct(sqe, fd, NULL, NULL, 0, IORING_FILE_INDEX_ALLOC - 1);
     else
-        io_uring_prep_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+        io_uring_prep_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     return rl_finish(sqe, ud, sf);
 }
 

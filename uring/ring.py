@@ -451,9 +451,10 @@ class Ring:
     # prepared, so a refused SQE (RingFullError) keeps nothing alive by mistake.
     def accept(self, fd: int, ud: int, *, multishot: bool = False, direct: bool = False,
                fixed: bool = False, link: bool = False) -> None:
-        """Accept on listening socket ``fd``.  ``direct``: the new socket goes into a
-        kernel-chosen fixed slot (returned as res; call ``files.adopt(res)``) instead of a
-        normal fd; -ENFILE when the kernel's slot range is full."""
+        """Accept on listening socket ``fd``; the new fd (res) is non-blocking and
+        close-on-exec.  ``direct``: the new socket goes into a kernel-chosen fixed slot
+        (returned as res; call ``files.adopt(res)``) instead of a normal fd; -ENFILE when
+        the kernel's slot range is full."""
         res = lib.rl_prep_accept(self._r, fd, int(multishot), int(direct), ud,
                                  _sf(fixed, link))
         if res:

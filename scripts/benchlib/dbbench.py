@@ -51,9 +51,11 @@ class Pins:
                 f"each client process on CPU {self.client_cpu} (taskset -c {self.client_cpu})")
 
 
-def run_python_client(pins: Pins, spec: dict, timeout: float = 120) -> dict:
-    """One measurement in a fresh pinned client process (benchlib.dbclient)."""
-    cmd = pins.client() + [sys.executable, "-m", "benchlib.dbclient", json.dumps(spec)]
+def run_python_client(pins: Pins, spec: dict, timeout: float = 120,
+                      python: str | None = None) -> dict:
+    """One measurement in a fresh pinned client process (benchlib.dbclient), under
+    ``python`` when given (another venv, e.g. an older ringleader)."""
+    cmd = pins.client() + [python or sys.executable, "-m", "benchlib.dbclient", json.dumps(spec)]
     res = subprocess.run(cmd, cwd=SCRIPTS, capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
         tail = "\n".join(res.stderr.strip().splitlines()[-15:])

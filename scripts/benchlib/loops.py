@@ -14,6 +14,10 @@ Rows (c=64 unless ``--conns`` says otherwise):
   PostgreSQL pools (these drivers are loop-agnostic, so they run on all three
   loops too: does the ring pay for itself?).
 
+``--baseline PYTHON`` adds a fourth column: ringleader's loop as installed in
+another interpreter's environment (e.g. a venv built from an older commit),
+run by the same servers and clients, for before/after ratios in one run.
+
 Every repetition measures every row on every loop, the loops in an order
 rotated per row and repetition, so drift of the shared machine hits them
 alike.  The table shows medians, and the ringleader/uvloop ratios as the
@@ -58,6 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=float, default=1.0, help="seconds before each window")
     p.add_argument("--conns", type=int, default=64, help="concurrency of every row (default 64)")
     p.add_argument("--pool", type=int, default=16, help="database pool size (default 16)")
+    p.add_argument("--baseline", metavar="PYTHON", default="",
+                   help="also run ringleader from this interpreter's environment (column 'baseline')")
     p.add_argument("--rows", default="", help="comma-separated row keys to run (default all: "
                    "http,http-close,echo,echo-2w,redispy,asyncpg,psycopg,rl-redis,rl-pg)")
 
@@ -68,7 +74,10 @@ def _server_row(key, title, proto, names, args, **goals) -> Row:
                             size=64)
 
     def run(loop: str) -> dict:
-        r = bench_serve.measure(names[loop], proto, ns)
+        if loop == "baseline":
+            r = bench_serve.measure(names["ringleader"], proto, ns, python=args.baseline)
+        else:
+            r = bench_serve.measure(names[loop], proto, ns)
         return {"cpu_us": r["cpu_us_per_req"], "ops_s": r["rps"],
                 "user_us": r["user_us_per_req"], "sys_us": r["sys_us_per_req"]}
     return Row(key, title, "server", run, **goals)
@@ -104,9 +113,11 @@ class _Databases:
 
 def _client_row(key, title, dbs: _Databases, kind, spec, args, **goals) -> Row:
     def run(loop: str) -> dict:
-        r = run_python_client(dbs.pins, dict(spec, loop=loop, kind=kind, target=dbs.target(kind),
+        r = run_python_client(dbs.pins, dict(spec, loop="ringleader" if loop == "baseline" else loop,
+                                             kind=kind, target=dbs.target(kind),
                                              conc=args.conns, pool=args.pool,
-                                             seconds=args.seconds, warmup=args.warmup))
+                                             seconds=args.seconds, warmup=args.warmup),
+                              python=args.baseline if loop == "baseline" else None)
         return {"cpu_us": r["cpu_us_op"], "ops_s": r["ops_s"]}
     return Row(key, title, "client", run, **goals)
 
@@ -147,13 +158,16 @@ class LoopsReport:
     notes: list[str]
     rows: list[Row]
 
-    def _ratios(self, row: Row, key: str) -> list[float]:
-        rl, uv = row.samples.get("ringleader", []), row.samples.get("uvloop", [])
+    def _ratios(self, row: Row, key: str, who: str = "ringleader") -> list[float]:
+        rl, uv = row.samples.get(who, []), row.samples.get("uvloop", [])
         return [a[key] / b[key] for a, b in zip(rl, uv) if b[key]]
 
     def table(self) -> str:
+        base = any("baseline" in r.samples for r in self.rows)
         head = ("workload", "CPU of", "uvloop us/op", "ringleader", "asyncio", "rl/uv CPU",
                 "spread", "rl/uv ops/s", "spread", "goal")
+        if base:
+            head = head + ("baseline", "base/uv CPU")
         out = [head]
         for row in self.rows:
             def med(loop, k):
@@ -169,9 +183,14 @@ class LoopsReport:
             if row.rate_goal is not None:
                 goal.append(f"ops/s >= {row.rate_goal}x: "
                             f"{'met' if mr >= row.rate_goal else 'MISSED'}")
-            out.append((row.title, row.side, cells[1], cells[0], cells[2], f"{mc:.2f}x",
-                        f"{min(rc, default=0):.2f}-{max(rc, default=0):.2f}", f"{mr:.2f}x",
-                        f"{min(rr, default=0):.2f}-{max(rr, default=0):.2f}", "; ".join(goal)))
+            line = (row.title, row.side, cells[1], cells[0], cells[2], f"{mc:.2f}x",
+                    f"{min(rc, default=0):.2f}-{max(rc, default=0):.2f}", f"{mr:.2f}x",
+                    f"{min(rr, default=0):.2f}-{max(rr, default=0):.2f}", "; ".join(goal))
+            if base:
+                bc = self._ratios(row, "cpu_us", "baseline")
+                line += (f"{med('baseline', 'cpu_us'):.2f} ({med('baseline', 'ops_s') / 1e3:.1f}k/s)",
+                         f"{statistics.median(bc):.2f}x" if bc else "-")
+            out.append(line)
         widths = [max(len(r[i]) for r in out) for i in range(len(head))]
         lines = ["== loops: ringleader's loop vs uvloop vs asyncio =="]
         lines += [f"  {n}" for n in self.notes] + [""]
@@ -202,10 +221,11 @@ def run(args) -> LoopsReport:
     pins = Pins()
     dbs = _Databases(pins, args.pool)
     rows = _rows(args, dbs)
+    loops = list(LOOPS) + (["baseline"] if args.baseline else [])
     try:
         for rep in range(args.reps):
             for i, row in enumerate(rows):
-                for loop in rotate(list(LOOPS), rep + i):
+                for loop in rotate(loops, rep + i):
                     s = row.run(loop)
                     row.samples.setdefault(loop, []).append(s)
                     print(f"  rep {rep + 1}/{args.reps} {row.key:<10} {loop:<10} "
@@ -220,4 +240,6 @@ def run(args) -> LoopsReport:
              f"loops interleaved (rotated per row and repetition); database pools of {args.pool}",
              f"1-min loadavg at the end: {load} on {len(__import__('os').sched_getaffinity(0))} "
              f"CPUs (others' work on a shared machine inflates every figure)"]
+    if args.baseline:
+        notes.append(f"baseline: ringleader as installed for {args.baseline}")
     return LoopsReport(notes, rows)
