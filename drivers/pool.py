@@ -381,9 +381,11 @@ class Pool(Generic[C]):
                 entry = max(foreign, key=lambda e: e.last_used)
                 self._idle[entry.worker].remove(entry)
                 return entry, None
-            if foreign and self._size >= self._limit(waiting=1):
+            if foreign and self._size >= self._limit(waiting=1) and self._below_share(worker, 1):
                 # strict: the pool is full but another worker has idle connections
-                # this one may not use; close the stalest so its slot opens one here.
+                # this one may not use; close the stalest so its slot opens one here
+                # (only while this worker holds less than its fair share: beyond
+                # that its own returns serve it, and moving slots is churn).
                 evicted = min(foreign, key=lambda e: e.last_used)
                 self._idle[evicted.worker].remove(evicted)
                 self._size -= 1
@@ -392,6 +394,23 @@ class Pool(Generic[C]):
         if evicted is not None:
             self._close_entry(evicted)
         return None, waiter
+
+    def _below_share(self, worker: int, extra_demand: int = 0, busy: int | None = None) -> bool:
+        """Under the lock (strict pools): ``worker`` holds fewer connections
+        (in use, idle, opening) than an even split of the pool among the workers
+        that want them now (in use, waiting, or ``busy``: the one returning a
+        connection this moment).  Issue 16: without this, two
+        workers contending for a small full pool handed slots back and forth,
+        a close and a connect per hand-off (341 opens in a 24-s burst run)."""
+        wanting = {e.worker for e in self._in_use.values()} | {w.worker for w in self._waiters}
+        if extra_demand:
+            wanting.add(worker)
+        if busy is not None:
+            wanting.add(busy)
+        share = -(-self._limit(len(self._waiters) + extra_demand) // max(1, len(wanting)))
+        held = (sum(1 for e in self._in_use.values() if e.worker == worker)
+                + len(self._idle.get(worker, ())) + self._opening[worker])
+        return held < share
 
     def _limit(self, waiting: int) -> int:
         """Under the lock: how many connections may be open with ``waiting`` callers queued."""
@@ -636,8 +655,10 @@ class Pool(Generic[C]):
                 if waiter is not None:
                     waiter.entry = entry
                     waiter.woken = True
-                elif self.strict and self._waiters:
-                    # Only other workers wait: they cannot use it, but can use its slot.
+                elif self.strict and any(self._below_share(w.worker, busy=entry.worker)
+                                         for w in self._waiters):
+                    # Only other workers wait: they cannot use it, but one that holds
+                    # less than its fair share of the pool can use its slot.
                     retire = True
                 elif self._size > self._max and self.burst_linger == 0:
                     retire = True  # a burst connection nobody waits for

@@ -489,3 +489,33 @@ def test_opens_are_rate_limited_and_counted():
             for c in conns:
                 pool.release(c)
     run(main())
+
+
+def test_strict_pool_trades_slots_only_toward_a_worker_below_its_share():
+    """Issue 16: two workers on a small full strict pool used to hand slots back
+    and forth (a close and a connect each time).  A worker holding its fair
+    share waits for its own returns; one holding less gets the slot."""
+    async def main():
+        f = Factory()
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=2, affinity="strict") as pool:
+            loop.worker_id = 1
+            a = await pool.acquire()
+            loop.worker_id = 2
+            b = await pool.acquire()
+            loop.worker_id = 1
+            waiter = asyncio.create_task(pool.acquire())
+            await asyncio.sleep(0.1)
+            loop.worker_id = 2
+            pool.release(b)  # worker 1 holds 1 of 2: its share; no trade
+            assert not b.is_closed and len(f.made) == 2
+            pool.release(a)
+            assert await waiter is a
+            pool.release(a)
+            # worker 3 holds nothing: below its share, so worker 2's idle b is
+            # closed for it
+            loop.worker_id = 3
+            c = await pool.acquire()
+            assert c.worker == 3 and len(f.made) == 3 and (a.is_closed or b.is_closed)
+            pool.release(c)
+    run(main())
