@@ -290,11 +290,16 @@ def test_prefers_connections_of_the_callers_worker():
     run(main())
 
 
+def strict_pool(factory, size=2):
+    """An empty strict pool of ``size``: the worker-affinity tests' starting point."""
+    return Pool(factory, min_size=0, max_size=size, affinity="strict")
+
+
 def test_strict_affinity_never_crosses_workers():
     async def main():
         f = Factory()
         loop = asyncio.get_running_loop()
-        async with Pool(f, min_size=0, max_size=2, affinity="strict") as pool:
+        async with strict_pool(f) as pool:
             loop.worker_id = 1
             a = await pool.acquire()
             pool.release(a)
@@ -498,7 +503,7 @@ def test_strict_pool_trades_slots_only_toward_a_worker_below_its_share():
     async def main():
         f = Factory()
         loop = asyncio.get_running_loop()
-        async with Pool(f, min_size=0, max_size=2, affinity="strict") as pool:
+        async with strict_pool(f) as pool:
             loop.worker_id = 1
             a = await pool.acquire()
             loop.worker_id = 2
