@@ -44,6 +44,9 @@
 #define TAG_BASE (1ull << 56)
 
 enum stream_state { ST_OPEN = 0, ST_CLOSING = 1, ST_LOST = 2, ST_DONE = 3 };
+/* the write side: write_eof() moves OPEN -> EOF_PENDING (no more writes; the
+ * shutdown waits for queued bytes), the SHUT_WR going out -> SHUT */
+enum write_state { W_OPEN = 0, W_EOF_PENDING = 1, W_SHUT = 2 };
 
 typedef struct {
     PyObject_HEAD
@@ -98,7 +101,8 @@ typedef struct {
     double last_active;
     int slot;
     int state;
-    char reading, recv_armed, eof_held, dirty, write_eof, shut_wr, migrating;
+    int wstate;               /* enum write_state */
+    char reading, recv_armed, eof_held, dirty, migrating;
     char buffered, may_be_paused;
 } Stream;
 
@@ -340,7 +344,10 @@ PyMODINIT_FUNC PyInit__loopcore(void)
         PyModule_AddIntConstant(m, "OPEN", ST_OPEN) < 0 ||
         PyModule_AddIntConstant(m, "CLOSING", ST_CLOSING) < 0 ||
         PyModule_AddIntConstant(m, "LOST", ST_LOST) < 0 ||
-        PyModule_AddIntConstant(m, "DONE", ST_DONE) < 0) {
+        PyModule_AddIntConstant(m, "DONE", ST_DONE) < 0 ||
+        PyModule_AddIntConstant(m, "W_OPEN", W_OPEN) < 0 ||
+        PyModule_AddIntConstant(m, "W_EOF_PENDING", W_EOF_PENDING) < 0 ||
+        PyModule_AddIntConstant(m, "W_SHUT", W_SHUT) < 0) {
         Py_DECREF(m);
         return NULL;
     }

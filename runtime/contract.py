@@ -16,7 +16,7 @@ the same role there).  It holds declarations only: no behaviour.
   the loop itself uses only the transport's public API (``abort``,
   ``conn_stats``, ``conn_id``, ``is_closing``).
 * :class:`StreamState` — the transport's lifecycle, kept in the compiled
-  stream's ``state`` field.
+  stream's ``state`` field; :class:`WriteState` — its write side (half-close).
 
 Other kinds of endpoints (pipes, datagrams, subprocess pipes) plug into the
 same dispatcher: any callable registered with :meth:`TransportLoop.oneshot`
@@ -51,6 +51,19 @@ class StreamState(enum.IntEnum):
     CLOSING = _loopcore.CLOSING
     LOST = _loopcore.LOST
     DONE = _loopcore.DONE
+
+
+class WriteState(enum.IntEnum):
+    """The write side of a stream transport (the compiled stream's ``write_state``).
+
+    ``OPEN -> EOF_PENDING``: ``write_eof()``; further writes raise, the
+    shutdown waits until the queued and in-flight bytes are sent.
+    ``EOF_PENDING -> SHUT``: the SHUT_WR went to the ring.
+    """
+
+    OPEN = _loopcore.W_OPEN
+    EOF_PENDING = _loopcore.W_EOF_PENDING
+    SHUT = _loopcore.W_SHUT
 
 
 class TransportLoop(Protocol):

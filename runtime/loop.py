@@ -343,21 +343,24 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
-        for t in list(self._conns.values()):
-            t.abort()
-        for sock, ud, server in list(self._serving.values()):
-            self._stop_serving(sock)
-        # Reap what is already complete: late accepts carry fds to close.
-        self._poll(0.0)
-        self._readers.clear()
-        self._writers.clear()
-        # Run the connection_lost callbacks those closes scheduled (what they
-        # schedule in turn is dropped with the rest of the queue, as asyncio does).
-        self._core.run_ready(len(self._ready))
-        # Those callbacks queued the sockets' close(2) as SQEs: submit them.
-        self._poll(0.0)
+        core = self._core
+        if core is not None:  # None: the ring could not be made (__init__ raised)
+            for t in list(self._conns.values()):
+                t.abort()
+            for sock, ud, server in list(self._serving.values()):
+                self._stop_serving(sock)
+            # Reap what is already complete: late accepts carry fds to close.
+            self._poll(0.0)
+            self._readers.clear()
+            self._writers.clear()
+            # Run the connection_lost callbacks those closes scheduled (what they
+            # schedule in turn is dropped with the rest of the queue, as asyncio does).
+            core.run_ready(len(self._ready))
+            # Those callbacks queued the sockets' close(2) as SQEs: submit them.
+            self._poll(0.0)
         super().close()
-        self._core.closed = True
+        if core is not None:
+            core.closed = True
         if self._ring is not None:
             self._ring.close()
         if self._efd >= 0:

@@ -41,7 +41,7 @@ from asyncio import constants, protocols, sslproto, transports, trsock
 
 from ..uring import error_from_result
 from . import _loopcore
-from .contract import UD_IGNORE, StreamState
+from .contract import UD_IGNORE, StreamState, WriteState
 from .errors import MigrationError
 from .stats import ConnStats
 
@@ -240,15 +240,15 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     def write_eof(self) -> None:
         c = self._c
-        if c.state != _OPEN or c.write_eof:
+        if c.state != _OPEN or c.write_state != WriteState.OPEN:
             return
-        c.write_eof = True
+        c.write_state = WriteState.EOF_PENDING
         if c.inflight is None and not c.wbuf:
             self._do_shutdown()
 
     def _do_shutdown(self) -> None:
         c = self._c
-        c.shut_wr = True
+        c.write_state = WriteState.SHUT
         self._loop.ring.shutdown(c.slot, socket.SHUT_WR, UD_IGNORE, fixed=True)
 
     # -------------------------------------------------------------- closing

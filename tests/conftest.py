@@ -55,15 +55,23 @@ def make_certs(d: str) -> dict[str, str]:
     if shutil.which("openssl") is None:
         pytest.fail("openssl missing: run ./scripts/bootstrap")
     days = ["-days", "2"]
+    # Extensions as RFC 5280 wants them: CPython >= 3.13 verifies with
+    # VERIFY_X509_STRICT, which refuses a CA without keyUsage and a leaf
+    # without an authority key identifier.
     for ca in ("ca", "other-ca"):
         _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key",
-                 "-out", f"{ca}.crt", *days, "-subj", f"/CN=ringleader test {ca}", cwd=d)
+                 "-out", f"{ca}.crt", *days, "-subj", f"/CN=ringleader test {ca}",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    leaf = "authorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n"
     with open(os.path.join(d, "san.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost\n")  # not 127.0.0.1: the name check must bite
+        # not 127.0.0.1: the name check must bite
+        f.write(leaf + "subjectAltName=DNS:localhost\n")
+    with open(os.path.join(d, "leaf.ext"), "w") as f:
+        f.write(leaf)
     for name, cn in (("server", "localhost"), ("client", "rl_cert")):
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
                  "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
-        ext = ["-extfile", "san.ext"] if name == "server" else []
+        ext = ["-extfile", "san.ext" if name == "server" else "leaf.ext"]
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
                  "-CAcreateserial", "-out", f"{name}.crt", *days, *ext, cwd=d)
     os.chmod(os.path.join(d, "client.key"), 0o600)

@@ -210,7 +210,7 @@ static int stream_on_send(Stream *s, int res)
         return call_transport(s, s_migration_progress, NULL, NULL);
     if (s->state == ST_CLOSING)
         return call_transport(s, s_finish, Py_None, NULL);
-    if (s->write_eof && !s->shut_wr)
+    if (s->wstate == W_EOF_PENDING)
         return call_transport(s, s_do_shutdown, NULL, NULL);
     return 0;
 }
@@ -232,7 +232,7 @@ static PyObject *Stream_write(Stream *s, PyObject *data)
     } else {
         Py_INCREF(data);
     }
-    if (s->write_eof) {
+    if (s->wstate != W_OPEN) {
         Py_DECREF(data);
         PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
         return NULL;
@@ -466,8 +466,7 @@ static PyMemberDef Stream_members[] = {
     SM("recv_armed", T_BOOL, recv_armed, 0),
     SM("eof_held", T_BOOL, eof_held, 0),
     SM("dirty", T_BOOL, dirty, 0),
-    SM("write_eof", T_BOOL, write_eof, 0),
-    SM("shut_wr", T_BOOL, shut_wr, 0),
+    SM("write_state", T_INT, wstate, 0),
     SM("migrating", T_BOOL, migrating, 0),
     SM("buffered", T_BOOL, buffered, READONLY),
     SM("may_be_paused", T_BOOL, may_be_paused, 0),

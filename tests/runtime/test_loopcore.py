@@ -14,7 +14,7 @@ import pytest
 
 import ringleader
 from ringleader.runtime import RingEventLoop
-from ringleader.runtime.contract import StreamState
+from ringleader.runtime.contract import StreamState, WriteState
 
 
 def _loop_run(coro, loop_factory=ringleader.new_event_loop, debug=None):
@@ -193,6 +193,7 @@ def test_stream_write_checks_states_and_counters(caplog):
         with pytest.raises(RuntimeError, match="write_eof"):
             t.write(b"more")
         assert await loop.sock_recv(b, 100) == b""  # the peer sees our EOF
+        assert c.write_state == WriteState.SHUT
         t.close()
         assert t.is_closing() and c.state == StreamState.LOST
         await p.lost
@@ -398,3 +399,17 @@ def test_create_task_names_contexts_and_task_factories():
     with pytest.raises(RuntimeError, match="closed"):
         loop.create_task(coro)
     coro.close()
+
+
+def test_a_loop_whose_ring_cannot_be_made_closes_quietly():
+    import gc
+    import sys
+    seen = []
+    old, sys.unraisablehook = sys.unraisablehook, seen.append
+    try:
+        with pytest.raises(ValueError):
+            RingEventLoop(entries=0)  # refused before any ring exists
+        gc.collect()
+    finally:
+        sys.unraisablehook = old
+    assert not [u for u in seen if not isinstance(u.exc_value, ResourceWarning)], seen

@@ -24,6 +24,7 @@ def _problems() -> list[str]:
 
     loop = asyncio.SelectorEventLoop()
     try:
+        need(loop._task_factory is None, "BaseEventLoop._task_factory")
         for name, kind in (("_ready", collections.deque), ("_scheduled", list),
                            ("_timer_cancelled_count", int), ("_stopping", bool),
                            ("_clock_resolution", float)):
@@ -43,6 +44,17 @@ def _problems() -> list[str]:
         need(_params(events.Handle.__init__)[:4] == ["callback", "args", "loop", "context"],
              "events.Handle(callback, args, loop, context)")
         need(callable(getattr(base_events, "_format_handle", None)), "base_events._format_handle")
+        # The compiled core fills and reads these slots by offset (docs: "The loop").
+        for cls, names in ((events.Handle, ("_callback", "_args", "_cancelled", "_loop",
+                                            "_source_traceback", "_repr", "_context")),
+                           (events.TimerHandle, ("_when", "_scheduled"))):
+            for name in names:
+                need(type(cls.__dict__.get(name)).__name__ == "member_descriptor",
+                     f"{cls.__name__}.{name} as a __slots__ member")
+        # loop._handle_failed copies Handle._run's error report, which formats with this
+        from asyncio import format_helpers
+        need(callable(getattr(format_helpers, "_format_callback_source", None)),
+             "format_helpers._format_callback_source")
 
         sp = _params(sslproto.SSLProtocol.__init__)
         need(sp[:6] == ["loop", "app_protocol", "sslcontext", "waiter", "server_side",
@@ -55,6 +67,22 @@ def _problems() -> list[str]:
         need(hasattr(proto._app_transport, "_ssl_protocol"), "_SSLProtocolTransport._ssl_protocol")
     finally:
         loop.close()
+
+    # The compiled core (runtime/loopcore/sched.c) allocates Handles and
+    # TimerHandles itself and fills their slots by offset, bypassing __init__:
+    # a slot added by a new CPython would be left empty.
+    handle_slots = {n for n in events.Handle.__slots__ if n != "__weakref__"}
+    need(handle_slots == {"_callback", "_args", "_cancelled", "_loop", "_source_traceback",
+                          "_repr", "_context"},
+         f"events.Handle.__slots__ as the compiled core fills them, got {sorted(handle_slots)}")
+    need(set(events.TimerHandle.__slots__) == {"_scheduled", "_when"},
+         f"events.TimerHandle.__slots__ == _scheduled, _when, got {events.TimerHandle.__slots__}")
+    need("_timer_handle_cancelled" in inspect.getsource(events.TimerHandle.cancel),
+         "TimerHandle.cancel() reports to loop._timer_handle_cancelled")
+    need(_params(base_events.BaseEventLoop.create_task) == ["coro", "name", "context"],
+         "BaseEventLoop.create_task(coro, *, name, context) (the core's create_task mirrors it)")
+    need(hasattr(base_events.BaseEventLoop, "_timer_handle_cancelled"),
+         "BaseEventLoop._timer_handle_cancelled")
 
     need(hasattr(events, "BaseDefaultEventLoopPolicy"), "events.BaseDefaultEventLoopPolicy "
          "(3.14 renamed it _BaseDefaultEventLoopPolicy)")
@@ -74,8 +102,8 @@ def _problems() -> list[str]:
     need(callable(getattr(protocols, "_feed_data_to_buffered_proto", None)),
          "protocols._feed_data_to_buffered_proto")
     need(hasattr(getattr(constants, "_SendfileMode", None), "FALLBACK"), "constants._SendfileMode.FALLBACK")
-    need(isinstance(getattr(constants, "LOG_THRESHOLD_FOR_CONNLOST_WRITES", None), int),
-         "constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES")
+    need(getattr(constants, "LOG_THRESHOLD_FOR_CONNLOST_WRITES", None) == 5,
+         "constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES == 5 (runtime/_loopcore.c has it written in)")
     need(callable(getattr(trsock, "TransportSocket", None)), "trsock.TransportSocket")
 
     need(_params(base_events.Server.__init__)[:7] == [
