@@ -329,10 +329,14 @@ class Connection:
         """Waits until every Sync group sent so far is answered: a caller gave up
         on its query (cancelled or timed out), and the pool reuses the connection
         once the server is done with it.  Sends one extra Sync, whose
-        ReadyForQuery the server sends after all earlier ones."""
-        if not self._ops:
-            return
-        await self._submit(m.SYNC, Op(self._loop)).fut
+        ReadyForQuery the server sends after all earlier ones; then waits for
+        the CancelRequests still being sent for them, so that a late one cannot
+        cancel the next borrower's query (a CancelRequest cancels whatever the
+        backend runs when it arrives)."""
+        if self._ops:
+            await self._submit(m.SYNC, Op(self._loop)).fut
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def terminate(self) -> None:
         """Closes at once, failing whatever is in flight."""

@@ -67,7 +67,7 @@ def _reset(conn: Connection):
         raise InterfaceError("connection returned with a cursor or a COPY in flight")
     if conn._listeners:
         raise InterfaceError("connection returned while listening")
-    if conn._ops:
+    if conn._ops or conn._tasks:
         # Its caller gave up mid-query (timeout, cancellation): let the server
         # finish and reuse the connection, rather than close it and open
         # another — under overload that churn is what keeps the database busy.
