@@ -13,6 +13,9 @@ that callers handle differently are separate classes:
   connection in time, or is closed.
 * :class:`InterfaceError` — the caller passed bad input (wrong argument type,
   malformed URL); nothing was sent.
+* :class:`WrongLoop` (an InterfaceError) — a connection or pool was used from
+  a thread whose loop does not drive it (a plain thread's asyncio loop, or the
+  worker a connection has just migrated away from); nothing was sent or taken.
 
 The I/O-flavoured classes also derive from the matching builtin
 (``builtins.ConnectionError``, ``builtins.TimeoutError``) so generic code that
@@ -26,6 +29,7 @@ import builtins
 __all__ = [
     "DriverError",
     "InterfaceError",
+    "WrongLoop",
     "ConnectionError",
     "TimeoutError",
     "ProtocolError",
@@ -41,6 +45,11 @@ class DriverError(Exception):
 
 class InterfaceError(DriverError, ValueError):
     """Bad input from the caller (argument types, URL); nothing reached the server."""
+
+
+class WrongLoop(InterfaceError):
+    """Used from a loop that does not drive it: run the call on the worker that
+    owns the connection or pool (``runtime.run_on`` / ``runtime.spawn``)."""
 
 
 class ConnectionError(DriverError, builtins.ConnectionError):

@@ -28,9 +28,19 @@ waits for one only when its loop's mux holds no connection yet);
 ``pool_in_use`` includes the connections the mux holds, ``pool_available``
 excludes them.
 
-What it does not do: retry, or know any protocol; the connection only needs
-``in_flight`` (commands sent without a reply yet), ``loop`` and the pool's
-``broken``/``is_closed`` interface.
+Deadlines: a caller that has to wait for the first connection waits at most
+the pool's ``acquire_timeout`` from the moment it asked, however many callers
+wait with it (they share the one borrow under way; when it fails, the next
+tries with what is left of its own deadline), then gets PoolTimeout.
+
+Migration: a held connection that the runtime moves to another worker (only
+an idle one moves, see :mod:`ringleader.drivers.contract`) is dropped by its
+move listener the instant it leaves this loop, before any caller here can
+pick it again, and goes back to the pool, which files it under its new worker.
+
+What it does not do: retry, or know any protocol; it uses a connection only
+through :class:`~.contract.PooledConnection` (``in_flight``, ``loop``,
+``defunct``, the move listeners).
 """
 from __future__ import annotations
 
@@ -38,6 +48,7 @@ import asyncio
 import logging
 from typing import Generic, TypeVar
 
+from .errors import PoolTimeout
 from .pool import Pool, _is_bad
 
 __all__ = ["Mux", "MuxSet"]
@@ -99,9 +110,12 @@ class Mux(Generic[C]):
             self._growing = self.loop.create_task(self._grow())
         return best
 
-    async def get(self) -> C:
-        """A connection to send on, borrowing the first one if none is held.  Raises
+    async def get(self, timeout: float | None = None) -> C:
+        """A connection to send on, borrowing the first one if none is held, within
+        ``timeout`` (default: the pool's ``acquire_timeout``) from now.  Raises
         the pool's errors (PoolTimeout, PoolClosed, the connect error)."""
+        loop = self.loop
+        deadline = loop.time() + (self.pool.acquire_timeout if timeout is None else timeout)
         while True:
             conn = self.pick()
             if conn is not None:
@@ -110,11 +124,18 @@ class Mux(Generic[C]):
                 self.drop(conn)
                 continue
             if self._first is not None:
-                await asyncio.shield(self._first)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await asyncio.shield(self._first)
+                except TimeoutError:
+                    self.pool.record_error("pool_timeout")
+                    raise PoolTimeout(f"{self.pool.name}: no connection within the acquire "
+                                      f"timeout (waiting for the multiplexer's first "
+                                      f"connection)") from None
                 continue
-            self._first = self.loop.create_future()
+            self._first = loop.create_future()
             try:
-                conn = await self.pool.acquire()
+                conn = await self.pool.acquire(max(0.0, deadline - loop.time()))
                 self._adopt(conn)
             finally:
                 first, self._first = self._first, None
@@ -138,6 +159,9 @@ class Mux(Generic[C]):
             self.pool.release(conn)
             return
         self.pool.share(conn)
+        listen = getattr(conn, "add_move_listener", None)
+        if listen is not None:
+            listen(self._on_moved)
         self.conns.append(conn)
         self._used.add(id(conn))
         self._held_since[id(conn)] = self.loop.time()
@@ -181,7 +205,15 @@ class Mux(Generic[C]):
             return
         self._release(conn)
 
+    def _on_moved(self, conn: C) -> None:
+        # The move listener: runs on this loop's thread as the connection leaves it.
+        if conn.loop is not self.loop:
+            self.drop(conn)
+
     def _release(self, conn: C) -> None:
+        unlisten = getattr(conn, "remove_move_listener", None)
+        if unlisten is not None:
+            unlisten(self._on_moved)
         if self._cur is conn:
             self._cur = None
         self._used.discard(id(conn))
@@ -239,6 +271,8 @@ class MuxSet(Generic[C]):
 
     def get(self, loop: asyncio.AbstractEventLoop) -> Mux[C]:
         mux = self.by_loop.get(loop)
+        if mux is None:
+            self.pool.check_loop(loop)
         if mux is None or mux.closed:
             mux = self.by_loop[loop] = Mux(self.pool, loop, self.depth, self.idle_after)
         return mux

@@ -44,7 +44,15 @@ its downstream-health guard holds): then nothing above the cap is opened and
 connections above it are closed when they come back.
 
 What it does not do: it knows no protocol and never retries a command (drivers
-decide that), and it does not move connections between workers.
+decide that), and it does not move connections between workers.  It does
+follow moves the runtime makes: a connection implementing
+:class:`ringleader.drivers.contract.PooledConnection` is pinned while lent to
+one caller (it must not move under them), and its move listener re-files it
+under its new worker the instant it leaves the old one.
+
+Threads: a pool opened on a ringleader worker belongs to that runtime; a call
+from any other loop (a plain thread running asyncio) is refused with
+:class:`~.errors.WrongLoop` before anything is taken.
 
 The connection interface (duck-typed, so the Postgres and Redis drivers both fit):
 ``close()`` (sync, or returning an awaitable which is scheduled), a truthy
@@ -69,8 +77,9 @@ import time
 import types
 from typing import Any, Awaitable, Callable, Generic, TypeVar
 
-from .errors import InterfaceError, PoolClosed, PoolTimeout
-from .poolparts import OpenBudget, _Acquire, _Entry, _is_bad, _wake, _Waiter
+from ..runningloop import running_loop
+from .errors import InterfaceError, PoolClosed, PoolTimeout, WrongLoop
+from .poolparts import LENT, OpenBudget, _Acquire, _Entry, _is_bad, _pin, _wake, _Waiter
 from .poolstats import PoolStats, Window, percentile
 
 __all__ = ["Pool", "PoolStats"]
@@ -146,6 +155,7 @@ class Pool(Generic[C]):
             raise InterfaceError(f"autoscale must be a PoolAutoscale, got {autoscale!r}")
         self.autoscale = autoscale
         self._registered_as: str | None = None
+        self._runtime: Any = None  # the ringleader runtime it was opened in, if any
         self._min, self._max = min_size, max_size
         self.acquire_timeout = acquire_timeout
         self.max_lifetime = max_lifetime
@@ -324,8 +334,20 @@ class Pool(Generic[C]):
         the factory's error if the connection opened for this caller failed."""
         return _Acquire(self, timeout)
 
+    def check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Refuses (WrongLoop) a call from a loop that is not one of the
+        runtime's workers, when the pool was opened inside a runtime: its
+        connections are bound to the workers' rings."""
+        rt = self._runtime
+        if rt is not None and getattr(loop, "runtime", None) is not rt:
+            raise WrongLoop(f"{self.name}: this pool belongs to a ringleader runtime and was "
+                            f"called from a loop that is not one of its workers (a plain "
+                            f"thread?); run the call on a worker (runtime.spawn(coro, worker) "
+                            f"or runtime.run_on(worker, coro)), or give that thread its own pool")
+
     async def _acquire(self, timeout: float | None) -> C:
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
+        self.check_loop(loop)
         worker = getattr(loop, "worker_id", 0)
         if not self._opened and not self._closed:
             await self.open(wait=False)
@@ -357,6 +379,7 @@ class Pool(Generic[C]):
                                   else "pool_closed" if isinstance(exc, PoolClosed) else "connect",
                                   loop.time(), request=True)
             raise
+        _pin(entry.conn, LENT)
         now = loop.time()
         waited = now - start
         with self._lock:
@@ -373,13 +396,18 @@ class Pool(Generic[C]):
         with self._lock:
             if self._closed:
                 raise PoolClosed(f"{self.name} is closed")
+            # Pinned as it leaves the idle list: from here on it is this
+            # caller's, and must not migrate under them.
             own = self._idle.get(worker)
             if own:
-                return own.pop(), None
+                entry = own.pop()
+                _pin(entry.conn, LENT)
+                return entry, None
             foreign = self._all_idle()
             if foreign and not self.strict:
                 entry = max(foreign, key=lambda e: e.last_used)
                 self._idle[entry.worker].remove(entry)
+                _pin(entry.conn, LENT)
                 return entry, None
             if foreign and self._size >= self._limit(waiting=1) and self._below_share(worker, 1):
                 # strict: the pool is full but another worker has idle connections
@@ -542,6 +570,10 @@ class Pool(Generic[C]):
         try:
             async with asyncio.timeout(self.connect_timeout):
                 conn = await self._connect()
+            _pin(conn, LENT)  # _give_back unpins it when it goes idle
+            listen = getattr(conn, "add_move_listener", None)
+            if listen is not None:
+                listen(self._on_moved)
             ok = True
         finally:
             now = loop.time()
@@ -653,6 +685,7 @@ class Pool(Generic[C]):
                 entry.loop = getattr(entry.conn, "loop", entry.loop)
                 waiter = self._pop_waiter_for(entry.worker)
                 if waiter is not None:
+                    _pin(entry.conn, LENT)
                     waiter.entry = entry
                     waiter.woken = True
                 elif self.strict and any(self._below_share(w.worker, busy=entry.worker)
@@ -663,7 +696,42 @@ class Pool(Generic[C]):
                 elif self._size > self._max and self.burst_linger == 0:
                     retire = True  # a burst connection nobody waits for
                 else:
+                    _pin(entry.conn, None)
                     self._idle.setdefault(entry.worker, []).append(entry)
+        if retire:
+            self._discard(entry, lost=False)
+        elif waiter is not None:
+            _wake(waiter)
+
+    def _on_moved(self, conn: Any) -> None:
+        """A connection's move listener (drivers.contract): runs on its old
+        worker's thread the instant it moves.  Its entry follows it; an idle
+        one is re-filed under the new worker, handed to a caller waiting
+        there, or, when only other workers' callers wait (strict), closed so
+        that its slot serves them (as ``_give_back`` does): a worker whose
+        idle connections were moved away must not starve its queued callers."""
+        worker = conn.worker_id
+        loop = conn.loop
+        waiter = None
+        retire = False
+        with self._lock:
+            entry = self._in_use.get(id(conn))
+            if entry is None:
+                entry = next((e for e in self._all_idle() if e.conn is conn), None)
+                if entry is None or entry.worker == worker:
+                    if entry is not None:
+                        entry.loop = loop
+                    return
+                self._idle[entry.worker].remove(entry)
+                waiter = self._pop_waiter_for(worker)
+                if waiter is not None:
+                    _pin(conn, LENT)
+                    waiter.entry = entry
+                elif self.strict and self._waiters:
+                    retire = True
+                else:
+                    self._idle.setdefault(worker, []).append(entry)
+            entry.worker, entry.loop = worker, loop
         if retire:
             self._discard(entry, lost=False)
         elif waiter is not None:
@@ -788,9 +856,10 @@ class Pool(Generic[C]):
     def _close_entry(self, entry: _Entry, schedule: bool = True) -> Awaitable[Any] | None:
         """Closes an entry's connection on the loop that drives it: a transport
         must not be touched from another worker's thread."""
-        if entry.loop is not self._running_loop() and not entry.loop.is_closed():
+        loop = getattr(entry.conn, "loop", None) or entry.loop  # it may have migrated
+        if loop is not self._running_loop() and not loop.is_closed():
             try:
-                entry.loop.call_soon_threadsafe(self._close_conn, entry.conn)
+                loop.call_soon_threadsafe(self._close_conn, entry.conn)
                 return None
             except RuntimeError:  # closed in the meantime: nobody drives it any more
                 pass
@@ -835,6 +904,7 @@ class Pool(Generic[C]):
             entry = self._in_use.get(id(conn))
             if entry is not None:
                 entry.shared = True
+        _pin(conn, None)  # the multiplexer follows a move (see drivers.mux)
 
     def count_request(self, usage_s: float) -> None:
         """Counts one request served on a shared connection the driver already
@@ -854,7 +924,7 @@ class Pool(Generic[C]):
     @staticmethod
     def _running_loop() -> asyncio.AbstractEventLoop | None:
         try:
-            return asyncio.get_running_loop()
+            return running_loop()  # per request (count_request, release): no getpid(2)
         except RuntimeError:
             return None
 
@@ -876,7 +946,9 @@ class Pool(Generic[C]):
             return PoolStats(
                 pool_min=self._min, pool_max=self._max, pool_size=self._size,
                 pool_available=available, pool_in_use=len(self._in_use),
-                requests_waiting=len(self._waiters),
+                # callers a connection is being opened for are not queued for a
+                # return (as when they connected themselves): not counted here
+                requests_waiting=max(0, len(self._waiters) - sum(self._opening.values())),
                 **self._c, **self._ms,
                 window_s=self._window_s,
                 acquire_wait_p50_ms=percentile(waits, 0.50),

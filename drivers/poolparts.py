@@ -18,6 +18,9 @@ C = TypeVar("C")
 
 
 def _is_bad(conn: Any) -> bool:
+    defunct = getattr(conn, "defunct", None)  # drivers.contract.PooledConnection
+    if defunct is not None:
+        return defunct
     for name in ("broken", "is_closed", "closed"):
         value = getattr(conn, name, False)
         if callable(value):
@@ -109,6 +112,16 @@ class OpenBudget:
         # a hair late rather than early: a timer that fires before the token
         # is whole would only be set again
         return now + (1.0 - self.tokens) / self.rate + 1e-6
+
+
+def _pin(conn: Any, reason: str | None) -> None:
+    """Tells a movable connection (drivers.contract) whether it is lent to one caller."""
+    pin = getattr(conn, "pin", None)
+    if pin is not None:
+        pin(reason)
+
+
+LENT = "the pool lent it to one caller"
 
 
 def _wake(waiter: _Waiter) -> None:

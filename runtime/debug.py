@@ -4,10 +4,10 @@ What it does: :class:`DebugServer` listens on a Unix stream socket (mode 0600,
 default ``$XDG_RUNTIME_DIR/ringleader/ringleader-<pid>.sock``, else under
 ``/run/ringleader`` for root or ``/tmp/ringleader-<uid>``), lets in only peers
 whose uid (SO_PEERCRED) is the runtime's own or root, and answers requests
-from its own thread with the frozen snapshots (``loop.stats()``,
-``hot_connections()``, each registered pool's ``stats()``, the supervisor's
-``snapshot()``; see :mod:`ringleader.runtime.registry`).  It never runs code
-on a worker except for the control commands, which exist only with
+from its own thread with the views of :mod:`ringleader.runtime.debug_views`
+(built from the runtime's frozen snapshots), served through the snapshot
+cache and rate limits of :mod:`ringleader.runtime.debug_limits`.  It never
+runs code on a worker except for the control commands, which exist only with
 ``control=True``.
 
 The command table, errors and socket discovery it shares with the client
@@ -44,10 +44,19 @@ loop lag, fixed slots), ``hot`` (hottest connections per worker), ``pools``,
 ``unwatch``, ``help``; with control: ``pause_supervisor``,
 ``resume_supervisor``, ``resize_pool``, ``migrate``.
 
-Limits that keep a bad client from hurting anyone: a request line over
-``max_request`` bytes gets ``too_large`` and the connection is closed; a
-client whose unread output exceeds ``max_outbuf`` is cut off; past
-``max_clients`` new clients get ``too_many_clients`` and are closed; a
+Limits that keep a bad client from hurting anyone, the service above all
+(:mod:`ringleader.runtime.debug_limits`): each read-only view is computed at
+most once per ``snapshot_interval`` and served as a copy, so its cost does not
+grow with the number of clients or requests, and a watch pushes at most once
+per ``snapshot_interval`` (a shorter interval is raised to it, and the
+acknowledgement says so); each client may make ``client_rate`` requests per
+second (``client_burst`` at once) and all of them together ``total_rate`` --
+past that a client is not read from until it may go on (slowed, never
+refused); a watch push is skipped while the client has not read the last one,
+and a client that reads nothing for ``stall_timeout`` while output waits is
+cut off, as is one whose unread output exceeds ``max_outbuf``; a request line
+over ``max_request`` bytes gets ``too_large`` and the connection is closed;
+past ``max_clients`` new clients get ``too_many_clients`` and are closed; a
 connection idle (no request, no watch) for ``idle_timeout`` is closed.
 """
 from __future__ import annotations
@@ -70,13 +79,15 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from ..uring import RingStats
-from .debug_protocol import (COMMANDS, PROTOCOL, VERSION, DebugCommandError, DebugError,
-                             DebugProtocolError, DebugSocketError, _alive, _release_claim,
-                             default_socket_path, find_socket, jsonable, list_sockets,
-                             socket_dirs)
+from .debug_limits import SnapshotCache, TokenBucket
+from .debug_protocol import (COMMANDS, PROTOCOL, VERSION, WATCHABLE, DebugCommandError,
+                             DebugError, DebugProtocolError, DebugSocketError, _alive,
+                             _release_claim, default_socket_path, find_socket, jsonable,
+                             list_sockets, socket_dirs)
 from .debug_protocol import encode as _line
+from .debug_protocol import encode_value
 from .debug_protocol import parse_args as _parse_args
+from .debug_views import VIEWS, DebugViews
 from .errors import RuntimeLayerError
 from .registry import RegistryError
 
@@ -87,18 +98,15 @@ __all__ = ["DebugServer", "DebugError", "DebugSocketError", "DebugProtocolError"
 logger = logging.getLogger("ringleader.debug")
 
 
-def _worker_dict(st) -> dict:
-    d = jsonable(st)
-    d["busy_ratio"] = st.busy_ratio
-    d["mean_batch"] = st.ring.mean_batch()
-    d["mean_flush_depth"] = st.ring.mean_flush_depth()
-    return d
+# Views served from the snapshot cache (the rest change something or are per client).
+_CACHED = frozenset(WATCHABLE) | {"help"}
 
 
 class _Client:
-    __slots__ = ("sock", "inbuf", "outbuf", "watch", "last", "closing", "close_by", "events")
+    __slots__ = ("sock", "inbuf", "outbuf", "watch", "last", "closing", "close_by", "events",
+                 "bucket", "paused_until", "stalled_since")
 
-    def __init__(self, sock: socket.socket, now: float):
+    def __init__(self, sock: socket.socket, now: float, bucket: TokenBucket):
         self.sock = sock
         self.inbuf = bytearray()
         self.outbuf = bytearray()
@@ -107,6 +115,9 @@ class _Client:
         self.closing = False
         self.close_by = math.inf
         self.events = selectors.EVENT_READ
+        self.bucket = bucket
+        self.paused_until = 0.0        # out of tokens: not read from until then
+        self.stalled_since = math.inf  # output has waited unread since then
 
 
 class DebugServer:
@@ -114,7 +125,10 @@ class DebugServer:
 
     def __init__(self, runtime, path: str | os.PathLike | None = None, *, control: bool = False,
                  max_clients: int = 64, max_request: int = 64 * 1024,
-                 max_outbuf: int = 4 * 1024 * 1024, idle_timeout: float = 300.0):
+                 max_outbuf: int = 4 * 1024 * 1024, idle_timeout: float = 300.0,
+                 snapshot_interval: float = 0.2, client_rate: float = 20.0,
+                 client_burst: int = 20, total_rate: float = 100.0,
+                 stall_timeout: float = 5.0):
         self.runtime = runtime
         self.control = bool(control)
         self.path = Path(path) if path is not None else default_socket_path()
@@ -122,6 +136,13 @@ class DebugServer:
         self.max_request = max_request
         self.max_outbuf = max_outbuf
         self.idle_timeout = idle_timeout
+        self.snapshot_interval = snapshot_interval
+        self.client_rate = client_rate
+        self.client_burst = client_burst
+        self.stall_timeout = stall_timeout
+        self.views = DebugViews(runtime, self)
+        self._cache = SnapshotCache(self._command, snapshot_interval)
+        self._budget = TokenBucket(total_rate, max(total_rate, client_burst), time.monotonic())
         self.started_at = time.time()
         self._t0 = time.monotonic()
         self._sock: socket.socket | None = None
@@ -131,7 +152,8 @@ class DebugServer:
         self._stopping = False
         self._clients: dict[int, _Client] = {}
         self._done: collections.deque = collections.deque()   # (client, id, future)
-        self.counters = dict.fromkeys(("accepted", "requests", "errors", "refused", "cut_off"), 0)
+        self.counters = dict.fromkeys(("accepted", "requests", "errors", "refused", "cut_off",
+                                       "throttled", "pushes_skipped"), 0)
 
     # ----------------------------------------------------------- lifecycle
     def start(self) -> "DebugServer":
@@ -227,6 +249,10 @@ class DebugServer:
             for c in self._clients.values():
                 if c.watch is not None:
                     deadline = min(deadline, c.watch["due"])
+                if c.paused_until:
+                    deadline = min(deadline, c.paused_until)
+                if c.outbuf:
+                    deadline = min(deadline, c.stalled_since + self.stall_timeout)
                 deadline = min(deadline, c.close_by)
             try:
                 events = sel.select(max(0.0, deadline - now))
@@ -273,7 +299,8 @@ class DebugServer:
                 self._refuse(conn, "too_many_clients",
                              f"{self.max_clients} clients are connected; try again later")
                 continue
-            c = _Client(conn, time.monotonic())
+            now = time.monotonic()
+            c = _Client(conn, now, TokenBucket(self.client_rate, self.client_burst, now))
             self._clients[conn.fileno()] = c
             self._sel.register(conn, selectors.EVENT_READ, c)
             self._send(c, {"protocol": PROTOCOL, "version": VERSION, "pid": os.getpid(),
@@ -320,44 +347,79 @@ class DebugServer:
                 return
             c.last = time.monotonic()
             c.inbuf += data
-            while not c.closing and c.sock.fileno() >= 0:
-                nl = c.inbuf.find(b"\n")
-                if nl < 0:
-                    break
-                line = bytes(c.inbuf[:nl])
-                del c.inbuf[:nl + 1]
-                if len(line) > self.max_request:
-                    self._too_large(c)
-                    return
-                self._request(c, line)
-            if len(c.inbuf) > self.max_request and not c.closing:
-                self._too_large(c)
+            self._serve_lines(c, c.last)
 
+    def _serve_lines(self, c: _Client, now: float) -> None:
+        """Answers the complete request lines in ``c.inbuf`` while the client
+        and the server have tokens; out of them, stops reading the client
+        until it has one again (its lines wait, none is lost)."""
+        while not c.closing and c.sock.fileno() >= 0:
+            nl = c.inbuf.find(b"\n")
+            if nl < 0:
+                if len(c.inbuf) > self.max_request:
+                    self._too_large(c)
+                return
+            if nl > self.max_request:
+                self._too_large(c)
+                return
+            if not (c.bucket.ready(now) and self._budget.ready(now)):
+                self.counters["throttled"] += 1
+                c.paused_until = now + max(c.bucket.wait(now), self._budget.wait(now), 0.001)
+                self._flush(c)  # updates the events: no reading while paused
+                return
+            c.bucket.take()
+            self._budget.take()
+            line = bytes(c.inbuf[:nl])
+            del c.inbuf[:nl + 1]
+            self._request(c, line)
+        
     def _too_large(self, c: _Client) -> None:
         self._error(c, None, "too_large", f"a request is at most {self.max_request} bytes; "
                                           f"closing this connection")
         self._close_after_flush(c)
 
     def _tick(self, now: float) -> None:
-        memo: dict = {}
         for c in list(self._clients.values()):
             if c.sock.fileno() < 0:
                 continue
             if c.closing and now >= c.close_by:
                 self._drop(c)
                 continue
+            if c.outbuf and now - c.stalled_since > self.stall_timeout:
+                # It has read nothing for that long: a watcher that never
+                # reads would otherwise cost a push every interval forever.
+                self.counters["cut_off"] += 1
+                self._drop(c)
+                continue
+            if c.paused_until and now >= c.paused_until:
+                c.paused_until = 0.0
+                self._serve_lines(c, now)
+                self._flush(c)
+                if c.sock.fileno() < 0:
+                    continue
             w = c.watch
             if w is not None and now >= w["due"]:
-                self._push_watch(c, w, now, memo)
+                if c.outbuf:
+                    # The last push is still unread: skip this one rather than
+                    # queue snapshots; the client gets a fresh one when it reads.
+                    self.counters["pushes_skipped"] += 1
+                    w["due"] = self._next_due(now, w["interval"])
+                else:
+                    self._push_watch(c, w, now)
             elif w is None and not c.closing and now - c.last > self.idle_timeout:
                 self._error(c, None, "bad_request", f"idle for {self.idle_timeout:.0f}s; closing")
                 self._close_after_flush(c)
 
     # ------------------------------------------------------------- output
     def _send(self, c: _Client, msg: dict) -> None:
+        self._send_raw(c, _line(msg))
+
+    def _send_raw(self, c: _Client, line: bytes) -> None:
         if c.sock.fileno() < 0:
             return
-        c.outbuf += _line(msg)
+        if not c.outbuf:
+            c.stalled_since = time.monotonic()
+        c.outbuf += line
         if len(c.outbuf) > self.max_outbuf:
             # A client that does not read would make us buffer without bound.
             self.counters["cut_off"] += 1
@@ -375,10 +437,12 @@ class DebugServer:
                 self._drop(c)
                 return
             del c.outbuf[:n]
+            c.stalled_since = time.monotonic() if c.outbuf else math.inf
         if c.closing and not c.outbuf:
             self._drop(c)
             return
-        want = (0 if c.closing else selectors.EVENT_READ) | (selectors.EVENT_WRITE if c.outbuf else 0)
+        reading = not c.closing and not c.paused_until
+        want = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if c.outbuf else 0)
         if want != c.events:
             c.events = want
             self._sel.modify(c.sock, want, c)
@@ -438,17 +502,26 @@ class DebugServer:
                                         f"only when the runtime is started with control=True")
             args = _parse_args(cmd, req.get("args"))
             if cmd == "watch":
-                c.watch = {"id": rid, "interval": args["interval"], "what": list(args["what"]),
-                           "n": args["n"], "left": args["count"], "seq": 0, "due": 0.0}
-                self._reply(c, rid, {"watching": c.watch["what"], "interval": args["interval"],
+                # No faster than the snapshots change: each push then shows a
+                # newer one, and pushes cost no fresh computation.
+                interval = max(args["interval"], self.snapshot_interval)
+                c.watch = {"id": rid, "interval": interval, "what": list(args["what"]),
+                           "n": args["n"], "left": args["count"], "seq": 0, "due": 0.0,
+                           "pushed": -math.inf}
+                self._reply(c, rid, {"watching": c.watch["what"], "interval": interval,
                                      "count": args["count"]})
                 if c.watch is not None:
-                    self._push_watch(c, c.watch, time.monotonic(), {})
+                    self._push_watch(c, c.watch, time.monotonic())
                 return
             if cmd == "unwatch":
                 stopped = c.watch is not None
                 c.watch = None
                 self._reply(c, rid, {"stopped": stopped})
+                return
+            if cmd in _CACHED:
+                cached = self._cache.get(cmd, args, time.monotonic())
+                self._send_raw(c, b'{"id":' + encode_value(rid) + b',"ok":true,"result":'
+                               + cached + b"}\n")
                 return
             result = self._command(cmd, args)
         except DebugCommandError as exc:
@@ -474,32 +547,54 @@ class DebugServer:
             return
         self._reply(c, rid, result)
 
-    def _push_watch(self, c: _Client, w: dict, now: float, memo: dict) -> None:
-        snap = {}
+    def _push_watch(self, c: _Client, w: dict, now: float) -> None:
+        parts = []
         for cmd in w["what"]:
-            key = (cmd, w["n"])
-            if key not in memo:
-                args = {"n": w["n"]} if cmd in ("hot",) else {}
-                try:
-                    memo[key] = self._command(cmd, args)
-                except Exception as exc:
-                    memo[key] = {"error": f"{type(exc).__name__}: {exc}"}
-            snap[cmd] = memo[key]
+            args = {"n": w["n"]} if cmd == "hot" else {}
+            try:
+                cached = self._cache.get(cmd, args, now, w["pushed"])
+            except Exception as exc:
+                cached = encode_value({"error": f"{type(exc).__name__}: {exc}"})
+            parts.append(encode_value(cmd) + b":" + cached)
         w["seq"] += 1
-        w["due"] = now + w["interval"]
-        self._send(c, {"id": w["id"], "ok": True, "event": "snapshot", "seq": w["seq"],
-                       "result": snap})
+        w["pushed"] = now
+        w["due"] = self._next_due(now, w["interval"])
+        self._send_raw(c, b'{"id":' + encode_value(w["id"]) + b',"ok":true,"event":"snapshot",'
+                       b'"seq":' + str(w["seq"]).encode() + b',"result":{' + b",".join(parts)
+                       + b"}}\n")
         if w["left"] is not None:
             w["left"] -= 1
             if w["left"] <= 0 and c.watch is w:
                 c.watch = None
                 self._send(c, {"id": w["id"], "ok": True, "event": "end", "seq": w["seq"]})
 
+    @property
+    def snapshot_counters(self) -> dict:
+        """How often a view was computed, and how often a copy was served instead."""
+        return dict(self._cache.counters)
+
+    @property
+    def uptime_s(self) -> float:
+        return time.monotonic() - self._t0
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    def _next_due(self, now: float, interval: float) -> float:
+        """The next push time: ``interval`` on, rounded up to the grid of
+        snapshot intervals, so that one wake-up of this thread serves every
+        watcher due then (each wake-up takes the GIL from the workers)."""
+        q = self.snapshot_interval
+        return math.ceil((now + interval - 1e-6) / q) * q
+
     def _visible_commands(self) -> list[str]:
         return [n for n, (_, _, ctl) in COMMANDS.items() if self.control or not ctl]
 
     # ----------------------------------------------------------- snapshots
     def _command(self, cmd: str, args: dict) -> Any:
+        if cmd in VIEWS:
+            return getattr(self.views, cmd)(**args)
         return getattr(self, f"_cmd_{cmd}")(**args)
 
     def _cmd_help(self) -> dict:
@@ -507,83 +602,6 @@ class DebugServer:
             n: {"args": {a: {"type": k, "default": d, "min": lo, "max": hi}
                          for a, (k, d, lo, hi) in spec.items()}, "doc": doc, "control": ctl}
             for n, (spec, doc, ctl) in COMMANDS.items() if self.control or not ctl}}
-
-    def _loops(self) -> list:
-        return [(w.id, w.loop) for w in list(self.runtime.workers)
-                if w.loop is not None and not w.loop.is_closed()]
-
-    def _cmd_summary(self) -> dict:
-        from .. import __version__
-        stats = self.runtime.stats()
-        sup = self.runtime.registry.supervisor
-        sup_info: dict = {"registered": sup is not None}
-        if sup is not None:
-            try:
-                snap = _retry_snapshot(sup)
-                sup_info.update(paused=bool(snap.get("paused")),
-                                decisions=len(snap.get("decisions") or ()))
-            except Exception as exc:
-                sup_info["error"] = f"{type(exc).__name__}: {exc}"
-        return {
-            "pid": os.getpid(), "version": __version__, "protocol": VERSION,
-            "started_at": self.started_at, "uptime_s": time.monotonic() - self._t0,
-            # The clock of loop.time() and of the supervisor's decision times,
-            # so a client can show how long ago something happened.
-            "monotonic": time.monotonic(),
-            "socket": str(self.path), "control": self.control,
-            "workers": len(stats), "connections": sum(s.connections for s in stats),
-            "per_worker": [{"worker": s.worker, "connections": s.connections,
-                            "busy_ratio": s.busy_ratio, "lag_ewma_s": s.lag_ewma_s,
-                            "lag_max_s": s.lag_max_s, "mean_batch": s.ring.mean_batch(),
-                            "mean_flush_depth": s.ring.mean_flush_depth()} for s in stats],
-            "pools": [e.name for e in self.runtime.registry.pools()],
-            "supervisor": sup_info,
-            "debug": {"clients": len(self._clients), **self.counters},
-        }
-
-    def _cmd_workers(self) -> dict:
-        return {"hist_bounds": [list(RingStats.bucket_bounds(k)) for k in range(RingStats.HIST_BUCKETS)],
-                "workers": [_worker_dict(s) for s in self.runtime.stats()]}
-
-    def _cmd_hot(self, n: int) -> dict:
-        return {"n": n, "workers": [{"worker": wid, "connections": jsonable(loop.hot_connections(n))}
-                                    for wid, loop in self._loops()]}
-
-    def _cmd_pools(self) -> dict:
-        out = []
-        for e in self.runtime.registry.pools():
-            item = {"name": e.name, "worker": e.worker, "closed": bool(getattr(e.pool, "closed", False))}
-            try:
-                item["stats"] = jsonable(e.pool.stats())
-            except Exception as exc:
-                item["error"] = f"{type(exc).__name__}: {exc}"
-            out.append(item)
-        return {"pools": out}
-
-    def _supervisor_snapshot(self) -> dict | None:
-        sup = self.runtime.registry.supervisor
-        if sup is None:
-            return None
-        snap = jsonable(_retry_snapshot(sup))
-        if not isinstance(snap, dict):
-            raise DebugCommandError("failed", f"the supervisor's snapshot() returned "
-                                              f"{type(snap).__name__}, not a mapping")
-        return snap
-
-    def _cmd_supervisor(self) -> dict:
-        snap = self._supervisor_snapshot()
-        return {"registered": False} if snap is None else {"registered": True, **snap}
-
-    def _cmd_decisions(self, n: int = 20) -> dict:
-        snap = self._supervisor_snapshot()
-        if snap is None:
-            return {"registered": False, "decisions": []}
-        return {"registered": True, "paused": bool(snap.get("paused")),
-                "decisions": list(snap.get("decisions") or [])[-n:]}
-
-    def _cmd_metrics(self) -> dict:
-        from .metrics import CONTENT_TYPE, render
-        return {"content_type": CONTENT_TYPE, "text": render(self.runtime, self)}
 
     # ------------------------------------------------------------- control
     def _sup_call(self, method: str):
@@ -617,7 +635,7 @@ class DebugServer:
         if worker >= len(rt.workers):
             raise DebugCommandError("not_found", f"no worker {worker}: this runtime has "
                                                  f"{len(rt.workers)}")
-        for wid, loop in self._loops():
+        for wid, loop in self.views.loops():
             t = loop._conns.get(conn_id)
             if t is not None:
                 break
@@ -634,9 +652,12 @@ class DebugServer:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         yield GaugeMetricFamily("ringleader_debug_clients", "Clients connected to the debug socket.",
                                 value=len(self._clients))
-        for key in ("requests", "errors", "refused", "cut_off"):
+        for key in ("requests", "errors", "refused", "cut_off", "throttled", "pushes_skipped"):
             yield CounterMetricFamily(f"ringleader_debug_{key}", f"Debug socket {key.replace('_', ' ')}.",
                                       value=self.counters[key])
+        for key, value in self._cache.counters.items():
+            yield CounterMetricFamily(f"ringleader_debug_snapshots_{key}",
+                                      f"Debug socket views {key.replace('_', ' ')}.", value=value)
 
 
 # Servers whose socket file exists: a process that exits without stopping its
@@ -648,15 +669,3 @@ _bound: "weakref.WeakSet[DebugServer]" = weakref.WeakSet()
 def _unlink_at_exit() -> None:
     for srv in list(_bound):
         srv._unlink()
-
-
-def _retry_snapshot(sup) -> Any:
-    # snapshot() runs on this thread while the supervisor appends decisions on
-    # its worker; copying a deque that grows meanwhile raises RuntimeError
-    # ("mutated during iteration").  A retry sees a settled copy.
-    for attempt in range(3):
-        try:
-            return sup.snapshot()
-        except RuntimeError:
-            if attempt == 2:
-                raise

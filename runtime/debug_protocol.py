@@ -26,7 +26,7 @@ from .errors import RuntimeLayerError
 __all__ = ["PROTOCOL", "VERSION", "COMMANDS", "WATCHABLE", "DebugError", "DebugSocketError",
            "DebugProtocolError", "DebugCommandError", "SocketInfo", "socket_dirs",
            "default_socket_path", "list_sockets", "find_socket", "jsonable", "parse_args",
-           "encode"]
+           "encode", "encode_value", "format_peer"]
 
 PROTOCOL = "ringleader-debug"
 VERSION = 1
@@ -194,6 +194,30 @@ def find_socket(pid: int | None = None) -> Path:
                            + "\n".join(f"  pid {i.pid}: {i.path}" for i in found))
 
 
+# ------------------------------------------------------------------ peers
+def format_peer(peer: Any) -> str:
+    """A peer address as ``host:port`` (``[v6]:port``; a Unix path as itself).
+
+    Takes the forms the runtime gives: a ``(host, port, ...)`` tuple or list,
+    its ``str()`` (``"('127.0.0.1', 5432)"``), a path, or None."""
+    if isinstance(peer, str):
+        s = peer.strip()
+        if s.startswith(("(", "[")) and s.endswith((")", "]")):
+            import ast
+            try:
+                peer = ast.literal_eval(s)
+            except (ValueError, SyntaxError):
+                return peer
+        else:
+            return peer or "-"
+    if peer is None:
+        return "-"
+    if isinstance(peer, (tuple, list)) and len(peer) >= 2 and isinstance(peer[1], int):
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return str(peer)
+
+
 # ------------------------------------------------------------ JSON snapshots
 def jsonable(obj: Any) -> Any:
     """Frozen snapshots (dataclasses, mappings, tuples) as plain JSON values.
@@ -283,5 +307,11 @@ def parse_args(cmd: str, raw: Any) -> dict:
     return out
 
 
+def encode_value(value: Any) -> bytes:
+    """A JSON value in the protocol's compact encoding (no trailing newline)."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, default=repr).encode()
+
+
 def encode(msg: dict) -> bytes:
-    return json.dumps(msg, separators=(",", ":"), allow_nan=False, default=repr).encode() + b"\n"
+    """One protocol line."""
+    return encode_value(msg) + b"\n"

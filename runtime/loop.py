@@ -37,19 +37,19 @@ import threading
 import time
 from asyncio import base_events, events, format_helpers, futures, sslproto, tasks
 
+from ..runningloop import publish as _publish
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
 from .stats import ConnStats, LoopStats
 from .contract import UD_IGNORE
 from .fdops import FdOpsMixin
-from .transport import RingTransport
+from .transport import AcceptedSocket, RingTransport
 
 logger = logging.getLogger("ringleader.runtime")
 
 _F_MORE = consts.CQE_F_MORE
 # user_data at or above this carry a message from another ring (MSG_RING):
 # the top byte is the kind, the rest a payload.
-_SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 TAG_BASE = 1 << 56
 TAG_NEWFD = 1 << 56        # res = a plain fd accepted on another worker; payload = listener id
 TAG_MIGRATE = 2 << 56      # res = our new fixed slot; payload = migration token
@@ -90,7 +90,15 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         self.migrations_in = 0
         self.migrations_out = 0
         self._msg_handlers: dict[int, object] = {}
-        self._open_ring()
+        try:
+            self._open_ring()
+        except BaseException:
+            # A half-built loop must leave nothing that complains later:
+            # BaseEventLoop.__del__ would otherwise call close(), which reaps
+            # a ring that was never created.
+            self._close_ring()
+            base_events.BaseEventLoop.close(self)
+            raise
         self._take_over_scheduling()
 
     def _take_over_scheduling(self) -> None:
@@ -336,7 +344,10 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         if self._started_at is None:
             self._started_at = self.time()
             self._wall0 = time.perf_counter()
-        return super().run_forever()
+        # Published for the drivers' per-request loop lookups (running_loop() skips
+        # the getpid(2) of asyncio.get_running_loop(); see ringleader.runningloop).
+        with _publish(self):
+            return super().run_forever()
 
     def close(self) -> None:
         if self.is_running():
@@ -361,6 +372,9 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
         super().close()
         if core is not None:
             core.closed = True
+        self._close_ring()
+
+    def _close_ring(self) -> None:
         if self._ring is not None:
             self._ring.close()
         if self._efd >= 0:
@@ -450,15 +464,13 @@ class RingEventLoop(FdOpsMixin, base_events.BaseEventLoop):
 
     def _accepted(self, newfd, protocol_factory, sslcontext, server, hs_timeout, sd_timeout,
                   kind=(-1, -1, -1), nodelay=False):
-        # The ring accepted with SOCK_NONBLOCK; saying so in the type gives the
-        # socket object a zero timeout without a syscall.  peername is looked
-        # up only if asked for (RingTransport.get_extra_info).
-        family, type_, proto = kind
-        conn = socket.socket(family, type_ | _SOCK_NONBLOCK, proto, fileno=newfd)
+        # Without TLS the socket object is made only if asked for (AcceptedSocket:
+        # most servers never ask); peername likewise (RingTransport.get_extra_info).
+        conn = AcceptedSocket(newfd, kind)
         try:
             protocol = protocol_factory()
             if sslcontext:
-                self._make_ssl_transport(conn, protocol, sslcontext, server_side=True,
+                self._make_ssl_transport(conn.socket(), protocol, sslcontext, server_side=True,
                                          server=server, ssl_handshake_timeout=hs_timeout,
                                          ssl_shutdown_timeout=sd_timeout)
             else:

@@ -45,8 +45,9 @@ import time
 from typing import Any, Awaitable, Callable
 
 from ..uring import consts, error_from_result
-from .errors import MigrationError, WorkerError
+from .errors import MigrationError, MigrationRefused, WorkerError
 from .loop import TAG_MIGRATE, TAG_NEWFD, RingEventLoop, _shutdown_listener
+from .migration import Migration
 from .registry import Registry
 from .stats import LoopStats
 from .transport import RingTransport
@@ -203,6 +204,11 @@ class Runtime:
         ``autoscale`` setting or are named in the config); None runs none."""
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if supervisor is not None:
+            from ..supervisor.config import ConfigError, SupervisorConfig
+            if not isinstance(supervisor, SupervisorConfig):
+                raise ConfigError(f"supervisor must be a ringleader.supervisor.SupervisorConfig "
+                                  f"(or None for no supervisor), got {supervisor!r}")
         self.loop_options = dict(loop_options or {})
         self.debug_socket = debug_socket
         self.control = control
@@ -211,7 +217,7 @@ class Runtime:
         self.supervisor_config = supervisor
         self.supervisor = None
         self.workers: list[Worker] = [Worker(self, i) for i in range(workers)]
-        self._migrations: dict[int, tuple] = {}
+        self._migrations: dict[int, Migration] = {}  # in flight, by MSG_RING token
         self._tokens = itertools.count(1)
         self._listeners: dict[int, tuple] = {}
         self._lids = itertools.count(1)
@@ -308,19 +314,7 @@ class Runtime:
                     if loop is w.loop:
                         srv.close()
                         g._servers.remove((loop, srv))
-            moved = 0
-            for i, t in enumerate(list(w.loop._conns.values())):
-                if t.is_closing():
-                    continue
-                if not t.migratable:
-                    t.close()
-                    continue
-                try:
-                    await self.migrate(t, others[i % len(others)])
-                    moved += 1
-                except (MigrationError, ConnectionError):
-                    pass
-            return moved
+            return await _evacuate(self, w.loop, others, drain_timeout)
 
         await self.run_on(w.id, evacuate())
         w.loop.call_soon_threadsafe(w.loop.stop)
@@ -446,72 +440,42 @@ class Runtime:
         """Move a live connection to ``worker``; call it on the connection's worker.
 
         ``conn`` is a :class:`RingTransport` or anything with one at
-        ``.transport`` (a protocol, a StreamWriter).  The receive is cancelled
-        and the in-flight send allowed to finish; bytes that arrive meanwhile
-        are held and delivered on the new worker first, and bytes written
-        meanwhile are sent from there.  The fixed file moves with MSG_RING
-        SEND_FD.  Afterwards the protocol is driven by the new worker's thread;
-        a protocol with a ``connection_migrated(transport, loop)`` method is
-        told.  Code still running on the old worker must not use the
-        transport after this returns.
+        ``.transport`` (a protocol, a StreamWriter).  The steps and what each
+        failure leaves behind are :mod:`ringleader.runtime.migration`'s: bytes
+        that arrive while moving are delivered on the new worker first, bytes
+        written meanwhile are sent from there; the fixed file moves with
+        MSG_RING SEND_FD; afterwards the new worker's thread drives the
+        protocol, and code on the old worker must not use the transport.
+
+        Raises :class:`MigrationRefused` (a :class:`MigrationError`) when it
+        cannot move now (called off its worker, TLS, closing, already moving,
+        a draining target, or its protocol's ``migration_blocker()`` names a
+        reason): nothing changed and it keeps working where it was.  Any other
+        failure is a :class:`MigrationError` whose ``where`` says whether it is
+        still on its worker or was closed.  Never waits forever: every path
+        resolves the call.
         """
         t = _as_transport(conn)
         src = t._loop
-        if asyncio.get_running_loop() is not src:
-            raise MigrationError(f"migrate() must run on the connection's worker ({src.worker_id})")
+        if src is None or asyncio.get_running_loop() is not src:
+            raise MigrationRefused(f"migrate() must run on the connection's worker "
+                                   f"({getattr(src, 'worker_id', '?')})")
         dst = self.loop(worker)
         if dst is src:
             return
-        waiter = src.create_future()
-        t._begin_migration(waiter)
-        src._kick()
-        try:
-            await waiter
-        except BaseException:
-            t.migrating = False
-            t._arm_recv()
-            raise
-        token = next(self._tokens)
-        done: concurrent.futures.Future = concurrent.futures.Future()
-        old_slot = t._detach()
-        self._migrations[token] = (t, done)
-
-        def sent(res: int, flags: int) -> None:
-            if res >= 0:
-                src._ring.files.release(old_slot)
-                src.migrations_out += 1
-            else:
-                # The kernel refused: the file is still ours; rejoin this loop.
-                self._migrations.pop(token, None)
-                t._abort_migration()
-                t._attach(src, old_slot)
-                t.migrations -= 1
-                if not done.done():
-                    done.set_exception(MigrationError(
-                        f"moving {t!r} to worker {worker} failed: "
-                        f"{error_from_result(res, 'msg_ring(send_fd)', old_slot, True)}"))
-
-        ud = src._oneshot(sent)
-        src._ring.msg_ring_send_fd(dst.ring_fd, old_slot, consts.FILE_INDEX_ALLOC,
-                                   TAG_MIGRATE | token, ud)
-        src._kick()
-        await asyncio.wrap_future(done)
+        if self.workers[worker].draining:
+            raise MigrationRefused(f"worker {worker} is being removed; it takes no connections")
+        await Migration(t, src, dst, next(self._tokens), self._migrations).run()
 
     def _on_migrate_in(self, token: int, slot: int) -> None:
         # Runs on the destination worker's thread.
-        entry = self._migrations.pop(token, None)
-        if entry is None:
-            return
-        t, done = entry
-        loop = asyncio.get_running_loop()
-        if slot < 0:
-            done.set_exception(MigrationError(f"target ring refused the file: "
-                                              f"{error_from_result(slot, 'msg_ring(send_fd)')}"))
-            return
-        loop._ring.files.adopt(slot)
-        loop.migrations_in += 1
-        t._attach(loop, slot)
-        done.set_result(None)
+        m = self._migrations.get(token)
+        if m is not None:
+            m.arrive(slot)
+
+    def _abandon_migrations(self) -> None:
+        for m in list(self._migrations.values()):
+            m.abandon("the runtime stopped before the target worker took the connection")
 
     # ------------------------------------------------------------ shutdown
     def stop(self, drain_timeout: float = 10.0) -> None:
@@ -541,6 +505,7 @@ class Runtime:
         for w in self.workers:
             if w.thread is not None:
                 w.thread.join()
+        self._abandon_migrations()
 
     async def shutdown(self, drain_timeout: float = 10.0) -> None:
         """Graceful stop from inside worker 0 (as ``run`` does when main returns)."""
@@ -560,6 +525,42 @@ class Runtime:
 async def _listen_reuseport(group: ServerGroup, loop: RingEventLoop):
     sock = group._listen(group.port)
     return await loop.create_server(group._factory, sock=sock, backlog=group._backlog)
+
+
+async def _evacuate(rt: Runtime, loop: RingEventLoop, others: list[int], drain_timeout: float) -> int:
+    """On a worker being removed: move its connections to ``others``.  A
+    connection busy right now is retried until ``drain_timeout``; one that can
+    never move (TLS), or is still busy then, is closed, so its protocol sees
+    connection_lost rather than a dead ring.  Returns how many moved."""
+    deadline = loop.time() + drain_timeout
+    moved = 0
+    pending = list(loop._conns.values())
+    k = 0
+    while pending:
+        retry = []
+        for t in pending:
+            if t.is_closing() or t._loop is not loop:
+                continue
+            k += 1
+            try:
+                await rt.migrate(t, others[k % len(others)])
+                moved += 1
+            except MigrationRefused as exc:
+                if exc.permanent:
+                    t.close()
+                else:
+                    retry.append(t)
+            except MigrationError:
+                pass  # resolved: it was closed on the way
+        pending = retry
+        if pending:
+            if loop.time() >= deadline:
+                for t in pending:
+                    logger.warning("closing %r: still busy when its worker was removed", t)
+                    t.abort()
+                break
+            await asyncio.sleep(0.01)
+    return moved
 
 
 def _abort_all(loop: RingEventLoop) -> None:

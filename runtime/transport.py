@@ -35,6 +35,7 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
+import os
 import socket
 import warnings
 from asyncio import constants, protocols, sslproto, transports, trsock
@@ -42,12 +43,12 @@ from asyncio import constants, protocols, sslproto, transports, trsock
 from ..uring import error_from_result
 from . import _loopcore
 from .contract import UD_IGNORE, StreamState, WriteState
-from .errors import MigrationError
 from .stats import ConnStats
 
 logger = logging.getLogger("ringleader.runtime")
 
 _ids = itertools.count(1)
+_SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 
 
 def _log_lost_write() -> None:
@@ -60,6 +61,56 @@ _OPEN, _CLOSING, _LOST, _DONE = (StreamState.OPEN, StreamState.CLOSING, StreamSt
                                  StreamState.DONE)
 
 
+class AcceptedSocket:
+    """An accepted connection's descriptor whose ``socket.socket`` object is made
+    only when someone asks for it (``get_extra_info("socket")``, ``"sockname"``,
+    ``"peername"``).  Most connection-per-request servers never ask; making the
+    object eagerly cost CPython's getsockname(2) check inside
+    ``socket.socket(fileno=)`` plus the object, per connection.
+
+    It owns ``fd`` until :meth:`detach` or :meth:`close`; it is not a socket
+    (only what RingTransport needs: fileno, detach, close, socket)."""
+    __slots__ = ("fd", "kind", "_sock")
+
+    def __init__(self, fd: int, kind: tuple[int, int, int]) -> None:
+        self.fd = fd
+        self.kind = kind  # (family, type, proto) of the listener: the accepted socket's
+        self._sock: socket.socket | None = None
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def socket(self) -> socket.socket:
+        """The socket object, made on the first call.  The ring accepted with
+        SOCK_NONBLOCK; saying so in the type gives it a zero timeout without a
+        syscall."""
+        sock = self._sock
+        if sock is None:
+            if self.fd < 0:
+                raise OSError(f"{self!r} is closed")
+            family, type_, proto = self.kind
+            sock = self._sock = socket.socket(family, type_ | _SOCK_NONBLOCK, proto,
+                                              fileno=self.fd)
+        return sock
+
+    def detach(self) -> int:
+        """Gives up the descriptor (the caller closes it)."""
+        fd, self.fd = self.fd, -1
+        if self._sock is not None:
+            self._sock.detach()
+        return fd
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        elif self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
+
+    def __repr__(self) -> str:
+        return f"<AcceptedSocket fd={self.fd}>"
+
+
 class RingTransport(transports._FlowControlMixin, transports.Transport):
     __slots__ = ("conn_id", "_sock", "_server", "_protocol", "_c", "migrations",
                  "_migrate_waiter", "__dict__", "__weakref__")
@@ -68,18 +119,26 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     # default, UNSUPPORTED, made it raise RuntimeError even with fallback=True).
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
-    def __init__(self, loop, sock: socket.socket, protocol, waiter=None, extra=None, server=None,
-                 nodelay_inherited: bool = False):
+    def __init__(self, loop, sock: socket.socket | AcceptedSocket, protocol, waiter=None,
+                 extra=None, server=None, nodelay_inherited: bool = False):
         super().__init__(extra, loop)
         # "socket", "sockname" and "peername" are looked up when first asked
         # for (get_extra_info): two syscalls per connection saved when nobody asks.
-        if sock.gettimeout() != 0:  # accepted sockets arrive non-blocking already
-            sock.setblocking(False)
+        # An AcceptedSocket arrives non-blocking (the ring accepted it so).
+        if type(sock) is AcceptedSocket:
+            # Made here only to set TCP_NODELAY the listener did not pass on.
+            inet = sock.kind[0] in (socket.AF_INET, socket.AF_INET6)
+            real = sock.socket() if inet and not nodelay_inherited else None
+        else:
+            real = sock
+            if sock.gettimeout() != 0:
+                sock.setblocking(False)
         # nodelay_inherited: accepted from a listener that has TCP_NODELAY, which
         # Linux copies to the accepted socket (one setsockopt per connection saved).
-        if not nodelay_inherited and sock.family in (socket.AF_INET, socket.AF_INET6):
+        if real is not None and not nodelay_inherited and \
+                real.family in (socket.AF_INET, socket.AF_INET6):
             try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                real.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
         self.conn_id = next(_ids)
@@ -208,6 +267,8 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             return default
         sock = self._sock
         try:
+            if type(sock) is AcceptedSocket:
+                sock = sock.socket()
             value = fetch(sock) if sock is not None else None
         except OSError:
             value = None
@@ -381,7 +442,10 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     @property
     def migratable(self) -> bool:
-        return not isinstance(self._protocol, sslproto.SSLProtocol)
+        """Whether it could move to another worker right now (what the
+        rebalancer filters its candidates by): not closing or moving, no TLS,
+        and its protocol, if it has a ``migration_blocker()``, names no reason."""
+        return self._migration_blocker() is None
 
     def conn_stats(self) -> ConnStats:
         c = self._c
@@ -392,22 +456,36 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
                          migratable=self.migratable)
 
     # ----------------------------------------------------------- migration
-    # The runtime drives a move in three steps: _begin_migration (on the old
-    # worker: stop receiving, let the in-flight send finish), _detach (once
-    # quiescent: leave the old loop, keep the slot number for the hand-over),
-    # _attach (on the new worker, with the slot MSG_RING installed there).
-    def _begin_migration(self, waiter) -> None:
+    # The steps a move is made of; the order, the checks and every failure path
+    # live in one place, runtime/migration.py.  _begin_migration (old worker:
+    # stop receiving, let the in-flight send finish), then either
+    # _abort_migration (stay) or _detach (leave the old loop, keep the slot
+    # number for the hand-over), then _attach on the new worker (or on the old
+    # one again when the hand-over failed).
+    def _migration_blocker(self, moving: bool = False) -> str | None:
+        """Why this transport cannot move now, or None.  ``moving``: asked by
+        the move already under way (its own ``migrating`` flag is no reason).
+        Reads state only, so any thread may ask."""
         c = self._c
-        if c.state != _OPEN:
-            raise ConnectionError(f"{self!r} is closing; it cannot migrate")
-        if c.migrating:
-            raise RuntimeError(f"{self!r} is already migrating")
-        if not self.migratable:
+        if c.state >= _LOST:
+            return "it is closed"
+        if c.state == _CLOSING and not moving:
+            # (Closed while the move prepares: the new worker sends what is
+            # buffered, then closes.)
+            return "it is closing"
+        if c.migrating and not moving:
+            return "it is already migrating"
+        protocol = self._protocol
+        if isinstance(protocol, sslproto.SSLProtocol):
             # asyncio's SSLProtocol keeps its loop (callbacks, timers) and has
             # no hand-over hook: a TLS connection stays on its worker.
-            raise MigrationError(f"{self!r} carries TLS (asyncio's SSLProtocol is bound to "
-                                 f"its loop); TLS connections cannot migrate")
-        c.migrating = True
+            return TLS_BLOCKER
+        check = getattr(protocol, "migration_blocker", None)
+        return check() if check is not None else None
+
+    def _begin_migration(self, waiter) -> None:
+        """Stop receiving and wait (``waiter``) until no send is in flight."""
+        self._c.migrating = True
         self._migrate_waiter = waiter
         self._cancel_recv()
         self._migration_progress()
@@ -423,33 +501,57 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             waiter.set_result(None)
 
     def _detach(self) -> int:
-        """Leave the current loop (quiescent); returns the slot to hand over."""
-        slot = self._c.slot
+        """Leave the current loop (quiescent); returns the slot to hand over.
+        Until _attach no ring operation may be made for it (slot -1)."""
+        c = self._c
+        slot = c.slot
         self._unbind()
+        c.slot = -1
         self._migrate_waiter = None
         return slot
 
     def _abort_migration(self) -> None:
-        """The hand-over failed: stay on this loop (called after _detach)."""
+        """The move stops before _detach: carry on here as if it never began
+        (writes made meanwhile go out, bytes held meanwhile are delivered)."""
         self._c.migrating = False
+        self._migrate_waiter = None
+        if self._c.state < _LOST:
+            self._resume_here(self._loop)
 
-    def _attach(self, loop, slot: int) -> None:
-        """Join ``loop`` (running on its own thread) with our file in ``slot``."""
+    def _attach(self, loop, slot: int, moved: bool = True) -> None:
+        """Join ``loop`` (running on this thread) with our file in ``slot``:
+        the new worker's, or (``moved=False``) the old one's after a failed
+        hand-over.  The protocol's ``connection_migrated(transport, loop)``
+        runs first; if it raises, the protocol cannot run here, so the
+        connection is failed on this loop (its protocol sees connection_lost)
+        and the error propagates to the move."""
         self._bind(loop, slot)
-        c = self._c
-        c.migrating = False
-        self.migrations += 1
+        self._c.migrating = False
+        if moved:
+            self.migrations += 1
         hook = getattr(self._protocol, "connection_migrated", None)
         if hook is not None:
-            hook(self, loop)
+            try:
+                hook(self, loop)
+            except BaseException as exc:
+                self._force_close(exc)
+                raise
+        self._resume_here(loop)
+
+    def _resume_here(self, loop) -> None:
+        c = self._c
         if c.held or c.eof_held:
             loop.call_soon(self._release_held)
-        if c.state == _CLOSING and not c.wbuf:
+        if c.state == _CLOSING and not c.wbuf and c.inflight is None:
             self._finish(None)
             return
         if c.wbuf:
             c.mark_dirty()
         c.arm_recv()
+
+
+TLS_BLOCKER = ("it carries TLS (asyncio's SSLProtocol is bound to its loop); "
+               "TLS connections cannot migrate")
 
 
 _LAZY_EXTRA = {"socket": trsock.TransportSocket, "sockname": socket.socket.getsockname,

@@ -1,13 +1,13 @@
 """Demo of the runtime, inspectable while it runs.
 
 Starts ``ringleader.run`` with 2 workers serving a TCP echo server; clients on
-worker 0 put a little load on it for a few seconds, some of them through a
-shared connection pool that the supervisor watches.  It prints where its debug
-socket is, then runs ``ringleader stats`` against itself once (a subprocess,
-exactly what an operator would type) and prints what that shows.
-
-``--seconds N`` sets how long the load runs; during that time, from another
-terminal, ``ringleader top`` (or ``.venv/bin/ringleader top``) shows it live.
+worker 0 put a little load on it, some of them through a shared connection
+pool that the supervisor watches.  It prints the commands that inspect it
+from another terminal (with the path of this venv's ``ringleader``, which a
+fresh clone does not have on its PATH), runs ``ringleader stats`` against
+itself once (a subprocess, exactly what an operator would type, in 80
+columns) and prints what that shows, then keeps the load running until
+Ctrl-C -- or for ``--seconds N`` -- and says what it did.
 """
 import argparse
 import asyncio
@@ -55,13 +55,26 @@ async def pooled_requests(pool: Pool, done: asyncio.Event) -> int:
     return n
 
 
-async def main(rt, seconds: float) -> None:
+def cli_command() -> str:
+    """This venv's ``ringleader``, relative to the current directory when inside it."""
+    path = os.path.join(os.path.dirname(sys.executable), "ringleader")
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else path
+
+
+async def main(rt, seconds: float | None) -> None:
     group = await rt.serve(Echo, "127.0.0.1", 0)
     port = group.port
     sock = rt.debug_server.path if rt.debug_server else None
+    cli = cli_command()
     print(f"runtime: pid {os.getpid()}, {len(rt.workers)} workers, echo server on 127.0.0.1:{port}")
-    print(f"debug socket: {sock}")
-    print(f"  inspect it live:  ringleader --socket {sock} top    (or --pid {os.getpid()})")
+    if sock is not None:
+        print(f"debug socket: {sock}")
+        print("inspect it from another terminal (paste one of these):")
+        print(f"  {cli} top --pid {os.getpid()}")
+        print(f"  {cli} stats --pid {os.getpid()}")
+    print("the load runs " + ("until Ctrl-C" if seconds is None else f"for {seconds:g} s "
+                              f"(--seconds; without it, until Ctrl-C)"), flush=True)
 
     async def connect():
         return await asyncio.open_connection("127.0.0.1", port)
@@ -82,37 +95,50 @@ async def main(rt, seconds: float) -> None:
     t0 = loop.time()
     streams = [asyncio.ensure_future(stream_client(port, size, done)) for size in (64, 512, 4096, 16384)]
     requests = [asyncio.ensure_future(pooled_requests(pool, done)) for _ in range(12)]
-    # Inspect half-way, while the load still runs (it runs on until the
-    # subprocess has answered), so the snapshot shows traffic.
-    await asyncio.sleep(seconds / 2)
-    stats = await loop.run_in_executor(None, _stats_subprocess, sock)
-    await asyncio.sleep(max(0.0, t0 + seconds - loop.time()))
+    try:
+        # Inspect while the load runs, so the snapshot shows traffic.
+        await asyncio.sleep(2.0 if seconds is None else seconds / 2)
+        print(await loop.run_in_executor(None, _stats_subprocess, sock, cli), flush=True)
+        if seconds is None:
+            print("running until Ctrl-C ...", flush=True)
+            await asyncio.Event().wait()
+        await asyncio.sleep(max(0.0, t0 + seconds - loop.time()))
+    except asyncio.CancelledError:  # Ctrl-C: asyncio.Runner cancels this task
+        print()
     done.set()
-    counts = await asyncio.gather(*streams, *requests)
-    print(f"load: {sum(counts[:4])} stream round trips, {sum(counts[4:])} pooled requests "
-          f"in {loop.time() - t0:.1f}s")
-    print(stats)
+    counts = await asyncio.gather(*streams, *requests, return_exceptions=True)
+    trips = sum(c for c in counts[:4] if isinstance(c, int))
+    served = sum(c for c in counts[4:] if isinstance(c, int))
+    print(f"load: {trips} stream round trips and {served} pooled requests in "
+          f"{loop.time() - t0:.1f} s; stopping")
     if supervisor is not None:
         await supervisor.stop()
     await pool.close()
     group.close()
 
 
-def _stats_subprocess(sock) -> str:
+def _stats_subprocess(sock, cli: str) -> str:
     if sock is None:
         return "(no debug socket: it could not be created here)"
-    cmd = [sys.executable, "-m", "ringleader", "--socket", str(sock), "stats"]
+    cmd = [sys.executable, "-m", "ringleader", "stats", "--socket", str(sock)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "COLUMNS": os.environ.get("COLUMNS", "160")})
-    head = f"$ ringleader --socket {sock} stats   (exit {p.returncode})\n"
-    return head + p.stdout + p.stderr
+                       env={**os.environ, "COLUMNS": os.environ.get("COLUMNS", "80")})
+    head = f"$ {cli} stats --socket {sock}" + (f"   (exit {p.returncode})" if p.returncode else "")
+    return head + "\n" + p.stdout + p.stderr
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=3.0, help="how long the load runs")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="how long the load runs (default: until Ctrl-C)")
     args = ap.parse_args()
     f = probe()
-    print(f"kernel {f.kernel}: {len(f.opcodes)} io_uring opcodes; defer_taskrun={f.defer_taskrun} "
-          f"buf_ring={f.buf_ring} msg_ring={f.msg_ring}")
-    ringleader.run(lambda rt: main(rt, args.seconds), workers=2)
+    feats = {"defer_taskrun": f.defer_taskrun, "buf_ring": f.buf_ring, "msg_ring": f.msg_ring}
+    print(f"kernel {f.kernel}: io_uring with {len(f.opcodes)} opcodes")
+    print("  has " + (", ".join(k for k, ok in feats.items() if ok) or "none of "
+                      + ", ".join(feats))
+          + "".join(f"; lacks {k}" for k, ok in feats.items() if not ok))
+    try:
+        ringleader.run(lambda rt: main(rt, args.seconds), workers=2)
+    except KeyboardInterrupt:  # the demo already said what it did
+        pass

@@ -44,6 +44,16 @@ class ConfigError(ValueError):
     """A supervisor setting is out of range or inconsistent."""
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _non_negative(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+            or value < 0:
+        raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+
+
 def _positive(name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
             or value <= 0:
@@ -80,7 +90,7 @@ class PoolAutoscale:
     burst: int = 8
 
     def __post_init__(self):
-        if not isinstance(self.min, int) or not isinstance(self.max, int):
+        if not _is_int(self.min) or not _is_int(self.max):
             raise ConfigError(f"min and max must be ints, got {self.min!r}, {self.max!r}")
         if self.min < 1 or self.max < self.min:
             raise ConfigError(f"need 1 <= min <= max, got min={self.min} max={self.max}")
@@ -117,8 +127,12 @@ class WorkerAutoscale:
     shrink: bool = False           # drain-shrink on sustained low busy ratio
 
     def __post_init__(self):
+        if not _is_int(self.min) or not _is_int(self.max):
+            raise ConfigError(f"min and max must be ints, got {self.min!r}, {self.max!r}")
         if self.min < 1 or self.max < self.min:
             raise ConfigError(f"need 1 <= min <= max workers, got {self.min}..{self.max}")
+        for name in ("busy_low", "busy_high"):
+            _positive(name, getattr(self, name))
         if not 0 < self.busy_low < self.busy_high <= 1:
             raise ConfigError("need 0 < busy_low < busy_high <= 1")
         for name in ("lag_ms", "sustain", "trial", "min_gain", "cooldown"):
@@ -132,13 +146,17 @@ class Rebalance:
     min_residency: float = 10.0    # seconds a connection stays put after a move
     moves_per_period: int = 1
     min_load: float = 1024.0       # bytes/s below which a ring counts as idle (no moves)
+    settle: float = 2.0            # seconds without moves after one, while loads re-measure
 
     def __post_init__(self):
+        _positive("imbalance", self.imbalance)
         if self.imbalance <= 1:
             raise ConfigError(f"imbalance must be > 1, got {self.imbalance}")
-        if self.moves_per_period < 1:
-            raise ConfigError("moves_per_period must be >= 1")
+        if not _is_int(self.moves_per_period) or self.moves_per_period < 1:
+            raise ConfigError(f"moves_per_period must be an int >= 1, got {self.moves_per_period!r}")
         _positive("min_residency", self.min_residency)
+        _non_negative("min_load", self.min_load)
+        _non_negative("settle", self.settle)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +170,12 @@ class SupervisorConfig:
 
     def __post_init__(self):
         _positive("period", self.period)
+        _positive("max_backoff", self.max_backoff)
+        for name, kind in (("workers", WorkerAutoscale), ("rebalance", Rebalance)):
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(f"{name} must be a {kind.__name__}, got {getattr(self, name)!r}")
+        if not isinstance(self.pools, dict):
+            raise ConfigError(f"pools must be a dict of name -> PoolAutoscale, got {self.pools!r}")
         for name, pa in self.pools.items():
             if not isinstance(pa, PoolAutoscale):
                 raise ConfigError(f"pools[{name!r}] must be a PoolAutoscale, got {type(pa).__name__}")

@@ -36,6 +36,7 @@ class ConnObs:
     worker: int
     rate: float              # bytes/s over the period
     moved_at: float | None   # supervisor time of its last migration, if any
+    movable: bool = True     # it could move now (idle between operations, not TLS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,14 +134,15 @@ class Sampler:
         conn_rate: dict[int, list[ConnObs]] = {}
         seen = {}
         for c in conns:
-            if not c.migratable:
-                continue  # a TLS connection cannot be moved: not a rebalancing candidate
+            # Every connection counts in its worker's load; only those that could
+            # move now (not TLS, not busy, not lent out) are candidates.
             total = c.bytes_in + c.bytes_out
             prev = self._prev_conn.get(c.conn_id)
             rate = (total - prev[0]) / dt if prev is not None and dt > 0 else 0.0
             seen[c.conn_id] = (total, t)
             conn_rate.setdefault(c.worker, []).append(
-                ConnObs(c.conn_id, c.worker, max(0.0, rate), moved_at.get(c.conn_id)))
+                ConnObs(c.conn_id, c.worker, max(0.0, rate), moved_at.get(c.conn_id),
+                        c.migratable))
         self._prev_conn = seen
         workers = []
         for ls in loops:

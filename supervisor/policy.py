@@ -276,6 +276,7 @@ class RebalancePolicy:
         self.load = {}          # worker -> Ewma of bytes/s
         self.conn_load = {}     # conn id -> Ewma
         self.left = {}          # conn id -> workers it was moved away from
+        self.last_move: float | None = None  # when the last move was proposed
 
     def decide(self, obs: Observation, now: float) -> list[Action]:
         c = self.cfg
@@ -289,6 +290,8 @@ class RebalancePolicy:
             for co in w.conns:
                 conns[co.conn_id] = (co, self.conn_load.setdefault(co.conn_id, Ewma(2.0)).update(co.rate, dt))
         self.conn_load = {k: v for k, v in self.conn_load.items() if k in conns}
+        if self.last_move is not None and now - self.last_move < c.settle:
+            return []  # let the loads settle (and be measured) after a move
         actions = []
         for _ in range(c.moves_per_period):
             mean = sum(loads.values()) / len(loads)
@@ -299,7 +302,7 @@ class RebalancePolicy:
             gap = loads[hot] - loads[cold]
             best = None
             for co, rate in conns.values():
-                if co.worker != hot or rate <= 0:
+                if co.worker != hot or rate <= 0 or not co.movable:
                     continue
                 if co.moved_at is not None and now - co.moved_at < c.min_residency:
                     continue
@@ -333,6 +336,8 @@ class RebalancePolicy:
             loads[hot] -= rate
             loads[cold] += rate
             conns.pop(co.conn_id)
+        if actions:
+            self.last_move = now
         return actions
 
 

@@ -28,6 +28,10 @@ from .policy import Action, Policy
 
 log = logging.getLogger("ringleader.supervisor")
 
+# Seconds one migrate action may take (an idle connection moves in well under a
+# millisecond; this only keeps a wedged move from stalling the ticks).
+MIGRATE_TIMEOUT = 5.0
+
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
@@ -80,20 +84,25 @@ class Actuator:
                 else:
                     err = f"unknown action kind {a.kind!r}"
             except Exception as exc:  # one failed action must not stop the others
-                err = f"{type(exc).__name__}: {exc}"
+                err = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             d = Decision(a, applied, err)
             self.record(d)
             out.append(d)
         return out
 
     async def _migrate(self, a: Action) -> bool:
+        """One move, bounded in time: a refusal (the connection got busy since
+        it was observed) or any failure is an error on the decision, and the
+        supervisor carries on.  A move cut off by the bound finishes or backs
+        out on its own (see ringleader.runtime.migration)."""
         conn_id = int(a.target)
         loop = self.runtime.loop(a.src)
         t = loop._conns.get(conn_id)
         if t is None or t.is_closing():
             return False
-        await self.runtime.run_on(a.src, self.runtime.migrate(t, a.dst))
-        self.moved_at[conn_id] = a.t
+        self.moved_at[conn_id] = a.t  # also after a failure: residency spaces retries
+        async with asyncio.timeout(MIGRATE_TIMEOUT):
+            await self.runtime.run_on(a.src, self.runtime.migrate(t, a.dst))
         return True
 
     def record(self, d: Decision) -> None:

@@ -33,8 +33,9 @@ from . import messages as m
 from . import tls
 from .cancel import send_cancel
 from .dsn import ConnectParams
-from .errors import (ConnectionLost, InterfaceError, Notice, ProtocolViolation, QueryTimeout, server_error,
-                     stale_plan)
+from ..contract import Movable, MovableWire
+from .errors import (ConnectionLost, InterfaceError, Notice, ProtocolViolation, QueryTimeout,
+                     WrongLoop, server_error, stale_plan)
 from .ops import Op, Result, _consume
 from .startup import Startup
 from .types import ADAPTER_SETTINGS, AdaptContext, Dumper, RowCodec, fetch_type_info
@@ -63,8 +64,8 @@ class _Statement:
         self.ready: asyncio.Future | None = None
 
 
-class _Wire(asyncio.Protocol):
-    """Forwards transport events to the Connection."""
+class _Wire(MovableWire, asyncio.Protocol):
+    """Forwards transport events (and the runtime's migration hooks) to the Connection."""
 
     def __init__(self, conn: "Connection"):
         self.conn = conn
@@ -81,18 +82,6 @@ class _Wire(asyncio.Protocol):
     def connection_lost(self, exc):
         self.conn._lost(exc)
 
-    def connection_migrated(self, transport, loop):
-        # ringleader's runtime moved the socket to another worker's ring (only
-        # an idle connection may be moved): from now on that loop drives it, so
-        # everything bound to the old loop is made anew on the new one.
-        c = self.conn
-        if c._ops:
-            raise RuntimeError("a Postgres connection with queries in flight cannot migrate")
-        c._transport = transport
-        c._loop = loop
-        c._gate = asyncio.Lock()
-        c._drain = None
-
     def pause_writing(self):
         self.conn._write_paused = True
 
@@ -103,8 +92,11 @@ class _Wire(asyncio.Protocol):
             w.set_result(None)
 
 
-class Connection:
-    """One server connection; make it with :func:`connect`."""
+class Connection(Movable):
+    """One server connection; make it with :func:`connect`.  It may migrate to
+    another worker while idle between operations (see ``drivers.contract``)."""
+
+    _wrong_loop = WrongLoop
 
     def __init__(self, params: ConnectParams, address: tuple[str, int], *,
                  statement_cache_size: int = 100, command_timeout: float | None = None,
@@ -140,6 +132,7 @@ class Connection:
         self.backend_pid = 0
         self._backend_key: bytes = b""
         self.command_timeout = command_timeout
+        self._users = 0  # API calls under way (an operation spans several awaits)
 
     # ------------------------------------------------------------ psycopg context
 
@@ -337,23 +330,81 @@ class Connection:
             await self._submit(m.SYNC, Op(self._loop)).fut
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    def _busy_reason(self) -> str | None:
+        if self._startup is not None:
+            return "it is starting up"
+        if self._ops or self._users:
+            return "queries are in flight"
+        if self._gate.locked():
+            return "a cursor or COPY holds it"
+        if self._status != "I":
+            return "a transaction block is open"
+        if self._listeners:
+            return "it is listening for notifications"
+        if self._tasks:
+            return "a cancel request is under way"
+        if self._write_paused:
+            return "its writes are paused"
+        return None
+
+    def _rebind(self, transport, loop) -> None:
+        # Idle (the blocker saw to it): what was bound to the old loop is made
+        # anew on this one.
+        self._transport = transport
+        self._loop = loop
+        self._gate = asyncio.Lock()
+        self._drain = None
+
+    def _enter(self) -> None:
+        """Start of an API call: on the right loop, and not movable until _leave()."""
+        self._check_loop()
+        self._users += 1
 
     def terminate(self) -> None:
         """Closes at once, failing whatever is in flight."""
         self._abort(ConnectionLost("connection closed by the client"))
 
     async def close(self) -> None:
-        """Sends Terminate and closes; queries still in flight fail."""
+        """Sends Terminate and closes; queries still in flight fail, and
+        CancelRequests still being sent are cancelled before this returns."""
         if self._closed_exc is None and self._transport is not None:
             self._transport.write(m.TERMINATE)
             self._fail_all(ConnectionLost("connection closed by the client"))
             self._transport.close()
+        await self.settle(0.0)
+
+    async def settle(self, timeout: float = CANCEL_GRACE) -> None:
+        """Lets the CancelRequests this connection sends for callers that gave
+        up finish within ``timeout`` seconds, then cancels the rest and waits
+        for them: afterwards none of its tasks is pending, so the loop may
+        close without "Task was destroyed but it is pending".  Called from a
+        loop other than the connection's, it does nothing (those tasks can only
+        be awaited on their own loop)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            return
+        me = asyncio.current_task()
+        deadline = loop.time() + timeout
+        while True:
+            # The end of one cancelled statement may start the CancelRequest
+            # of the next one in the pipeline: look again after each wait.
+            tasks = [t for t in self._tasks if t is not me and not t.done()]
+            if not tasks:
+                return
+            left = deadline - loop.time()
+            if left <= 0:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.wait(tasks)
+                return
+            await asyncio.wait(tasks, timeout=left)
 
     # ------------------------------------------------------------- outbound path
 
     def _check_open(self) -> None:
         if self._closed_exc is not None:
             raise ConnectionLost(f"connection is closed: {self._closed_exc}") from self._closed_exc
+        self._check_loop()
 
     async def _wait_gate(self) -> None:
         """Waits while a cursor or COPY has the connection to itself."""
@@ -528,32 +579,36 @@ class Connection:
                    limit: int = 0, decode: bool = False) -> tuple[Result, RowCodec | None]:
         """Runs one statement with parameters; returns its result and decoder
         (``decode``: big results are decoded as they arrive, see ops.Result)."""
-        if not isinstance(sql, str):
-            raise InterfaceError(f"query must be a str, got {type(sql).__name__}")
-        values, types, formats = self._dumper.dump(args)
-        if self._cache_size <= 0:
-            return await self._run_unnamed(sql, values, types, formats, timeout)
-        for attempt in (0, 1):
-            st = await self._statement(sql, types, timeout)
-            codec = self._codec(st)
-            op = Op(self._loop)
-            if decode:
-                op.codec = codec
-            await self._wait_gate()
-            self._submit(m.bind(b"", st.name, formats, values, codec.formats)
-                         + m.execute(b"", limit) + m.SYNC, op)
-            try:
-                await self._wait(op, timeout)
-            except psycopg.Error as e:
-                if not stale_plan(e):
-                    raise
-                self._forget(sql, types, st)
-                if attempt or op.status != "I":
-                    raise
-                continue
-            res = op.results[-1] if op.results else (op._cur or Result())
-            return res, codec
-        raise AssertionError("unreachable")
+        self._enter()
+        try:
+            if not isinstance(sql, str):
+                raise InterfaceError(f"query must be a str, got {type(sql).__name__}")
+            values, types, formats = self._dumper.dump(args)
+            if self._cache_size <= 0:
+                return await self._run_unnamed(sql, values, types, formats, timeout)
+            for attempt in (0, 1):
+                st = await self._statement(sql, types, timeout)
+                codec = self._codec(st)
+                op = Op(self._loop)
+                if decode:
+                    op.codec = codec
+                await self._wait_gate()
+                self._submit(m.bind(b"", st.name, formats, values, codec.formats)
+                             + m.execute(b"", limit) + m.SYNC, op)
+                try:
+                    await self._wait(op, timeout)
+                except psycopg.Error as e:
+                    if not stale_plan(e):
+                        raise
+                    self._forget(sql, types, st)
+                    if attempt or op.status != "I":
+                        raise
+                    continue
+                res = op.results[-1] if op.results else (op._cur or Result())
+                return res, codec
+            raise AssertionError("unreachable")
+        finally:
+            self._users -= 1
 
     async def _run_unnamed(self, sql, values, types, formats, timeout):
         # Without a cache, Parse/Bind/Describe/Execute go in one group on the
@@ -588,10 +643,14 @@ class Connection:
             return res.tag
         if not isinstance(query, str):
             raise InterfaceError(f"query must be a str, got {type(query).__name__}")
-        op = Op(self._loop)
-        await self._wait_gate()
-        self._submit(m.query(query.encode()), op)
-        await self._wait(op, timeout)
+        self._enter()
+        try:
+            op = Op(self._loop)
+            await self._wait_gate()
+            self._submit(m.query(query.encode()), op)
+            await self._wait(op, timeout)
+        finally:
+            self._users -= 1
         if any(r.tag in ("DEALLOCATE ALL", "DISCARD ALL") for r in op.results):
             # The server forgot every prepared statement: so must the cache
             # (in-flight preparations keep their entry and fail on their own).
@@ -622,6 +681,13 @@ class Connection:
         rows = [tuple(a) for a in args]
         if not rows:
             return
+        self._enter()
+        try:
+            await self._executemany(query, rows, timeout)
+        finally:
+            self._users -= 1
+
+    async def _executemany(self, query: str, rows: list, timeout: float | None) -> None:
         dumped = [self._dumper.dump(r) for r in rows]
         # psycopg picks int2/int4/int8/numeric per value, so rows may need
         # different statements: prepare each distinct signature first.
@@ -648,10 +714,14 @@ class Connection:
 
     async def ping(self) -> None:
         """One round trip (an empty query); raises if the connection is bad."""
-        op = Op(self._loop)
-        await self._wait_gate()
-        self._submit(m.query(b""), op)
-        await self._wait(op, None)
+        self._enter()
+        try:
+            op = Op(self._loop)
+            await self._wait_gate()
+            self._submit(m.query(b""), op)
+            await self._wait(op, None)
+        finally:
+            self._users -= 1
 
     async def type_info(self, name: str, cls=None):
         """psycopg's ``TypeInfo`` (or ``cls``: ``EnumInfo``, ``CompositeInfo``,

@@ -77,7 +77,12 @@ class AuthenticationUnsupported(PostgresDriverError, psycopg.OperationalError):
     SCRAM exchange failed its checks on the client side."""
 
 
-class QueryTimeout(PostgresDriverError, de.TimeoutError):
+class WrongLoop(PostgresDriverError, de.WrongLoop, psycopg.InterfaceError):
+    """The connection was used from a loop that does not drive it (a plain
+    thread, or the worker it migrated away from); nothing was sent."""
+
+
+class QueryTimeout(PostgresDriverError, de.TimeoutError, psycopg.OperationalError):
     """A query ran past its timeout; a CancelRequest was sent for it."""
 
 

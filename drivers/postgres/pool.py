@@ -43,6 +43,9 @@ from .connect import connect
 from .connection import Connection
 from .dsn import parse_dsn
 
+# How long close() lets CancelRequests in flight finish before cancelling them.
+CLOSE_CANCEL_GRACE = 1.0
+
 # Keywords the generic pool takes; the rest go to connect().
 _POOL_KEYS = frozenset(inspect.signature(_GenericPool.__init__).parameters) - {"self", "connect"}
 
@@ -111,6 +114,43 @@ class Pool(_GenericPool[Connection]):
     async def close(self) -> None:
         self._mux.close()
         await super().close()
+        await self._settle_cancels()
+
+    async def _settle_cancels(self) -> None:
+        """A caller cancelled mid-statement leaves a CancelRequest being sent
+        by its connection, which stays in use until the statement ends (after
+        close() returned, for a shared one).  Let those requests finish, each
+        on its own loop, within a short grace, and cancel the rest: nothing is
+        left pending for the loop's shutdown."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entries = list(self._in_use.values())
+        waits = []
+        for e in entries:
+            if e.loop is loop:
+                waits.append(asyncio.ensure_future(e.conn.settle(CLOSE_CANCEL_GRACE)))
+            elif not e.loop.is_closed():
+                try:
+                    waits.append(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+                        e.conn.settle(CLOSE_CANCEL_GRACE), e.loop)))
+                except RuntimeError:  # that loop closed meanwhile: nothing runs there
+                    pass
+        if waits:
+            # Bounded even if another worker's loop stopped running meanwhile.
+            await asyncio.wait(waits, timeout=2 * CLOSE_CANCEL_GRACE)
+        # A shared connection whose cancelled statements have now ended is
+        # held by a multiplexer that is closed and will not run another
+        # command on it: give it back, which closes it (its backend would stay
+        # open otherwise), and wait for those closes on this loop.
+        for e in entries:
+            if e.shared and e.conn.in_flight == 0:
+                try:
+                    self.release(e.conn)
+                except InterfaceError:  # released by its multiplexer meanwhile
+                    pass
+        closing = [t for t in self._bg if not t.done() and t.get_loop() is loop]
+        if closing:
+            await asyncio.wait(closing, timeout=CLOSE_CANCEL_GRACE)
 
     def _shared(self, query: Any) -> bool:
         if not self.multiplex:

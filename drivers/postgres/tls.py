@@ -98,6 +98,11 @@ class _Answer(asyncio.Protocol):
     def eof_received(self):
         return False
 
+    def migration_blocker(self) -> str:
+        # The runtime must not move the connection to another worker while it
+        # is half made (drivers.contract).
+        return "it is negotiating TLS"
+
     def connection_lost(self, exc) -> None:
         if not self.fut.done():
             self.fut.set_exception(ConnectionLost(f"connection closed during SSLRequest: {exc}"))

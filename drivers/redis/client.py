@@ -39,6 +39,7 @@ from typing import Any, Callable
 import asyncio
 
 from .. import pool as _pool
+from ...runningloop import running_loop
 from ..mux import MuxSet
 from . import errors as E
 from .commands import DEFAULT, Commands, Iterators
@@ -158,7 +159,7 @@ class Pool(Commands, Iterators):
 
     async def _run_shared(self, args: tuple, transform: Callable[[Any], Any] | None,
                           timeout: Any) -> Any:
-        loop = asyncio.get_running_loop()
+        loop = running_loop()  # per command: asyncio's costs a getpid(2)
         mux = self._mux.get(loop)
         retry = self.retry_idempotent and self._read_only(args)
         while True:

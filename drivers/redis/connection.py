@@ -33,6 +33,7 @@ import collections
 import socket
 from typing import Any, Callable, Sequence
 
+from ..contract import Movable, MovableWire
 from . import errors as E
 from .commands import DEFAULT, Commands, Iterators
 from .errors import ReplyError
@@ -41,6 +42,8 @@ from .protocol import Parser, Push, encode_command, encode_commands, pubsub_kind
 from .url import ConnectParams, parse_url
 
 __all__ = ["Connection", "connect"]
+
+_running_loop = asyncio.events._get_running_loop
 
 #: Commands that may wait server-side for a long time (or forever).
 BLOCKING = frozenset(b"""BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP
@@ -54,9 +57,10 @@ def _is_blocking(args: tuple) -> bool:
     return isinstance(name, bytes) and name.upper() in BLOCKING
 
 
-class _Protocol(asyncio.Protocol):
-    """Forwards transport events to the Connection (kept apart so the public
-    object does not expose the Protocol callbacks)."""
+class _Protocol(MovableWire, asyncio.Protocol):
+    """Forwards transport events (and the runtime's migration hooks) to the
+    Connection (kept apart so the public object does not expose the Protocol
+    callbacks)."""
 
     __slots__ = ("conn",)
 
@@ -81,17 +85,13 @@ class _Protocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.conn._resume()
 
-    def connection_migrated(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        # ringleader's runtime moved the socket to another worker's ring (only
-        # done to idle connections): from now on the other loop drives it.
-        self.conn._transport = transport
-        self.conn._loop = loop
-        self.conn.worker_id = getattr(loop, "worker_id", 0)
 
-
-class Connection(Commands, Iterators):
+class Connection(Movable, Commands, Iterators):
     """A connected, authenticated Redis connection.  Make one with
-    :func:`connect` (or get one from a :class:`~.client.Pool`)."""
+    :func:`connect` (or get one from a :class:`~.client.Pool`).  It may migrate
+    to another worker while idle (see ``drivers.contract``)."""
+
+    _wrong_loop = E.WrongLoop
 
     def __init__(self, params: ConnectParams, loop: asyncio.AbstractEventLoop) -> None:
         self.params = params
@@ -111,7 +111,7 @@ class Connection(Commands, Iterators):
         self.server_info: Any = None  # the HELLO reply (RESP3)
         self.writes = 0  # transport.write calls (one per loop iteration with commands)
         self.watching = False  # WATCH sent via watch() and not yet ended by EXEC/UNWATCH
-        self.worker_id = getattr(loop, "worker_id", 0)
+        self._connecting = True  # until the handshake is done (it must not move before)
 
     # -- making one -------------------------------------------------------------------
 
@@ -129,6 +129,7 @@ class Connection(Commands, Iterators):
                                                  params.port, ssl=params.ssl_context)
                     conn._keepalive()
                 await conn._handshake()
+                conn._connecting = False
         except TimeoutError:
             conn.close()
             raise E.TimeoutError(f"connecting to Redis at {params.address} took longer than "
@@ -185,10 +186,22 @@ class Connection(Commands, Iterators):
     def is_closed(self) -> bool:
         return self._closed_exc is not None
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The loop (worker) driving this connection; use it only from there."""
-        return self._loop
+    def _busy_reason(self) -> str | None:
+        if self._connecting:
+            return "it is still connecting"
+        if self._waiters or self._out or self._flush_scheduled:
+            return "commands are in flight"
+        if self.pubsub_mode or self.on_push is not None:
+            return "it is subscribed"
+        if self.watching:
+            return "a WATCH is active"
+        if self._paused or self._drainers:
+            return "its writes are paused"
+        return None
+
+    def _rebind(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
 
     @property
     def in_flight(self) -> int:
@@ -247,6 +260,8 @@ class Connection(Commands, Iterators):
         # _queue for one command, without the list: the hot path.
         if self._closed_exc is not None:
             raise self._reraise()
+        if _running_loop() is not self._loop:
+            self._check_loop()
         fut = self._loop.create_future()
         self._waiters.append(fut)
         self._out.append(payload)
@@ -285,6 +300,7 @@ class Connection(Commands, Iterators):
     def _queue(self, payload: bytes, n: int) -> list[asyncio.Future[Any]]:
         if self._closed_exc is not None:
             raise self._reraise()
+        self._check_loop()
         futs = [self._loop.create_future() for _ in range(n)]
         self._waiters.extend(futs)
         self._out.append(payload)

@@ -18,6 +18,7 @@ __all__ = [
     "TimeoutError",
     "ProtocolError",
     "InterfaceError",
+    "WrongLoop",
     "WatchError",
     "PipelineNotExecuted",
     "PoolClosed",
@@ -54,6 +55,11 @@ class ProtocolError(RedisError, _base.ProtocolError):
 
 class InterfaceError(RedisError, _base.InterfaceError):
     """Bad input: an argument Redis cannot take, a malformed URL or option."""
+
+
+class WrongLoop(InterfaceError, _base.WrongLoop):
+    """The connection was used from a loop that does not drive it (a plain
+    thread, or the worker it migrated away from); nothing was sent."""
 
 
 class WatchError(RedisError):

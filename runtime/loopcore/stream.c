@@ -125,6 +125,10 @@ static int stream_on_recv(Stream *s, int res, unsigned flags, PyObject *data)
         if (s->reading && !s->migrating)
             return call_transport(s, s_on_eof, NULL, NULL);
         s->eof_held = 1;
+        /* A move waiting for this receive to end must be told (it was not, and
+         * the move hung until its caller gave up). */
+        if (s->migrating && !s->recv_armed)
+            return call_transport(s, s_migration_progress, NULL, NULL);
         return 0;
     } else if (res == -ENOBUFS) {
         s->core->enobufs++;
@@ -179,7 +183,8 @@ static int stream_on_send(Stream *s, int res)
             return -1;
         s->inflight = rest;
         Py_DECREF(data);
-        if (s->state < ST_LOST && !s->migrating) {
+        /* Also while a move prepares: it waits for this send to finish. */
+        if (s->state < ST_LOST) {
             int rc = rl_prep_send_fixed(s->core->r, s->slot, PyBytes_AS_STRING(rest),
                                         (unsigned)PyBytes_GET_SIZE(rest), s->ud_send);
             if (rc) {
@@ -204,10 +209,12 @@ static int stream_on_send(Stream *s, int res)
         s->may_be_paused = p != NULL && PyObject_IsTrue(p);
         Py_XDECREF(p);
     }
-    if (PyList_GET_SIZE(s->wbuf))
-        return stream_mark_dirty(s);
+    /* While a move prepares, bytes written meanwhile wait and go with it: the
+     * move is told this send ended. */
     if (s->migrating)
         return call_transport(s, s_migration_progress, NULL, NULL);
+    if (PyList_GET_SIZE(s->wbuf))
+        return stream_mark_dirty(s);
     if (s->state == ST_CLOSING)
         return call_transport(s, s_finish, Py_None, NULL);
     if (s->wstate == W_EOF_PENDING)

@@ -334,18 +334,55 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
     }
 
 
+# What the demo's closing table calls the hot-spot run's figures.
+_DEMO_LABELS = {
+    "throughput": "requests per second (mean)",
+    "request_p99_ms": "request p99 (ms)",
+    "acquire_wait_p99_ms": "pool wait p99 (ms)",
+    "slo_windows": "share of seconds with pool wait <= 10 ms",
+    "failed": "failed requests",
+    "retries": "retried requests",
+    "conn_seconds": "connection-seconds held",
+    "conn_vs_oracle": "connection-seconds / least needed",
+    "adjustments": "pool resizes",
+    "reversals": "resizes reversed",
+    "reversals_per_period": "reversals per period",
+    "hot_max_over_mean": "busiest worker / mean load (last quarter)",
+    "migrations": "connections moved",
+    "ping_pong": "moved back within 20 s (ping-pong)",
+}
+
+
+def _demo_table(rec: dict):
+    from ringleader.runtime.debug_render import compact_table, num
+    t = compact_table("the run, in figures", [("figure", "left"), ("value", "right")])
+    for k, v in rec["metrics"].items():
+        t.add_row(_DEMO_LABELS.get(k, k.replace("_", " ")), num(v))
+    for k, ok in rec.get("acceptance", {}).items():
+        if ok is not None:
+            t.add_row(f"goal: {k}", "met" if ok else "missed")
+    return t
+
+
 def debug_demo(args, console) -> int:
     """The demo service under steady load with the debug socket on; halfway
     through, show what ``ringleader stats`` and ``ringleader decisions`` say."""
+    from rich.console import Console
+    console = Console(highlight=False)  # the terminal's width, not the rig reports' 140 columns
     seconds = args.real_seconds or 20.0
     sock = os.path.join(tempfile.gettempdir(), f"rl-rig-debug-{os.getpid()}.sock")
     ringleader_cli = os.path.join(os.path.dirname(sys.executable), "ringleader")
+    shown_cli = os.path.relpath(ringleader_cli) if not os.path.relpath(ringleader_cli).startswith(
+        "..") else ringleader_cli
+    console.print(f"the demo service runs for {seconds:g} s (--real-seconds N); inspect it live "
+                  f"from another terminal:")
+    console.print(f"  {shown_cli} top --socket {sock}", soft_wrap=True)  # whole, to paste
 
     def show(svc, gen, t0):
         time.sleep(max(0.0, t0 + seconds / 2 - time.time()))
         for cmd in (["stats", "--hot", "3"], ["decisions", "-n", "10"]):
-            console.rule(f"ringleader --socket {sock} {' '.join(cmd)}")
-            subprocess.run([ringleader_cli, "--socket", sock, *cmd])
+            console.rule(f"{shown_cli} {' '.join(cmd)} --socket …", align="left")
+            subprocess.run([ringleader_cli, *cmd, "--socket", sock])
 
     try:
         with database(args, console) as (dsn, url):
@@ -354,5 +391,5 @@ def debug_demo(args, console) -> int:
     except RigError as exc:
         console.print(f"[red]rig: {exc}")
         return 2
-    console.print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec["metrics"].items()})
+    console.print(_demo_table(rec))
     return 0

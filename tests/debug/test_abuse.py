@@ -1,4 +1,5 @@
 """Bad clients get an error or are cut off, and echo traffic keeps flowing."""
+import contextlib
 import json
 import os
 import socket
@@ -17,6 +18,18 @@ def _raw(path, timeout=5.0) -> socket.socket:
     s.connect(str(path))
     s.settimeout(timeout)
     return s
+
+
+@contextlib.contextmanager
+def _own_server(service, tmp_path, svc_kw=None, **kw):
+    """A service without the default socket and a DebugServer of its own with
+    the limits under test; the server is closed at the end."""
+    svc = service(debug_socket=False, **(svc_kw or {}))
+    srv = DebugServer(svc.rt, tmp_path / "d.sock", **kw).start()
+    try:
+        yield svc, srv
+    finally:
+        srv.close()
 
 
 _unread: "weakref.WeakKeyDictionary[socket.socket, bytes]" = weakref.WeakKeyDictionary()
@@ -110,9 +123,7 @@ def test_oversized_request_is_refused_and_cut_off(service, newline):
 
 
 def test_a_client_that_never_reads_is_cut_off(service, tmp_path):
-    svc = service(debug_socket=False)
-    srv = DebugServer(svc.rt, tmp_path / "d.sock", max_outbuf=256 * 1024).start()
-    try:
+    with _own_server(service, tmp_path, max_outbuf=256 * 1024) as (svc, srv):
         s = _raw(srv.path)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.sendall(b'{"cmd": "watch", "args": {"interval": 0.05, "what": '
@@ -129,8 +140,6 @@ def test_a_client_that_never_reads_is_cut_off(service, tmp_path):
         other = _raw(srv.path)
         assert _lines(other, 1)[0]["version"] == 1
         other.close()
-    finally:
-        srv.close()
 
 
 def test_hundreds_of_clients_at_once(service):
@@ -164,19 +173,89 @@ def test_hundreds_of_clients_at_once(service):
     deadline = time.monotonic() + 5
     while len(svc.rt.debug_server._clients) and time.monotonic() < deadline:
         time.sleep(0.02)
+    time.sleep(svc.rt.debug_server.snapshot_interval)  # a summary taken after they left
     with svc.client() as c:
         assert c.request("summary")["debug"]["refused"] == 300 - limit
 
 
 def test_idle_connections_are_closed(service, tmp_path):
-    svc = service(debug_socket=False)
-    srv = DebugServer(svc.rt, tmp_path / "d.sock", idle_timeout=0.3).start()
-    try:
+    with _own_server(service, tmp_path, idle_timeout=0.3) as (svc, srv):
         s = _raw(srv.path)
         t0 = time.monotonic()
         data = _until_eof(s)
         assert 0.2 < time.monotonic() - t0 < 5 and b"idle" in data
         s.close()
         assert os.path.exists(srv.path)
-    finally:
-        srv.close()
+
+
+def test_a_watcher_that_never_reads_is_skipped_then_dropped(service, tmp_path):
+    with _own_server(service, tmp_path, stall_timeout=1.0) as (svc, srv):
+        s = _raw(srv.path)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b'{"cmd": "watch", "args": {"interval": 0.05, "what": '
+                  b'["metrics", "workers", "hot"], "n": 1000}}\n')
+        t0 = time.monotonic()
+        deadline = t0 + 20
+        while srv.counters["cut_off"] == 0:
+            assert time.monotonic() < deadline, "the stalled watcher was never dropped"
+            time.sleep(0.02)
+        # Pushes were skipped while the last one waited, not queued up.
+        assert srv.counters["pushes_skipped"] > 0
+        assert time.monotonic() - t0 >= 0.9
+        svc.wait_trips(50)
+        s.close()
+
+
+def test_a_client_over_its_rate_is_slowed_and_loses_nothing(service, tmp_path):
+    with _own_server(service, tmp_path, client_rate=20.0, client_burst=5) as (svc, srv):
+        s = _raw(srv.path, timeout=30)
+        _lines(s, 1)
+        t0 = time.monotonic()
+        s.sendall(b"".join(b'{"cmd": "summary", "id": %d}\n' % k for k in range(25)))
+        got = _lines(s, 25)
+        took = time.monotonic() - t0
+        # All 25 answered, in order; past the burst of 5 at 20/s: >= ~1 s.
+        assert [r["id"] for r in got] == list(range(25)) and all(r["ok"] for r in got)
+        assert took >= 0.9, took
+        assert srv.counters["throttled"] > 0
+        s.close()
+
+
+def test_views_are_computed_once_per_interval_and_served_as_copies(service, tmp_path):
+    with _own_server(service, tmp_path, svc_kw=dict(conns=6), snapshot_interval=1.0) as (svc, srv):
+        from ringleader.runtime.debug_cli import DebugClient
+        # The first snapshot must see every connection: 6 clients on worker 0
+        # and their 6 server ends (a loaded machine may still be connecting).
+        deadline = time.monotonic() + 10
+        while sum(s.connections for s in svc.rt.stats()) < 12:
+            assert time.monotonic() < deadline, "the service's connections never came up"
+            time.sleep(0.01)
+        with DebugClient(srv.path) as c:
+            first = c.request("summary")
+            again = [c.request("summary") for _ in range(5)]
+            hot = c.request("hot", n=3), c.request("hot", n=7)
+            time.sleep(1.1)
+            later = c.request("summary")
+        assert all(a["uptime_s"] == first["uptime_s"] for a in again)  # the same snapshot
+        assert later["uptime_s"] > first["uptime_s"]
+        # one computation of hot (at 16) cut to each size asked for
+        assert hot[0]["n"] == 3 and hot[1]["n"] == 7
+        assert max(len(w["connections"]) for w in hot[0]["workers"]) == 3
+        assert max(len(w["connections"]) for w in hot[1]["workers"]) > 3
+        for few, more in zip(hot[0]["workers"], hot[1]["workers"]):
+            assert few["connections"] == more["connections"][:3]
+        assert srv.snapshot_counters["computed"] == 3
+        assert srv.snapshot_counters["served_copies"] >= 6
+
+
+def test_a_watch_is_no_faster_than_the_snapshots(service, tmp_path):
+    with _own_server(service, tmp_path, snapshot_interval=0.3) as (svc, srv):
+        s = _raw(srv.path)
+        _lines(s, 1)
+        s.sendall(b'{"cmd": "watch", "id": 1, "args": {"interval": 0.05, "count": 3}}\n')
+        ack, *snaps, end = _lines(s, 5)
+        assert ack["result"]["interval"] == 0.3
+        ups = [x["result"]["summary"]["uptime_s"] for x in snaps]
+        assert ups[0] < ups[1] < ups[2]  # each push a newer snapshot
+        assert end["event"] == "end"
+        s.close()

@@ -80,15 +80,19 @@ def test_reads_every_view_under_load(fd_guard, service):
         for x in w["workers"]:
             assert len(x["ring"]["batch_hist"]) == RingStats.HIST_BUCKETS
             assert 0.0 <= x["busy_ratio"] <= 1.0 and x["lag_max_s"] >= 0
-            assert x["ring"]["fixed_in_use"] >= 1 and x["ring"]["cqes_reaped"] > 0
-            assert x["mean_batch"] > 0 and x["mean_flush_depth"] > 0
+            # SO_REUSEPORT may hand every accepted connection to worker 0
+            # (about 1 run in 30): an idle worker 1 has nothing to show.
+            if x["connections"]:
+                assert x["ring"]["fixed_in_use"] >= 1 and x["ring"]["cqes_reaped"] > 0
+                assert x["mean_batch"] > 0 and x["mean_flush_depth"] > 0
+        assert w["workers"][0]["connections"] >= 5  # the clients and the pool's connection
 
         hot = c.request("hot", n=2)
         assert [h["worker"] for h in hot["workers"]] == [0, 1]
-        for h in hot["workers"]:
-            assert 1 <= len(h["connections"]) <= 2
+        for h, x in zip(hot["workers"], w["workers"]):
+            assert min(1, x["connections"]) <= len(h["connections"]) <= 2
             moved = [x["bytes_in"] + x["bytes_out"] for x in h["connections"]]
-            assert moved == sorted(moved, reverse=True) and moved[0] > 0
+            assert moved == sorted(moved, reverse=True) and (not moved or moved[0] > 0)
 
         pools = c.request("pools")["pools"]
         assert [p["name"] for p in pools] == ["echo"] and pools[0]["worker"] == 0

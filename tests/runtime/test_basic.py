@@ -69,3 +69,50 @@ def test_run_serves_on_all_workers_and_migrates(fd_guard):
 
     assert ringleader.run(main, workers=2) == "done"
     assert threading.active_count() == before_threads
+
+
+def test_accepted_socket_object_is_made_only_when_asked(ring_run, fd_guard):
+    """A server transport's socket.socket object is made on the first
+    get_extra_info("socket"/"sockname"/"peername"); unasked, the fd is still
+    closed when the connection ends (fd_guard)."""
+    from ringleader.runtime.transport import AcceptedSocket
+
+    async def main():
+        transports = []
+        lost = asyncio.Event()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, t):
+                self.t = t
+                transports.append(t)
+
+            def data_received(self, data):
+                self.t.write(data)
+
+            def connection_lost(self, exc):
+                lost.set()
+
+        srv = await asyncio.get_running_loop().create_server(P, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        for ask in (False, True):
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(b"x")
+            assert await r.readexactly(1) == b"x"
+            t = transports[-1]
+            holder = t._sock
+            assert isinstance(holder, AcceptedSocket)
+            if not ask:
+                assert holder._sock is None  # no socket object was made
+            else:
+                s = t.get_extra_info("socket")
+                assert s.fileno() == holder.fileno()
+                assert t.get_extra_info("peername") == w.get_extra_info("sockname")
+                assert t.get_extra_info("sockname") == ("127.0.0.1", port)
+            lost.clear()
+            w.close()
+            await w.wait_closed()
+            await lost.wait()
+            assert holder.fd == -1  # handed to the ring's close (or closed)
+        srv.close()
+        await srv.wait_closed()
+    ring_run(main())

@@ -67,6 +67,8 @@ SNIPPET = textwrap.dedent("""
         except RingUnavailableError as exc:
             out[name] = {"type": type(exc).__name__, "errno": exc.errno, "msg": str(exc),
                          "is_oserror": isinstance(exc, OSError)}
+    import gc
+    gc.collect()  # a half-built loop's __del__ runs here, not at some later point
     print(json.dumps(out))
 """)
 
@@ -86,10 +88,26 @@ def launcher(tmp_path_factory):
 
 
 def _start_under_seccomp(launcher, err: int) -> dict:
-    proc = subprocess.run([str(launcher), str(err), sys.executable, "-c", SNIPPET],
+    return json.loads(_run_under_seccomp(launcher, err).stdout.strip().splitlines()[-1])
+
+
+def _run_under_seccomp(launcher, err: int) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(launcher), str(err), sys.executable, "-X", "dev", "-c", SNIPPET],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return proc
+
+
+@pytest.mark.parametrize("err", [1, 38])
+def test_failed_start_leaves_nothing_that_complains_later(launcher, err):
+    """The clear RingUnavailableError is the only thing a user sees: the
+    half-built loop must not print 'Exception ignored in BaseEventLoop.__del__'
+    (nor an unclosed-loop ResourceWarning) when it is collected."""
+    proc = _run_under_seccomp(launcher, err)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["loop"]["type"] == "RingUnavailableError"
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "unclosed event loop" not in proc.stderr, proc.stderr
 
 
 def test_seccomp_eperm_names_seccomp_and_the_fix(launcher):

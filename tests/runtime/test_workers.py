@@ -15,6 +15,7 @@ import pytest
 
 import ringleader
 from ringleader.runtime import RingEventLoop, Runtime, WorkerError
+from ringleader.runtime.errors import MigrationError
 from ..tutil import Echo
 
 GUARD = 30.0  # seconds: hang guards only
@@ -334,7 +335,7 @@ def test_server_group_close_refuses_new_connections(fd_guard, mode):
 
 def test_migrate_a_connection_the_peer_resets(fd_guard):
     """The peer resets as the move starts: migrate() must fail with
-    ConnectionError (or succeed, if the move won the race), never hang, and the
+    MigrationError (or succeed, if the move won the race), never hang, and the
     protocol is told the connection is lost."""
     import socket
     import struct
@@ -371,7 +372,7 @@ def test_migrate_a_connection_the_peer_resets(fd_guard):
             try:
                 await asyncio.wait_for(rt.migrate(protos[i].t, 1), GUARD)
                 outcomes.append("moved")
-            except ConnectionError:
+            except MigrationError:
                 outcomes.append("lost")
             exc = await asyncio.wait_for(protos[i].lost, GUARD)
             assert exc is None or isinstance(exc, ConnectionResetError), exc
@@ -402,7 +403,8 @@ def test_close_while_migrating(fd_guard, how):
         try:
             await asyncio.wait_for(move, GUARD)
             moved = True
-        except ConnectionError:
+        except MigrationError as exc:
+            assert exc.where == "closed"
             moved = False
         rest = await asyncio.wait_for(r.read(), GUARD)  # up to EOF
         w.close()

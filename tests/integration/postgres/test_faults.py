@@ -278,3 +278,58 @@ def test_malformed_startup_and_connect_timeout(run):
                 await pg.connect(dsn + " connect_timeout=0.3")
             assert loop.time() - t0 < 3
     run(main())
+
+
+def _pending_cancel_tasks() -> list:
+    return [t for t in asyncio.all_tasks() if not t.done()
+            and "_cancel_head" in getattr(t.get_coro(), "__qualname__", "")]
+
+
+def test_pool_close_finishes_cancel_requests_in_flight(pg_server, run):
+    """Closing a (multiplexed) pool right after callers were cancelled
+    mid-query, as at the end of a benchmark run, leaves no CancelRequest task
+    pending: the loop may close at once without 'Task was destroyed but it is
+    pending'."""
+    async def main():
+        pids = []
+
+        async def setup(conn):
+            pids.append(conn.backend_pid)
+        pool = pg.Pool(pg_server.dsn(), min_size=2, max_size=2, setup=setup)
+        await pool.open()
+        callers = [asyncio.ensure_future(pool.fetchval("select pg_sleep(30)")) for _ in range(4)]
+        await asyncio.sleep(0.3)  # the queries run on the server
+        for t in callers:
+            t.cancel()
+        await asyncio.gather(*callers, return_exceptions=True)
+        assert _pending_cancel_tasks(), "the cancelled callers started no CancelRequest"
+        await pool.close()
+        assert _pending_cancel_tasks() == []
+        # nothing of the pool's is left pending (the run fixture's wait_for aside)
+        assert [t for t in asyncio.all_tasks() if not t.done() and t is not asyncio.current_task()
+                and t.get_coro().__qualname__ != "wait_for"] == []
+        # and the connections those statements ran on are closed, their backends gone
+        c = await pg.connect(pg_server.dsn())
+        try:
+            deadline = asyncio.get_running_loop().time() + 10
+            while left := await c.fetchval("select count(*) from pg_stat_activity "
+                                           "where pid = any($1::int[])", pids):
+                assert asyncio.get_running_loop().time() < deadline, f"{left} backends left open"
+                await asyncio.sleep(0.05)
+        finally:
+            await c.close()
+    run(main())
+
+
+def test_connection_close_finishes_cancel_requests_in_flight(pg_server, run):
+    async def main():
+        c = await pg.connect(pg_server.dsn())
+        t = asyncio.ensure_future(c.execute("select pg_sleep(30)"))
+        await asyncio.sleep(0.2)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        assert _pending_cancel_tasks()
+        await c.close()
+        assert _pending_cancel_tasks() == []
+    run(main())
