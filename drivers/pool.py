@@ -19,8 +19,29 @@ ever gets its own worker's; when the pool is full of other workers' idle
 connections, the stalest one is closed to make room.  Several threads whose
 loops all report worker 0 (plain asyncio loops) must not share a strict pool.
 
-``reset(conn)`` (optional, sync) runs on every healthy release, e.g. to undo
-session state; if it raises, the connection is discarded.
+``reset(conn)`` (optional) runs on every healthy release, e.g. to undo
+session state; if it raises, the connection is discarded.  If it returns an
+awaitable (a connection still finishing work its caller gave up on), the
+connection keeps its slot while the pool awaits it in the background (within
+``check_timeout``) and is reused afterwards: cheaper than a new connection,
+and under overload, when callers give up mid-query, the difference between
+serving and churning.
+
+Opening connections: a caller that finds nothing idle queues as a waiter, and
+the pool opens connections *for the queue* in background tasks bounded by
+``connect_timeout``, not by any one caller's deadline; a new connection goes to
+the oldest waiter (on its worker) or to the idle set, so a connect outlives the
+caller that started it instead of being thrown away half-made.  Opens are
+rate-limited (:class:`~.poolparts.OpenBudget`: ``connect_rate`` per second,
+``connect_burst`` at once, ``max_connecting`` in flight) and counted.
+
+Burst allowance: with ``burst=N`` the pool may open up to N connections above
+``max_size`` for callers that have waited ``burst_after`` seconds, so a demand step is absorbed at once instead
+of after a resize; such a connection serves waiters while there are any and is
+closed once it idled ``burst_linger`` seconds (or at once when ``burst_linger``
+is 0).  ``set_burst(0)`` withdraws the allowance (the supervisor does while
+its downstream-health guard holds): then nothing above the cap is opened and
+connections above it are closed when they come back.
 
 What it does not do: it knows no protocol and never retries a command (drivers
 decide that), and it does not move connections between workers.  It does
@@ -58,7 +79,7 @@ from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 from ..runningloop import running_loop
 from .errors import InterfaceError, PoolClosed, PoolTimeout, WrongLoop
-from .poolparts import LENT, _Acquire, _Entry, _is_bad, _pin, _wake, _Waiter
+from .poolparts import LENT, OpenBudget, _Acquire, _Entry, _is_bad, _pin, _wake, _Waiter
 from .poolstats import PoolStats, Window, percentile
 
 __all__ = ["Pool", "PoolStats"]
@@ -98,14 +119,29 @@ class Pool(Generic[C]):
         reset: Callable[[C], None] | None = None,
         name: str = "pool",
         autoscale: Any = None,
+        burst: int = 0,
+        burst_after: float = 0.005,
+        burst_linger: float = 5.0,
+        connect_rate: float = 50.0,
+        connect_burst: int | None = None,
+        max_connecting: int = 4,
+        connect_timeout: float = 10.0,
     ) -> None:
         if not callable(connect):
             raise InterfaceError(f"connect must be an async callable, got {connect!r}")
         self._check_sizes(min_size, max_size)
         for label, value in (("acquire_timeout", acquire_timeout), ("max_lifetime", max_lifetime),
-                             ("max_idle", max_idle), ("maintain_every", maintain_every)):
+                             ("max_idle", max_idle), ("maintain_every", maintain_every),
+                             ("connect_rate", connect_rate), ("connect_timeout", connect_timeout)):
             if not isinstance(value, (int, float)) or value <= 0:
                 raise InterfaceError(f"{label} must be a positive number, got {value!r}")
+        for label, value in (("burst", burst), ("max_connecting", max_connecting - 1),
+                             ("connect_burst", (connect_burst or 1) - 1)):
+            if not isinstance(value, int) or value < 0:
+                raise InterfaceError(f"{label} must be an int >= {0 if label == 'burst' else 1}, "
+                                     f"got {value!r}")
+        if not isinstance(burst_linger, (int, float)) or burst_linger < 0:
+            raise InterfaceError(f"burst_linger must be >= 0, got {burst_linger!r}")
         if affinity not in ("prefer", "strict"):
             raise InterfaceError(f"affinity must be 'prefer' or 'strict', got {affinity!r}")
         self._connect = connect
@@ -127,6 +163,15 @@ class Pool(Generic[C]):
         self.check_after = check_after
         self.check_timeout = check_timeout
         self.maintain_every = maintain_every
+        self.connect_timeout = connect_timeout
+        self.burst_linger = burst_linger
+        self.burst_after = burst_after
+        self._burst = burst
+        # The bucket holds enough for a cold start: a pool created under load
+        # reaches its working size at once, then opens at connect_rate.
+        self._budget = OpenBudget(connect_rate, connect_burst or max(16, max_size + burst), max_connecting)
+        self._opening: collections.Counter[int] = collections.Counter()  # per worker, for waiters
+        self._open_timer: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()
         self._idle: dict[int, list[_Entry]] = {}  # per worker, most recently used last
         self._in_use: dict[int, _Entry] = {}  # id(conn) -> entry
@@ -138,7 +183,8 @@ class Pool(Generic[C]):
         self._bg: set[asyncio.Task[Any]] = set()  # keeps background tasks referenced
         self._c = dict.fromkeys(
             ("requests_num", "requests_queued", "requests_errors", "requests_timeouts",
-             "connections_num", "connections_errors", "connections_lost", "returns_bad"), 0)
+             "connections_num", "connections_errors", "connections_lost", "returns_bad",
+             "connections_burst", "returns_drained"), 0)
         self._ms = dict.fromkeys(("requests_wait_ms", "connections_ms", "usage_ms"), 0.0)
         self._window_s = window_s
         self._w_wait = Window(window_s, window_samples)
@@ -207,6 +253,9 @@ class Pool(Generic[C]):
         if self._maint_task is not None:
             self._maint_task.cancel()
             self._maint_task = None
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+            self._open_timer = None
         for t in list(self._bg):  # refills; a connection they make is closed on arrival
             t.cancel()
         pending = [self._close_entry(e, schedule=False) for e in idle]
@@ -239,8 +288,9 @@ class Pool(Generic[C]):
 
     def resize(self, min_size: int, max_size: int) -> None:
         """Change the bounds while running.  Shrinking closes idle connections above
-        ``max_size`` now and retires in-use ones as they are released; growing lets
-        queued callers connect at once and refills to ``min_size``."""
+        ``max_size`` now and retires in-use ones as they are released (beyond the
+        burst allowance, while callers wait); growing opens connections for
+        queued callers at once and refills to ``min_size``."""
         self._check_sizes(min_size, max_size)
         with self._lock:
             self._min, self._max = min_size, max_size
@@ -253,17 +303,27 @@ class Pool(Generic[C]):
                     doomed.append(e)
                 self._size -= len(doomed)
             loop = self._running_loop()
-            # Refill connections are handed to waiters when ready, so wake only
-            # the waiters they will not serve.
             refill = self._reserve_refill() if loop is not None and self._opened else 0
-            slots = self._max - self._size
-            woken = self._pop_waiters(max(0, min(slots, len(self._waiters) - refill)))
         for e in doomed:
             self._close_entry(e)
-        for w in woken:
-            _wake(w)
         if refill:
             self._start_refill(loop, refill)
+        self._schedule_opens()
+
+    def set_burst(self, n: int) -> None:
+        """Sets the burst allowance (0 withdraws it: the supervisor does while its
+        downstream-health guard holds, so nothing above the cap is opened and
+        connections above it close when they come back)."""
+        if not isinstance(n, int) or n < 0:
+            raise InterfaceError(f"burst must be an int >= 0, got {n!r}")
+        with self._lock:
+            grew, self._burst = n > self._burst, n
+        if grew:
+            self._schedule_opens()
+
+    @property
+    def burst(self) -> int:
+        return self._burst
 
     # -- acquire / release -------------------------------------------------------
 
@@ -271,7 +331,7 @@ class Pool(Generic[C]):
         """``conn = await pool.acquire()`` (then ``pool.release(conn)``) or
         ``async with pool.acquire() as conn``.  Raises :class:`PoolTimeout` after
         ``timeout`` (default ``acquire_timeout``) seconds, :class:`PoolClosed`, or
-        the factory's error if a new connection had to be made and failed."""
+        the factory's error if the connection opened for this caller failed."""
         return _Acquire(self, timeout)
 
     def check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -298,16 +358,15 @@ class Pool(Generic[C]):
         queued = False
         try:
             while True:
-                entry, may_connect, waiter = self._take(loop, worker)
+                entry, waiter = self._take(loop, worker)
                 if entry is not None:
                     if await self._usable(entry, loop, deadline):
                         break
                     continue
-                if may_connect:
-                    entry = await self._open_entry(loop, worker, deadline)
-                    break
                 assert waiter is not None
-                if not queued:
+                # A caller for whom a connection is being opened at once is not
+                # counted as queued (as when it connected itself), only as waiting.
+                if waiter not in self._schedule_opens() and not queued:
                     queued = True
                     with self._lock:
                         self._c["requests_queued"] += 1
@@ -331,9 +390,8 @@ class Pool(Generic[C]):
             self._in_use[id(entry.conn)] = entry
         return entry.conn
 
-    def _take(self, loop: asyncio.AbstractEventLoop, worker: int
-              ) -> tuple[_Entry | None, bool, _Waiter | None]:
-        """An idle entry, or permission to connect (slot reserved), or a queued waiter."""
+    def _take(self, loop: asyncio.AbstractEventLoop, worker: int) -> tuple[_Entry | None, _Waiter | None]:
+        """An idle entry, or a queued waiter (for whom the caller schedules an open)."""
         evicted = None
         with self._lock:
             if self._closed:
@@ -344,27 +402,145 @@ class Pool(Generic[C]):
             if own:
                 entry = own.pop()
                 _pin(entry.conn, LENT)
-                return entry, False, None
+                return entry, None
             foreign = self._all_idle()
             if foreign and not self.strict:
                 entry = max(foreign, key=lambda e: e.last_used)
                 self._idle[entry.worker].remove(entry)
                 _pin(entry.conn, LENT)
-                return entry, False, None
-            if self._size < self._max:
-                self._size += 1  # reserve the slot before connecting outside the lock
-                return None, True, None
-            if foreign:
+                return entry, None
+            if foreign and self._size >= self._limit(waiting=1) and self._below_share(worker, 1):
                 # strict: the pool is full but another worker has idle connections
-                # this one may not use; close the stalest and take over its slot.
+                # this one may not use; close the stalest so its slot opens one here
+                # (only while this worker holds less than its fair share: beyond
+                # that its own returns serve it, and moving slots is churn).
                 evicted = min(foreign, key=lambda e: e.last_used)
                 self._idle[evicted.worker].remove(evicted)
+                self._size -= 1
+            waiter = _Waiter(loop, worker)
+            self._waiters.append(waiter)
+        if evicted is not None:
+            self._close_entry(evicted)
+        return None, waiter
+
+    def _below_share(self, worker: int, extra_demand: int = 0, busy: int | None = None) -> bool:
+        """Under the lock (strict pools): ``worker`` holds fewer connections
+        (in use, idle, opening) than an even split of the pool among the workers
+        that want them now (in use, waiting, or ``busy``: the one returning a
+        connection this moment).  Issue 16: without this, two
+        workers contending for a small full pool handed slots back and forth,
+        a close and a connect per hand-off (341 opens in a 24-s burst run)."""
+        wanting = {e.worker for e in self._in_use.values()} | {w.worker for w in self._waiters}
+        if extra_demand:
+            wanting.add(worker)
+        if busy is not None:
+            wanting.add(busy)
+        share = -(-self._limit(len(self._waiters) + extra_demand) // max(1, len(wanting)))
+        held = (sum(1 for e in self._in_use.values() if e.worker == worker)
+                + len(self._idle.get(worker, ())) + self._opening[worker])
+        return held < share
+
+    def _limit(self, waiting: int) -> int:
+        """Under the lock: how many connections may be open with ``waiting`` callers queued."""
+        return self._max + (self._burst if waiting else 0)
+
+    def _schedule_opens(self) -> list[_Waiter]:
+        """Starts opens for queued callers no open is under way for, within the
+        size limit (cap plus burst allowance) and the open budget; when only the
+        budget's rate stops it, a timer tries again when the next token is due.
+        Each open runs on the loop of the waiter it is for (strict affinity:
+        that waiter's worker must own it)."""
+        loop = self._running_loop()
+        spawn: list[_Waiter] = []
+        retry_at = None
+        with self._lock:
+            if self._closed or not self._waiters:
+                return spawn
+            now = loop.time() if loop is not None else time.monotonic()
+            covered = collections.Counter(self._opening)
+            total_covered = sum(covered.values())
+            for w in self._waiters:
+                key = w.worker if self.strict else 0
+                if (covered[key] if self.strict else total_covered) > 0:
+                    if self.strict:
+                        covered[key] -= 1
+                    else:
+                        total_covered -= 1
+                    continue
+                if self._size >= self._limit(len(self._waiters)):
+                    break
+                if self._size >= self._max and now < w.since + self.burst_after:
+                    # Above the cap only for a caller that has waited a while: a
+                    # return is usually due within a hold time, and opening for
+                    # every momentary queue would be churn, not burst absorption.
+                    retry_at = w.since + self.burst_after
+                    break
+                if not self._budget.grant(now):
+                    retry_at = self._budget.next_token(now)
+                    break
+                self._size += 1
+                if self._size > self._max:
+                    self._c["connections_burst"] += 1
+                self._opening[w.worker] += 1
+                spawn.append(w)
+            if retry_at is not None and loop is not None:
+                if self._open_timer is not None and self._open_timer.when() > retry_at:
+                    self._open_timer.cancel()
+                    self._open_timer = None
+                if self._open_timer is None:
+                    self._open_timer = loop.call_at(retry_at, self._timer_opens)
+        for w in spawn:
+            self._spawn_on(w.loop, self._open_for(w))
+        return spawn
+
+    def _timer_opens(self) -> None:
+        self._open_timer = None
+        self._schedule_opens()
+
+    def _spawn_on(self, loop: asyncio.AbstractEventLoop, coro: Awaitable[Any]) -> None:
+        """Runs ``coro`` as a background task of ``loop`` (from any thread)."""
+        def start() -> None:
+            t = loop.create_task(coro)
+            self._bg.add(t)
+            t.add_done_callback(self._bg.discard)
+        if loop is self._running_loop():
+            start()
+            return
+        try:
+            loop.call_soon_threadsafe(start)
+        except RuntimeError:  # that loop is closed: give the slot back
+            coro.close()  # type: ignore[attr-defined]
+            with self._lock:
+                self._size -= 1
+                self._opening[0 if loop is None else getattr(loop, "worker_id", 0)] -= 1
+                self._budget.done()
+
+    async def _open_for(self, waiter: _Waiter) -> None:
+        """Opens one connection for the queue (reserved slot and budget) and hands
+        it over like a released one.  A failure goes to the waiter that asked,
+        if it still waits, so its acquire raises the factory's error."""
+        loop, worker = waiter.loop, waiter.worker
+        entry = None
+        try:
+            entry = await self._open_entry(loop, worker)
+        except Exception as exc:
+            with self._lock:
+                told = waiter in self._waiters and waiter.entry is None
+                if told:
+                    self._waiters.remove(waiter)
+                    waiter.woken = True
+                    waiter.error = exc
+            if told:
+                _wake(waiter)
             else:
-                waiter = _Waiter(loop, worker)
-                self._waiters.append(waiter)
-                return None, False, waiter
-        self._close_entry(evicted)
-        return None, True, None
+                log.warning("%s: could not open a connection: %r", self.name, exc)
+        finally:
+            with self._lock:
+                self._opening[worker] -= 1
+                self._budget.done()
+        if entry is not None:
+            self._give_back(entry)
+        self._schedule_opens()
 
     async def _usable(self, entry: _Entry, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
         """Checks a borrowed idle entry; discards it (freeing its slot) if unusable."""
@@ -386,23 +562,14 @@ class Pool(Generic[C]):
                 return False
         return True
 
-    async def _open_entry(self, loop: asyncio.AbstractEventLoop, worker: int,
-                          deadline: float | None) -> _Entry:
-        """Connects into an already reserved slot; frees the slot on failure."""
+    async def _open_entry(self, loop: asyncio.AbstractEventLoop, worker: int) -> _Entry:
+        """Connects (within ``connect_timeout``) into an already reserved slot;
+        frees the slot on failure.  Counts every attempt."""
         start = loop.time()
         ok = False
         try:
-            if deadline is None:
+            async with asyncio.timeout(self.connect_timeout):
                 conn = await self._connect()
-            else:
-                try:
-                    async with asyncio.timeout_at(deadline) as scope:
-                        conn = await self._connect()
-                except TimeoutError as exc:
-                    if scope.expired():
-                        raise PoolTimeout(f"{self.name}: no connection within the acquire "
-                                          f"timeout (connecting took too long)") from exc
-                    raise
             _pin(conn, LENT)  # _give_back unpins it when it goes idle
             listen = getattr(conn, "add_move_listener", None)
             if listen is not None:
@@ -416,17 +583,19 @@ class Pool(Generic[C]):
                 if not ok:
                     self._c["connections_errors"] += 1
             if not ok:
+                self._count_error("connect", now)
                 self._free_slot()
         return _Entry(conn, worker, loop, loop.time())
 
     async def _wait(self, waiter: _Waiter, deadline: float) -> _Entry | None:
-        """Waits for a handed-over connection (returned) or a free slot (None)."""
+        """Waits for a connection handed over (returned), an open's failure
+        (raised), or close() (PoolClosed)."""
         try:
             async with asyncio.timeout_at(deadline):
                 await waiter.fut
         except TimeoutError:
             with self._lock:
-                if waiter.entry is None and not waiter.woken:
+                if not waiter.woken:
                     self._waiters.remove(waiter)
                     raise PoolTimeout(f"{self.name}: no connection available within the "
                                       f"acquire timeout ({self._size} open, max {self._max})"
@@ -435,13 +604,13 @@ class Pool(Generic[C]):
         except asyncio.CancelledError:
             with self._lock:
                 entry = waiter.entry
-                if entry is None and not waiter.woken:
+                if not waiter.woken:
                     self._waiters.remove(waiter)
             if entry is not None:
                 self._give_back(entry)
-            elif waiter.woken:
-                self._pass_wakeup()
             raise
+        if waiter.error is not None:
+            raise waiter.error
         if waiter.entry is None and self._closed:
             raise PoolClosed(f"{self.name} is closed")
         return waiter.entry
@@ -456,28 +625,57 @@ class Pool(Generic[C]):
             if entry is None:
                 raise InterfaceError("release() of a connection this pool did not hand out "
                                      "(or released twice)")
-            if not entry.shared:
-                held_ms = (now - entry.borrowed) * 1000
-                self._ms["usage_ms"] += held_ms
-                self._w_usage.add(now, held_ms)
-            entry.shared = False
+            shared, entry.shared = entry.shared, False
             bad = _is_bad(conn)
         if not bad and self._reset is not None:
             try:
-                self._reset(conn)
+                settling = self._reset(conn)
             except Exception as exc:  # a connection that cannot be reset is not reused
                 log.info("%s: reset failed, discarding connection: %r", self.name, exc)
                 bad = True
+            else:
+                if inspect.isawaitable(settling) and self._running_loop() is not None:
+                    # Its hold time runs on until it settles: the database is
+                    # busy for the caller that gave up as much as for one that did not.
+                    self._spawn_on(self._running_loop(), self._settle(entry, settling, shared))
+                    return
+        if not shared:
+            self._add_usage(entry, now)
         if bad:
             with self._lock:
                 self._c["returns_bad"] += 1
                 self._w_errors.add(now, "returned_bad")
         self._give_back(entry, bad=bad, now=now)
 
+    def _add_usage(self, entry: _Entry, now: float) -> None:
+        held_ms = (now - entry.borrowed) * 1000
+        with self._lock:
+            self._ms["usage_ms"] += held_ms
+            self._w_usage.add(now, held_ms)
+
+    async def _settle(self, entry: _Entry, settling: Awaitable[Any], shared: bool) -> None:
+        """Awaits what reset() returned, then gives the connection back (or
+        discards it if that failed or took longer than ``check_timeout``)."""
+        try:
+            async with asyncio.timeout(self.check_timeout):
+                await settling
+            bad = _is_bad(entry.conn)
+        except asyncio.CancelledError:  # the pool is closing
+            self._give_back(entry, bad=True)
+            raise
+        except Exception as exc:
+            log.info("%s: connection did not settle, discarding it: %r", self.name, exc)
+            bad = True
+        if not shared:
+            self._add_usage(entry, self._now())
+        with self._lock:
+            self._c["returns_drained" if not bad else "returns_bad"] += 1
+        self._give_back(entry, bad=bad)
+
     def _give_back(self, entry: _Entry, bad: bool = False, now: float | None = None) -> None:
         now = self._now() if now is None else now
         with self._lock:
-            retire = (bad or self._closed or entry.retire or self._size > self._max
+            retire = (bad or self._closed or entry.retire or self._size > self._max + self._burst
                       or now - entry.created >= self.max_lifetime)
             waiter = None
             if not retire:
@@ -489,9 +687,14 @@ class Pool(Generic[C]):
                 if waiter is not None:
                     _pin(entry.conn, LENT)
                     waiter.entry = entry
-                elif self.strict and self._waiters:
-                    # Only other workers wait: they cannot use it, but can use its slot.
+                    waiter.woken = True
+                elif self.strict and any(self._below_share(w.worker, busy=entry.worker)
+                                         for w in self._waiters):
+                    # Only other workers wait: they cannot use it, but one that holds
+                    # less than its fair share of the pool can use its slot.
                     retire = True
+                elif self._size > self._max and self.burst_linger == 0:
+                    retire = True  # a burst connection nobody waits for
                 else:
                     _pin(entry.conn, None)
                     self._idle.setdefault(entry.worker, []).append(entry)
@@ -538,8 +741,9 @@ class Pool(Generic[C]):
 
     def _maintain(self, now: float) -> int:
         """The timer step: closes idle connections past ``max_lifetime``, or idle
-        longer than ``max_idle`` while above ``min_size``, or broken; then starts
-        opening connections up to ``min_size``.  Returns how many it started."""
+        longer than ``max_idle`` while above ``min_size`` (``burst_linger`` while
+        above ``max_size``), or broken; then starts opening connections up to
+        ``min_size`` and for queued callers.  Returns how many refills it started."""
         with self._lock:
             doomed: list[_Entry] = []
             for worker, entries in self._idle.items():
@@ -554,7 +758,8 @@ class Pool(Generic[C]):
             lost = sum(1 for e in doomed if _is_bad(e.conn))
             self._c["connections_lost"] += lost
             for e in sorted(self._all_idle(), key=lambda e: e.last_used):
-                if self._size <= self._min or now - e.last_used < self.max_idle:
+                over_cap = self._size > self._max and now - e.last_used >= self.burst_linger
+                if not over_cap and (self._size <= self._min or now - e.last_used < self.max_idle):
                     break
                 self._idle[e.worker].remove(e)
                 doomed.append(e)
@@ -562,7 +767,9 @@ class Pool(Generic[C]):
         for e in doomed:
             self._close_entry(e)
         loop = self._running_loop()
-        return len(self._spawn_refill(loop)) if loop is not None else 0
+        started = len(self._spawn_refill(loop)) if loop is not None else 0
+        self._schedule_opens()
+        return started
 
     async def _maintenance_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -574,10 +781,17 @@ class Pool(Generic[C]):
                 log.exception("%s: maintenance step failed", self.name)
 
     def _reserve_refill(self) -> int:
-        """Under the lock: reserves the slots needed to reach min_size."""
+        """Under the lock: reserves the slots needed to reach min_size (they spend
+        open budget too, without waiting for it)."""
         need = 0 if self._closed else max(0, self._min - self._size)
         self._size += need
+        for _ in range(need):
+            self._budget.charge(self._now_locked())
         return need
+
+    def _now_locked(self) -> float:
+        loop = self._running_loop()
+        return loop.time() if loop is not None else time.monotonic()
 
     def _spawn_refill(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Exception | None]]:
         with self._lock:
@@ -586,6 +800,8 @@ class Pool(Generic[C]):
 
     def _start_refill(self, loop: asyncio.AbstractEventLoop, need: int) -> list[asyncio.Task[Exception | None]]:
         worker = getattr(loop, "worker_id", 0)
+        with self._lock:
+            self._opening[worker] += need  # a refill serves a queued caller too
         tasks = [loop.create_task(self._refill_one(loop, worker)) for _ in range(need)]
         for t in tasks:
             self._bg.add(t)
@@ -596,12 +812,14 @@ class Pool(Generic[C]):
         """Opens one connection into a reserved slot; returns (not raises) the
         error, so that a background refill leaves no unretrieved exception."""
         try:
-            entry = await self._open_entry(loop, worker, None)
+            entry = await self._open_entry(loop, worker)
         except Exception as exc:
             # The next maintenance step retries: its period is the back-off.
-            self._count_error("connect", loop.time())
             log.warning("%s: could not open a connection: %r", self.name, exc)
             return exc
+        finally:
+            with self._lock:
+                self._opening[worker] -= 1
         self._give_back(entry)
         return None
 
@@ -616,28 +834,10 @@ class Pool(Generic[C]):
         self._free_slot()
 
     def _free_slot(self) -> None:
-        """One connection fewer: let the oldest waiter use the slot."""
+        """One connection fewer: open one for the queue if it waits."""
         with self._lock:
             self._size -= 1
-            woken = self._pop_waiters(1) if self._size < self._max else []
-        for w in woken:
-            _wake(w)
-
-    def _pass_wakeup(self) -> None:
-        """A waiter woken for a free slot gave up: wake the next one instead."""
-        with self._lock:
-            woken = self._pop_waiters(1) if self._size < self._max else []
-        for w in woken:
-            _wake(w)
-
-    def _pop_waiters(self, n: int) -> list[_Waiter]:
-        """Under the lock: dequeues up to n waiters, marked woken-for-a-slot."""
-        out = []
-        while self._waiters and len(out) < n:
-            w = self._waiters.popleft()
-            w.woken = True
-            out.append(w)
-        return out
+        self._schedule_opens()
 
     def _pop_waiter_for(self, worker: int) -> _Waiter | None:
         """Under the lock: the oldest waiter on ``worker``, else (unless strict)
@@ -692,6 +892,8 @@ class Pool(Generic[C]):
                 self._c["requests_errors"] += 1
                 if kind == "pool_timeout":
                     self._c["requests_timeouts"] += 1
+                elif kind == "connect":
+                    return  # the failed open is in the window already
             self._w_errors.add(now, kind)
 
     def share(self, conn: C) -> None:
@@ -744,7 +946,9 @@ class Pool(Generic[C]):
             return PoolStats(
                 pool_min=self._min, pool_max=self._max, pool_size=self._size,
                 pool_available=available, pool_in_use=len(self._in_use),
-                requests_waiting=len(self._waiters),
+                # callers a connection is being opened for are not queued for a
+                # return (as when they connected themselves): not counted here
+                requests_waiting=max(0, len(self._waiters) - sum(self._opening.values())),
                 **self._c, **self._ms,
                 window_s=self._window_s,
                 acquire_wait_p50_ms=percentile(waits, 0.50),
@@ -752,4 +956,6 @@ class Pool(Generic[C]):
                 usage_p50_ms=percentile(usage, 0.50),
                 usage_p99_ms=percentile(usage, 0.99),
                 errors_by_kind=types.MappingProxyType(dict(errors)),
+                pool_burst=max(0, self._size - self._max), burst_allowance=self._limit(1) - self._max,
+                connections_delayed=self._budget.delayed,
             )

@@ -40,6 +40,11 @@ class PoolStats:
     usage_p50_ms: float | None
     usage_p99_ms: float | None
     errors_by_kind: Mapping[str, int]
+    connections_burst: int = 0  # opens above the cap, under the burst allowance
+    returns_drained: int = 0  # connections reused after settling work a caller gave up on
+    pool_burst: int = 0  # connections above the cap now
+    burst_allowance: int = 0  # how many may be opened above the cap now (0 while paused)
+    connections_delayed: int = 0  # opens that waited for the open budget (rate limit)
 
 
 class Window:

@@ -8,6 +8,17 @@ Semantics (answering the seed spike's draft surface):
   ``min_size`` (warm connections) is kept at ``min(min_size, cap)``.
 * ``enabled=False`` means the supervisor never touches that pool: today's
   static behaviour exactly.
+* ``burst`` is the pool's burst allowance: connections it may open above the
+  cap for waiting callers at once (bounded by the rails' max, withdrawn while
+  the downstream-health guard holds), so the cap follows the steady state and
+  the pool absorbs the edge of a step;
+* the guard trips on hold time only when it rose both ``guard_latency_ratio``
+  times over its baseline and by ``guard_floor_ms`` (sub-millisecond noise
+  on a fast store is not a sick database); the baseline learns only from
+  untripped periods with ``guard_min_samples`` releases; a trip on latency
+  alone that harms nobody (no errors, no timeouts) for ``guard_rebase``
+  seconds is taken as the new normal; for ``guard_recover`` seconds after a
+  trip the cap grows no higher than where it tripped.
 * ``target_wait_ms`` is the SLO on acquire-wait p99 that growth defends;
   ``headroom`` multiplies the Little's-law demand.
 * ``step_up``/``step_down`` bound one change (a fraction of the cap, at least
@@ -70,6 +81,13 @@ class PoolAutoscale:
     guard_error_rate: float = 0.02     # (errors + timeouts) / acquires
     guard_cut: float = 0.9             # multiplicative cut per period while badly tripped
     long_window: float = 60.0          # EWMA horizon of the latency baseline
+    guard_floor_ms: float = 2.0        # hold time must also rise by this much (absolute) to trip
+    guard_min_samples: int = 20        # releases a period needs to teach the baseline
+    guard_rebase: float = 15.0         # tripped this long on latency alone, unharmed: new normal
+    guard_recover: float = 10.0        # after a trip, grow no higher than the cap it tripped at
+    # burst allowance handed to the pool (opens above the cap for waiters, at
+    # once; never above the rails' max, withdrawn while the guard holds)
+    burst: int = 8
 
     def __post_init__(self):
         if not _is_int(self.min) or not _is_int(self.max):
@@ -81,10 +99,15 @@ class PoolAutoscale:
         for name in ("target_wait_ms", "headroom", "step_up", "step_down", "guard_latency_ratio",
                      "guard_error_rate", "long_window"):
             _positive(name, getattr(self, name))
-        for name in ("cooldown_up", "cooldown_down", "up_window", "down_window", "deadband"):
+        for name in ("cooldown_up", "cooldown_down", "up_window", "down_window", "deadband",
+                     "guard_floor_ms", "guard_rebase", "guard_recover"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 raise ConfigError(f"{name} must be >= 0, got {v!r}")
+        for name in ("burst", "guard_min_samples"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"{name} must be an int >= 0, got {v!r}")
         if not 0 < self.guard_cut < 1:
             raise ConfigError(f"guard_cut must be in (0, 1), got {self.guard_cut!r}")
 

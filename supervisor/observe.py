@@ -66,19 +66,28 @@ class Observation:
 
 
 class Ewma:
-    """Exponentially weighted mean with a time constant, updated at any interval."""
+    """Exponentially weighted mean with a time constant, updated at any interval.
 
-    __slots__ = ("tau", "value")
+    ``ramp=True``: until ``tau`` seconds of samples have been seen it is the plain
+    mean of them (the weight of a new sample is at least ``dt / age``), so a
+    long-horizon baseline is not pinned to its very first sample."""
 
-    def __init__(self, tau: float, value: float | None = None):
+    __slots__ = ("tau", "value", "ramp", "age")
+
+    def __init__(self, tau: float, value: float | None = None, ramp: bool = False):
         self.tau = tau
         self.value = value
+        self.ramp = ramp
+        self.age = 0.0
 
     def update(self, x: float, dt: float) -> float:
+        self.age += dt
         if self.value is None:
             self.value = x
         else:
             a = 1.0 - math.exp(-dt / self.tau) if self.tau > 0 else 1.0
+            if self.ramp and self.age > 0:
+                a = max(a, min(1.0, dt / self.age))
             self.value += a * (x - self.value)
         return self.value
 
@@ -101,8 +110,12 @@ class Sampler:
         pool_obs = []
         for name, ps in (pools or {}).items():
             prev = self._prev_pool.get(name)
+            # released = acquires that got a connection and gave it back: a timed-out
+            # acquire held nothing, and counting it would shrink the mean hold time
+            # exactly when a storm of timeouts makes it matter (issue 16)
             cur = (ps.requests_num, ps.usage_ms, ps.requests_errors + ps.connections_errors,
-                   ps.requests_timeouts, ps.connections_errors, ps.requests_num - ps.pool_in_use)
+                   ps.requests_timeouts, ps.connections_errors,
+                   ps.requests_num - ps.requests_errors - ps.pool_in_use)
             self._prev_pool[name] = cur
             if prev is None or dt <= 0:
                 d = (0, 0.0, 0, 0, 0, 0)

@@ -59,51 +59,81 @@ class PoolPolicy:
         self.last_up = -math.inf
         self.last_down = -math.inf
         self.hold_short = Ewma(2.0)
-        self.hold_long = Ewma(cfg.long_window)
+        self.hold_long = Ewma(cfg.long_window, ramp=True)
+        self.learned = 0  # periods the baseline learned from
         self.healthy_in_use = Ewma(cfg.long_window)
+        self.healthy_load = Ewma(cfg.long_window, ramp=True)  # Little's L while healthy
         self.guard_tripped = False
+        self.tripped_since: float | None = None  # start of the current trip
+        self.trip_cap: int | None = None         # the cap when it started
+        self.untripped_at = -math.inf            # end of the last trip
         self.last_dir = 0
         self.reversals = 0
 
-    def _guard(self, o: PoolObs, dt: float) -> tuple[bool, int | None, str, dict]:
+    def _guard(self, o: PoolObs, now: float, dt: float) -> tuple[bool, int | None, str, dict]:
         """(tripped, cut-to or None, why, inputs).
 
         Tripped when the downstream looks unhealthy: hold time well above its
-        long-window baseline, query or connect errors, or acquire timeouts while
+        long-window baseline (by ``guard_latency_ratio`` *and* by
+        ``guard_floor_ms``), query or connect errors, or acquire timeouts while
         holds are slower than usual (a retry storm).  Timeouts alone, with
         normal hold times, mean the pool is too small, and are left to the
-        controller.  The baselines only learn while healthy, so a slow
-        database cannot teach the guard that slow is normal."""
+        controller.
+
+        What "healthy" is: the baselines learn only from untripped periods
+        with enough releases (``guard_min_samples``), so neither a slow
+        database nor a handful of start-up queries can teach the guard what
+        normal is.  A trip on latency alone that harms nobody (no errors, no
+        timeouts) for ``guard_rebase`` seconds is a new normal, not an
+        overload: the baseline takes the current value, so the guard cannot
+        hold a pool small forever on a stale baseline (issue 16)."""
         c = self.cfg
         dt = dt or 1.0
         short = self.hold_short.update(o.hold_ms, dt) if o.hold_ms is not None else self.hold_short.value
         base = self.hold_long.value
         ratio = (short / base) if short is not None and base else 1.0
+        # A baseline from fewer than three periods is no baseline yet.
+        slower = (short is not None and base is not None and self.learned >= 3
+                  and short - base > c.guard_floor_ms)
         attempts = max(1.0, o.acquire_rate * dt)
         err_rate = o.errors / attempts
         to_rate = o.timeouts / attempts
         why = []
-        if ratio > c.guard_latency_ratio:
+        if ratio > c.guard_latency_ratio and slower:
             why.append(f"hold time {short:.2f} ms is {ratio:.2f}x its baseline {base:.2f} ms")
         if err_rate > c.guard_error_rate:
             why.append(f"{o.errors} query errors ({err_rate:.1%} of acquires)")
         if o.connect_errors:
             why.append(f"{o.connect_errors} connect failures")
-        if to_rate > c.guard_error_rate and ratio > 1.0 + (c.guard_latency_ratio - 1.0) / 2:
+        if to_rate > c.guard_error_rate and ratio > 1.0 + (c.guard_latency_ratio - 1.0) / 2 and slower:
             why.append(f"{o.timeouts} acquire timeouts ({to_rate:.1%}) with slower holds: retry storm")
         tripped = bool(why) and c.guard
+        harmless = not (o.errors or o.timeouts or o.connect_errors)
+        if tripped and harmless and self.tripped_since is not None \
+                and now - self.tripped_since >= c.guard_rebase and short is not None:
+            why.append(f"rebased: {short:.2f} ms for {now - self.tripped_since:.0f}s with no errors "
+                       f"or timeouts is the new normal")
+            self.hold_long.value = short
+            tripped = False
         if not tripped:
-            if o.hold_ms is not None:
+            if o.hold_ms is not None and attempts >= c.guard_min_samples:
                 self.hold_long.update(o.hold_ms, dt)
+                self.learned += 1
             self.healthy_in_use.update(o.in_use, dt)
+            if o.hold_ms is not None and attempts >= c.guard_min_samples:
+                self.healthy_load.update(o.acquire_rate * o.hold_ms / 1e3, dt)
         inputs = {"hold_ratio": round(ratio, 3), "err_rate": round(err_rate, 4),
                   "timeout_rate": round(to_rate, 4), "connect_errors": o.connect_errors}
         cut_to = None
-        if tripped and (ratio > 2 * c.guard_latency_ratio or err_rate > c.guard_error_rate
-                        or o.connect_errors):
+        # Cut on this period's hold time, not only the smoothed one: the smoothed
+        # one lags, and a cut after the overload is over only starves the recovery.
+        now_ratio = (o.hold_ms / base) if o.hold_ms is not None and base else ratio
+        if tripped and ((min(ratio, now_ratio) > 2 * c.guard_latency_ratio and slower)
+                        or err_rate > c.guard_error_rate or o.connect_errors):
             # Cut multiplicatively, but never below the concurrency the database
-            # served comfortably while healthy: below that we only lose throughput.
-            busy = self.healthy_in_use.value or 0.0
+            # served comfortably while healthy (what was in use, and Little's L of
+            # the healthy rate and hold time): below that we only lose throughput.
+            busy = max(self.healthy_in_use.value or 0.0, self.healthy_load.value or 0.0)
             floor = max(c.min, math.ceil((busy + math.sqrt(busy)) * c.headroom))
             cut_to = max(floor, math.floor(o.cap * c.guard_cut))
             inputs["cut_floor"] = floor
@@ -114,7 +144,11 @@ class PoolPolicy:
         if not c.enabled:
             return None
         cap = o.cap
-        tripped, cut_to, why, ginputs = self._guard(o, dt)
+        tripped, cut_to, why, ginputs = self._guard(o, now, dt)
+        if tripped and not self.guard_tripped:
+            self.tripped_since, self.trip_cap = now, cap
+        elif not tripped and self.guard_tripped:
+            self.tripped_since, self.untripped_at = None, now
         self.guard_tripped = tripped
         if tripped:
             # Downstream is hurting: never grow.  Cut multiplicatively when it
@@ -140,6 +174,13 @@ class PoolPolicy:
                 return None
             step = max(1, math.ceil(cap * c.step_up))
             new = min(want_up, cap + step)
+            if now - self.untripped_at < c.guard_recover and self.trip_cap is not None:
+                # Just out of a trip: the guard's own cut lowered the hold time it
+                # reads, so growing past where it tripped would only trip it again.
+                if cap >= self.trip_cap:
+                    return None
+                new = min(new, self.trip_cap)
+                inputs["recover_ceiling"] = self.trip_cap
             return self._change(o, now, new, f"{self.controller.name}: {rec.rule}; up-window min {want_up}",
                                 inputs)
         if want_down < cap:
@@ -234,6 +275,7 @@ class RebalancePolicy:
         self.cfg = cfg
         self.load = {}          # worker -> Ewma of bytes/s
         self.conn_load = {}     # conn id -> Ewma
+        self.left = {}          # conn id -> workers it was moved away from
         self.last_move: float | None = None  # when the last move was proposed
 
     def decide(self, obs: Observation, now: float) -> list[Action]:
@@ -264,6 +306,10 @@ class RebalancePolicy:
                     continue
                 if co.moved_at is not None and now - co.moved_at < c.min_residency:
                     continue
+                # Never back to a ring it was moved off: the residency alone let
+                # the real hot-spot run move one back after 10.2 s (issue 16).
+                if cold in self.left.get(co.conn_id, ()):
+                    continue
                 # Moving it must leave the target below the old maximum, or we'd
                 # just relocate the hot spot (the ping-pong case).
                 if loads[cold] + rate >= loads[hot]:
@@ -279,6 +325,7 @@ class RebalancePolicy:
             if best is None:
                 break
             _, co, rate = best
+            self.left.setdefault(co.conn_id, set()).add(hot)
             actions.append(Action(
                 "migrate", str(co.conn_id),
                 f"worker {hot} load {loads[hot]:.0f} B/s > {c.imbalance} x mean {mean:.0f}; "

@@ -34,6 +34,7 @@ from typing import Callable
 from .config import PoolAutoscale, Rebalance, SupervisorConfig
 from .observe import ConnObs, Observation, PoolObs, WorkerObs
 from .policy import Policy
+from ..drivers.poolstats import percentile
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,10 @@ class Pattern:
     acquire_timeout: float = 1.0
     retries: int = 0
     edges: tuple[float, ...] = ()   # times where demand steps up (for reaction time)
+    # queries the database serves at full speed at time t (None: DbModel.capacity);
+    # the overload pattern lowers it: its own CPU, not a neighbour, is the limit
+    capacity: Callable[[float], float] | None = None
+    deadline: float = 0.2           # a request answered within this of its arrival is good
 
 
 def patterns(scale: float = 1.0) -> dict[str, Pattern]:
@@ -79,6 +84,17 @@ def patterns(scale: float = 1.0) -> dict[str, Pattern]:
     def storm_slow(t):
         return 5.0 if 20.0 * scale <= t < 40.0 * scale else 1.0
 
+    def overloaded(t):
+        return 20.0 * scale <= t < 40.0 * scale
+
+    # pg_sleep(4 ms) plus ~2 ms of database CPU on one core: a query takes 6 ms
+    # and only three fit the core at once (about 3x overload at 1500/s)
+    def ovl_slow(t):
+        return 1.5 if overloaded(t) else 1.0
+
+    def ovl_capacity(t):
+        return 3.0 if overloaded(t) else DbModel().capacity
+
     edges = tuple(period - 5.0 * scale + k * period for k in range(int(d / period)))
     return {
         "steady": Pattern("steady", d, steady),
@@ -86,6 +102,8 @@ def patterns(scale: float = 1.0) -> dict[str, Pattern]:
         "burst": Pattern("burst", d, burst, edges=edges),
         "drift": Pattern("drift", d, drift),
         "retry_storm": Pattern("retry_storm", d, steady, storm_slow, acquire_timeout=0.05, retries=3),
+        "overload": Pattern("overload", d, steady, ovl_slow, acquire_timeout=0.05, retries=3,
+                            capacity=ovl_capacity),
     }
 
 
@@ -104,6 +122,10 @@ class Contender:
 
     def on_step(self, t: float, cap: int, waiting: int, idle: int, size: int) -> int:
         return cap
+
+    def burst(self, cap: int) -> int:
+        """Connections the pool may open above ``cap`` for waiters now."""
+        return 0
 
 
 class Static(Contender):
@@ -145,14 +167,20 @@ class GrowOnWait(Contender):
 
 class Supervised(Contender):
     def __init__(self, controller: str = "littles", lo: int = 2, hi: int = 64, start: int = 4,
-                 guard: bool = True, slo_ms: float = 10.0):
-        self.cfg = PoolAutoscale(min=lo, max=hi, controller=controller, guard=guard, target_wait_ms=slo_ms)
+                 guard: bool = True, slo_ms: float = 10.0, burst: int = PoolAutoscale.burst):
+        self.cfg = PoolAutoscale(min=lo, max=hi, controller=controller, guard=guard, target_wait_ms=slo_ms,
+                                 burst=burst)
         self.policy = Policy(SupervisorConfig(pools={"db": self.cfg}))
         self.start = start
         self.name = f"supervisor-{controller}" + ("" if guard else "-noguard")
 
     def initial_cap(self):
         return self.start
+
+    def burst(self, cap):
+        # as the live supervisor hands it to the pool (Supervisor._set_burst)
+        pol = self.policy.pools["db"]
+        return 0 if pol.guard_tripped else max(0, min(self.cfg.burst, self.cfg.max - cap))
 
     def on_period(self, obs, t):
         acts = self.policy.decide(Observation(t=t, period=1.0, pools=(obs,)))
@@ -177,6 +205,9 @@ class Window:
     failed: int
     oracle: int
     guard: bool
+    good: int = 0           # first arrivals in this window answered within the deadline
+    arrivals: int = 0
+    opened: int = 0         # connections opened in this window
 
 
 @dataclasses.dataclass
@@ -212,6 +243,8 @@ class SimResult:
             "request_p99_ms": lat[int(0.99 * (len(lat) - 1))] if lat else 0.0,
             "throughput": sum(x.completed for x in w) / max(1e-9, len(w)),
             "failed": sum(x.failed for x in w),
+            "good_share": sum(x.good for x in self.windows) / max(1, sum(x.arrivals for x in self.windows)),
+            "opened": sum(x.opened for x in self.windows),
             "timeouts": sum(x.timeouts for x in w),
             "conn_seconds": self.conn_seconds,
             "conn_vs_oracle": self.conn_seconds / self.oracle_conn_seconds if self.oracle_conn_seconds else 0.0,
@@ -222,10 +255,8 @@ class SimResult:
 
 
 def _pct(values, q):
-    if not values:
-        return 0.0
-    v = sorted(values)
-    return v[min(len(v) - 1, int(q * len(v)))]
+    # the pools' nearest-rank percentile, so simulated and measured p99s agree
+    return percentile(values, q) or 0.0
 
 
 def erlang_c_servers(lam: float, service_s: float, slo_s: float, target: float = 0.01,
@@ -279,7 +310,9 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     windows, decisions = [], []
     conn_s = oracle_s = 0.0
     per_wait, per_lat, per_hold = [], [], []
-    per_acq = per_to = per_fail = per_done = per_cerr = 0
+    per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = 0
+    per_open = size  # the pool's first connections
+    burst_idle_since = None
     t, next_period = 0.0, period
     for _ in range(int(round(pattern.duration / dt))):
         t += dt
@@ -287,6 +320,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         for _ in range(_poisson(rng, rate * dt)):
             queue.append((t, 0, t))
             per_acq += 1
+            per_arr += 1
         while retry_heap and retry_heap[0][0] <= t:
             _, attempt, first = heapq.heappop(retry_heap)
             queue.append((t, attempt, first))
@@ -300,6 +334,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             else:
                 per_fail += 1
         slow = pattern.slowdown(t)
+        capacity = pattern.capacity(t) if pattern.capacity is not None else db.capacity
         # advance the work clock; each completion frees its connection, which
         # takes the next waiter at once (starting from the completion point)
         budget = dt * 1e3
@@ -307,8 +342,8 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             n = len(active)
             # Past its capacity the database shares itself out and also loses
             # efficiency to contention: more connections make everyone slower.
-            over = max(0.0, n / db.capacity - 1.0)
-            speed = min(1.0, db.capacity / n) * max(0.3, 1.0 - db.thrash * over) / slow
+            over = max(0.0, n / capacity - 1.0)
+            speed = min(1.0, capacity / n) * max(0.3, 1.0 - db.thrash * over) / slow
             need = (active[0][0] - work) / speed
             if need > budget:
                 work += budget * speed
@@ -324,6 +359,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 per_wait.append((t - arr) * 1e3)
                 demand = db.service_ms * rng.lognormvariate(0, db.jitter)
                 per_lat.append((t - first) * 1e3 + demand * slow)
+                per_good += per_lat[-1] <= pattern.deadline * 1e3
                 heapq.heappush(active, (work + demand, t))
         if not active:
             work += budget
@@ -335,22 +371,36 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             per_wait.append((t - arr) * 1e3)
             demand = db.service_ms * rng.lognormvariate(0, db.jitter)
             per_lat.append((t - first) * 1e3 + demand * slow)
+            per_good += per_lat[-1] <= pattern.deadline * 1e3
             heapq.heappush(active, (work + demand, t))
             idle -= 1
         cap = contender.on_step(t, cap, len(queue), idle, size)
-        if contender.lazy:
+        # the pool's burst allowance: opens above the cap for callers that have
+        # waited 5 ms (drivers/pool.py's burst_after), closed after 5 s idle
+        allowance = contender.burst(cap) if queue and t - queue[0][0] >= 0.005 else 0
+        if contender.lazy or allowance:
             # open one connection per waiter up to the cap (connect time applies)
-            need = min(len(queue) - len(connecting), cap - size)
+            need = min(len(queue) - len(connecting), cap + allowance - size)
             for _ in range(max(0, need)):
                 if size >= db.max_connections:
                     per_cerr += 1
                     break
                 size += 1
+                per_open += 1
                 connecting.append(t + db.connect_ms / 1e3)
         elif size < cap:
+            per_open += min(cap, db.max_connections) - size
             size = min(cap, db.max_connections)
+        limit = cap + contender.burst(cap)
+        if size > limit and idle > 0:
+            size -= min(size - limit, idle)
         if size > cap and idle > 0:
-            size -= min(size - cap, idle)
+            burst_idle_since = t if burst_idle_since is None else burst_idle_since
+            if t - burst_idle_since >= 5.0:
+                size -= min(size - cap, idle)
+                burst_idle_since = None
+        else:
+            burst_idle_since = None
         conn_s += size * dt
         if t >= next_period - 1e-9:
             next_period += period
@@ -370,10 +420,10 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                                   wait_p99_ms=obs.wait_p99_ms,
                                   latency_p99_ms=_pct(per_lat, 0.99) if per_lat else 0.0,
                                   completed=per_done, timeouts=per_to, failed=per_fail, oracle=oracle,
-                                  guard=guard))
+                                  guard=guard, good=per_good, arrivals=per_arr, opened=per_open))
             cap = new_cap
             per_wait, per_lat, per_hold = [], [], []
-            per_acq = per_to = per_fail = per_done = per_cerr = 0
+            per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = 0
     return SimResult(pattern.name, contender.name, seed, windows, decisions, conn_s, oracle_s, slo_ms)
 
 

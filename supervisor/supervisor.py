@@ -161,6 +161,20 @@ class Supervisor:
         self.pools[name] = pool
         if cfg is not None:
             self.policy.add_pool(name, cfg)
+            self._set_burst(name)
+
+    def _set_burst(self, name: str) -> None:
+        """Hands the pool its burst allowance: the configured one, bounded so cap
+        plus burst stays inside the rails, and none while the guard holds (a
+        sick database gets no extra connections, and a cut is not undone by
+        opens above the new cap)."""
+        pol, pool = self.policy.pools.get(name), self.pools.get(name)
+        if pol is None or pool is None or not hasattr(pool, "set_burst"):
+            return
+        c = pol.cfg
+        want = 0 if pol.guard_tripped or not c.enabled else max(0, min(c.burst, c.max - pool.max_size))
+        if want != pool.burst:
+            pool.set_burst(want)
 
     def _refresh_pools(self) -> None:
         registry = getattr(self.runtime, "registry", None)
@@ -196,7 +210,10 @@ class Supervisor:
         if self.paused or obs.period <= 0:
             return []
         actions = self.policy.decide(obs)
-        return await self.actuator.apply(actions)
+        done = await self.actuator.apply(actions)
+        for name in self.policy.pools:
+            self._set_burst(name)
+        return done
 
     # --------------------------------------------------------------- running
     def start(self) -> "Supervisor":

@@ -21,9 +21,13 @@ connection that is found inside a transaction block after a statement is
 taken out of the rotation and discarded.
 
 A connection given back in a state the next borrower must not inherit (an
-open or failed transaction block, queries still in flight, a cursor or COPY
-still holding it, LISTEN registrations) is discarded by the pool's reset hook
-rather than cleaned up: reconnecting is cheap and cannot leak state.
+open or failed transaction block, a cursor or COPY still holding it, LISTEN
+registrations) is discarded by the pool's reset hook rather than cleaned up.
+One given back with statements still in flight (its caller timed out or was
+cancelled mid-query) is kept: the pool waits in the background for the server
+to answer them (a trailing Sync) and then reuses it, if it is outside a
+transaction block — reconnecting costs the server a backend, and under
+overload, when many callers give up, that cost is what keeps it overloaded.
 """
 from __future__ import annotations
 
@@ -60,14 +64,26 @@ def _shareable(query: Any) -> bool:
     return m is not None and m.group(1).lower() not in _EXCLUSIVE
 
 
-def _reset(conn: Connection) -> None:
+def _reset(conn: Connection):
     # Raising here makes the generic pool discard the connection.
-    if conn.transaction_status != "I":
-        raise InterfaceError("connection returned inside a transaction block")
-    if conn._ops or conn._gate.locked():
-        raise InterfaceError("connection returned with queries, a cursor or a COPY in flight")
+    if conn._gate.locked():
+        raise InterfaceError("connection returned with a cursor or a COPY in flight")
     if conn._listeners:
         raise InterfaceError("connection returned while listening")
+    if conn._ops or conn._tasks:
+        # Its caller gave up mid-query (timeout, cancellation): let the server
+        # finish and reuse the connection, rather than close it and open
+        # another — under overload that churn is what keeps the database busy.
+        return _settled(conn)
+    if conn.transaction_status != "I":
+        raise InterfaceError("connection returned inside a transaction block")
+    return None
+
+
+async def _settled(conn: Connection) -> None:
+    await conn.settle()
+    if conn.transaction_status != "I":
+        raise InterfaceError("connection returned inside a transaction block")
 
 
 class Pool(_GenericPool[Connection]):

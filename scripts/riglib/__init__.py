@@ -154,7 +154,7 @@ def finish(records: list[dict], out: str, console: Console) -> dict:
 
 SHORT = {"slo>=99%": "slo", "conn-s<=1.2x oracle": "conn-s", "reversals<=2/period": "rev",
          "first grow<=2 periods": "grow", "0 grows while guard trips": "guard",
-         "max/mean<=1.17": "balance", "no ping-pong": "ping-pong"}
+         "max/mean<=1.17": "balance", "no ping-pong": "ping-pong", "recovers<=2 periods": "recover"}
 
 
 def show(s: dict, console: Console) -> None:
@@ -162,8 +162,8 @@ def show(s: dict, console: Console) -> None:
     shortened; the summary.md columns spell them out)."""
     for mode in dict.fromkeys(g["mode"] for g in s["groups"]):
         t = Table(title=f"{mode}: acceptance (runs passing / runs) and medians", show_lines=False)
-        for col in ("pattern", "contender", "SLO win", "acq p99 ms", "req p99 ms", "conn-s/oracle",
-                    "adj", "rev", "checks"):
+        for col in ("pattern", "contender", "SLO win", "good", "acq p99 ms", "req p99 ms", "conn-s",
+                    "opened", "conn-s/oracle", "adj", "rev", "checks"):
             t.add_column(col)
         for g in s["groups"]:
             if g["mode"] != mode:
@@ -176,18 +176,23 @@ def show(s: dict, console: Console) -> None:
                 checks = []
                 for c, a in r["acceptance"].items():
                     ok = a["passed"] == a["runs"]
-                    mark = "ok" if ok else f"MISS {a['runs'] - a['passed']}/{a['runs']}"
-                    checks.append(f"[{'green' if ok else 'red'}]{SHORT.get(c, c)} {mark}[/]")
+                    checks.append(f"[{'green' if ok else 'red'}]{SHORT.get(c, c)} {summary.mark(a)}[/]")
                 if g["pattern"] == "hot_spot":
-                    t.add_row(g["pattern"], r["contender"], "-", "-", "-",
+                    t.add_row(g["pattern"], r["contender"], "-", "-", "-", "-", "-", "-",
                               f"max/mean {m['hot_max_over_mean']['median']:.2f}", "-",
                               f"moves {m['migrations']['median']:.0f}", " ".join(checks))
                     continue
                 t.add_row(g["pattern"], r["contender"].replace("supervisor-", "sup-"), med("slo_windows", "{:.1%}"),
+                          med("good_share", "{:.1%}"),
                           med("acquire_wait_p99_ms", "{:.1f}"), med("request_p99_ms", "{:.1f}"),
+                          med("conn_seconds", "{:.0f}"), med("opened", "{:.0f}"),
                           med("conn_vs_oracle", "{:.2f}"), med("adjustments", "{:.0f}"),
                           med("reversals", "{:.0f}"), " ".join(checks))
         console.print(t)
+        for g in s["groups"]:
+            v = summary.verdict(g) if g["mode"] == mode else None
+            if v:
+                console.print(f"[bold]verdict[/] {v}")
     miss = summary.misses(s)
     if miss:
         console.print("[bold]where the adaptive contenders miss:[/]")

@@ -31,6 +31,8 @@ import random
 import sys
 import time
 
+from ringleader.drivers.poolstats import percentile
+
 ENDPOINTS = ("/cache", "/kv", "/read", "/write", "/report")
 REDIS_SHARE = {"/cache": 1, "/kv": 1}
 KEYS = 10_000
@@ -190,16 +192,23 @@ async def run(cfg: dict) -> dict:
     for _ in workers:
         q.put_nowait((None, None, None))
     await asyncio.wait(workers + heavy, timeout=5)
-    out = []
-    for i in sorted(k for k in st.w if k >= 0):
-        w = st.w[i]
-        lat = sorted(w.pop("lat"))
-        w["p99_ms"] = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
-        w["t"] = i + 1
-        w["offered"] = rate(pattern, min(1.0, i / dur), base)
+    out = close_windows(st.w, lambda i: rate(pattern, min(1.0, i / dur), base))
+    for w in out:
         w["status"] = {str(k): v for k, v in w["status"].items()}
-        out.append(w)
     return {"start": start, "windows": out}
+
+
+def close_windows(windows: dict[int, dict], offered) -> list[dict]:
+    """Per-second windows as written: latencies folded into their p99 (the
+    pools' nearest-rank percentile), ``t`` counted from 1, ``offered(i)``."""
+    out = []
+    for i in sorted(k for k in windows if k >= 0):
+        w = windows[i]
+        w["p99_ms"] = percentile(w.pop("lat"), 0.99) or 0.0
+        w["t"] = i + 1
+        w["offered"] = offered(i)
+        out.append(w)
+    return out
 
 
 def main(argv: list[str]) -> int:

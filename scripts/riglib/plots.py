@@ -1,10 +1,14 @@
 """PNG plots per (mode, pattern), matplotlib on the Agg backend (no display).
 
-Panels, shared time axis, one colour per contender (the first seed of each):
-offered load; the cap of each pool (driver) with the supervisor's decisions as
-markers (^ grow, v shrink, x guard cut/hold); acquire-wait p99 (symlog); request
-p99; and, where the run recorded them (real mode), per-worker busy ratio and
-batch size (CQEs per io_uring enter) and migrations.  The hot-spot pattern gets
+Panels, shared time axis, the first seed of at most four contenders (the
+supervisor, grow-on-wait and the static sizes, in that order; the summary has
+them all), each in the same colour in every plot (:data:`COLOURS`), one legend
+above the panels: offered load (black) and each contender's completed
+requests per second on the same 1-s windows; the cap of each pool (driver)
+with the supervisor's decisions as markers inside the axes (^ grow, v shrink,
+x guard cut/hold); acquire-wait p99 (symlog); request p99; and, where the run
+recorded them (real mode), per-worker busy ratio and batch size (CQEs per
+io_uring enter) and migrations.  The hot-spot pattern gets
 max/mean ring load and the per-worker loads of the rebalancing run, with moves
 marked.
 
@@ -20,14 +24,33 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+# One colour per contender, the same in every plot.
+COLOURS = {"supervisor-littles": "#2ca02c", "supervisor-threshold": "#8172b3",
+           "supervisor-ewma": "#c44e52", "supervisor-pid": "#937860",
+           "supervisor-littles-noguard": "#da8bc3", "grow-on-wait": "#dd8452",
+           "static-4": "#9e9e9e", "static-16": "#4c72b0", "static-32": "#17becf",
+           "rebalance-off": "#9e9e9e", "rebalance-on": "#2ca02c"}
+PRIORITY = ("supervisor-littles", "grow-on-wait", "static-16", "static-32", "static-4",
+            "supervisor-threshold", "supervisor-ewma", "supervisor-pid", "supervisor-littles-noguard")
+MAX_PER_PANEL = 4
+
+
+def colour(contender: str) -> str:
+    if contender in COLOURS:
+        return COLOURS[contender]
+    return f"C{sum(map(ord, contender)) % 10}"  # stable across runs and plots
+
+
 def _first_seed(records):
     seen = {}
     for r in records:
         seen.setdefault(r["contender"], r)
-    return list(seen.values())
+    rank = {c: i for i, c in enumerate(PRIORITY)}
+    order = sorted(seen, key=lambda c: (rank.get(c, len(rank)), c))
+    return [seen[c] for c in order[:MAX_PER_PANEL]]
 
 
-def _markers(ax, rec, target, t_key="t"):
+def _markers(ax, rec, target, t_end, col):
     ups = [(d["t"], d["new"]) for d in rec["decisions"]
            if d["kind"] == "resize_pool" and d.get("target", target) == target and d["new"] > d["old"]]
     downs = [(d["t"], d["new"]) for d in rec["decisions"]
@@ -36,9 +59,11 @@ def _markers(ax, rec, target, t_key="t"):
     guard = [(d["t"], d.get("new") or d.get("old")) for d in rec["decisions"]
              if d.get("target", target) == target and "guard" in d.get("reason", "")]
     for pts, m in ((ups, "^"), (downs, "v"), (guard, "x")):
+        # decisions just before the first window or after the last are drawn at
+        # the edge, inside the axes
+        pts = [(min(max(t, 0.0), t_end), y) for t, y in pts if y is not None]
         if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=m, s=18, zorder=3,
-                       color=ax.lines[-1].get_color() if ax.lines else None)
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=m, s=18, zorder=3, color=col)
 
 
 def plot_pattern(records: list[dict], path: str) -> str:
@@ -56,23 +81,23 @@ def plot_pattern(records: list[dict], path: str) -> str:
         panels += ["busy", "batch", "migrations"]
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 2.1 * len(panels)), sharex=True)
     title = f"{recs[0]['mode']} mode: {recs[0]['pattern']} (seed {recs[0]['seed']})"
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.0 - 0.08 / fig.get_figheight())
     for ax, panel in zip(axes, panels):
         for i, r in enumerate(recs):
             s = r["series"]
             t = s["t"]
-            col = f"C{i % 10}"
+            col = colour(r["contender"])
             if panel == "offered":
                 if i == 0:
-                    ax.plot(t, s["offered"], color="k", lw=1, label="offered")
-                    if "achieved" in s:
-                        ax.plot(t, s["achieved"], color="0.5", lw=1, ls=":", label="completed")
-                ax.set_ylabel("req/s")
+                    ax.plot(t, s["offered"], color="k", lw=1.2, label="offered")
+                if "achieved" in s:
+                    ax.plot(t, s["achieved"], color=col, lw=0.9, alpha=0.8)
+                ax.set_ylabel("req/s: offered (black),\ncompleted")
             elif panel.startswith("cap:"):
                 d = panel[4:]
                 if d in s.get("pools", {}):
                     ax.step(t, s["pools"][d]["cap"], where="post", color=col, lw=1, label=r["contender"])
-                    _markers(ax, r, d)
+                    _markers(ax, r, d, t[-1] if t else 0.0, col)
                     if i == 0 and "oracle" in s["pools"][d]:
                         ax.step(t, s["pools"][d]["oracle"], where="post", color="k", ls="--", lw=0.8,
                                 label="oracle (Erlang C)")
@@ -105,11 +130,19 @@ def plot_pattern(records: list[dict], path: str) -> str:
                 ax.set_yticks([])
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="upper left")
-    if len(axes) > 1:
-        axes[1].legend(fontsize=7, loc="upper left", ncol=2)
+    # one legend for the figure, above the panels: never over the data
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], color=colour(r["contender"]), lw=2, label=r["contender"]) for r in recs]
+    handles += [Line2D([], [], color="k", lw=1.2, label="offered"),
+                Line2D([], [], color="k", ls="--", lw=0.8, label="oracle cap (Erlang C)"),
+                Line2D([], [], color="r", ls=":", lw=0.8, label="SLO 10 ms"),
+                Line2D([], [], color="0.3", marker="^", ls="", label="grow"),
+                Line2D([], [], color="0.3", marker="v", ls="", label="shrink"),
+                Line2D([], [], color="0.3", marker="x", ls="", label="guard")]
+    fig.legend(handles=handles, loc="upper center", ncol=5, fontsize=7, frameon=False,
+               bbox_to_anchor=(0.5, 1.0 - 0.35 / fig.get_figheight()))
     axes[-1].set_xlabel("time (s" + (", virtual" if recs[0]["mode"] == "sim" else "") + ")")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1.0 - 1.0 / fig.get_figheight()))
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -121,10 +154,10 @@ def _plot_hot(recs, path):
     fig.suptitle(f"{recs[0]['mode']} mode: hot spot (seed {recs[0]['seed']})")
     for i, r in enumerate(recs):
         s = r["series"]
-        axes[0].plot(s["t"], s["max_over_mean"], color=f"C{i}", lw=1, label=r["contender"])
+        axes[0].plot(s["t"], s["max_over_mean"], color=colour(r["contender"]), lw=1, label=r["contender"])
     axes[0].axhline(1.17, color="r", ls=":", lw=0.8, label="1.17")
     axes[0].set_ylabel("max / mean\nring load")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     on = next((r for r in recs if r["decisions"]), recs[-1])
     loads = on["series"]["worker_load"]
     for w, ys in enumerate(zip(*loads)):
@@ -133,7 +166,7 @@ def _plot_hot(recs, path):
         axes[1].axvline(d["t"], color="0.6", lw=0.6, ls="--")
     axes[1].set_ylabel(f"{on['contender']}\nload kB/s (| = move)")
     axes[1].set_xlabel("time (s, virtual)")
-    axes[1].legend(fontsize=7, ncol=4)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -43,6 +43,7 @@ import time
 import ringleader
 from ringleader.runtime import Runtime
 from ringleader.drivers import postgres, redis
+from ringleader.drivers.poolstats import percentile
 from ringleader.supervisor import PoolAutoscale, Rebalance, Sampler, SupervisorConfig, WorkerAutoscale
 
 ACQUIRE_TIMEOUT = 0.1
@@ -68,11 +69,13 @@ def pool_sizing(contender: str) -> tuple[int, int, PoolAutoscale | None]:
     raise ValueError(f"unknown contender {contender!r}")
 
 
-def supervisor_config(contender: str) -> SupervisorConfig | None:
+def supervisor_config(contender: str, workers: bool = True) -> SupervisorConfig | None:
+    """The supervisor of a ``supervisor-*`` contender; ``workers=False``: pools only
+    (a one-worker run has nothing to rebalance)."""
     if not contender.startswith("supervisor-"):
         return None
-    return SupervisorConfig(period=1.0, workers=WorkerAutoscale(enabled=True, min=1, max=4),
-                            rebalance=Rebalance(enabled=True))
+    return SupervisorConfig(period=1.0, workers=WorkerAutoscale(enabled=workers, min=1, max=4),
+                            rebalance=Rebalance(enabled=workers))
 
 
 class App:
@@ -257,7 +260,8 @@ async def amain(rt, cfg: dict):
             "t": round(obs.t, 3),
             "pools": {p.name: {"cap": p.cap, "size": p.size, "in_use": p.in_use, "waiting": p.waiting,
                                "acquire_rate": p.acquire_rate, "hold_ms": p.hold_ms,
-                               "wait_p99_ms": _p99(waits[p.name]), "timeouts": tos[p.name]}
+                               "wait_p99_ms": _p99(waits[p.name]), "timeouts": tos[p.name],
+                               "opened": pools[p.name].stats().connections_num}
                       for p in obs.pools},
             "workers": [{"worker": w.worker, "busy": w.busy, "batch": w.batch, "load": w.load,
                          "lag_ms": w.lag_ms} for w in obs.workers],
@@ -271,19 +275,22 @@ async def amain(rt, cfg: dict):
 
 
 def _p99(v: list[float]) -> float:
-    if not v:
-        return 0.0
-    v = sorted(v)
-    return v[min(len(v) - 1, int(0.99 * len(v)))]
+    return percentile(v, 0.99) or 0.0
 
 
-def main(argv: list[str]) -> int:
-    cfg = json.load(open(argv[0]))
+def capture_decisions() -> DecisionLog:
+    """Every supervisor decision of this process, from its log records."""
     log = DecisionLog()
     sl = logging.getLogger("ringleader.supervisor")
     sl.addHandler(log)
     sl.setLevel(logging.INFO)
     sl.propagate = False
+    return log
+
+
+def main(argv: list[str]) -> int:
+    cfg = json.load(open(argv[0]))
+    log = capture_decisions()
     windows = ringleader.run(lambda rt: amain(rt, cfg), workers=cfg["workers"],
                              supervisor=supervisor_config(cfg["contender"]),
                              debug_socket=cfg.get("debug_socket") or False)

@@ -28,7 +28,7 @@ from . import stats
 # small / medium / large static sizes, as in pool-anchors.md (16 and 32 there)
 STATIC_SIZES = (4, 16, 32)
 CONTROLLERS = ("littles", "threshold", "ewma", "pid")
-SIM_PATTERNS = ("steady", "diurnal", "burst", "drift", "retry_storm", "hot_spot")
+SIM_PATTERNS = ("steady", "diurnal", "burst", "drift", "retry_storm", "overload", "hot_spot")
 
 
 def contender_names() -> list[str]:
@@ -85,6 +85,8 @@ def run_one(pattern: str, contender: str, seed: int, scale: float) -> dict:
         "request_p99_ms": s["request_p99_ms"],
         "throughput": s["throughput"],
         "failed": s["failed"],
+        "good_share": s["good_share"],
+        "opened": float(s["opened"]),
         "conn_seconds": s["conn_seconds"],
         "conn_vs_oracle": s["conn_vs_oracle"],
         "adjustments": adjustments,
@@ -97,14 +99,18 @@ def run_one(pattern: str, contender: str, seed: int, scale: float) -> dict:
         def cap_at(e):
             return next((x.cap for x in w if x.t > e), caps[-1])
         m["first_grow_periods"] = stats.first_grow_periods(list(pat.edges), changes, cap_at, needed, 1.0)
-    if pattern == "retry_storm" and contender.startswith("supervisor-"):
+    if pattern == "overload":
+        m["recovery_periods"] = stats.recovery_periods(
+            [x.t - 1.0 for x in w], [x.good for x in w], [x.arrivals for x in w], 40.0 * scale)
+    if pattern in ("retry_storm", "overload") and contender.startswith("supervisor-"):
         m["grows_while_guard_tripped"] = s["grows_while_guard_tripped"]
         m["guard_periods"] = sum(1 for x in w if x.guard)
     return {
         "mode": "sim", "pattern": pattern, "contender": contender, "seed": seed,
         "period": period, "edges": list(pat.edges),
         "series": {
-            "t": ts, "offered": [x.offered for x in w],
+            # offered = the window's arrivals, on the same 1-s windows as completed
+            "t": ts, "offered": [x.arrivals for x in w], "achieved": [x.completed for x in w],
             "pools": {"postgres": {"cap": caps, "size": [x.size for x in w],
                                    "wait_p99_ms": [x.wait_p99_ms for x in w],
                                    "oracle": [x.oracle for x in w]}},

@@ -17,6 +17,7 @@ ORACLE_RATIO = 1.2
 REVERSALS_PER_PERIOD = 2
 FIRST_GROW_PERIODS = 2
 HOT_SPOT_RATIO = 1.17
+RECOVERY_PERIODS = 2
 
 
 def median_spread(values: list[float]) -> tuple[float, float]:
@@ -97,6 +98,16 @@ def first_grow_periods(edges: list[float], changes: list[tuple[float, int, int]]
     return worst
 
 
+def recovery_periods(starts: list[float], good: list[int], arrivals: list[int], end: float,
+                     share: float = 0.95, period: float = 1.0) -> float:
+    """Periods from the end of an overload (``end``) to the first window (by its
+    start time) in which at least ``share`` of the arrivals were good; inf if none."""
+    for t, g, a in zip(starts, good, arrivals):
+        if t >= end - 1e-9 and a and g / a >= share:
+            return max(0.0, (t - end) / period)
+    return math.inf
+
+
 def acceptance(m: dict) -> dict:
     """Per-run pass/miss of the issue's acceptance figures (None: not applicable)."""
     if m.get("hot_max_over_mean") is not None:
@@ -110,4 +121,6 @@ def acceptance(m: dict) -> dict:
                                   else m["first_grow_periods"] <= FIRST_GROW_PERIODS),
         "0 grows while guard trips": (None if m.get("grows_while_guard_tripped") is None
                                       else m["grows_while_guard_tripped"] == 0),
+        "recovers<=2 periods": (None if m.get("recovery_periods") is None
+                                else m["recovery_periods"] <= RECOVERY_PERIODS),
     }

@@ -23,8 +23,10 @@ import os
 
 from . import stats
 
-METRICS = ("slo_windows", "acquire_wait_p99_ms", "request_p99_ms", "throughput", "conn_seconds",
-           "conn_vs_oracle", "adjustments", "reversals")
+METRICS = ("slo_windows", "good_share", "failed", "acquire_wait_p99_ms", "request_p99_ms", "throughput",
+           "conn_seconds", "opened", "conn_vs_oracle", "adjustments", "reversals")
+# issue 16's goals for the supervised pool against grow-on-wait's connection-seconds
+CONN_VS_GROW = {"steady": 0.5, "diurnal": 0.5, "drift": 0.5, "burst": 0.7}
 HOT_METRICS = ("hot_max_over_mean", "migrations", "ping_pong", "time_to_balance_s")
 ALPHA = 0.05
 
@@ -69,7 +71,7 @@ def summarise(records: list[dict]) -> dict:
                     base = [r["metrics"][k] for r in by_c[best]]
                     bm = stats.median_spread(base)[0]
                     p = stats.mann_whitney_p(vals, base)
-                    cell["delta_vs_best_static"] = (m - bm) / abs(bm) if bm else (0.0 if m == bm else math.inf)
+                    cell["delta_vs_best_static"] = (m - bm) / abs(bm) if bm else None
                     cell["p"] = p
                     cell["significant"] = p is not None and p < ALPHA
                 row["metrics"][k] = cell
@@ -93,7 +95,7 @@ def _fmt(v: float, k: str) -> str:
         return "-"
     if math.isinf(v):
         return "inf"
-    if k in ("slo_windows",):
+    if k in ("slo_windows", "good_share"):
         return f"{v:.1%}"
     if k in ("conn_vs_oracle", "hot_max_over_mean"):
         return f"{v:.2f}"
@@ -109,12 +111,65 @@ def _cell(cell: dict | None, k: str) -> str:
     if cell.get("spread") and not math.isinf(cell["spread"]):
         s += f" ±{cell['spread']:.0%}"
     if "delta_vs_best_static" in cell:
-        d = cell["delta_vs_best_static"]
-        if cell["significant"]:
-            s += f" ({d:+.0%})" if not math.isinf(d) else " (+inf)"
-        else:
-            s += " (~)"
+        s += " " + _delta(cell["delta_vs_best_static"], cell["significant"])
     return s
+
+
+def _delta(d: float | None, significant: bool) -> str:
+    """A delta a person can read: a percentage up to +-100%, a factor beyond
+    (x334, not +33233%), nothing against a zero baseline (no +inf)."""
+    if not significant:
+        return "(~)"
+    if d is None or math.isinf(d) or math.isnan(d):
+        return "(base 0)"
+    if d > 1.0:
+        return f"(x{1 + d:.3g})"
+    return f"({d:+.0%})"
+
+
+def mark(a: dict | None) -> str:
+    """The one PASS/MISS notation, for the terminal and summary.md alike:
+    runs passing / runs."""
+    if a is None:
+        return "-"
+    return f"{'PASS' if a['passed'] == a['runs'] else 'MISS'} {a['passed']}/{a['runs']}"
+
+
+def _pick_supervisor(rows: dict) -> str | None:
+    sup = [c for c in rows if c.startswith("supervisor-") and not c.endswith("-noguard")]
+    return "supervisor-littles" if "supervisor-littles" in sup else (sup[0] if sup else None)
+
+
+def verdict(group: dict) -> str | None:
+    """One line per pattern: the supervised pool against the best static size
+    and grow-on-wait on SLO windows, good requests, connection-seconds and
+    connections opened (medians), then PASS/MISS on issue 16's goals (good >=
+    both; conn-s against grow-on-wait's where a target exists)."""
+    rows = {r["contender"]: r for r in group["rows"]}
+    sup = _pick_supervisor(rows)
+    if sup is None or group["pattern"] == "hot_spot":
+        return None
+    names = [sup] + [c for c in (group["best_static"], "grow-on-wait") if c in rows and c != sup]
+
+    def med(c, k):
+        cell = rows[c]["metrics"].get(k)
+        return None if cell is None else cell["median"]
+
+    def col(k):
+        return " / ".join(_fmt(med(c, k), k) for c in names)
+    goals = []
+    others = names[1:]
+    g = med(sup, "good_share")
+    if g is not None and others:
+        ok = all(med(c, "good_share") is None or g >= med(c, "good_share") - 0.005 for c in others)
+        goals.append(f"good {'PASS' if ok else 'MISS'}")
+    target = CONN_VS_GROW.get(group["pattern"])
+    if target and "grow-on-wait" in rows and med("grow-on-wait", "conn_seconds"):
+        ratio = med(sup, "conn_seconds") / med("grow-on-wait", "conn_seconds")
+        goals.append(f"conn-s {ratio:.2f}x grow-on-wait (<= {target}) {'PASS' if ratio <= target else 'MISS'}")
+    return (f"{group['mode']} {group['pattern']}: {' vs '.join(names)} | SLO windows {col('slo_windows')}"
+            f" | good {col('good_share')} | conn-s {col('conn_seconds')} | opened {col('opened')}"
+            + (f" | {'; '.join(goals)}" if goals else ""))
 
 
 def markdown(summary: dict) -> str:
@@ -128,6 +183,9 @@ def markdown(summary: dict) -> str:
         lines.append(f"## {g['mode']}: {g['pattern']}" +
                      (f" (best static: {g['best_static']})" if g["best_static"] else ""))
         lines.append("")
+        v = verdict(g)
+        if v:
+            lines += [f"**Verdict**: {v}", ""]
         keys = HOT_METRICS if hot else METRICS
         crits = []
         for r in g["rows"]:
@@ -143,9 +201,7 @@ def markdown(summary: dict) -> str:
                 fg = r["metrics"].get("first_grow_periods")
                 cells.append(_fmt(fg["median"], "x") if fg else "-")
             for c in crits:
-                a = r["acceptance"].get(c)
-                cells.append("-" if a is None else
-                             f"{'PASS' if a['passed'] == a['runs'] else 'MISS'} {a['passed']}/{a['runs']}")
+                cells.append(mark(r["acceptance"].get(c)))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

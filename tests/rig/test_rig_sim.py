@@ -64,3 +64,26 @@ def test_bad_names_are_rejected_before_running():
         simmode.plan(["burst"], ["static-4", "magic"], [1])
     with pytest.raises(ValueError, match="unknown controller"):
         simmode.plan(["burst"], ["supervisor-bandit"], [1])
+
+
+def test_overload_pattern_is_judged_on_good_requests_and_recovery():
+    """Issue 16's overload (the database's own CPU is the limit in the middle
+    third; 50-ms acquire timeout, 3 retries): every contender is judged on good
+    requests, connections opened and recovery; the supervised pool recovers
+    within two periods, never grows while its guard holds, opens no more than
+    twice its largest cap, and is not worse on good requests than static-16
+    or grow-on-wait (within a point, the model's noise) with fewer
+    connection-seconds than grow-on-wait."""
+    recs = {c: simmode.run_one("overload", c, 1, 0.5)
+            for c in ("static-16", "grow-on-wait", "supervisor-littles")}
+    sup = recs["supervisor-littles"]["metrics"]
+    assert recs["supervisor-littles"]["acceptance"]["recovers<=2 periods"] is True
+    assert sup["grows_while_guard_tripped"] == 0
+    assert sup["opened"] <= 2 * max(recs["supervisor-littles"]["series"]["pools"]["postgres"]["cap"])
+    for other in ("static-16", "grow-on-wait"):
+        m = recs[other]["metrics"]
+        assert 0 < m["good_share"] < 1 and m["failed"] > 0  # it is an overload for everyone
+        assert sup["good_share"] >= m["good_share"] - 0.01
+    assert sup["conn_seconds"] < recs["grow-on-wait"]["metrics"]["conn_seconds"]
+    assert stats.recovery_periods([0, 1, 2, 3], [10, 0, 5, 10], [10, 10, 10, 10], 1.0) == 2.0
+    assert stats.recovery_periods([0, 1], [10, 0], [10, 10], 1.0) == float("inf")

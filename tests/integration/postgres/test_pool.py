@@ -51,12 +51,27 @@ def test_pool_discards_dirty_connections(pg_server, run):
                 assert conn.backend_pid != pid  # the one left in a transaction was dropped
                 assert conn.transaction_status == "I"
                 pid = conn.backend_pid
-            # cancelled mid-query: the connection has a query in flight, so it goes
+            # cancelled mid-query: the connection has a query in flight; the pool
+            # lets the server finish (the driver cancels it there) and reuses it
+            # instead of opening another (issue 16: that churn kept an
+            # overloaded server overloaded)
             t = asyncio.ensure_future(pool.fetchval("select pg_sleep(10)"))
             await asyncio.sleep(0.2)
             t.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await t
+            opened = pool.stats().connections_num
+            assert await pool.fetchval("select pg_backend_pid()") == pid
+            s = pool.stats()
+            assert (s.returns_bad, s.returns_drained, s.connections_num) == (1, 1, opened)
+            # ... but not when the abandoned query was inside a transaction block
+            async with pool.acquire() as conn:
+                await conn.execute("begin")
+                t = asyncio.ensure_future(conn.fetchval("select pg_sleep(10)"))
+                await asyncio.sleep(0.2)
+                t.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await t
             assert await pool.fetchval("select pg_backend_pid()") != pid
             assert pool.stats().returns_bad == 2
         with pytest.raises(InterfaceError):
@@ -88,3 +103,32 @@ def test_pool_survives_killed_connections_and_restart(pg_server, run):
             assert (pool.min_size, pool.max_size) == (1, 4)
             assert await pool.fetchval("select 2") == 2
     run(main(), timeout=120)
+
+
+
+def test_callers_giving_up_under_overload_cause_no_churn_and_it_recovers(pg_server, run):
+    """Issue 16's metastable failure in small: hundreds of callers give up
+    mid-acquire and mid-query (50 ms acquire timeout, a 30 ms deadline on
+    queries of 20 ms); the pool opens no more than its cap plus its burst
+    allowance, reuses the abandoned connections, and serves at once after."""
+    async def main():
+        async with pg.Pool(pg_server.dsn(), min_size=1, max_size=4, burst=2, acquire_timeout=0.05,
+                           multiplex=False) as pool:
+            async def impatient():
+                try:
+                    async with asyncio.timeout(0.03):
+                        async with pool.acquire() as conn:
+                            await conn.fetchval("select pg_sleep(0.02)")
+                except (TimeoutError, PoolTimeout):
+                    pass
+            for _ in range(5):
+                await asyncio.gather(*(impatient() for _ in range(100)))
+            s = pool.stats()
+            assert s.connections_num <= 4 + 2 and s.connections_errors == 0
+            assert s.returns_drained > 0
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            got = await asyncio.gather(*(pool.fetchval("select $1::int", i) for i in range(20)))
+            assert got == list(range(20)) and loop.time() - t0 < 2.0
+            assert pool.stats().connections_num <= 4 + 2
+    run(main())
