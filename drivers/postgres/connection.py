@@ -321,7 +321,7 @@ class Connection(Movable):
         multiplexer sends on the connection with the fewest)."""
         return len(self._ops)
 
-    async def settle(self) -> None:
+    async def wait_idle(self) -> None:
         """Waits until every Sync group sent so far is answered: a caller gave up
         on its query (cancelled or timed out), and the pool reuses the connection
         once the server is done with it.  Sends one extra Sync, whose
@@ -333,6 +333,7 @@ class Connection(Movable):
             await self._submit(m.SYNC, Op(self._loop)).fut
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     def _busy_reason(self) -> str | None:
         if self._startup is not None:
             return "it is starting up"

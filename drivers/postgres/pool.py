@@ -81,7 +81,7 @@ def _reset(conn: Connection):
 
 
 async def _settled(conn: Connection) -> None:
-    await conn.settle()
+    await conn.wait_idle()
     if conn.transaction_status != "I":
         raise InterfaceError("connection returned inside a transaction block")
 
