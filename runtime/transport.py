@@ -224,6 +224,18 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         c = self._c
         return c.reading and c.state == _OPEN
 
+    # asyncio's selector transports keep these two flags; code written against
+    # them reads them, so they are offered read-only.
+    @property
+    def _paused(self) -> bool:
+        """True after pause_reading()."""
+        return not self._c.reading
+
+    @property
+    def _closing(self) -> bool:
+        """True once close() or abort() was called (or the connection was lost)."""
+        return self._c.state != _OPEN
+
     def pause_reading(self) -> None:
         c = self._c
         if not c.reading or c.state != _OPEN:
@@ -585,7 +597,14 @@ class _InContext:
     __slots__ = ("data_received",)
 
     def __init__(self, context: contextvars.Context, protocol):
-        self.data_received = functools.partial(context.run, protocol.data_received)
+        received = getattr(protocol, "data_received", None)
+        if received is None:
+            # asyncio looks data_received up when data arrives: a protocol
+            # without one (get_buffer, but not a BufferedProtocol) is accepted
+            # and fails then, through the fatal-error path.
+            def received(data, protocol=protocol):
+                return protocol.data_received(data)
+        self.data_received = functools.partial(context.run, received)
 
 
 TLS_BLOCKER = ("it carries TLS (asyncio's SSLProtocol is bound to its loop); "

@@ -144,49 +144,6 @@ def test_protocol_callbacks_run_in_the_callers_context(ring_run):
     assert ("client", "data", "client") in seen
 
 
-def test_flow_control_callbacks_run_in_the_transports_context(ring_run):
-    # pause_writing/resume_writing run in the context the connection was made
-    # in (as uvloop does), also when the write came from another task's context.
-    seen = []
-
-    class Flow(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.transport = transport
-
-        def pause_writing(self):
-            seen.append(("pause", VAR.get()))
-
-        def resume_writing(self):
-            seen.append(("resume", VAR.get()))
-
-    async def main():
-        loop = asyncio.get_running_loop()
-        with socket.socket() as ls:
-            ls.bind(("127.0.0.1", 0))
-            ls.listen(1)
-            VAR.set("made")
-            tr, proto = await loop.create_connection(Flow, *ls.getsockname())
-            peer, _ = await loop.sock_accept(ls)
-
-            async def write_over():
-                VAR.set("write_over")
-                tr.set_write_buffer_limits(high=256, low=128)
-                while not tr.get_write_buffer_size():
-                    tr.write(b"q" * 65536)
-
-            await asyncio.create_task(write_over())
-            while tr.get_write_buffer_size():   # drain what the peer has not read
-                await asyncio.wait_for(loop.sock_recv(peer, 1 << 20), 10)
-            for _ in range(100):
-                if len(seen) == 2:
-                    break
-                await asyncio.sleep(0.01)
-            tr.close()
-            peer.close()
-    ring_run(main())
-    assert seen == [("pause", "made"), ("resume", "made")]
-
-
 def test_connection_lost_gets_builtin_exception_classes(ring_run):
     async def main():
         loop = asyncio.get_running_loop()
