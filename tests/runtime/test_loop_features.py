@@ -357,8 +357,9 @@ def test_run_raises_keyboardinterrupt_for_sigint_once_main_is_done(fd_guard):
 # -------------------------------------------------------------------- UDP
 
 
+@pytest.mark.parametrize("multishot", [True, False], ids=["multishot", "oneshot"])
 @pytest.mark.parametrize("family", ["ipv4", "ipv6", "unix"])
-def test_udp_echo_10k(ring_run, fd_guard, tmp_path, family):
+def test_udp_echo_10k(ring_run, fd_guard, tmp_path, family, multishot):
     n = 10_000
 
     class Echo(asyncio.DatagramProtocol):
@@ -370,6 +371,7 @@ def test_udp_echo_10k(ring_run, fd_guard, tmp_path, family):
 
     async def main():
         loop = asyncio.get_running_loop()
+        loop.datagram_multishot = multishot and None   # None: where the kernel has it
         if family == "unix":
             srv_kw = {"local_addr": str(tmp_path / "srv"), "family": socket.AF_UNIX}
         else:
