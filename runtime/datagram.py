@@ -37,6 +37,7 @@ import socket
 from asyncio import constants, transports
 
 from ..uring import consts, msg_source, parse_recvmsg_out, probe
+from ..uring.ring import MSG_TRUNC, RECVMSG_OUT_SIZE, RECVMSG_OUT, sockaddr_source
 from .contract import UD_IGNORE
 from .endpoint import FileEndpoint, set_result_unless_cancelled, socket_extra
 from .errors import builtin_error
@@ -51,6 +52,7 @@ _ENOBUFS = errno.ENOBUFS
 # Room for the sender's address in each multishot buffer: the family's sockaddr
 # size (sockaddr_in, sockaddr_in6, sockaddr_un).  Other families receive one-shot.
 _NAMELEN = {socket.AF_INET: 16, socket.AF_INET6: 28, socket.AF_UNIX: 110}
+_unpack_out = RECVMSG_OUT.unpack_from
 _DRAIN_MAX = 64   # datagrams taken per completion before the loop's other work runs again
 
 
@@ -61,6 +63,10 @@ class DatagramState(enum.IntEnum):
     OPEN = 0
     CLOSING = 1
     CLOSED = 2
+
+
+_OPEN = DatagramState.OPEN
+_DROP = object()   # sendto: nothing to send
 
 
 class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
@@ -90,6 +96,7 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
         self._recv_msg = None
         # Multishot receive into the loop's buffer ring (None: one-shot receives).
         self._namelen = _NAMELEN.get(sock.family, 0)
+        self._payload_at = RECVMSG_OUT_SIZE + self._namelen
         self._bufring = bufring if self._namelen else None
         self._recv_ud = loop.handler_ud(self._on_recv_multi if self._bufring else self._on_recv)
         self.truncated = 0   # datagrams cut by a multishot buffer (then one-shot)
@@ -120,6 +127,24 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
                                                      msg=self._recv_msg)
 
     def _on_recv_multi(self, res: int, flags: int, data=None) -> None:
+        if data is not None and flags & _F_MORE and self._state is _OPEN:
+            # The common case inlined (this runs once per datagram): a whole
+            # datagram and the receive still armed.
+            got_name, _, size, mflags = _unpack_out(data)
+            payload = data[self._payload_at:]
+            if size == len(payload) and not mflags & MSG_TRUNC and got_name <= self._namelen:
+                addr = (sockaddr_source(data[RECVMSG_OUT_SIZE:RECVMSG_OUT_SIZE + got_name])
+                        if got_name else None)
+                try:
+                    self._context.run(self._protocol.datagram_received, payload, addr)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal error: protocol.datagram_received() call failed.")
+                return
+        self._on_recv_multi_rest(res, flags, data)
+
+    def _on_recv_multi_rest(self, res: int, flags: int, data) -> None:
         if not flags & _F_MORE:
             self._recv_armed = False
         state = self._state
@@ -209,11 +234,36 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
         return self._buffer_size
 
     def sendto(self, data, addr=None) -> None:
+        if not (type(data) is bytes and data and addr is not None and self._state is _OPEN
+                and not self._address):
+            # (the common case, an unconnected server answering, skips the checks)
+            addr = self._checked_destination(data, addr)
+            if addr is _DROP:
+                return
+        if self._buffer:
+            self._queue(data, addr)
+            return
+        # Nothing queued: send now, as asyncio does.  A datagram the socket
+        # takes at once costs one syscall this way, less than a ring sendmsg
+        # and its completion; what would block goes to the ring.
+        try:
+            if addr is None:
+                self._file.send(data)
+            else:
+                self._file.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self._queue(data, addr)
+        except OSError as exc:
+            self._context.run(self._call_protocol, "error_received", exc)
+
+    def _checked_destination(self, data, addr):
+        """asyncio's checks of a sendto: the address to send to (None: the connected
+        peer), or _DROP for nothing to send (empty data, a closed endpoint)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
         if not data:
-            return
+            return _DROP
         if self._address:
             if addr not in (None, self._address):
                 raise ValueError(f"Invalid address: must be None or {self._address}")
@@ -222,22 +272,11 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
             if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
-            return
-        if not self._buffer:
-            # Nothing queued: send now, as asyncio does.  A datagram the socket
-            # takes at once costs one syscall this way, less than a ring
-            # sendmsg and its completion; what would block goes to the ring.
-            try:
-                if addr is None:
-                    self._file.send(data)
-                else:
-                    self._file.sendto(data, addr)
-                return
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError as exc:
-                self._context.run(self._call_protocol, "error_received", exc)
-                return
+            return _DROP
+        return addr
+
+    def _queue(self, data, addr) -> None:
+        """What the socket would not take now goes out as ring sendmsg operations."""
         if addr is not None:
             addr = _numeric(self._family, addr)  # the ring needs a sockaddr
         self._buffer.append((bytes(data), addr))  # immutable while queued

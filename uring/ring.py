@@ -729,7 +729,7 @@ def msg_source(msg):
 
 
 RECVMSG_OUT_SIZE = lib.rl_recvmsg_out_size()
-_RECVMSG_OUT = struct.Struct("=IIII")
+RECVMSG_OUT = struct.Struct("=IIII")   # namelen, controllen, payloadlen, flags
 MSG_TRUNC = lib.MSG_TRUNC
 
 
@@ -737,7 +737,7 @@ def parse_recvmsg_out(data: bytes, namelen: int):
     """One datagram of a multishot recvmsg buffer (see :meth:`Ring.recvmsg_multishot`,
     ``namelen`` as given there): ``(payload, sender address or None, truncated)``.
     ``truncated``: the datagram did not fit the buffer and its tail is lost."""
-    got_name, _, payload_len, flags = _RECVMSG_OUT.unpack_from(data)
+    got_name, _, payload_len, flags = RECVMSG_OUT.unpack_from(data)
     start = RECVMSG_OUT_SIZE + namelen
     payload = data[start:]
     addr = None
