@@ -43,26 +43,42 @@ from .stats import ConnStats, LoopStats, hottest
 __all__ = ["EpollEventLoop"]
 
 _EWMA = 0.1   # weight of the newest timer lag in lag_ewma_s
+_monotonic = time.monotonic   # the loop's clock (BaseEventLoop.time)
 
 
 class _TimedSelector(selectors.EpollSelector):
-    """epoll, timed: the wait is the loop's idle time (read by other threads)."""
+    """epoll, timed: the wait is the loop's idle time (read by other threads),
+    and the moment it ends gives the timer lag and connections' last activity
+    without another clock read."""
 
     def __init__(self) -> None:
         super().__init__()
         self.wait_s = 0.0
         self.waits = 0
-        self.asleep_since = 0.0    # perf_counter() when the wait in progress began; 0 if none
+        self.asleep_since = 0.0    # monotonic() when the wait in progress began; 0 if none
+        self.woke = 0.0            # monotonic() when the last wait ended (the loop's clock)
+        self.lag_max = 0.0
+        self.lag_ewma = 0.0
+        self.timers: list | None = None   # the loop's timer heap, when lag is measured
 
     def select(self, timeout=None):
-        t0 = time.perf_counter()
+        t0 = _monotonic()
         self.asleep_since = t0
         try:
             return super().select(timeout)
         finally:
             self.asleep_since = 0.0
-            self.wait_s += time.perf_counter() - t0
+            self.woke = t1 = _monotonic()
+            self.wait_s += t1 - t0
             self.waits += 1
+            timers = self.timers
+            if timers:
+                # How late is the earliest timer, now that the wait is over?
+                lag = t1 - timers[0]._when
+                if lag > 0:
+                    if lag > self.lag_max:
+                        self.lag_max = lag
+                    self.lag_ewma += _EWMA * (lag - self.lag_ewma)
 
 
 class _CountingDeque(collections.deque):
@@ -92,16 +108,13 @@ class EpollEventLoop(unix_events.SelectorEventLoop):
         self._telemetry = telemetry
         if telemetry:
             self._ready = _CountingDeque()
-        else:   # no timer-lag measurement either: asyncio's own event processing
-            self._process_events = super()._process_events
+            self._sel.timers = self._scheduled
         self._conns: dict[int, EpollTransport] = {}
         self._owner: int | None = threading.get_ident()
         self._started_at: float | None = None
         self._wall0 = 0.0
         self._idle_hi = 0.0
         self._busy_hi = 0.0
-        self._lag_max = 0.0
-        self._lag_ewma = 0.0
         self.migrations_in = 0
         self.migrations_out = 0
 
@@ -114,19 +127,9 @@ class EpollEventLoop(unix_events.SelectorEventLoop):
         self._owner = threading.get_ident()
         if self._started_at is None:
             self._started_at = self.time()
-            self._wall0 = time.perf_counter()
+            self._wall0 = _monotonic()
         with _publish(self):
             return super().run_forever()
-
-    def _process_events(self, event_list) -> None:
-        super()._process_events(event_list)
-        if self._scheduled:
-            # Right after the wait: how late is the earliest timer?
-            lag = self.time() - self._scheduled[0]._when
-            if lag > 0:
-                if lag > self._lag_max:
-                    self._lag_max = lag
-                self._lag_ewma += _EWMA * (lag - self._lag_ewma)
 
     def _handle_signal(self, sig: int) -> None:
         # As the ring loop (runtime/signals.py): a signal whose handler was
@@ -194,7 +197,7 @@ class EpollEventLoop(unix_events.SelectorEventLoop):
         # clamps keep busy and idle from going down when it ends meanwhile.
         sel = self._sel
         since, waited = sel.asleep_since, sel.wait_s
-        now = time.perf_counter()
+        now = _monotonic()
         wall = now - self._wall0 if self._started_at is not None else 0.0
         idle = waited + (now - since if since else 0.0)
         idle = min(idle, wall) if wall > 0 else idle
@@ -204,7 +207,7 @@ class EpollEventLoop(unix_events.SelectorEventLoop):
         return LoopStats(
             worker=self.worker_id, time=self.time(), uptime=wall, iterations=sel.waits,
             handles_run=ready.popped if isinstance(ready, _CountingDeque) else 0,
-            busy_s=busy, idle_s=idle, lag_max_s=self._lag_max, lag_ewma_s=self._lag_ewma,
+            busy_s=busy, idle_s=idle, lag_max_s=sel.lag_max, lag_ewma_s=sel.lag_ewma,
             connections=len(self._conns), migrations_in=self.migrations_in,
             migrations_out=self.migrations_out, enobufs=None, ring=None, backend=self.backend)
 

@@ -97,10 +97,11 @@ class EpollTransport(_Base):
         if not n:
             self._read_ready__on_eof()
             return
-        if self._loop._telemetry:
+        loop = self._loop
+        if loop._telemetry:
             self.bytes_in += n
             self.ops += 1
-            self.last_active = self._loop.time()
+            self.last_active = loop._sel.woke   # the loop's clock when this wake-up began
         try:
             if data is None:
                 protocol.buffer_updated(n)
