@@ -10,14 +10,17 @@ timer lag), per-connection :class:`~.stats.ConnStats`, and the in-process
 hand-over of a live connection to another worker's loop (the threads share
 the fd table, so no MSG_RING is needed; :mod:`.migration` drives the steps).
 Every public loop API is asyncio's own, so it all works: signals, UDP,
-pipes, subprocesses, TLS, sendfile, ``sock_*``, ``add_reader``.
+pipes, subprocesses, TLS, sendfile, ``sock_*``, ``add_reader``
+(tests/runtime/test_epoll_conformance.py runs CPython's suites on it).  One
+deliberate difference from asyncio's loop, shared with the ring loop: a signal
+whose handler was replaced with ``signal.signal`` is left to that handler.
 
 Why asyncio's selector loop and not a loop of our own on epoll, or uvloop:
-measured in ``scripts/bench serve`` (see README, "The epoll fallback"); in
-short, uvloop's transports cannot be detached from their loop with their
-buffered bytes (no migration, no per-connection counters), and a loop of our
-own on epoll would duplicate asyncio's event handling for a path that runs
-only where io_uring is blocked.
+measured with ``scripts/bench fallback`` and argued in docs/operations.md
+("The epoll fallback"); in short, uvloop's transports cannot be detached from
+their loop with their buffered bytes (no migration, no per-connection
+counters), and a loop of our own on epoll would be a second compiled hot path
+for a path that runs only where io_uring is blocked.
 
 What it does not do: anything a ring does.  Ring-only telemetry (batch sizes,
 flush depths, fixed files, buffer-ring ENOBUFS) is reported as absent
