@@ -14,7 +14,11 @@ Rows (c=64 unless ``--conns`` says otherwise):
   PostgreSQL pools (these drivers are loop-agnostic, so they run on all three
   loops too: does the ring pay for itself?).
 
-``--baseline PYTHON`` adds a fourth column: ringleader's loop as installed in
+The server rows also run ringleader's epoll fallback (``backend="epoll"``, column
+"epoll fallback", issue 18: what a service pays where io_uring is denied); the
+client rows leave it empty (the drivers on asyncio's loop are the asyncio column).
+
+``--baseline PYTHON`` adds a column: ringleader's loop as installed in
 another interpreter's environment (e.g. a venv built from an older commit),
 run by the same servers and clients, for before/after ratios in one run.
 
