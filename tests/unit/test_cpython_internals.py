@@ -143,7 +143,7 @@ def _problems() -> list[str]:
     # asyncio's selector loop and its socket transport.
     from asyncio import selector_events, unix_events
     st = selector_events._SelectorSocketTransport
-    for name in ("_read_ready", "_read_ready__on_eof", "_write_ready", "_fatal_error",
+    for name in ("_read_ready", "_read_ready__on_eof", "_fatal_error",
                  "_force_close", "_call_connection_lost", "_add_reader", "_maybe_pause_protocol",
                  "set_protocol", "write", "write_eof", "close", "pause_reading", "resume_reading"):
         need(callable(getattr(st, name, None)), f"_SelectorSocketTransport.{name}()")
@@ -162,6 +162,8 @@ def _problems() -> list[str]:
         for name in ("_sock", "_sock_fd", "_conn_lost", "_closing", "_paused", "_buffer", "_eof",
                      "_server", "_protocol", "_loop"):
             need(hasattr(t, name), f"_SelectorSocketTransport.{name}")
+        # (a method up to 3.11; 3.12+ set it per instance to the send or sendmsg variant)
+        need(callable(getattr(t, "_write_ready", None)), "_SelectorSocketTransport._write_ready")
         need(sel_loop._transports.get(a.fileno()) is t, "BaseSelectorEventLoop._transports[fd]")
         need(isinstance(getattr(sel_loop, "_selector", None), selectors_mod.BaseSelector),
              "BaseSelectorEventLoop._selector")
