@@ -181,6 +181,7 @@ class Pool(Generic[C]):
         self._opened = False
         self._maint_task: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()  # keeps background tasks referenced
+        self._settles: set[asyncio.Task[None]] = set()  # those settling returned connections
         self._c = dict.fromkeys(
             ("requests_num", "requests_queued", "requests_errors", "requests_timeouts",
              "connections_num", "connections_errors", "connections_lost", "returns_bad",
@@ -256,12 +257,38 @@ class Pool(Generic[C]):
         if self._open_timer is not None:
             self._open_timer.cancel()
             self._open_timer = None
-        for t in list(self._bg):  # refills; a connection they make is closed on arrival
+        for t in list(self._bg - self._settles):  # opens; a connection they make is closed on arrival
             t.cancel()
         pending = [self._close_entry(e, schedule=False) for e in idle]
         pending = [p for p in pending if p is not None]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        await self._drain_background(self.CLOSE_GRACE)
+
+    # close(): how long connections still settling (see reset) may take before
+    # they are closed regardless.
+    CLOSE_GRACE = 1.0
+
+    async def _drain_background(self, grace: float) -> None:
+        """Lets this loop's connections still settling finish within ``grace``
+        (so their server stops working for callers that gave up), cancels the
+        rest (which closes them), and waits, within ``grace`` again, for the
+        closes and cancelled opens: nothing of the pool's is left pending when
+        the loop shuts down.  Other workers' tasks end on their own loops."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        cancelled = False
+        while mine := [t for t in self._bg if t.get_loop() is loop and not t.done()]:
+            left = deadline - loop.time()
+            if left <= 0:
+                if cancelled:
+                    log.info("%s: %d background tasks still running after close", self.name, len(mine))
+                    return
+                cancelled, deadline = True, loop.time() + grace
+                for t in mine:
+                    t.cancel()
+                continue
+            await asyncio.wait(mine, timeout=left)
 
     async def __aenter__(self) -> Pool[C]:
         try:
@@ -634,11 +661,15 @@ class Pool(Generic[C]):
                 log.info("%s: reset failed, discarding connection: %r", self.name, exc)
                 bad = True
             else:
-                if inspect.isawaitable(settling) and self._running_loop() is not None:
+                loop = self._running_loop()
+                if inspect.isawaitable(settling) and loop is not None:
                     # Its hold time runs on until it settles: the database is
                     # busy for the caller that gave up as much as for one that did not.
-                    self._spawn_on(self._running_loop(), self._settle(entry, settling, shared))
+                    self._start_settle(loop, entry, settling, shared)
                     return
+                if inspect.iscoroutine(settling):  # no loop to settle it on
+                    settling.close()
+                    bad = True
         if not shared:
             self._add_usage(entry, now)
         if bad:
@@ -653,9 +684,34 @@ class Pool(Generic[C]):
             self._ms["usage_ms"] += held_ms
             self._w_usage.add(now, held_ms)
 
-    async def _settle(self, entry: _Entry, settling: Awaitable[Any], shared: bool) -> None:
+    def _start_settle(self, loop: asyncio.AbstractEventLoop, entry: _Entry,
+                      settling: Awaitable[Any], shared: bool) -> None:
+        """Settles a returned connection in a background task of ``loop``.  The
+        awaitable is kept on the entry until the task takes it: a task cancelled
+        before its first step (close() right after the release) never runs
+        :meth:`_settle`, and its done callback then closes the awaitable (no
+        "never awaited") and discards the connection (no slot or backend left
+        behind)."""
+        entry.settling = settling
+        task = loop.create_task(self._settle(entry, shared))
+        self._bg.add(task)
+        self._settles.add(task)
+        task.add_done_callback(self._bg.discard)
+        task.add_done_callback(self._settles.discard)
+        task.add_done_callback(lambda t: self._settle_abandoned(entry))
+
+    def _settle_abandoned(self, entry: _Entry) -> None:
+        settling, entry.settling = entry.settling, None
+        if settling is None:
+            return  # _settle ran and gave the connection back
+        if inspect.iscoroutine(settling):
+            settling.close()
+        self._give_back(entry, bad=True)
+
+    async def _settle(self, entry: _Entry, shared: bool) -> None:
         """Awaits what reset() returned, then gives the connection back (or
         discards it if that failed or took longer than ``check_timeout``)."""
+        settling, entry.settling = entry.settling, None
         try:
             async with asyncio.timeout(self.check_timeout):
                 await settling

@@ -31,7 +31,8 @@ def _is_bad(conn: Any) -> bool:
 
 
 class _Entry:
-    __slots__ = ("conn", "worker", "loop", "created", "last_used", "borrowed", "retire", "shared")
+    __slots__ = ("conn", "worker", "loop", "created", "last_used", "borrowed", "retire", "shared",
+                 "settling")
 
     def __init__(self, conn: Any, worker: int, loop: asyncio.AbstractEventLoop, now: float) -> None:
         self.conn = conn
@@ -42,6 +43,7 @@ class _Entry:
         self.borrowed = now
         self.retire = False
         self.shared = False  # held by a multiplexer: usage is counted per command
+        self.settling: Any = None  # what reset() returned, until the settle task takes it
 
 
 class _Waiter:

@@ -148,9 +148,7 @@ class Pool(_GenericPool[Connection]):
                     self.release(e.conn)
                 except InterfaceError:  # released by its multiplexer meanwhile
                     pass
-        closing = [t for t in self._bg if not t.done() and t.get_loop() is loop]
-        if closing:
-            await asyncio.wait(closing, timeout=CLOSE_CANCEL_GRACE)
+        await self._drain_background(CLOSE_CANCEL_GRACE)
 
     def _shared(self, query: Any) -> bool:
         if not self.multiplex:
