@@ -176,10 +176,8 @@ class Pool(_GenericPool[Connection]):
                 # shared connection in a transaction: out of the rotation, and
                 # the reset hook discards it.
                 mux.drop(conn)
-            elif mux.closed or mux._draining or conn._closed_exc is not None:
-                mux.after(conn)
             else:
-                mux._used.add(id(conn))  # inlined after(): the hot path
+                mux.ended(conn)
 
     async def _new_connection(self) -> Connection:
         conn = await connect(self._dsn, **self._connect_kw)
