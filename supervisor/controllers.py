@@ -27,6 +27,7 @@ import math
 
 from .config import PoolAutoscale
 from .observe import Ewma, PoolObs
+from .queueing import erlang_c_servers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,9 +56,19 @@ class LittlesLaw(Controller):
     def recommend(self, obs, now, dt):
         hold_s = (obs.hold_ms or 0.0) / 1e3
         demand = obs.acquire_rate * hold_s
-        target = math.ceil((demand + math.sqrt(demand)) * self.cfg.headroom) if demand > 0 else 0
+        if demand > 0:
+            # Erlang C: the fewest connections for which an acquire waits past
+            # the SLO with probability <= wait_tail (the exact form of
+            # square-root staffing, L + beta sqrt L, whose beta depends on how
+            # long the SLO lets a caller wait in hold times), then the headroom
+            # for the estimate's own error.
+            servers = erlang_c_servers(obs.acquire_rate, hold_s, self.cfg.target_wait_ms / 1e3,
+                                       self.cfg.wait_tail)
+            target = math.ceil(servers * self.cfg.headroom)
+        else:
+            servers = target = 0
         rule = f"L = {obs.acquire_rate:.0f}/s x {hold_s * 1e3:.2f} ms = {demand:.2f}; " \
-               f"(L + sqrt L) x {self.cfg.headroom} = {target}"
+               f"Erlang C {servers} x {self.cfg.headroom} = {target}"
         if self._slo_missed(obs) and target <= obs.cap:
             target = obs.cap + max(1, math.ceil(obs.cap * 0.25))
             rule += f"; wait p99 {obs.wait_p99_ms:.1f} ms > SLO: bump to {target}"

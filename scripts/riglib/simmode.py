@@ -87,6 +87,7 @@ def run_one(pattern: str, contender: str, seed: int, scale: float) -> dict:
         "failed": s["failed"],
         "good_share": s["good_share"],
         "opened": float(s["opened"]),
+        "max_cap": float(s["max_cap"]),
         "conn_seconds": s["conn_seconds"],
         "conn_vs_oracle": s["conn_vs_oracle"],
         "adjustments": adjustments,
