@@ -304,20 +304,23 @@ def _poisson(rng: random.Random, lam: float) -> int:
 class ClientModel:
     """The client's own CPU, which the real runs showed matters (issue 16: the
     service sharing a core with its load generator saw waits of ~90 ms with
-    the database idle).  Each request costs ``cpu_ms`` of one core; at
-    utilisation u the loop lags like an M/M/1 queue (mean ``cpu_ms * u / (1 -
-    u)``, exponential), and past saturation the lag grows with the backlog.
+    the database idle).  Each request costs ``cpu_ms`` of one core, and
+    ``background`` of it is taken by others; at utilisation u the loop lags
+    like an M/M/1 queue whose turns last ``turn_ms`` (default ``cpu_ms``):
+    mean ``turn_ms * u / (1 - u)``, exponential; past saturation the lag
+    grows with the backlog.
     The lag is added to every acquire wait and hold time the pool measures
     (the wake-up after a hand-over or a reply waits its turn) and to each
     request's latency, and is observed by the supervisor as the workers' loop
     lag.  It does not lengthen the database's work."""
     cpu_ms: float = 0.0
     background: float = 0.0   # share of the core taken by others (neighbours, the load generator)
+    turn_ms: float | None = None  # mean loop turn ahead of a wake-up (None: cpu_ms)
 
 
 def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbModel = DbModel(),
              dt: float = 0.001, slo_ms: float = 10.0, period: float = 1.0,
-             client: ClientModel = ClientModel()) -> SimResult:
+             client: ClientModel = ClientModel(), workers: int = 1) -> SimResult:
     """Run one pattern against one contender; deterministic per ``seed``.
 
     The database keeps a *work clock* that advances at the processor-sharing
@@ -331,20 +334,31 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     like a query, so connects slow down under overload and steal capacity
     from the queries: the churn cost the real overload runs showed.  The
     pool's first connections (``min(cap, 1)`` for lazy pools, the whole size
-    for static ones) are open before the load starts, as in the real rig."""
+    for static ones) are open before the load starts, as in the real rig.
+
+    ``workers`` > 1: a strict (per-worker) pool, as the Postgres pool on a
+    ringleader runtime is: each request arrives on a random worker and only
+    that worker's connections serve it; the cap is the pool's total, a
+    worker opens while the total is under it, and a worker below its even
+    share of it closes another worker's idle connection to open its own
+    (drivers/pool.py's slot trading).  The pool opens its first connections
+    on the first worker, as the pool's refill does."""
     rng = random.Random(seed)
+    W = workers
     cap = contender.initial_cap()
-    size = cap if not contender.lazy else min(cap, 1)
-    n_connecting = 0                                    # connects under way (their work in `active`)
-    active: list = []                                   # heap of (finish work-clock, start time, is connect)
+    size = [0] * W
+    size[0] = cap if not contender.lazy else min(cap, 1)
+    n_conn = [0] * W                                    # connects under way (their work in `active`)
+    busy = [0] * W                                      # queries running
+    active: list = []                                   # heap of (finish work-clock, start, is connect, worker)
     work = 0.0                                          # the database's work clock (ms)
-    queue: collections.deque = collections.deque()      # (arrival time, attempt, first arrival)
+    queues = [collections.deque() for _ in range(W)]   # (arrival time, attempt, first arrival)
     retry_heap: list = []
     windows, decisions = [], []
     conn_s = oracle_s = 0.0
     per_wait, per_lat, per_hold, per_lag = [], [], [], []
     per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = 0
-    per_open = size  # the pool's first connections
+    per_open = size[0]  # the pool's first connections
     burst_idle_since = None
     backlog_ms = 0.0  # the client's work past saturation
     t, next_period = 0.0, period
@@ -352,14 +366,31 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     def lag() -> float:
         return rng.expovariate(1.0 / lag_mean) if lag_mean > 0 else 0.0
 
-    def start_query(arr: float, first: float) -> None:
+    def start_query(w: int, arr: float, first: float) -> None:
         nonlocal per_good
         extra = lag()
         per_wait.append((t - arr) * 1e3 + extra)
         demand = db.service_ms * rng.lognormvariate(0, db.jitter)
         per_lat.append((t - first) * 1e3 + demand * slow + extra)
         per_good += per_lat[-1] <= pattern.deadline * 1e3
-        heapq.heappush(active, (work + demand, t, False))
+        busy[w] += 1
+        heapq.heappush(active, (work + demand, t, False, w))
+
+    def open_on(w: int) -> None:
+        nonlocal per_open
+        size[w] += 1
+        per_open += 1
+        n_conn[w] += 1
+        heapq.heappush(active, (work + db.connect_ms, t, True, w))
+
+    def close_idle(n: int, idle: list) -> None:
+        """Closes ``n`` idle connections, from the workers with the most idle first."""
+        for _ in range(n):
+            w = max(range(W), key=lambda v: idle[v])
+            if idle[w] <= 0:
+                return
+            idle[w] -= 1
+            size[w] -= 1
 
     for _ in range(int(round(pattern.duration / dt))):
         t += dt
@@ -367,26 +398,28 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         if client.cpu_ms > 0:
             u = rate * client.cpu_ms / 1e3 + client.background
             backlog_ms = max(0.0, backlog_ms + (u - 1.0) * dt * 1e3)
-            lag_mean = (client.cpu_ms * min(u, 0.95) / (1.0 - min(u, 0.95))) + backlog_ms
+            turn = client.cpu_ms if client.turn_ms is None else client.turn_ms
+            lag_mean = (turn * min(u, 0.95) / (1.0 - min(u, 0.95))) + backlog_ms
         else:
             lag_mean = 0.0
         per_lag.append(lag_mean)
         for _ in range(_poisson(rng, rate * dt)):
-            queue.append((t, 0, t))
+            queues[rng.randrange(W) if W > 1 else 0].append((t, 0, t))
             per_acq += 1
             per_arr += 1
         while retry_heap and retry_heap[0][0] <= t:
-            _, attempt, first = heapq.heappop(retry_heap)
-            queue.append((t, attempt, first))
+            _, attempt, first, w = heapq.heappop(retry_heap)
+            queues[w].append((t, attempt, first))
             per_acq += 1
-        while queue and t - queue[0][0] > pattern.acquire_timeout:
-            _, attempt, first = queue.popleft()
-            per_to += 1
-            per_wait.append(pattern.acquire_timeout * 1e3)
-            if attempt < pattern.retries:
-                heapq.heappush(retry_heap, (t + 0.001 * rng.random(), attempt + 1, first))
-            else:
-                per_fail += 1
+        for w, queue in enumerate(queues):
+            while queue and t - queue[0][0] > pattern.acquire_timeout:
+                _, attempt, first = queue.popleft()
+                per_to += 1
+                per_wait.append(pattern.acquire_timeout * 1e3)
+                if attempt < pattern.retries:
+                    heapq.heappush(retry_heap, (t + 0.001 * rng.random(), attempt + 1, first, w))
+                else:
+                    per_fail += 1
         slow = pattern.slowdown(t)
         capacity = pattern.capacity(t) if pattern.capacity is not None else db.capacity
         # advance the work clock; each completion frees its connection (or
@@ -405,56 +438,73 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 break
             work = active[0][0]
             budget -= need
-            _, started, is_connect = heapq.heappop(active)
+            _, started, is_connect, w = heapq.heappop(active)
             if is_connect:
-                n_connecting -= 1
+                n_conn[w] -= 1
             else:
+                busy[w] -= 1
                 per_done += 1
                 per_hold.append((t - started) * 1e3 + lag())
-            if queue:
-                arr, attempt, first = queue.popleft()
-                start_query(arr, first)
+            if queues[w]:
+                arr, attempt, first = queues[w].popleft()
+                start_query(w, arr, first)
         if not active:
             work += budget
-        idle = size - len(active)  # queries and connects both hold a connection
-        while queue and idle > 0:
-            arr, attempt, first = queue.popleft()
-            start_query(arr, first)
-            idle -= 1
-        cap = contender.on_step(t, cap, len(queue), idle, size)
-        # the pool's burst allowance: opens above the cap for callers that have
-        # waited burst_after (drivers/poolopen.py), closed after burst_linger idle
-        allowance = contender.burst(cap) if queue and t - queue[0][0] >= contender.burst_after else 0
-        if contender.lazy or allowance:
-            # open one connection per waiter up to the cap (the connect is database work)
-            need = min(len(queue) - n_connecting, cap + allowance - size)
+        idle = [size[w] - n_conn[w] - busy[w] for w in range(W)]
+        for w, queue in enumerate(queues):
+            while queue and idle[w] > 0:
+                arr, attempt, first = queue.popleft()
+                start_query(w, arr, first)
+                idle[w] -= 1
+        total, waiting = sum(size), sum(len(q) for q in queues)
+        cap = contender.on_step(t, cap, waiting, sum(idle), total)
+        for w, queue in enumerate(queues):
+            if not queue:
+                continue
+            # the pool's burst allowance: opens above the cap for callers that have
+            # waited burst_after (drivers/poolopen.py), closed after burst_linger idle
+            allowance = contender.burst(cap) if t - queue[0][0] >= contender.burst_after else 0
+            limit = cap + allowance
+            # open one connection per waiter up to the cap (the connect is database
+            # work); a static pool opened all of its own at the start
+            need = min(len(queue) - n_conn[w], limit - sum(size)) if contender.lazy or allowance else 0
+            share = -(-limit // W)
+            if need <= 0 and W > 1 and size[w] < share and len(queue) > n_conn[w]:
+                donor = max((v for v in range(W) if v != w and idle[v] > 0 and size[v] > share),
+                            key=lambda v: idle[v], default=None)
+                if donor is not None:  # slot trading: close one there, open one here
+                    idle[donor] -= 1
+                    size[donor] -= 1
+                    need = 1
             for _ in range(max(0, need)):
-                if size >= db.max_connections:
+                if sum(size) >= db.max_connections:
                     per_cerr += 1
                     break
-                size += 1
-                per_open += 1
-                n_connecting += 1
-                heapq.heappush(active, (work + db.connect_ms, t, True))
-        elif size < cap:
-            per_open += min(cap, db.max_connections) - size
-            size = min(cap, db.max_connections)
+                open_on(w)
+        if not contender.lazy and sum(size) < cap:
+            add = min(cap, db.max_connections) - sum(size)
+            per_open += add
+            size[0] += add
+        total, spare = sum(size), sum(idle)
         limit = cap + contender.burst(cap)
-        if size > limit and idle > 0:
-            size -= min(size - limit, idle)
-        if size > cap and idle > 0:
+        if total > limit and spare > 0:
+            close_idle(min(total - limit, spare), idle)
+        total, spare = sum(size), sum(idle)
+        if total > cap and spare > 0:
             burst_idle_since = t if burst_idle_since is None else burst_idle_since
             if t - burst_idle_since >= contender.burst_linger:
-                size -= min(size - cap, idle)
+                close_idle(min(total - cap, spare), idle)
                 burst_idle_since = None
         else:
             burst_idle_since = None
-        conn_s += size * dt
+        total = sum(size)
+        conn_s += total * dt
         if t >= next_period - 1e-9:
             next_period += period
-            held = len(active) - n_connecting
-            obs = PoolObs(name="db", cap=cap, floor=1, size=size, in_use=held,
-                          available=max(0, size - held - n_connecting), waiting=len(queue),
+            held, connecting = sum(busy), sum(n_conn)
+            obs = PoolObs(name="db", cap=cap, floor=1, size=total, in_use=held,
+                          available=max(0, total - held - connecting),
+                          waiting=sum(len(q) for q in queues),
                           acquire_rate=per_acq / period,
                           hold_ms=(sum(per_hold) / len(per_hold)) if per_hold else None,
                           wait_p99_ms=_pct(per_wait, 0.99) if per_wait else 0.0,
@@ -465,7 +515,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             guard = any("guard" in a.reason for a in acts)
             oracle = erlang_c_servers(rate, db.service_ms * slow / 1e3, slo_ms / 1e3)
             oracle_s += oracle * period
-            windows.append(Window(t=t, offered=rate, cap=cap, size=size,
+            windows.append(Window(t=t, offered=rate, cap=cap, size=total,
                                   wait_p99_ms=obs.wait_p99_ms,
                                   latency_p99_ms=_pct(per_lat, 0.99) if per_lat else 0.0,
                                   completed=per_done, timeouts=per_to, failed=per_fail, oracle=oracle,

@@ -39,6 +39,7 @@ PATTERNS = ("steady", "diurnal", "burst", "drift", "retry_storm", "hot_spot", "o
 SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVICE_CORE, CLIENT_CORE = 1, 1
 BASE_RATE = 200.0
+SERVICE_WORKERS = 2  # the demo service's workers (--workers), as the twin models them
 WARMUP = 2
 
 
