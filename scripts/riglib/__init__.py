@@ -112,6 +112,9 @@ def _main(argv: list[str]) -> int:
             console.print(f"[red]rig: {exc}")
             return 2
         records += real
+        # minutes of real runs: on disk before anything else can fail
+        with open(os.path.join(args.out, "runs.json"), "w") as f:
+            json.dump(summary.clean(records), f)
         # the simulator's prediction of the same runs, beside what they measured
         twins = twin.run(real)
         path = os.path.join(args.out, "sim-vs-real.md")
