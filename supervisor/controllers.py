@@ -69,10 +69,14 @@ class LittlesLaw(Controller):
             servers = target = 0
         rule = f"L = {obs.acquire_rate:.0f}/s x {hold_s * 1e3:.2f} ms = {demand:.2f}; " \
                f"Erlang C {servers} x {self.cfg.headroom} = {target}"
-        if self._slo_missed(obs) and target <= obs.cap:
+        # Waits are evidence of too few connections only once the pool is at its
+        # cap: below it they are connects under way (the real start-up bumped 5 ->
+        # 7 on the first second's connect waits and held it for the whole run).
+        full = obs.size >= obs.cap
+        if self._slo_missed(obs) and target <= obs.cap and full:
             target = obs.cap + max(1, math.ceil(obs.cap * 0.25))
             rule += f"; wait p99 {obs.wait_p99_ms:.1f} ms > SLO: bump to {target}"
-        elif obs.waiting > 0 and target <= obs.cap:
+        elif obs.waiting > 0 and target <= obs.cap and full:
             target = obs.cap + 1
             rule += f"; {obs.waiting} waiting: +1"
         return Recommendation(max(1, target), rule,

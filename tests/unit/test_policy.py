@@ -331,3 +331,18 @@ def test_a_second_worker_is_kept_only_where_it_pays():
     assert kinds == ["add_worker"]
     kinds = [a.kind for a in _worker_trial(0.76)]
     assert kinds == ["add_worker", "remove_worker"]
+
+
+def test_waits_below_the_cap_are_connects_not_a_reason_to_grow():
+    """The real start-up: one connection open under a cap of 5, the first
+    second's callers waited for connects (p99 23 ms) and the SLO bump took
+    the cap to 7 for the whole run.  Below the cap a wait is a connect under
+    way; at the cap the same wait means too few connections."""
+    def first(size):
+        pol = Policy(SupervisorConfig(pools={"db": PoolAutoscale(min=2, max=40)}))
+        o = dataclasses.replace(pobs(5, rate=99, hold=3.6, wait=23.4, waiting=2), size=size)
+        return [a for a in pol.decide(Observation(t=0.0, period=1.0, pools=(o,)))
+                if a.kind == "resize_pool"]
+    assert first(size=1) == []
+    grown = first(size=5)
+    assert grown and grown[0].new > 5
