@@ -58,8 +58,10 @@ def calibrate(records: list[dict]) -> dict:
         for r in cal:
             pg = r["series"]["pools"].get("postgres", {})
             lag = r["series"].get("workers", {}).get("lag_ms") or [0.0] * len(pg.get("hold_ms", []))
-            for h, lg, a in zip(pg.get("hold_ms", []), lag, pg.get("acquire_rate", [])):
-                if h and a:
+            span = realmode.overload_span(pattern, len(r["series"]["t"]))
+            for t, h, lg, a in zip(r["series"]["t"], pg.get("hold_ms", []), lag, pg.get("acquire_rate", [])):
+                # the healthy database: an overload's holds are its effect, not the service time
+                if h and a and (span is None or not span[0] < t <= span[1] + 2.0):
                     holds.append(max(0.5, h - lg))
                     lags.append(lg)
                     rates.append(a)
