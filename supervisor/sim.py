@@ -313,6 +313,17 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = 0
     per_open = size  # the pool's first connections
     burst_idle_since = None
+
+    def start(t: float, work: float, slow: float) -> bool:
+        # The oldest waiter gets a connection at t: its wait ends and its query
+        # starts on the work clock; True if it will meet the deadline.
+        arr, _, first = queue.popleft()
+        per_wait.append((t - arr) * 1e3)
+        demand = db.service_ms * rng.lognormvariate(0, db.jitter)
+        per_lat.append((t - first) * 1e3 + demand * slow)
+        heapq.heappush(active, (work + demand, t))
+        return per_lat[-1] <= pattern.deadline * 1e3
+
     t, next_period = 0.0, period
     for _ in range(int(round(pattern.duration / dt))):
         t += dt
@@ -355,24 +366,14 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             per_done += 1
             per_hold.append((t - started) * 1e3)
             if queue:
-                arr, attempt, first = queue.popleft()
-                per_wait.append((t - arr) * 1e3)
-                demand = db.service_ms * rng.lognormvariate(0, db.jitter)
-                per_lat.append((t - first) * 1e3 + demand * slow)
-                per_good += per_lat[-1] <= pattern.deadline * 1e3
-                heapq.heappush(active, (work + demand, t))
+                per_good += start(t, work, slow)
         if not active:
             work += budget
         while connecting and connecting[0] <= t:
             connecting.popleft()
         idle = size - len(connecting) - len(active)
         while queue and idle > 0:
-            arr, attempt, first = queue.popleft()
-            per_wait.append((t - arr) * 1e3)
-            demand = db.service_ms * rng.lognormvariate(0, db.jitter)
-            per_lat.append((t - first) * 1e3 + demand * slow)
-            per_good += per_lat[-1] <= pattern.deadline * 1e3
-            heapq.heappush(active, (work + demand, t))
+            per_good += start(t, work, slow)
             idle -= 1
         cap = contender.on_step(t, cap, len(queue), idle, size)
         # the pool's burst allowance: opens above the cap for callers that have
