@@ -3,7 +3,9 @@
 Each check reads the source (ast) of the modules on one side of a seam and
 fails on any use of the other side beyond what the seam declares: the
 Postgres flows (streams, transaction) against ``postgres.channel.Channel``,
-the Postgres pool and ``connect`` against the connection's public members.
+the Postgres pool and ``connect`` against the connection's public members,
+both driver pools against the multiplexer's public members (the one hot-path
+exception is written once, in ``drivers.poolfront.finish_shared``).
 """
 import ast
 import inspect
@@ -12,6 +14,7 @@ import typing
 import pytest
 
 from ringleader.drivers.postgres import channel, connect, pool, streams, transaction
+from ringleader.drivers.redis import pool as redis_pool
 from ringleader.drivers.postgres.channel import Channel
 from ringleader.drivers.postgres.connection import Connection
 from ringleader.drivers.postgres.session import State, _TRANSITIONS
@@ -46,6 +49,12 @@ def test_flows_use_only_the_channel(module):
 def test_pool_and_connect_use_no_private_member(module):
     stray = [(ln, a) for ln, a in _uses(module, ("conn",)) if a.startswith("_")]
     assert not stray, f"{module.__name__} reaches into the connection: {stray}"
+
+
+@pytest.mark.parametrize("module", [pool, redis_pool], ids=["postgres", "redis"])
+def test_driver_pools_use_no_private_member_of_the_multiplexer(module):
+    stray = [(ln, a) for ln, a in _uses(module, ("mux", "conn")) if a.startswith("_")]
+    assert not stray, f"{module.__name__} reaches into the multiplexer or connection: {stray}"
 
 
 def test_connection_implements_every_channel_member():
