@@ -39,7 +39,8 @@ def pool_options(kwargs: dict[str, Any], *, driver: str,
     the connection's) and returns them with ``defaults`` filled in and the
     drivers' shared rules applied; ``driver`` names the pool in messages and
     a broken rule raises ``error`` (the driver's InterfaceError)."""
-    pool_kw = {k: (kwargs[k] if k in _BOTH else kwargs.pop(k)) for k in list(kwargs) if k in POOL_KEYS}
+    pool_kw = {k: (kwargs[k] if k in _BOTH else kwargs.pop(k))
+               for k in list(kwargs) if k in POOL_KEYS}
     if "reset" in pool_kw:
         raise error(f"the {driver} pool resets returned connections itself "
                              f"(Connection.reset); reset= is not accepted")
