@@ -37,7 +37,7 @@ import socket
 from asyncio import constants, transports
 
 from ..uring import consts, msg_source, parse_recvmsg_out, probe
-from ..uring.ring import MSG_TRUNC, RECVMSG_OUT_SIZE, RECVMSG_OUT, sockaddr_source
+from ..uring.sockaddr import MSG_TRUNC, RECVMSG_OUT_SIZE, RECVMSG_OUT, sockaddr_source
 from .contract import UD_IGNORE
 from .endpoint import FileEndpoint, set_result_unless_cancelled, socket_extra
 from .errors import builtin_error
