@@ -90,6 +90,7 @@ typedef struct {
     PyObject *transport;
     PyObject *protocol;
     PyObject *data_received;  /* protocol.data_received, bound once */
+    PyObject *context;        /* the contextvars.Context callbacks run in, or NULL */
     PyObject *held;           /* list: bytes received while paused/moving */
     PyObject *wbuf;           /* list of bytes not yet handed to the kernel */
     PyObject *inflight;       /* the bytes the kernel is sending, or NULL */
@@ -152,6 +153,8 @@ static int ring_live(Core *c)
 #include "loopcore/watch.c"
 #include "loopcore/dispatch.c"
 #include "loopcore/sched.c"
+#include "loopcore/timers.c"
+#include "loopcore/iterate.c"
 
 /* ------------------------------------------------------ the Core type */
 
