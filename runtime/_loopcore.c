@@ -121,7 +121,7 @@ static PyObject *make_handle(Core *c, PyTypeObject *type, PyObject *const *args,
 
 static PyObject *s_on_eof, *s_recv_failed, *s_send_failed, *s_fatal_error, *s_deliver,
     *s_maybe_pause, *s_maybe_resume, *s_migration_progress, *s_finish, *s_do_shutdown,
-    *s_protocol_paused, *s_data_received, *s_empty, *s_dr_failed, *s_slow_call_at,
+    *s_protocol_paused, *s_data_received, *s_connection_made, *s_empty, *s_dr_failed, *s_slow_call_at,
     *s_slow_call_later;
 
 /* PyErr_GetRaisedException arrived in 3.12; this is its 3.11 spelling. */
@@ -393,6 +393,7 @@ PyMODINIT_FUNC PyInit__loopcore(void)
     INTERN(s_do_shutdown, "_do_shutdown");
     INTERN(s_protocol_paused, "_protocol_paused");
     INTERN(s_data_received, "data_received");
+    INTERN(s_connection_made, "connection_made");
     INTERN(s_slow_call_at, "_slow_call_at");
     INTERN(s_slow_call_later, "_slow_call_later");
     INTERN(s_dr_failed, "Fatal error: protocol.data_received() call failed.");

@@ -177,11 +177,9 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         self._c.last_active = loop.time()
         if server is not None:
             server._attach()
-        loop.call_soon(self._protocol.connection_made, self, context=self._context)
-        # Armed now, not from a handle: the receive SQE goes out with the next
-        # enter, after connection_made has run in this iteration's ready queue,
-        # so no data can arrive before it (and a pause_reading there cancels it).
-        self._c.arm_recv()
+        # One handle: connection_made, then the receive armed (Stream.start), so
+        # no data reaches the protocol before connection_made ran.
+        loop.call_soon(self._c.start, self._protocol, self, context=self._context)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 

@@ -428,6 +428,45 @@ static PyObject *Stream_release_ring(Stream *s, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* start(protocol, transport): the handle a new transport schedules (in its
+ * context): protocol.connection_made(transport), then arm the receive.  One
+ * handle where there were two (connection_made, then arm_recv), in the same
+ * order: no data can reach the protocol before connection_made ran, wherever
+ * the transport was made (a dispatch, a ready handle, a deferred dispatch).
+ * The receive is armed even when connection_made raised (the error is then
+ * reported by the handle, as before). */
+static PyObject *Stream_start(Stream *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *r, *margs[2];
+    int armed;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "start(protocol, transport)");
+        return NULL;
+    }
+    margs[0] = args[0];
+    margs[1] = args[1];
+    r = PyObject_VectorcallMethod(s_connection_made, margs, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                  NULL);
+    if (r == NULL) {
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        armed = stream_arm_recv(s);
+        if (armed < 0) {
+            /* the arming's error is the newer one: report that */
+            Py_XDECREF(t);
+            Py_XDECREF(v);
+            Py_XDECREF(tb);
+            return NULL;
+        }
+        PyErr_Restore(t, v, tb);
+        return NULL;
+    }
+    Py_DECREF(r);
+    if (stream_arm_recv(s) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* For tests and the cold path: feed one completion as the dispatcher would. */
 static PyObject *Stream_on_recv(Stream *s, PyObject *args)
 {
@@ -535,6 +574,8 @@ static PyMethodDef Stream_methods[] = {
     {"flush", (PyCFunction)Stream_flush, METH_NOARGS, "Hand queued writes to the ring now."},
     {"arm_recv", (PyCFunction)Stream_arm_recv, METH_NOARGS, "Start the multishot receive."},
     {"mark_dirty", (PyCFunction)Stream_mark_dirty, METH_NOARGS, "Queue for the next flush."},
+    {"start", (PyCFunction)(void (*)(void))Stream_start, METH_FASTCALL,
+     "start(protocol, transport): protocol.connection_made(transport), then arm the receive"},
     {"release_ring", (PyCFunction)Stream_release_ring, METH_O,
      "release_ring(freed_ud_base): cancel what is in flight, empty the slot, forget the user_data"},
     {"set_protocol", (PyCFunction)Stream_set_protocol, METH_VARARGS, "set_protocol(p, buffered, context=None)"},

@@ -457,3 +457,50 @@ def test_accepted_connections_give_back_their_slots_and_guard_their_fds():
         srv.close()
         await srv.wait_closed()
     _loop_run(main())
+
+
+def test_connection_made_comes_before_data_on_every_path():
+    # The receive is armed by the same handle that runs connection_made
+    # (Stream.start): on a client transport made from a task, with the peer's
+    # bytes already waiting, data_received must still come second.
+    order = []
+
+    class Greeter(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.write(b"hello")
+
+    class Client(asyncio.Protocol):
+        def __init__(self):
+            self.got = asyncio.get_running_loop().create_future()
+
+        def connection_made(self, transport):
+            order.append("made")
+
+        def data_received(self, data):
+            order.append("data")
+            if not self.got.done():
+                self.got.set_result(data)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(Greeter, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        for _ in range(20):
+            del order[:]
+            tr, proto = await loop.create_connection(Client, "127.0.0.1", port)
+            await asyncio.wait_for(proto.got, 10)
+            assert order[:2] == ["made", "data"], order
+            tr.close()
+        # the bytes already in the socket when the transport is made
+        for _ in range(5):
+            del order[:]
+            a, b = socket.socketpair()
+            b.sendall(b"early")
+            tr, proto = await loop.create_connection(Client, sock=a)
+            await asyncio.wait_for(proto.got, 10)
+            assert order[:2] == ["made", "data"], order
+            tr.close()
+            b.close()
+        srv.close()
+        await srv.wait_closed()
+    _loop_run(main())
