@@ -425,8 +425,9 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             if loop.is_closed():
                 sock.close()
             else:
-                # The close(2) rides with the next batch of SQEs: no syscall of its own.
-                loop.ring.close_fd(sock.detach(), UD_IGNORE)
+                # The close(2) rides with the next batch of SQEs: no syscall of its
+                # own (queued in C: no cffi call, which drops and retakes the GIL).
+                c.close_fd(sock.detach())
             self._protocol = None
             c.detach_objects()  # the stream no longer calls back into us
             server = self._server

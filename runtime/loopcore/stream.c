@@ -467,6 +467,28 @@ static PyObject *Stream_start(Stream *s, PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
+/* close_fd(fd): close(2) the transport's descriptor by an SQE riding the next
+ * enter, result ignored.  Here rather than through the cffi binding's
+ * Ring.close_fd: cffi's wrapper releases and retakes the GIL around every call
+ * (a futex wake per connection once the process has other threads). */
+static PyObject *Stream_close_fd(Stream *s, PyObject *arg)
+{
+    long fd = PyLong_AsLong(arg);
+    int res;
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < 0 || fd > INT_MAX)
+        return PyErr_Format(PyExc_ValueError, "bad fd %ld", fd);
+    if (!ring_live(s->core))
+        return NULL;
+    res = rl_prep_close(s->core->r, (int)fd, 0, 0);
+    if (res) {
+        errno = -res;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
 /* For tests and the cold path: feed one completion as the dispatcher would. */
 static PyObject *Stream_on_recv(Stream *s, PyObject *args)
 {
@@ -576,6 +598,8 @@ static PyMethodDef Stream_methods[] = {
     {"mark_dirty", (PyCFunction)Stream_mark_dirty, METH_NOARGS, "Queue for the next flush."},
     {"start", (PyCFunction)(void (*)(void))Stream_start, METH_FASTCALL,
      "start(protocol, transport): protocol.connection_made(transport), then arm the receive"},
+    {"close_fd", (PyCFunction)Stream_close_fd, METH_O,
+     "close_fd(fd): close the descriptor by an SQE on the next enter"},
     {"release_ring", (PyCFunction)Stream_release_ring, METH_O,
      "release_ring(freed_ud_base): cancel what is in flight, empty the slot, forget the user_data"},
     {"set_protocol", (PyCFunction)Stream_set_protocol, METH_VARARGS, "set_protocol(p, buffered, context=None)"},
