@@ -27,9 +27,25 @@ was used).
 from __future__ import annotations
 
 import enum
+from asyncio import sslproto
 from typing import Any, Callable, Protocol
 
 from . import _loopcore
+
+TLS_BLOCKER = ("it carries TLS (asyncio's SSLProtocol is bound to its loop); "
+               "TLS connections cannot migrate")
+
+
+def protocol_blocker(protocol) -> str | None:
+    """Why ``protocol`` keeps its connection from moving now, or None: TLS
+    (asyncio's SSLProtocol keeps its loop -- callbacks, timers -- and has no
+    hand-over hook, so a TLS connection stays on its worker), else what its
+    own ``migration_blocker()`` says (both backends' transports ask this)."""
+    if isinstance(protocol, sslproto.SSLProtocol):
+        return TLS_BLOCKER
+    check = getattr(protocol, "migration_blocker", None)
+    return check() if check is not None else None
+
 
 # user_data for operations whose completion nobody needs (cancels, shutdowns,
 # closes): no handler is ever registered under it, so the dispatcher drops them.

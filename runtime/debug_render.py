@@ -190,13 +190,20 @@ def worker_row(w: dict, prev: dict | None) -> dict:
     ring = w["ring"]
     row = {k: w[k] for k in ("worker", "connections", "lag_ewma_s", "lag_max_s", "iterations",
                              "migrations_in", "migrations_out", "enobufs")}
-    row.update(fixed_in_use=ring["fixed_in_use"], fixed_capacity=ring["fixed_capacity"],
-               cqes=ring["cqes_reaped"], busy=w["busy_ratio"], batch=w["mean_batch"],
-               flush_depth=w["mean_flush_depth"])
+    row["backend"] = w.get("backend", "uring")
+    row["backend_reason"] = w.get("backend_reason", "")
+    row.update(busy=w["busy_ratio"], batch=w["mean_batch"], flush_depth=w["mean_flush_depth"])
+    # On the epoll fallback there is no ring: its figures are absent ("n/a").
+    if ring is not None:
+        row.update(fixed_in_use=ring["fixed_in_use"], fixed_capacity=ring["fixed_capacity"],
+                   cqes=ring["cqes_reaped"])
+    else:
+        row.update(fixed_in_use=None, fixed_capacity=None, cqes=None)
     if prev is not None:
-        pr = prev["ring"]
         busy, idle = w["busy_s"] - prev["busy_s"], w["idle_s"] - prev["idle_s"]
         row["busy"] = busy / (busy + idle) if busy + idle > 0 else 0.0
+    if prev is not None and ring is not None and prev["ring"] is not None:
+        pr = prev["ring"]
         harvests = sum(ring["batch_hist"]) - sum(pr["batch_hist"])
         row["batch"] = (ring["cqes_reaped"] - pr["cqes_reaped"]) / harvests if harvests else 0.0
         flushes = ring["flushes"] - pr["flushes"]
@@ -212,10 +219,27 @@ def workers_table(rows: list[dict], title: str) -> Table:
     t = compact_table(title, cols)
     for r in rows:
         t.add_row(str(r["worker"]), count(r["connections"]), _pct(r["busy"]),
-                  _ms(r["lag_ewma_s"]), _ms(r["lag_max_s"]), num(r["batch"]),
-                  num(r["flush_depth"]), count(r["fixed_in_use"]),
+                  _ms(r["lag_ewma_s"]), _ms(r["lag_max_s"]), _na(num, r["batch"]),
+                  _na(num, r["flush_depth"]), _na(count, r["fixed_in_use"]),
                   f"{r['migrations_in']}/{r['migrations_out']}")
     return t
+
+
+def _na(fmt, value) -> str:
+    """Ring-only figures: absent on the epoll fallback, shown as ``n/a`` (not ``0``)."""
+    return "n/a" if value is None else fmt(value)
+
+
+def backend_line(rows: list[dict]) -> Text | None:
+    """Which backend the workers run on and why, when it is not io_uring."""
+    off = [r for r in rows if r.get("backend", "uring") != "uring"]
+    if not off:
+        return None
+    ids = "every worker" if len(off) == len(rows) else \
+        "workers " + ", ".join(str(r["worker"]) for r in off)
+    why = off[0].get("backend_reason") or ""
+    return Text(f"backend: {off[0]['backend']} on {ids}" + (f" ({why})" if why else ""),
+                style="yellow")
 
 
 def workers_counts_table(rows: list[dict]) -> Table:
@@ -224,15 +248,17 @@ def workers_counts_table(rows: list[dict]) -> Table:
                [("worker", "right"), ("iterations", "right"), ("CQEs", "right"),
                 ("fixed slots", "right"), ("ENOBUFS", "right")])
     for r in rows:
-        t.add_row(str(r["worker"]), count(r["iterations"]), count(r["cqes"]),
-                  f"{count(r['fixed_in_use'])} of {count(r['fixed_capacity'])}",
-                  count(r["enobufs"]))
+        fixed = "n/a" if r["fixed_in_use"] is None else \
+            f"{count(r['fixed_in_use'])} of {count(r['fixed_capacity'])}"
+        t.add_row(str(r["worker"]), count(r["iterations"]), _na(count, r["cqes"]), fixed,
+                  _na(count, r["enobufs"]))
     return t
 
 
 def hist_table(workers: list[dict], bounds: list[list[int]], field: str, title: str) -> Table:
     """A histogram with one row per bucket and one column per worker (so that
     it stays narrow however many buckets are used)."""
+    workers = [w for w in workers if w["ring"] is not None]   # (none on epoll)
     used = [k for k in range(len(bounds)) if any(w["ring"][field][k] for w in workers)]
     t = compact_table(title, [("bucket", "right")] + [(f"worker {w['worker']}", "right")
                                               for w in workers])
@@ -247,6 +273,9 @@ def workers_view(workers: dict, hist: bool = False, wide: bool = False) -> Group
     """``ringleader workers``: per-worker ring and loop figures since start."""
     rows = [worker_row(w, None) for w in workers["workers"]]
     parts: list = [workers_table(rows, "workers (since start)")]
+    line = backend_line(rows)
+    if line is not None:
+        parts.append(line)
     if wide:
         parts.append(workers_counts_table(rows))
     elif any(r["enobufs"] for r in rows):

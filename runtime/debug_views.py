@@ -22,12 +22,19 @@ __all__ = ["VIEWS", "DebugViews"]
 VIEWS = ("summary", "workers", "hot", "pools", "supervisor", "decisions", "metrics")
 
 
-def _worker_dict(st) -> dict:
+def _worker_dict(st, reason: str) -> dict:
     d = jsonable(st)
     d["busy_ratio"] = st.busy_ratio
-    d["mean_batch"] = st.ring.mean_batch()
-    d["mean_flush_depth"] = st.ring.mean_flush_depth()
+    # Ring-only figures are absent (None) on the epoll fallback, never zeros.
+    d["mean_batch"] = st.ring.mean_batch() if st.ring is not None else None
+    d["mean_flush_depth"] = st.ring.mean_flush_depth() if st.ring is not None else None
+    d["backend_reason"] = reason
     return d
+
+
+def _backend(runtime) -> tuple[str, str]:
+    choice = getattr(runtime, "choice", None)
+    return (choice.name, choice.reason) if choice is not None else ("uring", "")
 
 
 class DebugViews:
@@ -46,6 +53,7 @@ class DebugViews:
         from .. import __version__
         srv = self.server
         stats = self.runtime.stats()
+        backend, reason = _backend(self.runtime)
         sup = self.runtime.registry.supervisor
         sup_info: dict = {"registered": sup is not None}
         if sup is not None:
@@ -63,10 +71,13 @@ class DebugViews:
             "monotonic": time.monotonic(),
             "socket": str(srv.path), "control": srv.control,
             "workers": len(stats), "connections": sum(s.connections for s in stats),
-            "per_worker": [{"worker": s.worker, "connections": s.connections,
+            "backend": backend, "backend_reason": reason,
+            "per_worker": [{"worker": s.worker, "backend": s.backend, "connections": s.connections,
                             "busy_ratio": s.busy_ratio, "lag_ewma_s": s.lag_ewma_s,
-                            "lag_max_s": s.lag_max_s, "mean_batch": s.ring.mean_batch(),
-                            "mean_flush_depth": s.ring.mean_flush_depth()} for s in stats],
+                            "lag_max_s": s.lag_max_s,
+                            "mean_batch": s.ring.mean_batch() if s.ring is not None else None,
+                            "mean_flush_depth": s.ring.mean_flush_depth()
+                            if s.ring is not None else None} for s in stats],
             "pools": [e.name for e in self.runtime.registry.pools()],
             "supervisor": sup_info,
             "debug": {"clients": srv.client_count, **srv.counters},
@@ -74,7 +85,7 @@ class DebugViews:
 
     def workers(self) -> dict:
         return {"hist_bounds": [list(RingStats.bucket_bounds(k)) for k in range(RingStats.HIST_BUCKETS)],
-                "workers": [_worker_dict(s) for s in self.runtime.stats()]}
+                "workers": [_worker_dict(s, _backend(self.runtime)[1]) for s in self.runtime.stats()]}
 
     def hot(self, n: int) -> dict:
         out = []

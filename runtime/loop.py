@@ -45,7 +45,7 @@ from asyncio.log import logger as asyncio_logger
 from ..runningloop import publish as _publish
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
-from .stats import ConnStats, LoopStats
+from .stats import ConnStats, LoopStats, hottest
 from .contract import UD_IGNORE
 from .datagram import DatagramOpsMixin
 from .fdops import FdOpsMixin
@@ -477,9 +477,7 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
 
     def hot_connections(self, n: int = 10) -> list[ConnStats]:
         """The ``n`` connections with the most bytes moved, busiest first."""
-        snaps = [t.conn_stats() for t in list(self._conns.values())]
-        snaps.sort(key=lambda s: s.bytes_in + s.bytes_out, reverse=True)
-        return snaps[:n]
+        return hottest(self._conns.values(), n)
 
     # ------------------------------------------------------------ transports
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):

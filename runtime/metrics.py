@@ -126,24 +126,33 @@ class RuntimeCollector(Collector):
         rt = self.runtime
         loops = rt.stats()
         yield GaugeMetricFamily("ringleader_workers", "Running workers.", value=len(loops))
+        fam = GaugeMetricFamily("ringleader_worker_backend", "1 for the backend each worker runs on.",
+                                labels=["worker", "backend"])
+        for st in loops:
+            fam.add_metric([str(st.worker), st.backend], 1.0)
+        yield fam
         for attr, name, doc, counter in _LOOP:
             fam = _family(name, doc, counter, ["worker"])
             for st in loops:
-                fam.add_metric([str(st.worker)], float(getattr(st, attr)))
+                value = getattr(st, attr)
+                if value is not None:   # (ring-only ones are absent on epoll, not zero)
+                    fam.add_metric([str(st.worker)], float(value))
             yield fam
+        # Ring-only series: a worker on the epoll fallback has no sample in them.
+        rings = [st for st in loops if st.ring is not None]
         for attr, name, doc, counter in _RING:
             fam = _family(name, doc, counter, ["worker"])
-            for st in loops:
+            for st in rings:
                 fam.add_metric([str(st.worker)], float(getattr(st.ring, attr)))
             yield fam
         fam = CounterMetricFamily("ringleader_ring_wait_seconds", "Time blocked in io_uring_enter.",
                                   labels=["worker"])
-        for st in loops:
+        for st in rings:
             fam.add_metric([str(st.worker)], st.ring.wait_ns / 1e9)
         yield fam
         for attr, name, doc, sum_attr in _HISTS:
             fam = HistogramMetricFamily(name, doc, labels=["worker"])
-            for st in loops:
+            for st in rings:
                 fam.add_metric([str(st.worker)], _buckets(getattr(st.ring, attr)),
                                float(getattr(st.ring, sum_attr)))
             yield fam

@@ -15,7 +15,9 @@ every path, leaving the connection usable on exactly one worker or closed
   ``connection_moving(target_loop)`` runs right then, on the source thread, so
   the connection and whoever tracks it (its pool, a multiplexer) switch
   workers at that instant; the fixed file goes to the target ring with
-  MSG_RING SEND_FD.
+  MSG_RING SEND_FD (on the epoll fallback, whose threads share the fd table,
+  the fd goes to the target loop with a call on its thread: the source loop's
+  ``carry``, see :mod:`.epoll`).
 * ``ARRIVED`` (target thread): the file is adopted there, the transport joins
   the target loop and the protocol's ``connection_migrated(transport, loop)``
   runs.  A hook that raises makes the connection fail there (``FAILED``:
@@ -44,7 +46,7 @@ from typing import Protocol, runtime_checkable
 from ..uring import consts, error_from_result
 from .errors import MigrationError, MigrationRefused
 from .loop import TAG_MIGRATE
-from .transport import TLS_BLOCKER
+from .contract import TLS_BLOCKER
 
 logger = logging.getLogger("ringleader.runtime")
 
@@ -178,6 +180,12 @@ class Migration:
         self._to(MigrationState.HANDING_OVER)
         self._moving(self.dst)
         self.pending[self.token] = self
+        carry = getattr(self.src, "carry", None)
+        if carry is not None:
+            # In-process hand-over (epoll): the fd is already the target's too.
+            if not carry(self.dst, self._slot, self.arrive):
+                self._return("the target loop has stopped")
+            return
         ud = self.src._oneshot(self._sent)
         self.src._ring.msg_ring_send_fd(self.dst.ring_fd, self._slot, consts.FILE_INDEX_ALLOC,
                                         TAG_MIGRATE | self.token, ud)
@@ -200,11 +208,14 @@ class Migration:
             return
         if self.state is not MigrationState.HANDING_OVER:
             return
+        self._return(str(error_from_result(res, 'msg_ring(send_fd)', self._slot, True)))
+
+    def _return(self, why: str) -> None:
+        # Source thread: the hand-over failed; the connection rejoins the source.
         self._to(MigrationState.RETURNED)
         self.pending.pop(self.token, None)
         err = MigrationError(f"moving {self.t!r} to worker {self.dst.worker_id} failed: "
-                             f"{error_from_result(res, 'msg_ring(send_fd)', self._slot, True)}; "
-                             f"it stays on worker {self.src.worker_id}")
+                             f"{why}; it stays on worker {self.src.worker_id}")
         self._moving(self.src)
         try:
             self.t._attach(self.src, self._slot, moved=False)
@@ -224,7 +235,8 @@ class Migration:
                 logger.warning("%r: target ring refused the file: %s", self,
                                error_from_result(slot, "msg_ring(send_fd)"))
                 return
-            self.dst._ring.files.adopt(slot)
+            if not hasattr(self.dst, "carry"):   # a ring: the slot is ours now
+                self.dst._ring.files.adopt(slot)
             self.dst.migrations_in += 1
             self.t._attach(self.dst, slot)
         except BaseException as exc:

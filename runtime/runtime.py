@@ -1,35 +1,23 @@
-"""Worker threads, each owning one ring and running a :class:`RingEventLoop`.
+"""The runtime: N workers, each a thread running one event loop, and what spans them.
 
-``Runtime`` starts N workers, lets any thread call into a given worker,
-serves TCP with connections spread across workers, moves live connections
-between workers (:meth:`Runtime.migrate`) and shuts down gracefully.
-``run(main, workers=N)`` is the ``asyncio.run`` of ringleader: ``main`` runs on
-worker 0, in the calling thread.
+``Runtime`` starts N workers (:mod:`.worker`), lets any thread call into a
+given worker, serves TCP with connections spread across workers
+(:mod:`.serving`), moves live connections between workers
+(:meth:`Runtime.migrate`, steps in :mod:`.migration`), adds and removes
+workers, and shuts down gracefully.  ``run(main, workers=N)`` (:mod:`.entry`)
+is the ``asyncio.run`` of ringleader.
 
-Connection spreading has two modes, measured against each other by
-``scripts/bench serve-modes``:
-
-* ``"reuseport"``: every worker has its own listening socket on the port
-  (SO_REUSEPORT); the kernel hashes each new connection to one of them;
-* ``"acceptor"``: worker 0 accepts for everyone (multishot accept) and hands
-  each new socket to the next worker with a MSG_RING message; the receiving
-  worker registers it in its own fixed-file table.
-
-``"reuseport"`` is the default because it was the cheaper one where the two
-differ, on new connections: with ``Connection: close`` (2 workers, one core)
-it took 110 us of server CPU per request against 121 us for the acceptor
-(medians of 5; 112 vs 137 in a second run), whose extra hop (MSG_RING to the
-target worker, a socket object there) is pure overhead per connection.  On
-kept-alive connections both run the same code and measured alike (19.1 vs
-19.5 us/request, within the run-to-run spread).
-
-Migration hands the *fixed file* itself from ring to ring with MSG_RING
-SEND_FD; the transport object (protocol, buffered bytes) follows.
+Backends (:mod:`.backend`): every worker runs on io_uring (a
+:class:`RingEventLoop` per worker; migration hands the *fixed file* from ring
+to ring with MSG_RING SEND_FD) or, where io_uring is denied, on the epoll
+fallback (an :class:`~.epoll.EpollEventLoop` per worker; migration hands the
+fd to the other loop's thread).  The choice is made once per runtime
+(``backend="auto"`` probes) and is the same for all its workers.
 
 The GIL: workers are threads of one interpreter, so Python code on different
 workers does not run in parallel; what overlaps is time spent in the kernel
-(waiting in io_uring_enter, the network stack).  The supervisor measures what
-an extra worker buys instead of assuming it.
+(waiting in io_uring_enter or epoll_wait, the network stack).  The supervisor
+measures what an extra worker buys instead of assuming it.
 """
 from __future__ import annotations
 
@@ -38,157 +26,25 @@ import concurrent.futures
 import itertools
 import logging
 import os
-import resource
-import signal
 import socket
 import threading
 import time
 from typing import Any, Awaitable, Callable
 
-from ..uring import consts, error_from_result
+from . import serving
+from .backend import Choice, choose
+from .epoll_transport import EpollTransport
 from .errors import MigrationError, MigrationRefused, WorkerError
-from .loop import TAG_MIGRATE, TAG_NEWFD, RingEventLoop, _shutdown_listener
 from .migration import Migration
 from .registry import Registry
+from .serving import ServerGroup
 from .stats import LoopStats
 from .transport import RingTransport
+from .worker import Worker, raise_nofile_limit
 
 logger = logging.getLogger("ringleader.runtime")
 
-
-def _raise_nofile_limit() -> None:
-    # Fixed-file tables are bounded by RLIMIT_NOFILE, and a server wants many
-    # sockets: lift the soft limit to the hard one, as most servers do.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-
-
-class Worker:
-    """One thread, one ring, one loop."""
-
-    def __init__(self, runtime: "Runtime", wid: int):
-        self.id = wid
-        self.runtime = runtime
-        self.loop: RingEventLoop | None = None
-        self.thread: threading.Thread | None = None
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self.ring_fd = -1
-        self.draining = False
-
-    def make_loop(self) -> RingEventLoop:
-        loop = RingEventLoop(worker_id=self.id, runtime=self.runtime, **self.runtime.loop_options)
-        self.loop = loop
-        self.ring_fd = loop.ring_fd
-        loop.register_message_handler(TAG_MIGRATE, self.runtime._on_migrate_in)
-        loop.register_message_handler(TAG_NEWFD, self.runtime._on_new_fd)
-        return loop
-
-    def _thread_main(self) -> None:
-        try:
-            loop = self.make_loop()
-        except BaseException as exc:
-            self.error = exc
-            self.ready.set()
-            return
-        asyncio.set_event_loop(loop)
-        self.ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            try:
-                _cancel_all(loop)
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
-            finally:
-                asyncio.set_event_loop(None)
-                loop.close()
-
-    def start_thread(self) -> None:
-        self.thread = threading.Thread(target=self._thread_main, name=f"ringleader-worker-{self.id}",
-                                       daemon=True)
-        self.thread.start()
-        self.ready.wait()
-        if self.error is not None:
-            raise self.error
-
-
-def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
-    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    for t in tasks:
-        t.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-
-
-class ServerGroup:
-    """The listening side of :meth:`Runtime.serve` across all workers."""
-
-    def __init__(self, runtime: "Runtime", port: int, mode: str):
-        self.runtime = runtime
-        self.port = port
-        self.mode = mode
-        self._servers: list[tuple[RingEventLoop, Any]] = []
-        self.closed = False
-
-    def close(self) -> None:
-        """Stop accepting on every worker (thread-safe; connections stay open)."""
-        if self.closed:
-            return
-        self.closed = True
-        for loop, srv in self._servers:
-            if loop.is_closed():
-                continue
-            if threading.get_ident() == loop._owner:
-                srv.close()
-            else:
-                loop.call_soon_threadsafe(srv.close)
-
-
-class _Acceptor:
-    """Worker 0's multishot accept that deals sockets round-robin to workers."""
-
-    def __init__(self, runtime: "Runtime", loop: RingEventLoop, sock: socket.socket,
-                 protocol_factory, lid: int):
-        self.runtime = runtime
-        self.loop = loop
-        self.sock = sock
-        self.factory = protocol_factory
-        self.lid = lid
-        self.rr = itertools.count()
-        self.ud = loop._alloc_ud(self._on_accept)
-        loop._ring.accept(sock.fileno(), self.ud, multishot=True)
-        loop._kick()
-
-    def _on_accept(self, res: int, flags: int) -> None:
-        if res >= 0:
-            # Index modulo the current worker count: workers added later get
-            # their share, and a draining worker is skipped.
-            live = [w for w in self.runtime.workers if not w.draining]
-            target = live[next(self.rr) % len(live)]
-            if target.loop is self.loop:
-                self.loop.adopt_socket(socket.socket(fileno=res), self.factory)
-            else:
-                # res is a process-wide fd: the message carries it to the
-                # target ring, whose handler registers it in its own table.
-                self.loop.send_message(target.ring_fd, TAG_NEWFD, self.lid, res)
-        elif res != -125:  # ECANCELED when closing
-            logger.warning("acceptor: %s", error_from_result(res, "accept", self.sock.fileno()))
-        if not flags & consts.CQE_F_MORE and self.sock.fileno() >= 0:
-            self.loop._ring.accept(self.sock.fileno(), self.ud, multishot=True)
-
-    def close(self) -> None:
-        if self.sock.fileno() < 0:
-            return
-        # As the loop's own servers: late accepts are closed, not leaked, and
-        # shutdown() stops the listener although the ring still references it.
-        self.loop._retire_accept(self.ud)
-        _shutdown_listener(self.sock)
-        self.sock.close()
+__all__ = ["Runtime", "ServerGroup", "Worker"]
 
 
 class Runtime:
@@ -196,13 +52,16 @@ class Runtime:
 
     def __init__(self, workers: int = 1, *, loop_options: dict | None = None,
                  debug_socket: bool | str | os.PathLike = True, control: bool = False,
-                 supervisor=None):
+                 supervisor=None, backend: str = "auto"):
         """``debug_socket``: serve the debug socket (:mod:`ringleader.runtime.debug`)
         at its default path (True), at a given path, or not at all (False);
         ``control=True`` enables its commands that change the runtime.
         ``supervisor``: a :class:`ringleader.supervisor.SupervisorConfig` to run the
         supervisor on worker 0 (it adopts registered pools that carry an
-        ``autoscale`` setting or are named in the config); None runs none."""
+        ``autoscale`` setting or are named in the config); None runs none.
+        ``backend``: ``"auto"`` (io_uring where this process may use it, else
+        the epoll fallback, with one log line saying why), ``"uring"`` (no
+        fallback: RingUnavailableError) or ``"epoll"``."""
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if supervisor is not None:
@@ -210,6 +69,7 @@ class Runtime:
             if not isinstance(supervisor, SupervisorConfig):
                 raise ConfigError(f"supervisor must be a ringleader.supervisor.SupervisorConfig "
                                   f"(or None for no supervisor), got {supervisor!r}")
+        self.choice: Choice = choose(backend)
         self.loop_options = dict(loop_options or {})
         self.debug_socket = debug_socket
         self.control = control
@@ -226,7 +86,7 @@ class Runtime:
         self._lock = threading.Lock()
         self.started = False
         self.stopped = False
-        _raise_nofile_limit()
+        raise_nofile_limit()
 
     # ------------------------------------------------------------ lifecycle
     def start(self, *, skip: tuple[int, ...] = ()) -> "Runtime":
@@ -290,7 +150,7 @@ class Runtime:
             self.workers.append(w)
         for g in self._groups:
             if g.mode == "reuseport" and not g.closed:
-                srv = self.spawn(_listen_reuseport(g, w.loop), w.id).result()
+                srv = self.spawn(serving.listen_reuseport(g, w.loop), w.id).result()
                 g._servers.append((w.loop, srv))
         return w.id
 
@@ -330,7 +190,7 @@ class Runtime:
         except IndexError:
             raise WorkerError(f"no worker {wid}: this runtime has {len(self.workers)}") from None
 
-    def loop(self, wid: int) -> RingEventLoop:
+    def loop(self, wid: int):
         loop = self.worker(wid).loop
         if loop is None or loop.is_closed():
             raise WorkerError(f"worker {wid} is not running")
@@ -377,43 +237,16 @@ class Runtime:
         return [w.loop.stats() for w in self.workers if w.loop is not None and not w.loop.is_closed()]
 
     # ------------------------------------------------------------- serving
+    @property
+    def backend(self) -> str:
+        """``"uring"`` or ``"epoll"``: what every worker runs on (``choice.reason`` says why)."""
+        return self.choice.name
+
     async def serve(self, protocol_factory: Callable[[], asyncio.BaseProtocol], host: str = "127.0.0.1",
                     port: int = 0, *, mode: str = "reuseport", backlog: int = 1024) -> ServerGroup:
-        """Serve TCP on ``host:port`` with connections spread across all workers."""
-        if mode not in ("reuseport", "acceptor"):
-            raise ValueError(f"mode must be 'reuseport' or 'acceptor', got {mode!r}")
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        family, _, _, _, addr = infos[0]
-
-        def listener(bind_port: int) -> socket.socket:
-            return _listener(family, addr, bind_port, backlog, mode == "reuseport")
-
-        first = listener(port)
-        port = first.getsockname()[1]
-        group = ServerGroup(self, port, mode)
-        if mode == "acceptor":
-            lid = next(self._lids)
-            self._listeners[lid] = (protocol_factory,)
-            loop0 = self.loop(0)
-
-            async def start_acceptor():
-                return _Acceptor(self, loop0, first, protocol_factory, lid)
-
-            acc = await self.run_on(0, start_acceptor())
-            group._servers.append((loop0, acc))
-        else:
-            group._listen = listener
-            group._factory = protocol_factory
-            group._backlog = backlog
-            socks = [first] + [listener(port) for _ in self.workers[1:]]
-            for w, s in zip(self.workers, socks):
-                async def start(sock=s):
-                    return await asyncio.get_running_loop().create_server(protocol_factory, sock=sock,
-                                                                          backlog=backlog)
-                srv = await self.run_on(w.id, start())
-                group._servers.append((w.loop, srv))
-        self._groups.append(group)
-        return group
+        """Serve TCP on ``host:port`` with connections spread across all workers
+        (``mode``: ``"reuseport"`` or ``"acceptor"``, see :mod:`.serving`)."""
+        return await serving.serve(self, protocol_factory, host, port, mode, backlog)
 
     def listen_each(self, host: str = "127.0.0.1", port: int = 0, *,
                     backlog: int = 1024) -> list[socket.socket]:
@@ -423,17 +256,7 @@ class Runtime:
         serve on sockets they are given (``uvicorn.Server.serve(sockets=)``,
         aiohttp's ``SockSite``); see :mod:`ringleader.runtime.asgi`.
         Blocking name resolution: call it before serving."""
-        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        socks = [_listener(family, addr, port, backlog, True)]
-        port = socks[0].getsockname()[1]
-        try:
-            for _ in self.workers[1:]:
-                socks.append(_listener(family, addr, port, backlog, True))
-        except BaseException:
-            for s in socks:
-                s.close()
-            raise
-        return socks
+        return serving.listen_each(len(self.workers), host, port, backlog)
 
     async def run_everywhere(self, fn: Callable[[int], Awaitable]) -> list:
         """Run ``fn(worker_id)`` on every worker at once; their results in worker
@@ -442,14 +265,7 @@ class Runtime:
         return await asyncio.gather(*(asyncio.wrap_future(f) for f in futs))
 
     def _on_new_fd(self, lid: int, fd: int) -> None:
-        # Runs on the receiving worker's thread.
-        loop = asyncio.get_running_loop()
-        entry = self._listeners.get(lid)
-        if entry is None or fd < 0:
-            if fd >= 0:
-                os.close(fd)
-            return
-        loop.adopt_socket(socket.socket(fileno=fd), entry[0])
+        serving.on_new_fd(self, lid, fd)
 
     # ----------------------------------------------------------- migration
     async def migrate(self, conn, worker: int) -> None:
@@ -460,7 +276,7 @@ class Runtime:
         failure leaves behind are :mod:`ringleader.runtime.migration`'s: bytes
         that arrive while moving are delivered on the new worker first, bytes
         written meanwhile are sent from there; the fixed file moves with
-        MSG_RING SEND_FD; afterwards the new worker's thread drives the
+        MSG_RING SEND_FD (on epoll, the fd goes to the other loop's thread); afterwards the new worker's thread drives the
         protocol, and code on the old worker must not use the transport.
 
         Raises :class:`MigrationRefused` (a :class:`MigrationError`) when it
@@ -538,27 +354,7 @@ class Runtime:
         await asyncio.get_running_loop().run_in_executor(None, self.stop, 0.0)
 
 
-def _listener(family: int, addr: tuple, port: int, backlog: int, reuseport: bool) -> socket.socket:
-    s = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuseport:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        s.bind((addr[0], port) + tuple(addr[2:]))
-        s.listen(backlog)
-        s.setblocking(False)
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
-async def _listen_reuseport(group: ServerGroup, loop: RingEventLoop):
-    sock = group._listen(group.port)
-    return await loop.create_server(group._factory, sock=sock, backlog=group._backlog)
-
-
-async def _evacuate(rt: Runtime, loop: RingEventLoop, others: list[int], drain_timeout: float) -> int:
+async def _evacuate(rt: Runtime, loop, others: list[int], drain_timeout: float) -> int:
     """On a worker being removed: move its connections to ``others``.  A
     connection busy right now is retried until ``drain_timeout``; one that can
     never move (TLS), or is still busy then, is closed, so its protocol sees
@@ -594,124 +390,23 @@ async def _evacuate(rt: Runtime, loop: RingEventLoop, others: list[int], drain_t
     return moved
 
 
-def _abort_all(loop: RingEventLoop) -> None:
+def _abort_all(loop) -> None:
     for t in list(loop._conns.values()):
         t.abort()
 
 
-def _as_transport(conn) -> RingTransport:
-    if isinstance(conn, RingTransport):
+_OURS = (RingTransport, EpollTransport)
+
+
+def _as_transport(conn) -> RingTransport | EpollTransport:
+    if isinstance(conn, _OURS):
         return conn
     t = getattr(conn, "transport", None) or getattr(conn, "_transport", None)
-    if isinstance(t, RingTransport):
+    if isinstance(t, _OURS):
         return t
-    # asyncio's TLS transport over one of ours: the ring transport below it
+    # asyncio's TLS transport over one of ours: the transport below it
     # decides (it refuses, see RingTransport.migratable).
     t = getattr(getattr(conn, "_ssl_protocol", None), "_transport", None)
-    if isinstance(t, RingTransport):
+    if isinstance(t, _OURS):
         return t
     raise TypeError(f"cannot migrate {conn!r}: it is not (and does not hold) a ringleader transport")
-
-
-class _StopOnSignal:
-    """``ringleader.run``'s SIGINT/SIGTERM handling: the first signal cancels
-    ``main`` (the graceful drain follows); later ones only count (a SIGINT
-    still makes ``run`` raise KeyboardInterrupt after the drain, as
-    ``asyncio.run`` does).  Installed only on the main thread (signal handlers
-    live there)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, main_task: asyncio.Task):
-        self.requested = False     # main was cancelled by a signal (or has ended)
-        self.sigint_during = False   # a SIGINT arrived while main ran
-        self.sigint_after = False    # ... or once main was done (the drain)
-        self._task = main_task
-        self._loop = asyncio.get_running_loop()
-        self._installed: list[int] = []
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in self.SIGNALS:
-            self._loop.add_signal_handler(sig, self._on_signal, sig)
-            self._installed.append(sig)
-
-    def _on_signal(self, sig: int) -> None:
-        if sig == signal.SIGINT:
-            if self._task.done():
-                self.sigint_after = True
-            else:
-                self.sigint_during = True
-        if self.requested:
-            logger.info("%s again while stopping: ignored", signal.Signals(sig).name)
-            return
-        self.requested = True
-        logger.info("%s: draining and stopping", signal.Signals(sig).name)
-        self._task.cancel()
-
-    async def flush(self) -> None:
-        """Run the handlers of signals raised but not yet seen by the loop."""
-        if self._installed and not self._loop.is_closed():
-            self._loop.deliver_pending_signals()
-            await asyncio.sleep(0)
-
-    def uninstall(self) -> None:
-        for sig in self._installed:
-            if not self._loop.is_closed():
-                self._loop.remove_signal_handler(sig)
-        self._installed.clear()
-
-
-def run(main: Callable[..., Awaitable] | Awaitable, *, workers: int = 1, drain_timeout: float = 10.0,
-        debug: bool | None = None, loop_options: dict | None = None,
-        debug_socket: bool | str | os.PathLike = True, control: bool = False,
-        supervisor=None) -> Any:
-    """Like ``asyncio.run``: run ``main`` on worker 0 (this thread) with ``workers`` rings.
-
-    ``main`` is a coroutine, or a coroutine function taking the :class:`Runtime`.
-    Returns its result; on return the runtime drains and stops.  On the main
-    thread the first SIGINT or SIGTERM cancels ``main`` and the drain follows;
-    then, as with ``asyncio.run``, a SIGINT raises KeyboardInterrupt (unless
-    ``main`` caught the cancellation and returned a value), a SIGTERM returns
-    ``None``.  ``debug_socket``, ``control`` and ``supervisor`` are
-    :class:`Runtime`'s.
-    """
-    rt = Runtime(workers, loop_options=loop_options, debug_socket=debug_socket, control=control,
-                 supervisor=supervisor)
-    w0 = rt.workers[0]
-    runner = asyncio.Runner(debug=debug, loop_factory=w0.make_loop)
-    outcome = {"interrupt": False}
-
-    async def entry():
-        rt.start(skip=(0,))
-        await rt.start_supervisor()
-        coro = main(rt) if callable(main) else main
-        main_task = asyncio.ensure_future(coro)
-        stop = _StopOnSignal(main_task)
-        cancelled = False
-        try:
-            return await main_task
-        except asyncio.CancelledError:
-            if not stop.requested:
-                raise
-            cancelled = True
-            return None  # SIGINT/SIGTERM: a requested stop, not a failure
-        finally:
-            # main runs in its own task, so a signal arriving from here on
-            # (uvicorn re-raises the one it handled after its own shutdown)
-            # cannot cancel the drain below midway.
-            stop.requested = True
-            try:
-                await rt.shutdown(drain_timeout)
-            finally:
-                await stop.flush()
-                stop.uninstall()
-                # As asyncio.run: KeyboardInterrupt when a SIGINT cancelled
-                # main or came once main was done; not when main caught the
-                # cancellation and returned a value.
-                outcome["interrupt"] = stop.sigint_after or (stop.sigint_during and cancelled)
-
-    with runner:
-        result = runner.run(entry())
-    if outcome["interrupt"]:
-        raise KeyboardInterrupt()
-    return result

@@ -41,14 +41,16 @@ class LoopStats:
     iterations: int
     handles_run: int         # callbacks/tasks steps run
     busy_s: float            # wall time not blocked in the kernel
-    idle_s: float            # time blocked in io_uring_enter waiting for completions
+    idle_s: float            # time blocked in the kernel waiting (io_uring_enter or epoll_wait)
     lag_max_s: float         # worst lateness of a timer callback since start
     lag_ewma_s: float        # smoothed lateness of timer callbacks
     connections: int
     migrations_in: int
     migrations_out: int
-    enobufs: int             # multishot receives ended because the buffer ring ran dry
-    ring: RingStats
+    # Ring-only telemetry is None on the epoll fallback (absent, not zero):
+    enobufs: int | None      # multishot receives ended because the buffer ring ran dry
+    ring: RingStats | None
+    backend: str = "uring"   # "uring" or "epoll" (runtime/backend.py)
 
     @property
     def busy_ratio(self) -> float:
@@ -59,3 +61,10 @@ class LoopStats:
         d = dataclasses.asdict(self)
         d["busy_ratio"] = self.busy_ratio
         return d
+
+
+def hottest(transports, n: int) -> list[ConnStats]:
+    """The ``n`` connections of ``transports`` with the most bytes moved, busiest first."""
+    snaps = [t.conn_stats() for t in list(transports)]
+    snaps.sort(key=lambda s: s.bytes_in + s.bytes_out, reverse=True)
+    return snaps[:n]

@@ -42,7 +42,7 @@ import warnings
 from asyncio import constants, protocols, sslproto, transports, trsock
 
 from . import _loopcore
-from .contract import UD_IGNORE, StreamState, WriteState
+from .contract import TLS_BLOCKER, UD_IGNORE, StreamState, WriteState, protocol_blocker
 from .errors import builtin_error
 from .stats import ConnStats
 
@@ -505,13 +505,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             return "it is closing"
         if c.migrating and not moving:
             return "it is already migrating"
-        protocol = self._protocol
-        if isinstance(protocol, sslproto.SSLProtocol):
-            # asyncio's SSLProtocol keeps its loop (callbacks, timers) and has
-            # no hand-over hook: a TLS connection stays on its worker.
-            return TLS_BLOCKER
-        check = getattr(protocol, "migration_blocker", None)
-        return check() if check is not None else None
+        return protocol_blocker(self._protocol)
 
     def _begin_migration(self, waiter) -> None:
         """Stop receiving and wait (``waiter``) until no send is in flight."""
@@ -578,10 +572,6 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         if c.wbuf:
             c.mark_dirty()
         c.arm_recv()
-
-
-TLS_BLOCKER = ("it carries TLS (asyncio's SSLProtocol is bound to its loop); "
-               "TLS connections cannot migrate")
 
 
 _LAZY_EXTRA = {"socket": trsock.TransportSocket, "sockname": socket.socket.getsockname,

@@ -8,7 +8,11 @@ Sub-commands (wired into ``scripts/bench``; this file also runs on its own):
 * ``echo``        the same contenders under a small C ping-pong client (compiled
                   by this script with gcc; wrk cannot drive raw TCP);
 * ``serve-modes`` ringleader 2 workers, SO_REUSEPORT per worker against one
-                  multishot acceptor handing sockets to workers.
+                  multishot acceptor handing sockets to workers;
+* ``fallback``    what the epoll fallback costs (issue 18): ringleader on epoll
+                  (``backend="epoll"``: asyncio's selector loop plus the
+                  runtime's telemetry and migration) beside the ring, uvloop and
+                  asyncio's plain loop, HTTP hello and echo (``--proto``).
 
 Method: every server runs in its own subprocess pinned to core 1
 (``taskset -c 1``; with 2 workers both threads share that core, since the
@@ -112,7 +116,8 @@ def serve_main(kind: str, proto: str, workers: int, mode: str, telemetry: bool) 
         ready(group.port)
         await asyncio.Event().wait()
 
-    ringleader.run(main, workers=workers, loop_options={} if telemetry else {"telemetry": False})
+    ringleader.run(main, workers=workers, loop_options={} if telemetry else {"telemetry": False},
+                   backend="epoll" if kind == "ringleader-epoll" else "uring")
 
 
 # ------------------------------------------------------------ contenders
@@ -124,10 +129,16 @@ CONTENDERS = {
     "ringleader-1-notelemetry": ("ringleader", 1, "reuseport", False),
     "ringleader-2-reuseport": ("ringleader", 2, "reuseport", True),
     "ringleader-2-acceptor": ("ringleader", 2, "acceptor", True),
+    # the epoll fallback (backend="epoll"), where io_uring is denied
+    "epoll-1": ("ringleader-epoll", 1, "reuseport", True),
+    "epoll-1-notelemetry": ("ringleader-epoll", 1, "reuseport", False),
+    "epoll-2-reuseport": ("ringleader-epoll", 2, "reuseport", True),
+    "epoll-2-acceptor": ("ringleader-epoll", 2, "acceptor", True),
 }
 DEFAULT = ["asyncio", "uvloop", "ringleader-1", "ringleader-1-notelemetry",
-           "ringleader-2-reuseport", "ringleader-2-acceptor"]
+           "ringleader-2-reuseport", "ringleader-2-acceptor", "epoll-1"]
 SERVE_MODES = ["ringleader-2-reuseport", "ringleader-2-acceptor"]
+FALLBACK = ["uvloop", "asyncio", "ringleader-1", "epoll-1", "epoll-1-notelemetry"]
 
 
 class Server:
@@ -439,7 +450,10 @@ def run_command(name: str, args) -> int:
     for n in names:
         if n not in CONTENDERS:
             raise SystemExit(f"unknown contender {n!r}; choose from {', '.join(CONTENDERS)}")
-    if name == "serve-modes":
+    if name == "fallback":
+        res = cmd_suite(args.proto, names, args)
+        fallback_ratios(res["summary"])
+    elif name == "serve-modes":
         # Keep-alive measures the steady state; close puts every request
         # through accept and the hand-over, where the two modes differ.
         res = {"keepalive": cmd_suite("http", names, args), "close": cmd_suite("http-close", names, args)}
@@ -459,13 +473,31 @@ COMMANDS = {
     "http": ("HTTP/1.1 hello under wrk: asyncio, uvloop, ringleader (CPU us/request, ratios)", DEFAULT),
     "echo": ("TCP echo ping-pong under a C client: same contenders", DEFAULT),
     "serve-modes": ("ringleader Runtime.serve: SO_REUSEPORT per worker vs one acceptor", SERVE_MODES),
+    "fallback": ("the epoll fallback beside the ring, uvloop and asyncio (--proto http|echo)",
+                 FALLBACK),
 }
+
+
+def fallback_ratios(s: dict) -> None:
+    """What the fallback costs, as ratios of median CPU per request."""
+    def cpu(n):
+        return s[n]["cpu_us_per_req"]["median"] if n in s else None
+    ep = cpu("epoll-1")
+    if ep is None:
+        return
+    parts = [f"epoll-1 {ep:.2f} us/req"]
+    for other in ("ringleader-1", "uvloop", "asyncio", "epoll-1-notelemetry"):
+        if cpu(other):
+            parts.append(f"{ep / cpu(other):.2f}x {other}")
+    print("the fallback's CPU per request: " + ", ".join(parts))
 
 
 def register(subparsers) -> None:
     for name, (help_, names) in COMMANDS.items():
         p = subparsers.add_parser(name, help=help_)
         add_arguments(p, names)
+        if name == "fallback":
+            p.add_argument("--proto", choices=("http", "echo", "http-close"), default="http")
         p.set_defaults(func=lambda a, n=name: run_command(n, a))
 
 

@@ -44,8 +44,8 @@ class WorkerObs:
     worker: int
     busy: float              # busy ratio over the period
     lag_ms: float
-    batch: float             # CQEs per enter over the period
-    flush_depth: float       # SQEs per flush over the period
+    batch: float | None      # CQEs per enter over the period (None: no ring, the epoll fallback)
+    flush_depth: float | None  # SQEs per flush over the period (None likewise)
     throughput: float        # callbacks run per second over the period
     load: float              # bytes/s over all its connections
     conns: tuple[ConnObs, ...] = ()
@@ -154,8 +154,8 @@ class Sampler:
                 prev = None
             if prev is None or dt <= 0:
                 busy = ls.busy_ratio
-                batch = ls.ring.mean_batch()
-                depth = ls.ring.mean_flush_depth()
+                batch = ls.ring.mean_batch() if ls.ring is not None else None
+                depth = ls.ring.mean_flush_depth() if ls.ring is not None else None
                 thr = 0.0
             else:
                 dbusy = ls.busy_s - prev.busy_s
@@ -164,13 +164,22 @@ class Sampler:
                 # so a period that ends inside a long wait counts it as busy and
                 # the next one gets it back: clamp instead of reporting busy < 0 or > 1
                 busy = min(1.0, max(0.0, dbusy / (dbusy + didle))) if dbusy + didle > 0 else 0.0
-                denters = sum(ls.ring.batch_hist) - sum(prev.ring.batch_hist)
-                batch = (ls.ring.cqes_reaped - prev.ring.cqes_reaped) / denters if denters else 0.0
-                dfl = ls.ring.flushes - prev.ring.flushes
-                depth = (ls.ring.sqes_submitted - prev.ring.sqes_submitted) / dfl if dfl else 0.0
+                batch, depth = _ring_rates(ls.ring, prev.ring)
                 thr = (ls.handles_run - prev.handles_run) / dt
             cs = tuple(conn_rate.get(ls.worker, ()))
             workers.append(WorkerObs(worker=ls.worker, busy=busy, lag_ms=ls.lag_ewma_s * 1e3,
                                      batch=batch, flush_depth=depth, throughput=thr,
                                      load=sum(c.rate for c in cs), conns=cs))
         return Observation(t=t, period=dt, pools=tuple(pool_obs), workers=tuple(workers))
+
+
+def _ring_rates(ring, prev) -> tuple[float | None, float | None]:
+    """CQEs per enter and SQEs per flush between two ring snapshots (None, None
+    without a ring: the epoll fallback has no such figures)."""
+    if ring is None or prev is None:
+        return None, None
+    denters = sum(ring.batch_hist) - sum(prev.batch_hist)
+    batch = (ring.cqes_reaped - prev.cqes_reaped) / denters if denters else 0.0
+    dfl = ring.flushes - prev.flushes
+    depth = (ring.sqes_submitted - prev.sqes_submitted) / dfl if dfl else 0.0
+    return batch, depth

@@ -6,6 +6,13 @@ marker to forget in a file: unit/ (no I/O), ring/ (real io_uring), runtime/
 (the loop and worker threads), integration/ (real Postgres/Redis servers),
 fuzz/ (hypothesis), rig/ (the traffic rig's simulation), debug/ (the debug
 socket and CLI).  Plain helpers shared by the tiers are in tutil.py.
+
+The epoll fallback tier is the same tests run with io_uring denied to the whole
+pytest process by a seccomp filter (``./scripts/test --epoll``, which wraps
+pytest in ``scripts/deny-uring``; ``./scripts/test`` runs it after the main
+pass).  There, ``URING_DENIED`` is true, the ring tier is skipped, and so is
+any test marked ``ring_only`` or that builds a ring itself (it gets
+RingUnavailableError): each says why in its skip reason.
 """
 import os
 import shutil
@@ -17,6 +24,15 @@ TIERS = ("unit", "ring", "runtime", "integration", "fuzz", "rig", "debug")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def _uring_denied() -> bool:
+    from ringleader.runtime.backend import probe_uring
+    return probe_uring() is not None
+
+
+URING_DENIED = _uring_denied()
+_DENIED_WHY = "io_uring is denied to this process (the epoll fallback tier)"
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         rel = os.path.relpath(str(item.path), _HERE)
@@ -25,6 +41,35 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(f"{rel}: tests live in a tier directory ({', '.join(TIERS)}); "
                                     f"a new tier needs its marker in pyproject.toml and TIERS")
         item.add_marker(getattr(pytest.mark, tier))
+        if URING_DENIED:
+            if tier == "ring":
+                item.add_marker(pytest.mark.skip(reason=f"ring tier: {_DENIED_WHY}"))
+            for m in item.iter_markers("ring_only"):
+                why = m.args[0] if m.args else "tests the ring itself"
+                item.add_marker(pytest.mark.skip(reason=f"ring-only ({why}): {_DENIED_WHY}"))
+
+
+def _skip_if_ring_refused(outcome) -> None:
+    # A test (or fixture) that builds a ring itself is ring-only by nature:
+    # under the filter it gets RingUnavailableError, which is not a failure
+    # of the fallback.  Anything else propagates.
+    from ringleader.uring import RingUnavailableError
+    exc = outcome.excinfo[1] if outcome.excinfo else None
+    if URING_DENIED and isinstance(exc, RingUnavailableError):
+        outcome.force_exception(pytest.skip.Exception(
+            f"ring-only (builds a ring: {type(exc).__name__}): {_DENIED_WHY}", _use_item_location=True))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    outcome = yield
+    _skip_if_ring_refused(outcome)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    outcome = yield
+    _skip_if_ring_refused(outcome)
 
 
 def open_fds() -> set[int]:

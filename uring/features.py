@@ -96,8 +96,8 @@ def _seccomp_mode() -> int | None:
 
 
 _ALLOW = ("allow io_uring_setup, io_uring_enter and io_uring_register in the seccomp profile "
-          "(Docker: --security-opt seccomp=<a profile allowing them>; Kubernetes: a Localhost "
-          "seccompProfile)")
+          "(Docker/Podman: --security-opt seccomp=<a profile allowing them>; Kubernetes: "
+          "securityContext.seccompProfile of type Localhost with such a profile, or Unconfined)")
 
 
 def unavailable(res: int, what: str = "io_uring_setup") -> RingUnavailableError:

@@ -14,7 +14,11 @@ Rows (c=64 unless ``--conns`` says otherwise):
   PostgreSQL pools (these drivers are loop-agnostic, so they run on all three
   loops too: does the ring pay for itself?).
 
-``--baseline PYTHON`` adds a fourth column: ringleader's loop as installed in
+The server rows also run ringleader's epoll fallback (``backend="epoll"``, column
+"epoll fallback", issue 18: what a service pays where io_uring is denied); the
+client rows leave it empty (the drivers on asyncio's loop are the asyncio column).
+
+``--baseline PYTHON`` adds a column: ringleader's loop as installed in
 another interpreter's environment (e.g. a venv built from an older commit),
 run by the same servers and clients, for before/after ratios in one run.
 
@@ -41,7 +45,7 @@ from .dbbench import Pins, rotate, run_python_client
 NAME = "loops"
 HELP = ("issue 13's table: ringleader's loop vs uvloop vs asyncio (HTTP, echo, redis-py, "
         "asyncpg, psycopg, ringleader's pools), CPU per op and ratios in one run")
-LOOPS = ("ringleader", "uvloop", "asyncio")
+LOOPS = ("ringleader", "uvloop", "asyncio", "epoll")   # epoll: ringleader's fallback (issue 18)
 
 
 @dataclasses.dataclass
@@ -76,6 +80,8 @@ def _server_row(key, title, proto, names, args, **goals) -> Row:
     def run(loop: str) -> dict:
         if loop == "baseline":
             r = bench_serve.measure(names["ringleader"], proto, ns, python=args.baseline)
+        elif loop == "epoll" and loop not in names:
+            return {}   # (a row the fallback has no contender in)
         else:
             r = bench_serve.measure(names[loop], proto, ns)
         return {"cpu_us": r["cpu_us_per_req"], "ops_s": r["rps"],
@@ -113,6 +119,8 @@ class _Databases:
 
 def _client_row(key, title, dbs: _Databases, kind, spec, args, **goals) -> Row:
     def run(loop: str) -> dict:
+        if loop == "epoll":
+            return {}   # the drivers on asyncio's loop are the "asyncio" column already
         r = run_python_client(dbs.pins, dict(spec, loop="ringleader" if loop == "baseline" else loop,
                                              kind=kind, target=dbs.target(kind),
                                              conc=args.conns, pool=args.pool,
@@ -123,7 +131,7 @@ def _client_row(key, title, dbs: _Databases, kind, spec, args, **goals) -> Row:
 
 
 def _rows(args, dbs: _Databases) -> list[Row]:
-    same = {"ringleader": "ringleader-1", "uvloop": "uvloop", "asyncio": "asyncio"}
+    same = {"ringleader": "ringleader-1", "uvloop": "uvloop", "asyncio": "asyncio", "epoll": "epoll-1"}
     c = args.conns
     rows = [
         _server_row("http", f"HTTP hello keep-alive c={c}", "http", same, args,
@@ -132,7 +140,8 @@ def _rows(args, dbs: _Databases) -> list[Row]:
                     args, cpu_goal=1.0),
         _server_row("echo", f"TCP echo 64 B c={c}, 1 worker", "echo", same, args, cpu_goal=1.0),
         _server_row("echo-2w", f"TCP echo 64 B c={c}, ringleader 2 workers", "echo",
-                    dict(same, ringleader="ringleader-2-reuseport"), args, cpu_goal=1.0),
+                    dict(same, ringleader="ringleader-2-reuseport", epoll="epoll-2-reuseport"), args,
+                    cpu_goal=1.0),
         _client_row("redispy", f"redis-py+hiredis GET c={c}", dbs, "redis",
                     {"contender": "redispy", "op": "get"}, args, cpu_goal=1.0),
         _client_row("asyncpg", f"asyncpg SELECT (reset off) c={c}", dbs, "postgres",
@@ -164,8 +173,8 @@ class LoopsReport:
 
     def table(self) -> str:
         base = any("baseline" in r.samples for r in self.rows)
-        head = ("workload", "CPU of", "uvloop us/op", "ringleader", "asyncio", "rl/uv CPU",
-                "spread", "rl/uv ops/s", "spread", "goal")
+        head = ("workload", "CPU of", "uvloop us/op", "ringleader", "asyncio", "epoll fallback",
+                "rl/uv CPU", "spread", "rl/uv ops/s", "spread", "goal")
         if base:
             head = head + ("baseline", "base/uv CPU")
         out = [head]
@@ -173,7 +182,8 @@ class LoopsReport:
             def med(loop, k):
                 v = [s[k] for s in row.samples.get(loop, [])]
                 return statistics.median(v) if v else float("nan")
-            cells = [f"{med(lp, 'cpu_us'):.2f} ({med(lp, 'ops_s') / 1e3:.1f}k/s)" for lp in LOOPS]
+            cells = [f"{med(lp, 'cpu_us'):.2f} ({med(lp, 'ops_s') / 1e3:.1f}k/s)"
+                     if row.samples.get(lp) else "-" for lp in LOOPS]
             rc, rr = self._ratios(row, "cpu_us"), self._ratios(row, "ops_s")
             mc = statistics.median(rc) if rc else float("nan")
             mr = statistics.median(rr) if rr else float("nan")
@@ -183,7 +193,7 @@ class LoopsReport:
             if row.rate_goal is not None:
                 goal.append(f"ops/s >= {row.rate_goal}x: "
                             f"{'met' if mr >= row.rate_goal else 'MISSED'}")
-            line = (row.title, row.side, cells[1], cells[0], cells[2], f"{mc:.2f}x",
+            line = (row.title, row.side, cells[1], cells[0], cells[2], cells[3], f"{mc:.2f}x",
                     f"{min(rc, default=0):.2f}-{max(rc, default=0):.2f}", f"{mr:.2f}x",
                     f"{min(rr, default=0):.2f}-{max(rr, default=0):.2f}", "; ".join(goal))
             if base:
@@ -192,7 +202,7 @@ class LoopsReport:
                          f"{statistics.median(bc):.2f}x" if bc else "-")
             out.append(line)
         widths = [max(len(r[i]) for r in out) for i in range(len(head))]
-        lines = ["== loops: ringleader's loop vs uvloop vs asyncio =="]
+        lines = ["== loops: ringleader's loop vs uvloop vs asyncio (and ringleader's epoll fallback) =="]
         lines += [f"  {n}" for n in self.notes] + [""]
         for i, r in enumerate(out):
             lines.append("  ".join(x.ljust(w) if j < 2 else x.rjust(w)
@@ -227,6 +237,8 @@ def run(args) -> LoopsReport:
             for i, row in enumerate(rows):
                 for loop in rotate(loops, rep + i):
                     s = row.run(loop)
+                    if not s:
+                        continue
                     row.samples.setdefault(loop, []).append(s)
                     print(f"  rep {rep + 1}/{args.reps} {row.key:<10} {loop:<10} "
                           f"{s['cpu_us']:8.2f} us/op {s['ops_s']:10.0f} ops/s",

@@ -248,7 +248,9 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
             pools[n]["oracle"].append(erlang_c_servers(rate, hold / 1e3, 0.01) if rate and hold else 1)
         ws = {w["worker"]: w for w in sw[i]["workers"]}
         busy.append([ws[k]["busy"] if k in ws else math.nan for k in range(nworkers)])
-        batch.append([ws[k]["batch"] if k in ws else math.nan for k in range(nworkers)])
+        # (batch is None on the epoll fallback: no ring, no batches; a gap in the plot)
+        batch.append([ws[k]["batch"] if k in ws and ws[k]["batch"] is not None else math.nan
+                      for k in range(nworkers)])
         load.append([ws[k]["load"] if k in ws else math.nan for k in range(nworkers)])
     g = [gw.get(i, {}) for i in idx]
     req_p99 = [w.get("p99_ms", 0.0) for w in g]
@@ -325,6 +327,8 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
         m["ping_pong"] = back
     return {
         "mode": "real", "pattern": pattern, "contender": contender, "seed": rep, "period": period,
+        # what the service's workers ran on: "uring", or "epoll" where io_uring is denied
+        "backend": next((w["backend"] for w in svc["windows"] if "backend" in w), None),
         # offered = the window's arrivals, on the same 1-s windows as completed
         "series": {"t": [float(i) for i in idx], "offered": [w.get("arrivals", 0) for w in g],
                    "achieved": [w.get("done", 0) for w in g], "pools": pools,

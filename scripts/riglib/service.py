@@ -258,6 +258,7 @@ async def amain(rt, cfg: dict):
         tos, app.timeouts = app.timeouts, {"postgres": 0, "redis": 0}
         windows.append({
             "t": round(obs.t, 3),
+            "backend": rt.backend,   # "uring", or "epoll" where io_uring is denied
             "pools": {p.name: {"cap": p.cap, "size": p.size, "in_use": p.in_use, "waiting": p.waiting,
                                "acquire_rate": p.acquire_rate, "hold_ms": p.hold_ms,
                                "wait_p99_ms": _p99(waits[p.name]), "timeouts": tos[p.name],

@@ -25,11 +25,12 @@ class Service:
     """
 
     def __init__(self, *, debug_socket=None, control=False, conns=4, workers=2,
-                 mode="reuseport"):
+                 mode="reuseport", backend="auto"):
         self.dir = tempfile.mkdtemp(prefix="rl-dbg-")
         if debug_socket is None:
             debug_socket = os.path.join(self.dir, "debug.sock")
-        self.rt = Runtime(workers, debug_socket=debug_socket, control=control).start()
+        self.rt = Runtime(workers, debug_socket=debug_socket, control=control,
+                          backend=backend).start()
         self.trips = 0
         self.errors: list[BaseException] = []
         self._stop = False

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import cli_path
@@ -62,6 +64,7 @@ ONE_SHOT = {
 }
 
 
+@pytest.mark.ring_only("snapshots of the ring's figures")
 def test_every_view_at_80_columns(service):
     svc = service(conns=4)
     svc.add_pool()
@@ -71,6 +74,25 @@ def test_every_view_at_80_columns(service):
         _, screen = screen_of(*args, "--socket", str(svc.path), rows=24)
         check_snapshot(name, _snapshot_of(screen, svc))
     svc.wait_trips(50)
+
+
+def test_the_epoll_fallback_says_so_and_shows_ring_figures_as_absent(service):
+    """On epoll the CLI names the backend and why, and the ring-only columns
+    read n/a (absent), never 0."""
+    svc = service(conns=2, backend="epoll", mode="acceptor")
+    svc.wait_trips(50)
+    written, _ = screen_of("workers", "--wide", "--socket", str(svc.path))
+    text = "\n".join(written)
+    assert "backend: epoll on every worker (backend='epoll' was asked for)" in text, text
+    rows = [ln.split() for ln in written if ln.strip()[:1].isdigit()]
+    assert rows and all("n/a" in r for r in rows), text
+    with svc.client() as c:
+        s = c.request("summary")
+        assert s["backend"] == "epoll" and "asked for" in s["backend_reason"]
+        assert {w["backend"] for w in s["per_worker"]} == {"epoll"}
+        assert all(w["mean_batch"] is None for w in s["per_worker"])
+    _, screen = screen_of("stats", "--socket", str(svc.path))
+    assert not any("Exception" in ln or "Traceback" in ln for ln in screen)
 
 
 def test_supervisor_and_decisions_at_80_columns(service):
@@ -104,6 +126,7 @@ def test_supervisor_and_decisions_at_80_columns(service):
     assert not any("Exception" in ln or "Traceback" in ln for ln in screen)
 
 
+@pytest.mark.ring_only("snapshot of the ring's figures")
 def test_top_fits_80x24(service):
     svc = service(conns=6)
     svc.add_pool()

@@ -24,6 +24,8 @@ import pytest
 
 from ringleader.runtime import RingEventLoop, RingEventLoopPolicy
 
+pytestmark = pytest.mark.ring_only("CPython's asyncio tests run against RingEventLoop itself")
+
 try:
     from test.test_asyncio import test_buffered_proto, test_events, test_locks
     from test.test_asyncio import test_queues, test_server, test_sock_lowlevel, test_streams

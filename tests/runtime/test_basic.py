@@ -3,6 +3,8 @@ import asyncio
 import os
 import threading
 
+import pytest
+
 import ringleader
 from ringleader.runtime import RingEventLoop
 from ..tutil import Echo
@@ -15,6 +17,7 @@ async def _echo(r, w):
     w.close()
 
 
+@pytest.mark.ring_only("the ring loop's own type")
 def test_loop_is_ring_loop_and_streams_echo(ring_run, fd_guard):
     async def main():
         loop = asyncio.get_running_loop()
@@ -71,6 +74,7 @@ def test_run_serves_on_all_workers_and_migrates(fd_guard):
     assert threading.active_count() == before_threads
 
 
+@pytest.mark.ring_only("the ring loop's accept path (AcceptedSocket)")
 def test_accepted_socket_object_is_made_only_when_asked(ring_run, fd_guard):
     """A server transport's socket.socket object is made on the first
     get_extra_info("socket"/"sockname"/"peername"); unasked, the fd is still

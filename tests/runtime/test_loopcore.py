@@ -16,6 +16,8 @@ import ringleader
 from ringleader.runtime import RingEventLoop
 from ringleader.runtime.contract import StreamState, WriteState
 
+pytestmark = pytest.mark.ring_only("the ring loop's compiled core")
+
 
 def _loop_run(coro, loop_factory=ringleader.new_event_loop, debug=None):
     with asyncio.Runner(loop_factory=loop_factory, debug=debug) as r:

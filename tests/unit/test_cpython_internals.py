@@ -5,6 +5,7 @@ every name that moved, instead of a loop that breaks at run time."""
 import asyncio
 import collections
 import inspect
+import selectors as selectors_mod
 import socket
 import ssl
 import sys
@@ -137,6 +138,40 @@ def _problems() -> list[str]:
     need(_params(base_events.Server._attach) == [] and _params(base_events.Server._detach) == [],
          "Server._attach() / _detach() without arguments (3.13 made them take the transport)")
     need(callable(getattr(base_events, "_check_ssl_socket", None)), "base_events._check_ssl_socket")
+
+    # The epoll fallback (runtime/epoll.py, runtime/epoll_transport.py) subclasses
+    # asyncio's selector loop and its socket transport.
+    from asyncio import selector_events, unix_events
+    st = selector_events._SelectorSocketTransport
+    for name in ("_read_ready", "_read_ready__on_eof", "_fatal_error",
+                 "_force_close", "_call_connection_lost", "_add_reader", "_maybe_pause_protocol",
+                 "set_protocol", "write", "write_eof", "close", "pause_reading", "resume_reading"):
+        need(callable(getattr(st, name, None)), f"_SelectorSocketTransport.{name}()")
+    need(isinstance(getattr(st, "max_size", None), int), "_SelectorSocketTransport.max_size")
+    need(_params(st.__init__)[:5] == ["loop", "sock", "protocol", "waiter", "extra"],
+         "_SelectorSocketTransport(loop, sock, protocol, waiter, extra, server)")
+    for name in ("_add_reader", "_remove_reader", "_add_writer", "_remove_writer",
+                 "_handle_signal"):
+        need(callable(getattr(unix_events._UnixSelectorEventLoop, name, None)),
+             f"_UnixSelectorEventLoop.{name}()")
+    need(callable(getattr(unix_events, "_sighandler_noop", None)), "unix_events._sighandler_noop")
+    sel_loop = asyncio.SelectorEventLoop()
+    a, b = socket.socketpair()
+    try:
+        t = st(sel_loop, a, asyncio.Protocol())
+        for name in ("_sock", "_sock_fd", "_conn_lost", "_closing", "_paused", "_buffer", "_eof",
+                     "_server", "_protocol", "_loop"):
+            need(hasattr(t, name), f"_SelectorSocketTransport.{name}")
+        # (a method up to 3.11; 3.12+ set it per instance to the send or sendmsg variant)
+        need(callable(getattr(t, "_write_ready", None)), "_SelectorSocketTransport._write_ready")
+        need(sel_loop._transports.get(a.fileno()) is t, "BaseSelectorEventLoop._transports[fd]")
+        need(isinstance(getattr(sel_loop, "_selector", None), selectors_mod.BaseSelector),
+             "BaseSelectorEventLoop._selector")
+        t._sock = None   # (not closed through the loop: no callbacks left behind)
+    finally:
+        a.close()
+        b.close()
+        sel_loop.close()
 
     # What a Server calls on its loop: _start_serving(protocol_factory, sock, ssl_context,
     # server, backlog, ssl_handshake_timeout, ssl_shutdown_timeout), then _stop_serving(sock).
