@@ -39,7 +39,7 @@ import socket
 import threading
 import time
 import weakref
-from asyncio import base_events, events, format_helpers, futures, sslproto, tasks
+from asyncio import base_events, events, format_helpers, futures, tasks
 from asyncio.log import logger as asyncio_logger
 
 from ..runningloop import publish as _publish
@@ -52,6 +52,7 @@ from .fdops import FdOpsMixin
 from .pipes import PipeOpsMixin
 from .signals import SignalMixin
 from .subprocess import SubprocessMixin
+from .tls import RingSSLProtocol
 from .transport import AcceptedSocket, RingTransport
 
 logger = logging.getLogger("ringleader.runtime")
@@ -150,10 +151,15 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
 
     # Debug mode (or odd arguments): the compiled call_at/call_later hand over to asyncio's.
     def _slow_call_at(self, *args, **kwargs):
-        return base_events.BaseEventLoop.call_at(self, *args, **kwargs)
+        return _caller_traceback(base_events.BaseEventLoop.call_at(self, *args, **kwargs))
 
-    def _slow_call_later(self, *args, **kwargs):
-        return base_events.BaseEventLoop.call_later(self, *args, **kwargs)
+    def _slow_call_later(self, delay, callback, *args, context=None):
+        # asyncio's call_later, calling asyncio's call_at directly (not ours,
+        # which would trim the traceback a second time)
+        if delay is None:
+            raise TypeError("delay must not be None")
+        return _caller_traceback(base_events.BaseEventLoop.call_at(
+            self, self.time() + delay, callback, *args, context=context))
 
     def _slow_create_task(self, *args, **kwargs):
         return base_events.BaseEventLoop.create_task(self, *args, **kwargs)
@@ -488,7 +494,7 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None, server=None,
                             ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = RingSSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
@@ -633,6 +639,18 @@ def _handle_failed(handle: events.Handle, exc: BaseException) -> None:
         context["source_traceback"] = handle._source_traceback
     handle._loop.call_exception_handler(context)
 
+
+
+_OWN_FILES = frozenset((base_events.__file__, __file__))
+
+
+def _caller_traceback(handle):
+    """A debug-mode handle's creation traceback ends at the caller, as on asyncio's
+    loop: the frames of the compiled core's Python fallbacks are dropped."""
+    tb = handle._source_traceback
+    while tb and tb[-1].filename in _OWN_FILES:
+        del tb[-1]
+    return handle
 
 
 def new_event_loop(**kwargs) -> RingEventLoop:

@@ -235,6 +235,18 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         c = self._c
         return c.reading and c.state == _OPEN
 
+    # asyncio's selector transports keep these two flags; code written against
+    # them reads them, so they are offered read-only.
+    @property
+    def _paused(self) -> bool:
+        """True after pause_reading()."""
+        return not self._c.reading
+
+    @property
+    def _closing(self) -> bool:
+        """True once close() or abort() was called (or the connection was lost)."""
+        return self._c.state != _OPEN
+
     def pause_reading(self) -> None:
         c = self._c
         if not c.reading or c.state != _OPEN:

@@ -22,11 +22,12 @@ from .ring import (
     RingStats,
     msg_flags,
     msg_source,
+    parse_recvmsg_out,
 )
 from . import consts
 
 __all__ = [
     "BufferRing", "Completion", "Features", "FixedFiles", "Ring", "RingFullError", "RingStats",
     "RingUnavailableError", "UringError", "check", "consts", "error_from_result", "msg_flags",
-    "msg_source", "probe",
+    "msg_source", "parse_recvmsg_out", "probe",
 ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import struct
 import threading
 
 from . import consts
@@ -514,6 +515,22 @@ class Ring:
         self._keep[ud] = (cbuf, msg)
         return msg
 
+    def recvmsg_multishot(self, fd: int, bufring: BufferRing, namelen: int, ud: int, *,
+                          msg=None):
+        """Keep receiving datagrams, each into a buffer of ``bufring`` (CQE flags carry its
+        id).  A buffer holds :data:`RECVMSG_OUT_SIZE` bytes of header (namelen,
+        controllen, payloadlen, flags: four native u32), ``namelen`` bytes of room for
+        the sender's address, then the payload (see :func:`parse_recvmsg_out`).  Ends
+        (a CQE without F_MORE) on cancel, on error and with -ENOBUFS when ``bufring``
+        ran dry: re-arm.  Returns the template header (``msg``, reused when given)."""
+        if msg is None:
+            msg = ffi.new("struct rl_msg *")
+        res = lib.rl_prep_recvmsg_multi(self._r, fd, msg, namelen, bufring.bgid, ud, 0)
+        if res:
+            self._check_sqe(res, "recvmsg", fd)
+        self._keep[ud] = msg
+        return msg
+
     def sendmsg(self, fd: int, data, address, family: int, ud: int, *, flags: int = 0) -> None:
         """Send ``data`` as one datagram to ``address`` (None: the connected peer)."""
         cbuf = ffi.from_buffer(data)
@@ -708,7 +725,29 @@ def msg_source(msg):
     n = lib.rl_msg_namelen(msg)
     if n == 0:
         return None
-    raw = ffi.unpack(lib.rl_msg_name(msg), n)
+    return sockaddr_source(ffi.unpack(lib.rl_msg_name(msg), n))
+
+
+RECVMSG_OUT_SIZE = lib.rl_recvmsg_out_size()
+RECVMSG_OUT = struct.Struct("=IIII")   # namelen, controllen, payloadlen, flags
+MSG_TRUNC = lib.MSG_TRUNC
+
+
+def parse_recvmsg_out(data: bytes, namelen: int):
+    """One datagram of a multishot recvmsg buffer (see :meth:`Ring.recvmsg_multishot`,
+    ``namelen`` as given there): ``(payload, sender address or None, truncated)``.
+    ``truncated``: the datagram did not fit the buffer and its tail is lost."""
+    got_name, _, payload_len, flags = RECVMSG_OUT.unpack_from(data)
+    start = RECVMSG_OUT_SIZE + namelen
+    payload = data[start:]
+    addr = None
+    if got_name:
+        addr = sockaddr_source(data[RECVMSG_OUT_SIZE:RECVMSG_OUT_SIZE + min(got_name, namelen)])
+    return payload, addr, bool(flags & MSG_TRUNC) or payload_len > len(payload)
+
+
+def sockaddr_source(raw: bytes):
+    """A raw ``struct sockaddr`` as ``socket.recvfrom`` gives the address (cached)."""
     addr = _SOURCES.get(raw)
     if addr is None:
         if len(_SOURCES) >= 4096:
@@ -718,7 +757,6 @@ def msg_source(msg):
 
 
 def _decode_sockaddr(raw: bytes):
-    import struct
     family = struct.unpack("=H", raw[:2])[0]
     if family == socket.AF_INET:
         return socket.inet_ntoa(raw[4:8]), struct.unpack("!H", raw[2:4])[0]

@@ -148,9 +148,7 @@ class Pool(_GenericPool[Connection]):
                     self.release(e.conn)
                 except InterfaceError:  # released by its multiplexer meanwhile
                     pass
-        closing = [t for t in self._bg if not t.done() and t.get_loop() is loop]
-        if closing:
-            await asyncio.wait(closing, timeout=CLOSE_CANCEL_GRACE)
+        await self._drain_background(CLOSE_CANCEL_GRACE)
 
     def _shared(self, query: Any) -> bool:
         if not self.multiplex:
@@ -178,10 +176,8 @@ class Pool(_GenericPool[Connection]):
                 # shared connection in a transaction: out of the rotation, and
                 # the reset hook discards it.
                 mux.drop(conn)
-            elif mux.closed or mux._draining or conn._closed_exc is not None:
-                mux.after(conn)
             else:
-                mux._used.add(id(conn))  # inlined after(): the hot path
+                mux.ended(conn)
 
     async def _new_connection(self) -> Connection:
         conn = await connect(self._dsn, **self._connect_kw)

@@ -194,10 +194,7 @@ class Pool(Commands, Iterators):
                 mux.after(conn)
                 raise
             self._pool.count_request(loop.time() - t0)
-            if mux.closed or mux._draining or conn.is_closed:
-                mux.after(conn)
-            else:
-                mux._used.add(id(conn))  # inlined after(): the hot path
+            mux.ended(conn)
             return reply if transform is None else transform(reply)
 
     async def _run_exclusive(self, args: tuple, transform: Callable[[Any], Any] | None,

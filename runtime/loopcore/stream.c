@@ -60,11 +60,15 @@ static int stream_mark_dirty(Stream *s)
     return PyList_Append(s->core->dirty, (PyObject *)s);
 }
 
+/* At most this much of the queue is joined into one send: a queue of a GiB
+ * of small writes is sent in 1-MiB pieces, never copied whole. */
+#define FLUSH_JOIN_MAX (1 << 20)
+
 /* Hand the queued writes to the ring as one send (at most one in flight). */
 static int stream_flush(Stream *s)
 {
     PyObject *data;
-    Py_ssize_t n;
+    Py_ssize_t n, total;
     int res;
     s->dirty = 0;
     n = PyList_GET_SIZE(s->wbuf);
@@ -72,11 +76,29 @@ static int stream_flush(Stream *s)
         return 0;
     if (!ring_live(s->core))
         return -1;
+    total = PyBytes_GET_SIZE(PyList_GET_ITEM(s->wbuf, 0));
+    if (total < FLUSH_JOIN_MAX) {
+        Py_ssize_t k = 1;
+        while (k < n) {
+            Py_ssize_t more = PyBytes_GET_SIZE(PyList_GET_ITEM(s->wbuf, k));
+            if (total + more > FLUSH_JOIN_MAX)
+                break;
+            total += more;
+            k++;
+        }
+        n = k;
+    } else {
+        n = 1;
+    }
     if (n == 1) {
         data = PyList_GET_ITEM(s->wbuf, 0);
         Py_INCREF(data);
     } else {
-        data = _PyBytes_Join(s_empty, s->wbuf);
+        PyObject *part = PyList_GetSlice(s->wbuf, 0, n);
+        if (part == NULL)
+            return -1;
+        data = _PyBytes_Join(s_empty, part);
+        Py_DECREF(part);
         if (data == NULL)
             return -1;
     }
@@ -87,6 +109,7 @@ static int stream_flush(Stream *s)
     /* inflight keeps the bytes alive for the kernel until the send's CQE (or,
      * if the transport dies first, _finish hands them to the ring's keep). */
     s->inflight = data;
+    s->inflight_off = 0;
     res = rl_prep_send_fixed(s->core->r, s->slot, PyBytes_AS_STRING(data),
                              (unsigned)PyBytes_GET_SIZE(data), s->ud_send);
     if (res) {
@@ -122,7 +145,17 @@ static int stream_deliver(Stream *s, PyObject *data)
     PyObject *r;
     if (s->buffered)
         return call_transport(s, s_deliver, data, NULL);
-    r = call_in_context(s->context, s->data_received, data);
+    if (s->data_received != NULL) {
+        r = call_in_context(s->context, s->data_received, data);
+    } else if (s->protocol == NULL) {
+        return 0;  /* detached: connection_lost ran */
+    } else {
+        /* no data_received when set_protocol ran: look it up now, so the
+         * AttributeError (or a late-added method) comes out as asyncio's would */
+        PyObject *dr = PyObject_GetAttr(s->protocol, s_data_received);
+        r = dr == NULL ? NULL : call_in_context(s->context, dr, data);
+        Py_XDECREF(dr);
+    }
     if (r != NULL) {
         Py_DECREF(r);
         return 0;
@@ -211,18 +244,17 @@ static int stream_on_send(Stream *s, int res)
         s->last_active = s->core->now;
     }
     s->wsize -= res;
-    len = PyBytes_GET_SIZE(data);
+    len = PyBytes_GET_SIZE(data) - s->inflight_off;
     if (res < len) {
-        /* Short send: resend the rest before anything queued after it. */
-        PyObject *rest = PyBytes_FromStringAndSize(PyBytes_AS_STRING(data) + res, len - res);
-        if (rest == NULL)
-            return -1;
-        s->inflight = rest;
-        Py_DECREF(data);
+        /* Short send: resend the rest before anything queued after it, from
+         * the same bytes (a copy of the rest per short send made sending a
+         * large buffer quadratic). */
+        s->inflight_off += res;
         /* Also while a move prepares: it waits for this send to finish. */
         if (s->state < ST_LOST) {
-            int rc = rl_prep_send_fixed(s->core->r, s->slot, PyBytes_AS_STRING(rest),
-                                        (unsigned)PyBytes_GET_SIZE(rest), s->ud_send);
+            int rc = rl_prep_send_fixed(s->core->r, s->slot,
+                                        PyBytes_AS_STRING(data) + s->inflight_off,
+                                        (unsigned)(len - res), s->ud_send);
             if (rc) {
                 errno = -rc;
                 PyErr_SetFromErrno(PyExc_OSError);
@@ -361,8 +393,14 @@ static PyObject *Stream_set_protocol(Stream *s, PyObject *args)
     }
     if (!buffered) {
         dr = PyObject_GetAttr(protocol, s_data_received);
-        if (dr == NULL)
-            return NULL;
+        if (dr == NULL) {
+            /* asyncio looks data_received up when data arrives: a protocol
+             * without one (get_buffer, but not a BufferedProtocol) is accepted
+             * and fails then, through the fatal-error path (stream_deliver). */
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return NULL;
+            PyErr_Clear();
+        }
     }
     Py_INCREF(protocol);
     Py_XSETREF(s->protocol, protocol);
