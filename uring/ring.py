@@ -202,10 +202,12 @@ class BufferRing:
     out and gives the buffer straight back, so a buffer is never held by Python.
     """
 
-    def __init__(self, ring: "Ring", count: int, size: int, bgid: int):
+    def __init__(self, ring: "Ring", count: int, size: int, bgid: int, bid_base: int = 0):
         self._ring = ring
         self._b = ffi.new("struct rl_bufring *")
-        res = lib.rl_bufring_setup(ring._r, self._b, count, size, bgid)
+        # bid_base: the buffers' ids start there (a completion names a buffer's id,
+        # not its group: two groups that one harvest serves need disjoint ids).
+        res = lib.rl_bufring_setup_at(ring._r, self._b, count, size, bgid, bid_base)
         if res < 0:
             self._b = None
             raise ring._error(res, "register_buf_ring", detail=f"group {bgid}, {count} x {size} B")
@@ -343,10 +345,11 @@ class Ring:
     def pending_bytes(self) -> int:
         return self._r.pending_bytes
 
-    def buffer_ring(self, count: int = 256, size: int = 16384, bgid: int | None = None) -> BufferRing:
+    def buffer_ring(self, count: int = 256, size: int = 16384, bgid: int | None = None,
+                    bid_base: int = 0) -> BufferRing:
         if bgid is None:
             bgid = len(self._bufrings)
-        br = BufferRing(self, count, size, bgid)
+        br = BufferRing(self, count, size, bgid, bid_base)
         self._bufrings.append(br)
         return br
 
