@@ -40,7 +40,7 @@ import socket
 from asyncio import constants, transports
 
 from ..uring import consts, msg_source, parse_recvmsg_out, probe
-from ..uring.ring import MSG_TRUNC, RECVMSG_OUT_SIZE, RECVMSG_OUT, sockaddr_source
+from ..uring.sockaddr import MSG_TRUNC, RECVMSG_OUT_SIZE, RECVMSG_OUT, sockaddr_source
 from .contract import UD_IGNORE
 from .endpoint import FileEndpoint, set_result_unless_cancelled, socket_extra
 from .errors import builtin_error
@@ -388,14 +388,15 @@ class DatagramOpsMixin:
     # sockets) and never takes a buffer from the streams' ring.
     datagram_buffers: int = 32
     _dgram_bufring = None
+    _dgram_ring = None   # the ring the group belongs to (a new ring gets its own)
 
     def _datagram_bufring(self):
         br = self._dgram_bufring
-        if br is None or br._ring is not self._ring:
+        if br is None or self._dgram_ring is not self._ring:
             br = self._ring.buffer_ring(self.datagram_buffers, _DGRAM_BUF_SIZE, bgid=_DGRAM_BGID,
                                         bid_base=_DGRAM_BID_BASE)
             self._core.set_bufring2(*br.c_struct())
-            self._dgram_bufring = br
+            self._dgram_bufring, self._dgram_ring = br, self._ring
         return br
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):

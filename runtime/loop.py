@@ -30,7 +30,6 @@ touch it.  Signal handlers (:mod:`.signals`), datagram endpoints
 """
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import errno
 import logging
@@ -45,6 +44,7 @@ from asyncio.log import logger as asyncio_logger
 from ..runningloop import publish as _publish
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
+from .asyncio_compat import DefaultPolicyBase
 from .stats import ConnStats, LoopStats, hottest
 from .contract import UD_IGNORE
 from .datagram import DatagramOpsMixin
@@ -626,7 +626,7 @@ def new_event_loop(**kwargs) -> RingEventLoop:
     return RingEventLoop(**kwargs)
 
 
-class RingEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+class RingEventLoopPolicy(DefaultPolicyBase):
     """``asyncio.set_event_loop_policy(RingEventLoopPolicy())`` makes asyncio.run use rings.
 
     asyncio's Unix policy underneath: its child watcher is there for code that

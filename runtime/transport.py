@@ -43,6 +43,7 @@ import warnings
 from asyncio import constants, protocols, sslproto, transports, trsock
 
 from . import _loopcore
+from .asyncio_compat import server_attach, server_detach
 from .contract import TLS_BLOCKER, UD_IGNORE, StreamState, WriteState, protocol_blocker
 from .errors import builtin_error
 from .stats import ConnStats
@@ -166,7 +167,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         self.set_protocol(protocol)
         self._c.last_active = loop.time()
         if server is not None:
-            server._attach()
+            server_attach(server, self)
         loop.call_soon(self._protocol.connection_made, self, context=self._context)
         loop.call_soon(self._c.arm_recv)
         if waiter is not None:
@@ -447,10 +448,10 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
                 # away from the server's worker reports its end on that worker.
                 home = server._loop
                 if home is self._loop or home.is_closed():
-                    server._detach()
+                    server_detach(server, self)
                 else:
                     try:
-                        home.call_soon_threadsafe(server._detach)
+                        home.call_soon_threadsafe(server_detach, server, self)
                     except RuntimeError:  # the home loop closed meanwhile
                         pass
 
