@@ -246,6 +246,7 @@ static int rl_enter(struct rl_ring *r, unsigned wait_nr, int64_t timeout_ns,
 }
 
 static void rl_bufring_recycle(struct rl_bufring *b, unsigned bid);
+static char *rl_buf_addr(struct rl_bufring *b, unsigned bid);
 
 /* Harvest for an event loop that owns one provided-buffer ring: like rl_enter's
  * copy-out, but a completion that carries a buffer (F_BUFFER) has its bytes
@@ -283,7 +284,7 @@ static int rl_harvest_bufs(struct rl_ring *r, uint64_t *ud, int32_t *res, uint32
                         full = 1;
                         break;
                     }
-                    memcpy(arena + used, b->base + (size_t)bid * b->size, (size_t)rs);
+                    memcpy(arena + used, rl_buf_addr(b, bid), (size_t)rs);
                     offs[got + i] = used;
                     used += (unsigned)rs;
                 }
@@ -600,13 +601,19 @@ static int rl_prep_msg_ring_fd(struct rl_ring *r, int target_ring_fd, unsigned s
 
 /* ---- provided-buffer ring (kernel >= 5.19) ---- */
 
-static int rl_bufring_setup(struct rl_ring *r, struct rl_bufring *b, unsigned count,
-                            unsigned size, int bgid)
+/* Buffers get ids bid_base + i.  A completion names its buffer's id but not its
+ * group, so a loop with two groups gives them disjoint id ranges (0.. and 32768..)
+ * and tells them apart by the id alone.  bid_base: 0 or a multiple of count below
+ * 65536 (ids are 16 bits). */
+static int rl_bufring_setup_at(struct rl_ring *r, struct rl_bufring *b, unsigned count,
+                               unsigned size, int bgid, unsigned bid_base)
 {
     struct io_uring_buf_reg reg;
     unsigned i;
     int ret;
     if (!count || (count & (count - 1)) || count > 32768)
+        return -EINVAL;
+    if (bid_base % count || bid_base + count > 65536)
         return -EINVAL;
     memset(b, 0, sizeof(*b));
     b->ring_bytes = (size_t)count * sizeof(struct io_uring_buf);
@@ -642,9 +649,16 @@ static int rl_bufring_setup(struct rl_ring *r, struct rl_bufring *b, unsigned co
     b->mask = io_uring_buf_ring_mask(count);
     io_uring_buf_ring_init(b->br);
     for (i = 0; i < count; i++)
-        io_uring_buf_ring_add(b->br, b->base + (size_t)i * size, size, (uint16_t)i, b->mask, (int)i);
+        io_uring_buf_ring_add(b->br, b->base + (size_t)i * size, size, (uint16_t)(bid_base + i),
+                              b->mask, (int)i);
     io_uring_buf_ring_advance(b->br, (int)count);
     return 0;
+}
+
+static int rl_bufring_setup(struct rl_ring *r, struct rl_bufring *b, unsigned count,
+                            unsigned size, int bgid)
+{
+    return rl_bufring_setup_at(r, b, count, size, bgid, 0);
 }
 
 static void rl_bufring_free(struct rl_ring *r, struct rl_bufring *b)
@@ -660,22 +674,24 @@ static void rl_bufring_free(struct rl_ring *r, struct rl_bufring *b)
     b->br = NULL;
 }
 
+/* A buffer's id is bid_base + its index (see rl_bufring_setup_at); bid_base is a
+ * multiple of count, so the index is bid & mask. */
 static char *rl_buf_addr(struct rl_bufring *b, unsigned bid)
 {
-    return b->base + (size_t)(bid % b->count) * b->size;
+    return b->base + (size_t)(bid & b->mask) * b->size;
 }
 
 /* Hand buffer bid back to the kernel. */
 static void rl_bufring_recycle(struct rl_bufring *b, unsigned bid)
 {
-    io_uring_buf_ring_add(b->br, b->base + (size_t)bid * b->size, b->size, (uint16_t)bid, b->mask, 0);
+    io_uring_buf_ring_add(b->br, rl_buf_addr(b, bid), b->size, (uint16_t)bid, b->mask, 0);
     io_uring_buf_ring_advance(b->br, 1);
 }
 
 /* Copy a received buffer's bytes out and recycle it in one call. */
 static void rl_buf_take(struct rl_bufring *b, unsigned bid, unsigned len, char *out)
 {
-    memcpy(out, b->base + (size_t)bid * b->size, len);
+    memcpy(out, rl_buf_addr(b, bid), len);
     rl_bufring_recycle(b, bid);
 }
 
