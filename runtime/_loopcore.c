@@ -30,8 +30,8 @@
  * Those stay in Python, which this file calls back through a few named
  * methods of the transport (declared in runtime/contract.py).
  *
- * The SQE/CQE helpers are the uring binding's own (_helpers.c is compiled in
- * here as well), so both modules fill SQEs exactly the same way and share
+ * The SQE/CQE helpers are the uring binding's own (_helpers.c and
+ * _resources.c are compiled in here as well), so both modules fill SQEs exactly the same way and share
  * the ring's C counters; the Python side passes the addresses of the cffi
  * structs together with the objects owning them (kept alive here).
  */
@@ -40,6 +40,7 @@
 #include <structmember.h>
 #include <poll.h>
 #include "_helpers.c"
+#include "_resources.c"
 
 #define TAG_BASE (1ull << 56)
 

@@ -156,7 +156,7 @@ int rl_probe_ops(struct rl_ring *r, unsigned char *ops, unsigned n);
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 _SOURCE = "#include <poll.h>\n"
-for _name in ("_helpers.c", "_dgram.c"):   # _dgram.c uses _helpers.c's rl_msg and macros
+for _name in ("_helpers.c", "_resources.c", "_dgram.c"):   # in this order: each uses the ones before
     with open(os.path.join(HERE, _name)) as f:
         _SOURCE += f.read()
 ffibuilder.set_source(
