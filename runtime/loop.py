@@ -611,9 +611,20 @@ def new_event_loop(**kwargs) -> RingEventLoop:
 class RingEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
     """``asyncio.set_event_loop_policy(RingEventLoopPolicy())`` makes asyncio.run use rings.
 
+    ``backend`` is chosen as for ``ringleader.run``: ``"auto"`` (the default)
+    makes epoll loops where io_uring is denied (a default container), so a
+    service that sets this policy still starts there; ``"uring"`` keeps the
+    refusal (RingUnavailableError), ``"epoll"`` always falls back.
+
     asyncio's Unix policy underneath: its child watcher is there for code that
     asks for one, but ring loops do not use it (they watch children through
     pidfds on the ring, see :mod:`ringleader.runtime.subprocess`)."""
 
+    def __init__(self, backend: str = "auto"):
+        from .backend import parse
+        super().__init__()
+        self._backend = parse(backend)   # a typo fails here, not at the first loop
+
     def _loop_factory(self):
-        return RingEventLoop()
+        from .backend import new_event_loop as make   # backend imports this module
+        return make(backend=self._backend)
