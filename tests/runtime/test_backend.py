@@ -180,6 +180,24 @@ async def _served(rt):
     return srv, r, w, Tagged.instances[-1]
 
 
+def test_epoll_last_active_counts_writes_as_on_the_ring():
+    async def main(rt):
+        srv, r, w, p = await _served(rt)
+        after_read = p.t.last_active
+        assert after_read > 0
+        await asyncio.sleep(0.01)            # let the loop's clock move on
+        p.t.write(b"push")                   # a write with no read before it
+        assert await r.readexactly(4) == b"push"
+        after_write = p.t.last_active
+        w.close()
+        await w.wait_closed()
+        srv.close()
+        return after_read, after_write, asyncio.get_running_loop().time()
+
+    after_read, after_write, now = _on_epoll(main)
+    assert after_read < after_write <= now
+
+
 def test_epoll_migration_keeps_bytes_in_order_and_calls_the_hooks():
     async def main(rt):
         srv, r, w, p = await _served(rt)
