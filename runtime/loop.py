@@ -39,7 +39,7 @@ import socket
 import threading
 import time
 import weakref
-from asyncio import base_events, events, format_helpers, futures, sslproto, tasks
+from asyncio import base_events, events, format_helpers, futures, tasks
 from asyncio.log import logger as asyncio_logger
 
 from ..runningloop import publish as _publish
@@ -52,6 +52,7 @@ from .fdops import FdOpsMixin
 from .pipes import PipeOpsMixin
 from .signals import SignalMixin
 from .subprocess import SubprocessMixin
+from .tls import OwnRawTransportTLS
 from .transport import AcceptedSocket, RingTransport
 
 logger = logging.getLogger("ringleader.runtime")
@@ -69,7 +70,7 @@ _UD_WAKE = 1               # the eventfd read
 
 
 class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin, FdOpsMixin,
-                    base_events.BaseEventLoop):
+                    OwnRawTransportTLS, base_events.BaseEventLoop):
     """asyncio event loop on one io_uring ring (see module docstring)."""
 
     def __init__(self, *, worker_id: int = 0, runtime=None, entries: int = 256,
@@ -456,18 +457,6 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         fd = sock.fileno()
         t = self._transports[fd] = RingTransport(self, sock, protocol, waiter, extra, server)
         return t
-
-    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
-                            server_side=False, server_hostname=None, extra=None, server=None,
-                            ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
-        ssl_protocol = sslproto.SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout)
-        fd = rawsock.fileno()
-        self._transports[fd] = RingTransport(self, rawsock, ssl_protocol, extra=extra,
-                                             server=server)
-        return ssl_protocol._app_transport
 
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
                        ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
