@@ -28,7 +28,7 @@ from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
 
 log = logging.getLogger("ringleader.drivers")
 
-__all__ = ["PooledConnection", "Movable", "MovableWire"]
+__all__ = ["PooledConnection", "SharedPool", "Multiplexer", "Movable", "MovableWire"]
 
 MoveListener = Callable[[Any], None]
 
@@ -72,6 +72,59 @@ class PooledConnection(Protocol):
         and again if the move fails and it stays."""
 
     def remove_move_listener(self, listener: MoveListener) -> None: ...
+
+
+@runtime_checkable
+class SharedPool(Protocol):
+    """What the multiplexer (:mod:`.mux`) uses of its pool, and nothing more."""
+
+    name: str
+    acquire_timeout: float
+    max_lifetime: float
+
+    @property
+    def max_size(self) -> int: ...
+
+    def acquire(self, timeout: float | None = None) -> Awaitable[Any]:
+        """A connection lent to the multiplexer (then :meth:`share`-d)."""
+
+    def release(self, conn: Any) -> None: ...
+
+    def share(self, conn: Any) -> None:
+        """Marks a borrowed connection as shared by many callers' commands."""
+
+    def wanted_back(self) -> int:
+        """How many shared connections the pool wants back now: the excess over
+        its cap after a shrink, else one while callers queue for an exclusive
+        connection, else 0."""
+
+    def record_error(self, kind: str) -> None: ...
+
+    def check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Raises WrongLoop for a loop that may not use the pool's connections."""
+
+
+@runtime_checkable
+class Multiplexer(Protocol):
+    """What a driver's multiplexed shortcuts use of one loop's multiplexer
+    (:class:`.mux.Mux`), and nothing more."""
+
+    closed: bool
+
+    def pick(self) -> Any:
+        """A connection to send on now, or None (then ``await get()``)."""
+
+    async def get(self, timeout: float | None = None) -> Any:
+        """A connection to send on, borrowing the first one if needed."""
+
+    def ended(self, conn: Any) -> None:
+        """A command on ``conn`` ended normally (the hot path)."""
+
+    def after(self, conn: Any) -> None:
+        """A command on ``conn`` ended with an error or was cancelled."""
+
+    def drop(self, conn: Any) -> None:
+        """Stop using ``conn`` (it is in a state others must not inherit)."""
 
 
 class Movable:

@@ -40,7 +40,9 @@ pick it again, and goes back to the pool, which files it under its new worker.
 
 What it does not do: retry, or know any protocol; it uses a connection only
 through :class:`~.contract.PooledConnection` (``in_flight``, ``loop``,
-``defunct``, the move listeners).
+``defunct``, the move listeners) and the pool only through
+:class:`~.contract.SharedPool`; the drivers use it only through
+:class:`~.contract.Multiplexer`.
 """
 from __future__ import annotations
 
@@ -49,7 +51,8 @@ import logging
 from typing import Generic, TypeVar
 
 from .errors import PoolTimeout
-from .pool import Pool, _is_bad
+from .contract import SharedPool
+from .poolentries import _is_bad
 
 __all__ = ["Mux", "MuxSet"]
 
@@ -63,7 +66,7 @@ class Mux(Generic[C]):
     __slots__ = ("pool", "loop", "depth", "idle_after", "conns", "closed", "_growing",
                  "_first", "_used", "_held_since", "_timer", "_draining", "_next_shed", "_cur")
 
-    def __init__(self, pool: Pool[C], loop: asyncio.AbstractEventLoop, depth: int,
+    def __init__(self, pool: SharedPool, loop: asyncio.AbstractEventLoop, depth: int,
                  idle_after: float) -> None:
         self.pool = pool
         self.loop = loop
@@ -87,8 +90,7 @@ class Mux(Generic[C]):
         """A connection to send on (see the module docstring), or None (then
         ``await get()``).  Starts borrowing one more when even the least-loaded
         one is ``depth`` deep."""
-        pool = self.pool
-        if pool._waiters or pool._size > pool._max:
+        if self.pool.wanted_back():
             self._shed()
         # Fill-first: stay on the current connection until it is ``depth`` deep
         # (bigger pipelines, fewer writes per loop iteration), then take the
@@ -183,8 +185,7 @@ class Mux(Generic[C]):
         if now < self._next_shed:
             return
         self._next_shed = now + 0.005
-        pool = self.pool
-        n = max(pool._size - pool._max, 1 if pool._waiters else 0)
+        n = self.pool.wanted_back()
         for conn in sorted(self.conns, key=lambda c: c.in_flight)[:n]:
             self.conns.remove(conn)
             if self._cur is conn:
@@ -230,6 +231,15 @@ class Mux(Generic[C]):
         if _is_bad(conn) or ((self.closed or conn in self._draining) and conn.in_flight == 0):
             self.drop(conn)
 
+    def ended(self, conn: C) -> None:
+        """A command on ``conn`` ended: the drivers' hot path.  Notes the
+        connection used this period; when the mux is closing or draining, or the
+        connection is defunct, hands it back as :meth:`after` does."""
+        if self.closed or self._draining or conn.defunct:
+            self.after(conn)
+        else:
+            self._used.add(id(conn))
+
     def _tick(self) -> None:
         self._timer = None
         now = self.loop.time()
@@ -263,7 +273,7 @@ class MuxSet(Generic[C]):
     """One :class:`Mux` per loop for a pool (each worker multiplexes its own
     connections: they are bound to the worker's ring)."""
 
-    def __init__(self, pool: Pool[C], depth: int = 8, idle_after: float = 1.0) -> None:
+    def __init__(self, pool: SharedPool, depth: int = 8, idle_after: float = 1.0) -> None:
         self.pool = pool
         self.depth = depth
         self.idle_after = idle_after

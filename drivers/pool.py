@@ -27,21 +27,9 @@ connection keeps its slot while the pool awaits it in the background (within
 and under overload, when callers give up mid-query, the difference between
 serving and churning.
 
-Opening connections: a caller that finds nothing idle queues as a waiter, and
-the pool opens connections *for the queue* in background tasks bounded by
-``connect_timeout``, not by any one caller's deadline; a new connection goes to
-the oldest waiter (on its worker) or to the idle set, so a connect outlives the
-caller that started it instead of being thrown away half-made.  Opens are
-rate-limited (:class:`~.poolparts.OpenBudget`: ``connect_rate`` per second,
-``connect_burst`` at once, ``max_connecting`` in flight) and counted.
-
-Burst allowance: with ``burst=N`` the pool may open up to N connections above
-``max_size`` for callers that have waited ``burst_after`` seconds, so a demand step is absorbed at once instead
-of after a resize; such a connection serves waiters while there are any and is
-closed once it idled ``burst_linger`` seconds (or at once when ``burst_linger``
-is 0).  ``set_burst(0)`` withdraws the allowance (the supervisor does while
-its downstream-health guard holds): then nothing above the cap is opened and
-connections above it are closed when they come back.
+Opening connections (for the queue, within an open budget, and above the cap
+for a burst: ``burst``, ``set_burst``) is :mod:`.poolopen`'s part; settling
+returned connections, the timer step and closing are :mod:`.poolupkeep`'s.
 
 What it does not do: it knows no protocol and never retries a command (drivers
 decide that), and it does not move connections between workers.  It does
@@ -79,7 +67,9 @@ from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 from ..runningloop import running_loop
 from .errors import InterfaceError, PoolClosed, PoolTimeout, WrongLoop
-from .poolparts import LENT, OpenBudget, _Acquire, _Entry, _is_bad, _pin, _wake, _Waiter
+from .poolentries import LENT, _Acquire, _Entry, _is_bad, _pin, _wake, _Waiter
+from .poolopen import OpenBudget, Opening
+from .poolupkeep import Upkeep
 from .poolstats import PoolStats, Window, percentile
 
 __all__ = ["Pool", "PoolStats"]
@@ -88,7 +78,7 @@ log = logging.getLogger(__name__)
 C = TypeVar("C")
 
 
-class Pool(Generic[C]):
+class Pool(Opening, Upkeep, Generic[C]):
     """A pool of connections made by ``connect()``; see the module docstring.
 
     ``min_size``/``max_size``: bounds (``resize`` changes them);
@@ -120,8 +110,8 @@ class Pool(Generic[C]):
         name: str = "pool",
         autoscale: Any = None,
         burst: int = 0,
-        burst_after: float = 0.005,
-        burst_linger: float = 5.0,
+        burst_after: float = 0.01,
+        burst_linger: float = 1.0,
         connect_rate: float = 50.0,
         connect_burst: int | None = None,
         max_connecting: int = 4,
@@ -181,6 +171,7 @@ class Pool(Generic[C]):
         self._opened = False
         self._maint_task: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()  # keeps background tasks referenced
+        self._settles: set[asyncio.Task[None]] = set()  # those settling returned connections
         self._c = dict.fromkeys(
             ("requests_num", "requests_queued", "requests_errors", "requests_timeouts",
              "connections_num", "connections_errors", "connections_lost", "returns_bad",
@@ -256,12 +247,13 @@ class Pool(Generic[C]):
         if self._open_timer is not None:
             self._open_timer.cancel()
             self._open_timer = None
-        for t in list(self._bg):  # refills; a connection they make is closed on arrival
+        for t in list(self._bg - self._settles):  # opens; a connection they make is closed on arrival
             t.cancel()
         pending = [self._close_entry(e, schedule=False) for e in idle]
         pending = [p for p in pending if p is not None]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        await self._drain_background(self.CLOSE_GRACE)
 
     async def __aenter__(self) -> Pool[C]:
         try:
@@ -309,21 +301,6 @@ class Pool(Generic[C]):
         if refill:
             self._start_refill(loop, refill)
         self._schedule_opens()
-
-    def set_burst(self, n: int) -> None:
-        """Sets the burst allowance (0 withdraws it: the supervisor does while its
-        downstream-health guard holds, so nothing above the cap is opened and
-        connections above it close when they come back)."""
-        if not isinstance(n, int) or n < 0:
-            raise InterfaceError(f"burst must be an int >= 0, got {n!r}")
-        with self._lock:
-            grew, self._burst = n > self._burst, n
-        if grew:
-            self._schedule_opens()
-
-    @property
-    def burst(self) -> int:
-        return self._burst
 
     # -- acquire / release -------------------------------------------------------
 
@@ -440,108 +417,6 @@ class Pool(Generic[C]):
                 + len(self._idle.get(worker, ())) + self._opening[worker])
         return held < share
 
-    def _limit(self, waiting: int) -> int:
-        """Under the lock: how many connections may be open with ``waiting`` callers queued."""
-        return self._max + (self._burst if waiting else 0)
-
-    def _schedule_opens(self) -> list[_Waiter]:
-        """Starts opens for queued callers no open is under way for, within the
-        size limit (cap plus burst allowance) and the open budget; when only the
-        budget's rate stops it, a timer tries again when the next token is due.
-        Each open runs on the loop of the waiter it is for (strict affinity:
-        that waiter's worker must own it)."""
-        loop = self._running_loop()
-        spawn: list[_Waiter] = []
-        retry_at = None
-        with self._lock:
-            if self._closed or not self._waiters:
-                return spawn
-            now = loop.time() if loop is not None else time.monotonic()
-            covered = collections.Counter(self._opening)
-            total_covered = sum(covered.values())
-            for w in self._waiters:
-                key = w.worker if self.strict else 0
-                if (covered[key] if self.strict else total_covered) > 0:
-                    if self.strict:
-                        covered[key] -= 1
-                    else:
-                        total_covered -= 1
-                    continue
-                if self._size >= self._limit(len(self._waiters)):
-                    break
-                if self._size >= self._max and now < w.since + self.burst_after:
-                    # Above the cap only for a caller that has waited a while: a
-                    # return is usually due within a hold time, and opening for
-                    # every momentary queue would be churn, not burst absorption.
-                    retry_at = w.since + self.burst_after
-                    break
-                if not self._budget.grant(now):
-                    retry_at = self._budget.next_token(now)
-                    break
-                self._size += 1
-                if self._size > self._max:
-                    self._c["connections_burst"] += 1
-                self._opening[w.worker] += 1
-                spawn.append(w)
-            if retry_at is not None and loop is not None:
-                if self._open_timer is not None and self._open_timer.when() > retry_at:
-                    self._open_timer.cancel()
-                    self._open_timer = None
-                if self._open_timer is None:
-                    self._open_timer = loop.call_at(retry_at, self._timer_opens)
-        for w in spawn:
-            self._spawn_on(w.loop, self._open_for(w))
-        return spawn
-
-    def _timer_opens(self) -> None:
-        self._open_timer = None
-        self._schedule_opens()
-
-    def _spawn_on(self, loop: asyncio.AbstractEventLoop, coro: Awaitable[Any]) -> None:
-        """Runs ``coro`` as a background task of ``loop`` (from any thread)."""
-        def start() -> None:
-            t = loop.create_task(coro)
-            self._bg.add(t)
-            t.add_done_callback(self._bg.discard)
-        if loop is self._running_loop():
-            start()
-            return
-        try:
-            loop.call_soon_threadsafe(start)
-        except RuntimeError:  # that loop is closed: give the slot back
-            coro.close()  # type: ignore[attr-defined]
-            with self._lock:
-                self._size -= 1
-                self._opening[0 if loop is None else getattr(loop, "worker_id", 0)] -= 1
-                self._budget.done()
-
-    async def _open_for(self, waiter: _Waiter) -> None:
-        """Opens one connection for the queue (reserved slot and budget) and hands
-        it over like a released one.  A failure goes to the waiter that asked,
-        if it still waits, so its acquire raises the factory's error."""
-        loop, worker = waiter.loop, waiter.worker
-        entry = None
-        try:
-            entry = await self._open_entry(loop, worker)
-        except Exception as exc:
-            with self._lock:
-                told = waiter in self._waiters and waiter.entry is None
-                if told:
-                    self._waiters.remove(waiter)
-                    waiter.woken = True
-                    waiter.error = exc
-            if told:
-                _wake(waiter)
-            else:
-                log.warning("%s: could not open a connection: %r", self.name, exc)
-        finally:
-            with self._lock:
-                self._opening[worker] -= 1
-                self._budget.done()
-        if entry is not None:
-            self._give_back(entry)
-        self._schedule_opens()
-
     async def _usable(self, entry: _Entry, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
         """Checks a borrowed idle entry; discards it (freeing its slot) if unusable."""
         now = loop.time()
@@ -561,31 +436,6 @@ class Pool(Generic[C]):
                 self._discard(entry, lost=True)
                 return False
         return True
-
-    async def _open_entry(self, loop: asyncio.AbstractEventLoop, worker: int) -> _Entry:
-        """Connects (within ``connect_timeout``) into an already reserved slot;
-        frees the slot on failure.  Counts every attempt."""
-        start = loop.time()
-        ok = False
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                conn = await self._connect()
-            _pin(conn, LENT)  # _give_back unpins it when it goes idle
-            listen = getattr(conn, "add_move_listener", None)
-            if listen is not None:
-                listen(self._on_moved)
-            ok = True
-        finally:
-            now = loop.time()
-            with self._lock:
-                self._c["connections_num"] += 1
-                self._ms["connections_ms"] += (now - start) * 1000
-                if not ok:
-                    self._c["connections_errors"] += 1
-            if not ok:
-                self._count_error("connect", now)
-                self._free_slot()
-        return _Entry(conn, worker, loop, loop.time())
 
     async def _wait(self, waiter: _Waiter, deadline: float) -> _Entry | None:
         """Waits for a connection handed over (returned), an open's failure
@@ -634,11 +484,15 @@ class Pool(Generic[C]):
                 log.info("%s: reset failed, discarding connection: %r", self.name, exc)
                 bad = True
             else:
-                if inspect.isawaitable(settling) and self._running_loop() is not None:
+                loop = self._running_loop()
+                if inspect.isawaitable(settling) and loop is not None:
                     # Its hold time runs on until it settles: the database is
                     # busy for the caller that gave up as much as for one that did not.
-                    self._spawn_on(self._running_loop(), self._settle(entry, settling, shared))
+                    self._start_settle(loop, entry, settling, shared)
                     return
+                if inspect.iscoroutine(settling):  # no loop to settle it on
+                    settling.close()
+                    bad = True
         if not shared:
             self._add_usage(entry, now)
         if bad:
@@ -652,25 +506,6 @@ class Pool(Generic[C]):
         with self._lock:
             self._ms["usage_ms"] += held_ms
             self._w_usage.add(now, held_ms)
-
-    async def _settle(self, entry: _Entry, settling: Awaitable[Any], shared: bool) -> None:
-        """Awaits what reset() returned, then gives the connection back (or
-        discards it if that failed or took longer than ``check_timeout``)."""
-        try:
-            async with asyncio.timeout(self.check_timeout):
-                await settling
-            bad = _is_bad(entry.conn)
-        except asyncio.CancelledError:  # the pool is closing
-            self._give_back(entry, bad=True)
-            raise
-        except Exception as exc:
-            log.info("%s: connection did not settle, discarding it: %r", self.name, exc)
-            bad = True
-        if not shared:
-            self._add_usage(entry, self._now())
-        with self._lock:
-            self._c["returns_drained" if not bad else "returns_bad"] += 1
-        self._give_back(entry, bad=bad)
 
     def _give_back(self, entry: _Entry, bad: bool = False, now: float | None = None) -> None:
         now = self._now() if now is None else now
@@ -739,90 +574,6 @@ class Pool(Generic[C]):
 
     # -- maintenance ---------------------------------------------------------------
 
-    def _maintain(self, now: float) -> int:
-        """The timer step: closes idle connections past ``max_lifetime``, or idle
-        longer than ``max_idle`` while above ``min_size`` (``burst_linger`` while
-        above ``max_size``), or broken; then starts opening connections up to
-        ``min_size`` and for queued callers.  Returns how many refills it started."""
-        with self._lock:
-            doomed: list[_Entry] = []
-            for worker, entries in self._idle.items():
-                keep = []
-                for e in entries:
-                    if _is_bad(e.conn) or now - e.created >= self.max_lifetime:
-                        doomed.append(e)
-                    else:
-                        keep.append(e)
-                self._idle[worker] = keep
-            self._size -= len(doomed)
-            lost = sum(1 for e in doomed if _is_bad(e.conn))
-            self._c["connections_lost"] += lost
-            for e in sorted(self._all_idle(), key=lambda e: e.last_used):
-                over_cap = self._size > self._max and now - e.last_used >= self.burst_linger
-                if not over_cap and (self._size <= self._min or now - e.last_used < self.max_idle):
-                    break
-                self._idle[e.worker].remove(e)
-                doomed.append(e)
-                self._size -= 1
-        for e in doomed:
-            self._close_entry(e)
-        loop = self._running_loop()
-        started = len(self._spawn_refill(loop)) if loop is not None else 0
-        self._schedule_opens()
-        return started
-
-    async def _maintenance_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self._closed:
-            await asyncio.sleep(self.maintain_every)
-            try:
-                self._maintain(loop.time())
-            except Exception:  # keep the timer alive whatever a connection's close() did
-                log.exception("%s: maintenance step failed", self.name)
-
-    def _reserve_refill(self) -> int:
-        """Under the lock: reserves the slots needed to reach min_size (they spend
-        open budget too, without waiting for it)."""
-        need = 0 if self._closed else max(0, self._min - self._size)
-        self._size += need
-        for _ in range(need):
-            self._budget.charge(self._now_locked())
-        return need
-
-    def _now_locked(self) -> float:
-        loop = self._running_loop()
-        return loop.time() if loop is not None else time.monotonic()
-
-    def _spawn_refill(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Exception | None]]:
-        with self._lock:
-            need = self._reserve_refill()
-        return self._start_refill(loop, need)
-
-    def _start_refill(self, loop: asyncio.AbstractEventLoop, need: int) -> list[asyncio.Task[Exception | None]]:
-        worker = getattr(loop, "worker_id", 0)
-        with self._lock:
-            self._opening[worker] += need  # a refill serves a queued caller too
-        tasks = [loop.create_task(self._refill_one(loop, worker)) for _ in range(need)]
-        for t in tasks:
-            self._bg.add(t)
-            t.add_done_callback(self._bg.discard)
-        return tasks
-
-    async def _refill_one(self, loop: asyncio.AbstractEventLoop, worker: int) -> Exception | None:
-        """Opens one connection into a reserved slot; returns (not raises) the
-        error, so that a background refill leaves no unretrieved exception."""
-        try:
-            entry = await self._open_entry(loop, worker)
-        except Exception as exc:
-            # The next maintenance step retries: its period is the back-off.
-            log.warning("%s: could not open a connection: %r", self.name, exc)
-            return exc
-        finally:
-            with self._lock:
-                self._opening[worker] -= 1
-        self._give_back(entry)
-        return None
-
     # -- helpers (call without the lock unless noted) -------------------------------
 
     def _discard(self, entry: _Entry, lost: bool) -> None:
@@ -853,39 +604,6 @@ class Pool(Generic[C]):
     def _all_idle(self) -> list[_Entry]:
         return [e for entries in self._idle.values() for e in entries]
 
-    def _close_entry(self, entry: _Entry, schedule: bool = True) -> Awaitable[Any] | None:
-        """Closes an entry's connection on the loop that drives it: a transport
-        must not be touched from another worker's thread."""
-        loop = getattr(entry.conn, "loop", None) or entry.loop  # it may have migrated
-        if loop is not self._running_loop() and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(self._close_conn, entry.conn)
-                return None
-            except RuntimeError:  # closed in the meantime: nobody drives it any more
-                pass
-        return self._close_conn(entry.conn, schedule)
-
-    def _close_conn(self, conn: Any, schedule: bool = True) -> Awaitable[Any] | None:
-        """Closes a connection; an awaitable close() is scheduled as a task, or
-        returned to the caller to await when ``schedule`` is false."""
-        try:
-            result = conn.close()
-        except Exception as exc:
-            log.info("%s: close() failed: %r", self.name, exc)
-            return None
-        if inspect.isawaitable(result):
-            if not schedule:
-                return result
-            loop = self._running_loop()
-            if loop is None:
-                if inspect.iscoroutine(result):
-                    result.close()
-                return None
-            task = asyncio.ensure_future(result, loop=loop)
-            self._bg.add(task)
-            task.add_done_callback(self._bg.discard)
-        return None
-
     def _count_error(self, kind: str, now: float, request: bool = False) -> None:
         with self._lock:
             if request:
@@ -905,6 +623,14 @@ class Pool(Generic[C]):
             if entry is not None:
                 entry.shared = True
         _pin(conn, None)  # the multiplexer follows a move (see drivers.mux)
+
+    def wanted_back(self) -> int:
+        """How many shared connections the pool wants back from its multiplexers
+        now (:class:`~.contract.SharedPool`): the excess over the cap after a
+        shrink, else one while callers queue for an exclusive connection.  Read
+        without the lock on the hot path: a stale answer only delays a shed."""
+        excess = self._size - self._max
+        return excess if excess > 0 else (1 if self._waiters else 0)
 
     def count_request(self, usage_s: float) -> None:
         """Counts one request served on a shared connection the driver already

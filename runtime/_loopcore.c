@@ -93,6 +93,7 @@ typedef struct {
     PyObject *held;           /* list: bytes received while paused/moving */
     PyObject *wbuf;           /* list of bytes not yet handed to the kernel */
     PyObject *inflight;       /* the bytes the kernel is sending, or NULL */
+    Py_ssize_t inflight_off;  /* of which the kernel took this many (short sends) */
     Py_ssize_t wsize;
     Py_ssize_t high_water;
     Py_ssize_t lost_writes;

@@ -1,9 +1,16 @@
 """Datagram endpoints (UDP over IPv4/IPv6, unix datagram sockets) on the ring.
 
-``RingDatagramTransport`` is an :class:`asyncio.DatagramTransport`: one
-``recvmsg`` is always armed on the ring, re-armed from its completion; when
-the completion says more datagrams wait on the socket (``SOCK_NONEMPTY``)
-they are taken at once (up to 64) before re-arming.  ``sendto`` sends at
+``RingDatagramTransport`` is an :class:`asyncio.DatagramTransport`.  Where
+the kernel has it (``Features.multishot_recvmsg``) one multishot ``recvmsg``
+stays armed and every datagram arrives in a buffer of the loop's
+provided-buffer ring, sender's address included: no syscall per datagram.
+A datagram larger than such a buffer (16 KiB) arrives cut (``MSG_TRUNC``):
+the protocol's ``error_received`` gets an ``EMSGSIZE`` error for it and the
+endpoint goes on with one-shot receives, which take up to ``max_size``
+(256 KiB, as asyncio); ``ENOBUFS`` (the buffer ring ran dry) re-arms.
+One-shot mode: one ``recvmsg`` is always armed on the ring, re-armed from
+its completion; when the completion says more datagrams wait on the socket
+(``SOCK_NONEMPTY``) they are taken at once (up to 64) before re-arming.  ``sendto`` sends at
 once when nothing is queued (as asyncio does: one syscall, cheaper than a
 ring round trip); what the socket would not take goes out as ring
 ``sendmsg`` operations one at a time in ``sendto`` order, with asyncio's
@@ -16,19 +23,21 @@ datagrams (``ECONNREFUSED`` on a connected socket, ``EMSGSIZE`` ...) go to
 ``_make_datagram_transport``; ``create_datagram_endpoint`` itself is
 asyncio's (socket creation, ``reuse_port``, ``allow_broadcast``, connecting).
 
-Not done: multishot ``recvmsg`` (one receive per completion here), and
-sending more than one datagram per completion.
+Not done: sending more than one datagram per completion.
 """
 from __future__ import annotations
 
 import collections
 import contextvars
 import enum
+import errno
 import logging
+import os
 import socket
 from asyncio import constants, transports
 
-from ..uring import consts, msg_source
+from ..uring import consts, msg_source, parse_recvmsg_out, probe
+from ..uring.sockaddr import MSG_TRUNC, RECVMSG_OUT_SIZE, RECVMSG_OUT, sockaddr_source
 from .contract import UD_IGNORE
 from .endpoint import FileEndpoint, set_result_unless_cancelled, socket_extra
 from .errors import builtin_error
@@ -37,7 +46,13 @@ from .fdops import check_sock
 logger = logging.getLogger("ringleader.runtime")
 
 _F_NONEMPTY = consts.CQE_F_SOCK_NONEMPTY
-_ECANCELED = 125
+_F_MORE = consts.CQE_F_MORE
+_ECANCELED = errno.ECANCELED
+_ENOBUFS = errno.ENOBUFS
+# Room for the sender's address in each multishot buffer: the family's sockaddr
+# size (sockaddr_in, sockaddr_in6, sockaddr_un).  Other families receive one-shot.
+_NAMELEN = {socket.AF_INET: 16, socket.AF_INET6: 28, socket.AF_UNIX: 110}
+_unpack_out = RECVMSG_OUT.unpack_from
 _DRAIN_MAX = 64   # datagrams taken per completion before the loop's other work runs again
 
 
@@ -50,12 +65,16 @@ class DatagramState(enum.IntEnum):
     CLOSED = 2
 
 
+_OPEN = DatagramState.OPEN
+_DROP = object()   # sendto: nothing to send
+
+
 class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
                             transports.DatagramTransport):
     max_size = 256 * 1024  # as asyncio: the largest datagram handed to the protocol
 
     def __init__(self, loop, sock: socket.socket, protocol, address=None, waiter=None,
-                 extra=None):
+                 extra=None, bufring=None):
         super().__init__(extra, loop)
         socket_extra(self._extra, sock)
         sock.setblocking(False)
@@ -74,8 +93,14 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
         self._recv_armed = False
         # One receive in flight at a time: its user_data and message header
         # are made once and reused.
-        self._recv_ud = loop.handler_ud(self._on_recv)
         self._recv_msg = None
+        # Multishot receive into the loop's buffer ring (None: one-shot receives).
+        self._namelen = _NAMELEN.get(sock.family, 0)
+        self._payload_at = RECVMSG_OUT_SIZE + self._namelen
+        self._bufring = bufring if self._namelen else None
+        self._recv_ud = loop.handler_ud(self._on_recv_multi if self._bufring else self._on_recv)
+        self.truncated = 0   # datagrams cut by a multishot buffer (then one-shot)
+        self.enobufs = 0     # multishot receives ended by a dry buffer ring (re-armed)
         loop.call_soon(protocol.connection_made, self, context=self._context)
         loop.call_soon(self._arm_recv)
         if waiter is not None:
@@ -84,13 +109,82 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
     def __repr__(self) -> str:
         return f"<RingDatagramTransport fd={self._fd} {self._state.name.lower()}>"
 
+    @property
+    def multishot(self) -> bool:
+        """Whether datagrams arrive through a multishot receive (else one recvmsg each)."""
+        return self._bufring is not None
+
     # ------------------------------------------------------------ receiving
     def _arm_recv(self) -> None:
         if self._state != DatagramState.OPEN or self._recv_armed:
             return
         self._recv_armed = True
-        self._recv_msg = self._loop.ring.recvmsg(self._fd, self._recv_buf, self._recv_ud,
-                                                 msg=self._recv_msg)
+        if self._bufring is not None:
+            self._recv_msg = self._loop.ring.recvmsg_multishot(
+                self._fd, self._bufring, self._namelen, self._recv_ud, msg=self._recv_msg)
+        else:
+            self._recv_msg = self._loop.ring.recvmsg(self._fd, self._recv_buf, self._recv_ud,
+                                                     msg=self._recv_msg)
+
+    def _on_recv_multi(self, res: int, flags: int, data=None) -> None:
+        if data is not None and flags & _F_MORE and self._state is _OPEN:
+            # The common case inlined (this runs once per datagram): a whole
+            # datagram and the receive still armed.
+            got_name, _, size, mflags = _unpack_out(data)
+            payload = data[self._payload_at:]
+            if size == len(payload) and not mflags & MSG_TRUNC and got_name <= self._namelen:
+                addr = (sockaddr_source(data[RECVMSG_OUT_SIZE:RECVMSG_OUT_SIZE + got_name])
+                        if got_name else None)
+                try:
+                    self._context.run(self._protocol.datagram_received, payload, addr)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal error: protocol.datagram_received() call failed.")
+                return
+        self._on_recv_multi_rest(res, flags, data)
+
+    def _on_recv_multi_rest(self, res: int, flags: int, data) -> None:
+        if not flags & _F_MORE:
+            self._recv_armed = False
+        state = self._state
+        if state == DatagramState.CLOSED:
+            if not self._recv_armed:
+                self._loop.release_ud(self._recv_ud)
+            return
+        if state != DatagramState.OPEN:
+            return
+        if data is not None:
+            payload, addr, cut = parse_recvmsg_out(data, self._namelen)
+            if cut:
+                self._truncated(len(payload))
+            else:
+                self._context.run(self._call_protocol, "datagram_received", payload, addr)
+        elif res == -_ENOBUFS:
+            self.enobufs += 1
+        elif res < 0 and res != -_ECANCELED:
+            # (a connected socket's ECONNREFUSED ...: the receive ended, re-armed below)
+            self._context.run(self._call_protocol, "error_received", builtin_error(res))
+        if not self._recv_armed:
+            if self._bufring is None:
+                # Switched to one-shot after a truncation: from now on, the other handler.
+                self._loop.release_ud(self._recv_ud)
+                self._recv_ud = self._loop.handler_ud(self._on_recv)
+                self._recv_msg = None
+            self._arm_recv()
+
+    def _truncated(self, kept: int) -> None:
+        """A datagram did not fit a multishot buffer: its tail is gone.  Say so and
+        receive one-shot from now on (up to max_size per datagram)."""
+        self.truncated += 1
+        if self._bufring is not None:
+            self._bufring = None
+            if self._recv_armed:
+                self._loop.ring.cancel(self._recv_ud, UD_IGNORE)
+        exc = OSError(errno.EMSGSIZE, f"{os.strerror(errno.EMSGSIZE)}: a datagram longer than "
+                                      f"the ring's receive buffer was cut to {kept} bytes and "
+                                      f"dropped; receiving one datagram at a time from now on")
+        self._context.run(self._call_protocol, "error_received", exc)
 
     def _on_recv(self, res: int, flags: int) -> None:
         self._recv_armed = False
@@ -140,11 +234,36 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
         return self._buffer_size
 
     def sendto(self, data, addr=None) -> None:
+        if not (type(data) is bytes and data and addr is not None and self._state is _OPEN
+                and not self._address):
+            # (the common case, an unconnected server answering, skips the checks)
+            addr = self._checked_destination(data, addr)
+            if addr is _DROP:
+                return
+        if self._buffer:
+            self._queue(data, addr)
+            return
+        # Nothing queued: send now, as asyncio does.  A datagram the socket
+        # takes at once costs one syscall this way, less than a ring sendmsg
+        # and its completion; what would block goes to the ring.
+        try:
+            if addr is None:
+                self._file.send(data)
+            else:
+                self._file.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self._queue(data, addr)
+        except OSError as exc:
+            self._context.run(self._call_protocol, "error_received", exc)
+
+    def _checked_destination(self, data, addr):
+        """asyncio's checks of a sendto: the address to send to (None: the connected
+        peer), or _DROP for nothing to send (empty data, a closed endpoint)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
         if not data:
-            return
+            return _DROP
         if self._address:
             if addr not in (None, self._address):
                 raise ValueError(f"Invalid address: must be None or {self._address}")
@@ -153,22 +272,11 @@ class RingDatagramTransport(FileEndpoint, transports._FlowControlMixin,
             if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
-            return
-        if not self._buffer:
-            # Nothing queued: send now, as asyncio does.  A datagram the socket
-            # takes at once costs one syscall this way, less than a ring
-            # sendmsg and its completion; what would block goes to the ring.
-            try:
-                if addr is None:
-                    self._file.send(data)
-                else:
-                    self._file.sendto(data, addr)
-                return
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError as exc:
-                self._context.run(self._call_protocol, "error_received", exc)
-                return
+            return _DROP
+        return addr
+
+    def _queue(self, data, addr) -> None:
+        """What the socket would not take now goes out as ring sendmsg operations."""
         if addr is not None:
             addr = _numeric(self._family, addr)  # the ring needs a sockaddr
         self._buffer.append((bytes(data), addr))  # immutable while queued
@@ -260,9 +368,17 @@ def _numeric(family: int, addr):
 class DatagramOpsMixin:
     """The loop's datagram methods (see module docstring)."""
 
+    # Multishot receives for datagram endpoints: None = where the kernel has them
+    # (set False on a loop to receive one datagram per ring operation).
+    datagram_multishot: bool | None = None
+
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        multi = self.datagram_multishot
+        if multi is None:
+            multi = probe().multishot_recvmsg
+        bufring = self._bufring if multi else None
         t = self._transports[sock.fileno()] = RingDatagramTransport(self, sock, protocol, address,
-                                                                    waiter, extra)
+                                                                    waiter, extra, bufring)
         return t
 
     async def sock_recvfrom(self, sock, bufsize):

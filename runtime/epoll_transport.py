@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 from asyncio import protocols, selector_events
 
+from .asyncio_compat import server_detach
 from .stats import ConnStats
 from .contract import protocol_blocker
 
@@ -195,7 +196,7 @@ class EpollTransport(_Base):
             # The listening Server lives on the loop that accepted us: tell it there.
             self._server = None
             try:
-                home.call_soon_threadsafe(server._detach)
+                home.call_soon_threadsafe(server_detach, server, self)
             except RuntimeError:   # that loop closed meanwhile
                 pass
         super()._call_connection_lost(exc)

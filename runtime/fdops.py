@@ -167,6 +167,11 @@ class FdOpsMixin:
             address = resolved[0][4]
         fd = sock.fileno()
         family = sock.family
+        # A connect abandoned earlier (cancelled while in the kernel) can leave
+        # its error pending on the socket, and the ring's connect reports that
+        # stale error for this attempt (it reads SO_ERROR once the handshake
+        # ends) although this one connected.  Reading SO_ERROR clears it.
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         fut = self._op_future(lambda ud: self._ring.connect(fd, address, ud, family=family),
                               "connect", fd, lambda r: None)
         # Start the connect now, as socket.connect() would: callers may rely on

@@ -30,7 +30,6 @@ touch it.  Signal handlers (:mod:`.signals`), datagram endpoints
 """
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import errno
 import logging
@@ -45,6 +44,7 @@ from asyncio.log import logger as asyncio_logger
 from ..runningloop import publish as _publish
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
+from .asyncio_compat import DefaultPolicyBase
 from .stats import ConnStats, LoopStats, hottest
 from .contract import UD_IGNORE
 from .datagram import DatagramOpsMixin
@@ -52,7 +52,7 @@ from .fdops import FdOpsMixin
 from .pipes import PipeOpsMixin
 from .signals import SignalMixin
 from .subprocess import SubprocessMixin
-from .tls import OwnRawTransportTLS
+from .tls import OwnRawTransportTLS, RingSSLProtocol
 from .transport import AcceptedSocket, RingTransport
 
 logger = logging.getLogger("ringleader.runtime")
@@ -72,6 +72,8 @@ _UD_WAKE = 1               # the eventfd read
 class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin, FdOpsMixin,
                     OwnRawTransportTLS, base_events.BaseEventLoop):
     """asyncio event loop on one io_uring ring (see module docstring)."""
+
+    _ssl_protocol_class = RingSSLProtocol   # flow control in the connection's context (tls.py)
 
     def __init__(self, *, worker_id: int = 0, runtime=None, entries: int = 256,
                  files: int = 16384, buffers: int = 512, buffer_size: int = 16384,
@@ -148,10 +150,15 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
 
     # Debug mode (or odd arguments): the compiled call_at/call_later hand over to asyncio's.
     def _slow_call_at(self, *args, **kwargs):
-        return base_events.BaseEventLoop.call_at(self, *args, **kwargs)
+        return _caller_traceback(base_events.BaseEventLoop.call_at(self, *args, **kwargs))
 
-    def _slow_call_later(self, *args, **kwargs):
-        return base_events.BaseEventLoop.call_later(self, *args, **kwargs)
+    def _slow_call_later(self, delay, callback, *args, context=None):
+        # asyncio's call_later, calling asyncio's call_at directly (not ours,
+        # which would trim the traceback a second time)
+        if delay is None:
+            raise TypeError("delay must not be None")
+        return _caller_traceback(base_events.BaseEventLoop.call_at(
+            self, self.time() + delay, callback, *args, context=context))
 
     def _slow_create_task(self, *args, **kwargs):
         return base_events.BaseEventLoop.create_task(self, *args, **kwargs)
@@ -592,12 +599,24 @@ def _handle_failed(handle: events.Handle, exc: BaseException) -> None:
 
 
 
+_OWN_FILES = frozenset((base_events.__file__, __file__))
+
+
+def _caller_traceback(handle):
+    """A debug-mode handle's creation traceback ends at the caller, as on asyncio's
+    loop: the frames of the compiled core's Python fallbacks are dropped."""
+    tb = handle._source_traceback
+    while tb and tb[-1].filename in _OWN_FILES:
+        del tb[-1]
+    return handle
+
+
 def new_event_loop(**kwargs) -> RingEventLoop:
     """A single-ring loop: ``asyncio.Runner(loop_factory=ringleader.new_event_loop)``."""
     return RingEventLoop(**kwargs)
 
 
-class RingEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+class RingEventLoopPolicy(DefaultPolicyBase):
     """``asyncio.set_event_loop_policy(RingEventLoopPolicy())`` makes asyncio.run use rings.
 
     ``backend`` is chosen as for ``ringleader.run``: ``"auto"`` (the default)

@@ -16,6 +16,7 @@ does that when it is closed or collected).
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import subprocess
@@ -35,20 +36,26 @@ class RingSubprocessTransport(base_subprocess.BaseSubprocessTransport):
 
 
 class _ExitWatch:
-    """One child's pidfd, polled on the ring until the child exits."""
+    """One child's pidfd, polled on the ring until the child exits.
 
-    __slots__ = ("loop", "transport", "pidfd", "ud")
+    The exit is reported in the context of the code that started the child, so
+    ``process_exited`` and ``connection_lost`` run there like the pipes'
+    callbacks do (uvloop does; asyncio's child watchers use their own context).
+    """
+
+    __slots__ = ("loop", "transport", "pidfd", "ud", "context")
 
     def __init__(self, loop, transport):
         self.loop = loop
         self.transport = transport
         self.pidfd = -1
         self.ud = 0
+        self.context = contextvars.copy_context()
         try:
             self.pidfd = os.pidfd_open(transport.get_pid())
         except ProcessLookupError:
             # Already reaped (by someone's waitpid): report what Popen knows.
-            loop.call_soon(self._reap)
+            loop.call_soon(self._reap, context=self.context)
             return
         self.ud = loop.oneshot(self._on_exit)
         loop.ring.poll(self.pidfd, consts.POLLIN, self.ud)
@@ -58,7 +65,7 @@ class _ExitWatch:
         self.ud = 0
         if res < 0:
             return  # cancelled: the loop is closing
-        self._reap()
+        self.context.run(self._reap)
 
     def _reap(self) -> None:
         transport = self.transport

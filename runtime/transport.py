@@ -43,6 +43,7 @@ import warnings
 from asyncio import constants, protocols, sslproto, transports, trsock
 
 from . import _loopcore
+from .asyncio_compat import server_attach, server_detach
 from .contract import TLS_BLOCKER, UD_IGNORE, StreamState, WriteState, protocol_blocker
 from .errors import builtin_error
 from .stats import ConnStats
@@ -166,7 +167,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         self.set_protocol(protocol)
         self._c.last_active = loop.time()
         if server is not None:
-            server._attach()
+            server_attach(server, self)
         loop.call_soon(self._protocol.connection_made, self, context=self._context)
         loop.call_soon(self._c.arm_recv)
         if waiter is not None:
@@ -223,6 +224,18 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     def is_reading(self) -> bool:
         c = self._c
         return c.reading and c.state == _OPEN
+
+    # asyncio's selector transports keep these two flags; code written against
+    # them reads them, so they are offered read-only.
+    @property
+    def _paused(self) -> bool:
+        """True after pause_reading()."""
+        return not self._c.reading
+
+    @property
+    def _closing(self) -> bool:
+        """True once close() or abort() was called (or the connection was lost)."""
+        return self._c.state != _OPEN
 
     def pause_reading(self) -> None:
         c = self._c
@@ -435,10 +448,10 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
                 # away from the server's worker reports its end on that worker.
                 home = server._loop
                 if home is self._loop or home.is_closed():
-                    server._detach()
+                    server_detach(server, self)
                 else:
                     try:
-                        home.call_soon_threadsafe(server._detach)
+                        home.call_soon_threadsafe(server_detach, server, self)
                     except RuntimeError:  # the home loop closed meanwhile
                         pass
 
@@ -579,7 +592,14 @@ class _InContext:
     __slots__ = ("data_received",)
 
     def __init__(self, context: contextvars.Context, protocol):
-        self.data_received = functools.partial(context.run, protocol.data_received)
+        received = getattr(protocol, "data_received", None)
+        if received is None:
+            # asyncio looks data_received up when data arrives: a protocol
+            # without one (get_buffer, but not a BufferedProtocol) is accepted
+            # and fails then, through the fatal-error path.
+            def received(data, protocol=protocol):
+                return protocol.data_received(data)
+        self.data_received = functools.partial(context.run, received)
 
 
 _LAZY_EXTRA = {"socket": trsock.TransportSocket, "sockname": socket.socket.getsockname,

@@ -3,7 +3,8 @@
 Each contender is a server process (``create_datagram_endpoint`` echoing every
 datagram) pinned to one CPU; the client (this process, pinned to the other)
 keeps a window of datagrams in flight over a connected socket for
-``--seconds``.  Reported per contender: datagrams echoed per second and the
+``--seconds``.  ``ring-1shot`` is ringleader's loop with multishot receive
+turned off (``loop.datagram_multishot = False``).  Reported per contender: datagrams echoed per second and the
 server's CPU time per datagram (utime+stime from /proc, 10 ms ticks), medians
 with min-max over ``--reps`` repetitions, contenders interleaved, and the
 ratios of the medians against uvloop and asyncio.  The client is plain Python
@@ -25,8 +26,13 @@ import asyncio, socket, sys
 kind = sys.argv[1]
 if kind == "uvloop":
     import uvloop; factory = uvloop.new_event_loop
-elif kind == "ringleader":
-    import ringleader; factory = ringleader.new_event_loop
+elif kind in ("ringleader", "ring-1shot"):
+    import ringleader
+    def factory():
+        loop = ringleader.new_event_loop()
+        if kind == "ring-1shot":
+            loop.datagram_multishot = False   # one recvmsg per ring operation
+        return loop
 else:
     factory = asyncio.new_event_loop
 
@@ -45,7 +51,9 @@ with asyncio.Runner(loop_factory=factory) as r:
     r.run(main())
 """
 
-CONTENDERS = ("asyncio", "uvloop", "ringleader")
+# ringleader receives with a multishot recvmsg where the kernel has it; ring-1shot
+# is the same loop told to arm one recvmsg at a time (its fallback).
+CONTENDERS = ("asyncio", "uvloop", "ringleader", "ring-1shot")
 
 
 def _cpu_s(pid: int) -> float:
@@ -109,7 +117,7 @@ def run(args) -> int:
         print(f"  {kind:<11}{statistics.median(r):>14.0f} ({r[0]:.0f}-{r[-1]:.0f})"
               f"{statistics.median(c):>22.2f} ({c[0]:.2f}-{c[-1]:.2f})")
     ring = statistics.median(cpus["ringleader"])
-    for peer in ("uvloop", "asyncio"):
+    for peer in ("uvloop", "asyncio", "ring-1shot"):
         per_rep = sorted(p / q for p, q in zip(cpus[peer], cpus["ringleader"]))
         print(f"  server CPU per datagram, {peer}/ringleader: "
               f"{statistics.median(cpus[peer]) / ring:.2f}x "

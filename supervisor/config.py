@@ -67,7 +67,8 @@ class PoolAutoscale:
     max: int = 32
     controller: str = "littles"
     target_wait_ms: float = 10.0
-    headroom: float = 1.2
+    headroom: float = 1.1
+    wait_tail: float = 0.01       # littles: share of acquires that may wait past target_wait_ms
     step_up: float = 3.0          # at most +300% (and at least +1) per change
     step_down: float = 0.1        # at most -10% (and at least -1) per change
     cooldown_up: float = 0.0
@@ -96,6 +97,8 @@ class PoolAutoscale:
             raise ConfigError(f"need 1 <= min <= max, got min={self.min} max={self.max}")
         if self.controller not in CONTROLLERS:
             raise ConfigError(f"controller must be one of {CONTROLLERS}, got {self.controller!r}")
+        if not 0 < self.wait_tail < 1:
+            raise ConfigError(f"wait_tail must be in (0, 1), got {self.wait_tail!r}")
         for name in ("target_wait_ms", "headroom", "step_up", "step_down", "guard_latency_ratio",
                      "guard_error_rate", "long_window"):
             _positive(name, getattr(self, name))

@@ -27,6 +27,7 @@ import math
 
 from .config import PoolAutoscale
 from .observe import Ewma, PoolObs
+from .queueing import erlang_c_servers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,13 +56,27 @@ class LittlesLaw(Controller):
     def recommend(self, obs, now, dt):
         hold_s = (obs.hold_ms or 0.0) / 1e3
         demand = obs.acquire_rate * hold_s
-        target = math.ceil((demand + math.sqrt(demand)) * self.cfg.headroom) if demand > 0 else 0
+        if demand > 0:
+            # Erlang C: the fewest connections for which an acquire waits past
+            # the SLO with probability <= wait_tail (the exact form of
+            # square-root staffing, L + beta sqrt L, whose beta depends on how
+            # long the SLO lets a caller wait in hold times), then the headroom
+            # for the estimate's own error.
+            servers = erlang_c_servers(obs.acquire_rate, hold_s, self.cfg.target_wait_ms / 1e3,
+                                       self.cfg.wait_tail)
+            target = math.ceil(servers * self.cfg.headroom)
+        else:
+            servers = target = 0
         rule = f"L = {obs.acquire_rate:.0f}/s x {hold_s * 1e3:.2f} ms = {demand:.2f}; " \
-               f"(L + sqrt L) x {self.cfg.headroom} = {target}"
-        if self._slo_missed(obs) and target <= obs.cap:
+               f"Erlang C {servers} x {self.cfg.headroom} = {target}"
+        # Waits are evidence of too few connections only once the pool is at its
+        # cap: below it they are connects under way (the real start-up bumped 5 ->
+        # 7 on the first second's connect waits and held it for the whole run).
+        full = obs.size >= obs.cap
+        if self._slo_missed(obs) and target <= obs.cap and full:
             target = obs.cap + max(1, math.ceil(obs.cap * 0.25))
             rule += f"; wait p99 {obs.wait_p99_ms:.1f} ms > SLO: bump to {target}"
-        elif obs.waiting > 0 and target <= obs.cap:
+        elif obs.waiting > 0 and target <= obs.cap and full:
             target = obs.cap + 1
             rule += f"; {obs.waiting} waiting: +1"
         return Recommendation(max(1, target), rule,

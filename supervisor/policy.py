@@ -69,8 +69,10 @@ class PoolPolicy:
         self.untripped_at = -math.inf            # end of the last trip
         self.last_dir = 0
         self.reversals = 0
+        self.first_seen: float | None = None  # time of the first observation
 
-    def _guard(self, o: PoolObs, now: float, dt: float) -> tuple[bool, int | None, str, dict]:
+    def _guard(self, o: PoolObs, now: float, dt: float,
+               client_lag_ms: float = 0.0) -> tuple[bool, int | None, str, dict]:
         """(tripped, cut-to or None, why, inputs).
 
         Tripped when the downstream looks unhealthy: hold time well above its
@@ -79,6 +81,14 @@ class PoolPolicy:
         holds are slower than usual (a retry storm).  Timeouts alone, with
         normal hold times, mean the pool is too small, and are left to the
         controller.
+
+        Whose slowness: a hold time includes the client's own loop lag (the
+        wake-up after the reply waits its turn on a busy worker), and cutting
+        the pool does nothing for a client that is short of CPU.  The hold
+        time the guard judges is the measured one less ``client_lag_ms`` (the
+        workers' worst loop lag): the real steady run, its service sharing a
+        core, tripped and cut to 3 on holds of 7 -> 29 ms with the database
+        idle.
 
         What "healthy" is: the baselines learn only from untripped periods
         with enough releases (``guard_min_samples``), so neither a slow
@@ -89,7 +99,8 @@ class PoolPolicy:
         hold a pool small forever on a stale baseline (issue 16)."""
         c = self.cfg
         dt = dt or 1.0
-        short = self.hold_short.update(o.hold_ms, dt) if o.hold_ms is not None else self.hold_short.value
+        hold_ms = None if o.hold_ms is None else max(0.0, o.hold_ms - client_lag_ms)
+        short = self.hold_short.update(hold_ms, dt) if hold_ms is not None else self.hold_short.value
         base = self.hold_long.value
         ratio = (short / base) if short is not None and base else 1.0
         # A baseline from fewer than three periods is no baseline yet.
@@ -116,18 +127,19 @@ class PoolPolicy:
             self.hold_long.value = short
             tripped = False
         if not tripped:
-            if o.hold_ms is not None and attempts >= c.guard_min_samples:
-                self.hold_long.update(o.hold_ms, dt)
+            if hold_ms is not None and attempts >= c.guard_min_samples:
+                self.hold_long.update(hold_ms, dt)
                 self.learned += 1
             self.healthy_in_use.update(o.in_use, dt)
-            if o.hold_ms is not None and attempts >= c.guard_min_samples:
-                self.healthy_load.update(o.acquire_rate * o.hold_ms / 1e3, dt)
-        inputs = {"hold_ratio": round(ratio, 3), "err_rate": round(err_rate, 4),
+            if hold_ms is not None and attempts >= c.guard_min_samples:
+                self.healthy_load.update(o.acquire_rate * hold_ms / 1e3, dt)
+        inputs = {"hold_ratio": round(ratio, 3), "client_lag_ms": round(client_lag_ms, 2),
+                  "err_rate": round(err_rate, 4),
                   "timeout_rate": round(to_rate, 4), "connect_errors": o.connect_errors}
         cut_to = None
         # Cut on this period's hold time, not only the smoothed one: the smoothed
         # one lags, and a cut after the overload is over only starves the recovery.
-        now_ratio = (o.hold_ms / base) if o.hold_ms is not None and base else ratio
+        now_ratio = (hold_ms / base) if hold_ms is not None and base else ratio
         if tripped and ((min(ratio, now_ratio) > 2 * c.guard_latency_ratio and slower)
                         or err_rate > c.guard_error_rate or o.connect_errors):
             # Cut multiplicatively, but never below the concurrency the database
@@ -139,12 +151,15 @@ class PoolPolicy:
             inputs["cut_floor"] = floor
         return tripped, cut_to, "; ".join(why), inputs
 
-    def decide(self, o: PoolObs, now: float, dt: float) -> Action | None:
+    def decide(self, o: PoolObs, now: float, dt: float, client_lag_ms: float = 0.0) -> Action | None:
+        """``client_lag_ms``: the workers' worst loop lag this period (see _guard)."""
         c = self.cfg
         if not c.enabled:
             return None
         cap = o.cap
-        tripped, cut_to, why, ginputs = self._guard(o, now, dt)
+        if self.first_seen is None:
+            self.first_seen = now
+        tripped, cut_to, why, ginputs = self._guard(o, now, dt, client_lag_ms)
         if tripped and not self.guard_tripped:
             self.tripped_since, self.trip_cap = now, cap
         elif not tripped and self.guard_tripped:
@@ -157,6 +172,10 @@ class PoolPolicy:
                 return self._change(o, now, cut_to, f"guard: {why}; cut x{c.guard_cut}", ginputs)
             return Action("hold", self.name, f"guard: {why}; holding at {cap}", ginputs, t=now,
                           old=cap, new=cap)
+        if client_lag_ms > 0 and o.wait_p99_ms is not None:
+            # A wait that is the client's loop lag is not a sign of too few
+            # connections: more of them would not shorten it.
+            o = dataclasses.replace(o, wait_p99_ms=max(0.0, o.wait_p99_ms - client_lag_ms))
         rec = self.controller.recommend(o, now, dt)
         self.history.append((now, rec.cap))
         horizon = max(c.up_window, c.down_window)
@@ -185,6 +204,11 @@ class PoolPolicy:
                                 inputs)
         if want_down < cap:
             if abs(cap - want_down) <= c.deadband * cap:
+                return None
+            if now - self.first_seen < c.down_window:
+                # A down window of history is needed before "the most it asked
+                # for over the window" means anything: at start-up one quiet
+                # second shrank the pool right before a burst (issue 16).
                 return None
             if now - self.last_down < c.cooldown_down or now - self.last_up < c.cooldown_down:
                 return None
@@ -356,10 +380,11 @@ class Policy:
 
     def decide(self, obs: Observation) -> list[Action]:
         actions: list[Action] = []
+        lag = max((w.lag_ms for w in obs.workers), default=0.0)
         for p in obs.pools:
             pol = self.pools.get(p.name)
             if pol is not None:
-                a = pol.decide(p, obs.t, obs.period)
+                a = pol.decide(p, obs.t, obs.period, lag)
                 if a is not None:
                     actions.append(a)
         w = self.workers.decide(obs, obs.t)

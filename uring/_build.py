@@ -70,6 +70,7 @@ struct rl_bufring {
 #define IORING_CQE_F_MORE ...
 #define IORING_CQE_F_SOCK_NONEMPTY ...
 #define IORING_CQE_F_NOTIF ...
+#define MSG_TRUNC ...
 #define IORING_FILE_INDEX_ALLOC ...
 #define IORING_ASYNC_CANCEL_ALL ...
 #define IORING_ASYNC_CANCEL_ANY ...
@@ -110,6 +111,9 @@ int rl_prep_sendmsg(struct rl_ring *r, int fd, struct rl_msg *m, const void *buf
 unsigned rl_msg_namelen(struct rl_msg *m);
 char *rl_msg_name(struct rl_msg *m);
 int rl_msg_flags(struct rl_msg *m);
+unsigned rl_recvmsg_out_size(void);
+int rl_prep_recvmsg_multi(struct rl_ring *r, int fd, struct rl_msg *m, unsigned namelen, int bgid,
+                          uint64_t ud, unsigned sf);
 int rl_prep_recv_bufsel(struct rl_ring *r, int fd, int bgid, int multishot, uint64_t ud, unsigned sf);
 int rl_prep_send(struct rl_ring *r, int fd, const void *buf, unsigned len, int msg_flags,
                  uint64_t ud, unsigned sf);
@@ -149,8 +153,10 @@ int rl_probe_ops(struct rl_ring *r, unsigned char *ops, unsigned n);
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
-with open(os.path.join(HERE, "_helpers.c")) as f:
-    _SOURCE = "#include <poll.h>\n" + f.read()
+_SOURCE = "#include <poll.h>\n"
+for _name in ("_helpers.c", "_dgram.c"):   # _dgram.c uses _helpers.c's rl_msg and macros
+    with open(os.path.join(HERE, _name)) as f:
+        _SOURCE += f.read()
 ffibuilder.set_source(
     "ringleader.uring._liburing",
     _SOURCE,

@@ -3,7 +3,7 @@
 :func:`probe` builds a throw-away ring, reads the kernel's opcode table
 (IORING_REGISTER_PROBE) and tries each optional set-up flag and resource
 registration we rely on.  Sub-commands the opcode table cannot show (multishot
-accept, multishot recv with a buffer ring, MSG_RING SEND_FD) are tried for real
+accept, multishot recv and recvmsg with a buffer ring, MSG_RING SEND_FD) are tried for real
 on that ring with a socketpair and an autobound AF_UNIX listener, so every
 field is measured, not inferred.  The result is a frozen :class:`Features`,
 computed once per process (about 1 ms).  Nothing here guesses from the kernel
@@ -61,6 +61,7 @@ class Features:
     msg_ring: bool
     send_zc: bool
     msg_ring_send_fd: bool = False
+    multishot_recvmsg: bool = False   # recvmsg with IORING_RECV_MULTISHOT and a buffer ring
 
     def supports(self, opcode: str) -> bool:
         return opcode.upper() in self.opcodes
@@ -261,6 +262,33 @@ def _try_multishot_recv_with_ring(r, a, b, sc: _Scratch) -> bool:
         lib.rl_bufring_free(r, bufs)
 
 
+def _try_multishot_recvmsg(r, sc: _Scratch) -> bool:
+    """One datagram through a multishot recvmsg with buffer selection (group 0), then
+    cancel: the buffer must hold the io_uring_recvmsg_out header, the sender's
+    address and the payload."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    bufs = ffi.new("struct rl_bufring *")
+    if lib.rl_bufring_setup(r, bufs, 2, 256, 0) != 0:
+        a.close()
+        b.close()
+        return False
+    msg = ffi.new("struct rl_msg *")
+    try:
+        b.send(b"y")
+        lib.rl_prep_recvmsg_multi(r, a.fileno(), msg, 110, 0, 41, 0)
+        got = sc.until(r, 41)
+        ok = (got is not None and got[0] == lib.rl_recvmsg_out_size() + 110 + 1
+              and bool(got[1] & lib.IORING_CQE_F_MORE) and bool(got[1] & lib.IORING_CQE_F_BUFFER))
+        if got is not None and got[1] & lib.IORING_CQE_F_MORE:
+            lib.rl_prep_cancel(r, 41, 0, 42, 0)
+            sc.until(r, 42)
+        return ok
+    finally:
+        lib.rl_bufring_free(r, bufs)
+        a.close()
+        b.close()
+
+
 def _functional(r, opcodes: frozenset, sparse: bool, buf_ring: bool) -> tuple[bool, bool, bool]:
     """(multishot_accept, multishot_recv, msg_ring_send_fd), each tried on ring ``r``."""
     sc = _Scratch()
@@ -297,6 +325,8 @@ def _probe() -> Features:
             lib.rl_bufring_free(r, b)
         feats = r.features
         ms_accept, ms_recv, send_fd = _functional(r, opcodes, sparse, buf_ring)
+        ms_recvmsg = (buf_ring and "RECVMSG" in opcodes
+                      and _attempt(_try_multishot_recvmsg, r, _Scratch()))
     finally:
         lib.rl_ring_exit(r)
 
@@ -332,6 +362,7 @@ def _probe() -> Features:
         msg_ring="MSG_RING" in opcodes,
         send_zc="SEND_ZC" in opcodes,
         msg_ring_send_fd=send_fd,
+        multishot_recvmsg=ms_recvmsg,
     )
 
 

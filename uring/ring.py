@@ -16,7 +16,6 @@ Not here: callbacks, futures, scheduling.  The runtime's event loop owns that.
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 import threading
 
@@ -24,12 +23,15 @@ from . import consts
 from ._liburing import ffi, lib
 from .errors import RingFullError, UringError, check, error_from_result
 from .features import Features, probe, unavailable
+from .resources import BufferRing, FixedFiles
+from .sockaddr import encode_sockaddr, msg_flags, msg_source
 
-__all__ = ["Ring", "RingStats", "FixedFiles", "BufferRing", "Completion"]
+# FixedFiles, BufferRing, msg_flags and msg_source live in .resources and
+# .sockaddr; they stay importable from here.
+__all__ = ["Ring", "RingStats", "FixedFiles", "BufferRing", "Completion", "msg_flags", "msg_source"]
 
 _EBUSY = -16
 _EEXIST = -17
-_ENFILE = 23
 _FIXED = consts.SQE_FIXED_FILE
 _F_MORE = consts.CQE_F_MORE
 
@@ -125,113 +127,6 @@ def _pick_flags(feats: Features, sqpoll: bool) -> list[int]:
     return choices
 
 
-class FixedFiles:
-    """The ring's sparse registered-file table and a slot allocator.
-
-    Slots ``[0, user_slots)`` are handed out by :meth:`install`; the rest are left
-    to the kernel for ``accept(direct=True)`` and ``msg_ring_send_fd(slot=ALLOC)``.
-    """
-
-    def __init__(self, ring: "Ring", capacity: int, kernel_slots: int):
-        self._ring = ring
-        self.capacity = capacity
-        self.user_slots = capacity - kernel_slots
-        self._free = list(range(self.user_slots - 1, -1, -1))
-        self._used: set[int] = set()
-        self.kernel_in_use = 0
-
-    @property
-    def in_use(self) -> int:
-        return len(self._used) + self.kernel_in_use
-
-    def reserve(self) -> int:
-        """Take a free slot without installing anything (a msg_ring target)."""
-        if not self._free:
-            raise RingFullError(_ENFILE, "fixed_files.reserve", None, False,
-                                f"all {self.user_slots} user slots of {self.capacity} in use")
-        slot = self._free.pop()
-        self._used.add(slot)
-        return slot
-
-    def install(self, fd: int) -> int:
-        """Register ``fd`` into a free slot; returns the slot.  ``fd`` stays open."""
-        slot = self.reserve()
-        res = lib.rl_files_update(self._ring._r, slot, fd)
-        if res < 0:
-            self._free.append(slot)
-            self._used.discard(slot)
-            raise self._ring._error(res, "files_update", fd)
-        return slot
-
-    def update(self, slot: int, fd: int) -> None:
-        res = lib.rl_files_update(self._ring._r, slot, fd)
-        if res < 0:
-            raise self._ring._error(res, "files_update", slot, True)
-
-    def release(self, slot: int) -> None:
-        """Empty ``slot`` (drops the ring's reference to the file) and free it."""
-        res = lib.rl_files_update(self._ring._r, slot, -1)
-        if slot in self._used:
-            self._used.discard(slot)
-            self._free.append(slot)
-        else:
-            # a kernel-allocated slot (accept direct / msg_ring alloc)
-            self.kernel_in_use = max(0, self.kernel_in_use - 1)
-        if res < 0:
-            raise self._ring._error(res, "files_update(release)", slot, True)
-
-    def forget(self, slot: int) -> None:
-        """Mark ``slot`` free after the kernel emptied it (close_direct completed)."""
-        if slot in self._used:
-            self._used.discard(slot)
-            self._free.append(slot)
-        else:
-            self.kernel_in_use = max(0, self.kernel_in_use - 1)
-
-    def adopt(self, slot: int) -> None:
-        """Account for a slot the kernel filled (accept direct, msg_ring alloc)."""
-        if slot >= self.user_slots:
-            self.kernel_in_use += 1
-
-
-class BufferRing:
-    """A provided-buffer ring: ``count`` buffers of ``size`` bytes in group ``bgid``.
-
-    Receives with buffer selection take a buffer; :meth:`take` copies the bytes
-    out and gives the buffer straight back, so a buffer is never held by Python.
-    """
-
-    def __init__(self, ring: "Ring", count: int, size: int, bgid: int):
-        self._ring = ring
-        self._b = ffi.new("struct rl_bufring *")
-        res = lib.rl_bufring_setup(ring._r, self._b, count, size, bgid)
-        if res < 0:
-            self._b = None
-            raise ring._error(res, "register_buf_ring", detail=f"group {bgid}, {count} x {size} B")
-        self.count = count
-        self.size = size
-        self.bgid = bgid
-        self.enobufs = 0  # multishot receives ended because the ring ran dry
-
-    def take(self, bid: int, n: int) -> bytes:
-        data = ffi.unpack(lib.rl_buf_addr(self._b, bid), n)
-        lib.rl_bufring_recycle(self._b, bid)
-        return data
-
-    def recycle(self, bid: int) -> None:
-        lib.rl_bufring_recycle(self._b, bid)
-
-    def c_struct(self) -> tuple[int, object]:
-        """(address of the C ``struct rl_bufring``, the object owning it) for
-        compiled code that drives this ring (the event loop's core); hold the
-        owner as long as the address is used."""
-        return int(ffi.cast("uintptr_t", self._b)), self._b
-
-    def close(self) -> None:
-        if self._b is not None:
-            lib.rl_bufring_free(self._ring._r, self._b)
-            self._b = None
-
 
 class Ring:
     """One io_uring instance owned by the creating thread."""
@@ -287,7 +182,7 @@ class Ring:
             check(lib.rl_files_alloc_range(self._r, files - ks, ks), "register_file_alloc_range")
         else:
             ks = 0
-        return FixedFiles(self, files, ks)
+        return FixedFiles(self._r, self._error, files, ks)
 
     def _error(self, res: int, op: str, fd: int | None = None, fixed: bool = False,
                detail: str = "") -> UringError:
@@ -345,7 +240,7 @@ class Ring:
     def buffer_ring(self, count: int = 256, size: int = 16384, bgid: int | None = None) -> BufferRing:
         if bgid is None:
             bgid = len(self._bufrings)
-        br = BufferRing(self, count, size, bgid)
+        br = BufferRing(self._r, self._error, count, size, bgid)
         self._bufrings.append(br)
         return br
 
@@ -463,7 +358,7 @@ class Ring:
 
     def connect(self, fd: int, address, ud: int, *, family: int = socket.AF_INET,
                 fixed: bool = False, link: bool = False) -> None:
-        raw = _sockaddr(family, address)
+        raw = encode_sockaddr(family, address)
         buf = ffi.from_buffer(raw)
         res = lib.rl_prep_connect(self._r, fd, buf, len(raw), ud, _sf(fixed, link))
         if res:
@@ -514,6 +409,22 @@ class Ring:
         self._keep[ud] = (cbuf, msg)
         return msg
 
+    def recvmsg_multishot(self, fd: int, bufring: BufferRing, namelen: int, ud: int, *,
+                          msg=None):
+        """Keep receiving datagrams, each into a buffer of ``bufring`` (CQE flags carry its
+        id).  A buffer holds :data:`RECVMSG_OUT_SIZE` bytes of header (namelen,
+        controllen, payloadlen, flags: four native u32), ``namelen`` bytes of room for
+        the sender's address, then the payload (see :func:`parse_recvmsg_out`).  Ends
+        (a CQE without F_MORE) on cancel, on error and with -ENOBUFS when ``bufring``
+        ran dry: re-arm.  Returns the template header (``msg``, reused when given)."""
+        if msg is None:
+            msg = ffi.new("struct rl_msg *")
+        res = lib.rl_prep_recvmsg_multi(self._r, fd, msg, namelen, bufring.bgid, ud, 0)
+        if res:
+            self._check_sqe(res, "recvmsg", fd)
+        self._keep[ud] = msg
+        return msg
+
     def sendmsg(self, fd: int, data, address, family: int, ud: int, *, flags: int = 0) -> None:
         """Send ``data`` as one datagram to ``address`` (None: the connected peer)."""
         cbuf = ffi.from_buffer(data)
@@ -521,7 +432,7 @@ class Ring:
         if address is None:
             raw, addr = b"", ffi.NULL
         else:
-            raw = _sockaddr(family, address)
+            raw = encode_sockaddr(family, address)
             addr = ffi.from_buffer(raw)
         res = lib.rl_prep_sendmsg(self._r, fd, msg, cbuf, len(cbuf), addr, len(raw),
                                   flags | _MSG_NOSIGNAL, ud, 0)
@@ -671,64 +582,3 @@ _LINK = consts.SQE_IO_LINK
 def _sf(fixed: bool, link: bool) -> int:
     """SQE flags for the common keyword arguments."""
     return (_FIXED if fixed else 0) | (_LINK if link else 0)
-
-
-def _sockaddr(family: int, address) -> bytes:
-    """Encode a Python socket address as a C sockaddr (AF_INET, AF_INET6, AF_UNIX)."""
-    import struct
-    if family == socket.AF_INET:
-        host, port = address[0], address[1]
-        return struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + socket.inet_aton(host) + bytes(8)
-    if family == socket.AF_INET6:
-        host, port = address[0], address[1]
-        flow = address[2] if len(address) > 2 else 0
-        scope = address[3] if len(address) > 3 else 0
-        return (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, flow)
-                + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", scope))
-    if family == socket.AF_UNIX:
-        path = os.fsencode(address) if isinstance(address, str) else bytes(address)
-        if len(path) > 107:
-            raise ValueError("AF_UNIX path too long")
-        if path[:1] == b"\0":
-            return struct.pack("=H", socket.AF_UNIX) + path  # abstract: the length is the name
-        return struct.pack("=H", socket.AF_UNIX) + path + b"\0"
-    raise ValueError(f"unsupported address family {family}")
-
-
-def msg_flags(msg) -> int:
-    """The kernel's flags on a received message (see :meth:`Ring.recvmsg`)."""
-    return lib.rl_msg_flags(msg)
-
-
-_SOURCES: dict[bytes, object] = {}   # raw sockaddr -> address; a server sees few peers
-
-
-def msg_source(msg):
-    """The sender's address of a received message, as ``socket.recvfrom`` gives it."""
-    n = lib.rl_msg_namelen(msg)
-    if n == 0:
-        return None
-    raw = ffi.unpack(lib.rl_msg_name(msg), n)
-    addr = _SOURCES.get(raw)
-    if addr is None:
-        if len(_SOURCES) >= 4096:
-            _SOURCES.clear()
-        addr = _SOURCES[raw] = _decode_sockaddr(raw)
-    return addr
-
-
-def _decode_sockaddr(raw: bytes):
-    import struct
-    family = struct.unpack("=H", raw[:2])[0]
-    if family == socket.AF_INET:
-        return socket.inet_ntoa(raw[4:8]), struct.unpack("!H", raw[2:4])[0]
-    if family == socket.AF_INET6:
-        port, flow = struct.unpack("!HI", raw[2:8])
-        scope = struct.unpack("=I", raw[24:28])[0]
-        return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port, flow, scope
-    if family == socket.AF_UNIX:
-        path = raw[2:]
-        if path[:1] == b"\0":
-            return path  # abstract names are bytes, as in the socket module
-        return os.fsdecode(path.split(b"\0", 1)[0])
-    return raw

@@ -5,7 +5,9 @@ executemany, pipelined; cursors, COPY, LISTEN, transactions) and
 :class:`Pool` a pool of them.  Values are converted by psycopg's adapters and
 server errors are psycopg's error classes.  Module map: ``messages`` (wire
 format, sans-I/O), ``auth`` (SCRAM/MD5), ``startup`` (start-up state
-machine), ``ops`` (in-flight answer collection), ``connection``, ``connect``,
+machine), ``ops`` (in-flight answer collection), ``session`` (the wire and its
+lifecycle), ``connection`` (statements, the query API), ``channel`` (the narrow
+interface ``streams`` and ``transaction`` use), ``connect``,
 ``cancel``, ``streams``, ``transaction``, ``types`` (psycopg glue), ``dsn``, ``tls``,
 ``pool``.  Needs the ``postgres`` extra (psycopg): ``pip install 'ringleader[postgres]'``.
 """

@@ -36,16 +36,15 @@ async def connect(dsn: str | None = None, *, statement_cache_size: int = 100,
             conn = Connection(params, address, statement_cache_size=statement_cache_size,
                               command_timeout=command_timeout, adapters=adapters)
             try:
+                # start() closes the connection itself when it fails.
                 if params.connect_timeout is None:
-                    await conn._start(use_tls)
+                    await conn.start(use_tls)
                 else:
                     async with asyncio.timeout(params.connect_timeout):
-                        await conn._start(use_tls)
+                        await conn.start(use_tls)
                 return conn
             except (OSError, ConnectionLost, TimeoutError,
                     psycopg.errors.InvalidAuthorizationSpecification) as e:
-                if conn._transport is not None:
-                    conn._transport.abort()
                 # prefer: a failed handshake or a pg_hba rejection of the TLS
                 # connection is retried in plaintext; allow: a rejection of
                 # the plaintext one is retried with TLS (as libpq does).

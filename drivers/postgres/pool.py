@@ -32,22 +32,20 @@ overload, when many callers give up, that cost is what keeps it overloaded.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import re
 from typing import Any, Iterable
 
 from ..errors import InterfaceError
 from ..mux import MuxSet
 from ..pool import Pool as _GenericPool
+from ..poolfront import finish_shared, pool_options
 from .connect import connect
 from .connection import Connection
 from .dsn import parse_dsn
+from .errors import InterfaceError as PgInterfaceError
 
 # How long close() lets CancelRequests in flight finish before cancelling them.
 CLOSE_CANCEL_GRACE = 1.0
-
-# Keywords the generic pool takes; the rest go to connect().
-_POOL_KEYS = frozenset(inspect.signature(_GenericPool.__init__).parameters) - {"self", "connect"}
 
 
 # First words of statements that must not share a connection with other callers.
@@ -64,47 +62,23 @@ def _shareable(query: Any) -> bool:
     return m is not None and m.group(1).lower() not in _EXCLUSIVE
 
 
-def _reset(conn: Connection):
-    # Raising here makes the generic pool discard the connection.
-    if conn._gate.locked():
-        raise InterfaceError("connection returned with a cursor or a COPY in flight")
-    if conn._listeners:
-        raise InterfaceError("connection returned while listening")
-    if conn._ops or conn._tasks:
-        # Its caller gave up mid-query (timeout, cancellation): let the server
-        # finish and reuse the connection, rather than close it and open
-        # another — under overload that churn is what keeps the database busy.
-        return _settled(conn)
-    if conn.transaction_status != "I":
-        raise InterfaceError("connection returned inside a transaction block")
-    return None
-
-
-async def _settled(conn: Connection) -> None:
-    await conn.wait_idle()
-    if conn.transaction_status != "I":
-        raise InterfaceError("connection returned inside a transaction block")
-
-
 class Pool(_GenericPool[Connection]):
     """``Pool(dsn, min_size=, max_size=, ..., **connect_kwargs)``; pool keywords
-    are the generic pool's (acquire_timeout, max_lifetime, max_idle, ...),
-    ``setup`` is an async callable run on each new connection, and every other
-    keyword goes to :func:`connect`.  Connections are bound to the loop that
-    made them, so affinity defaults to "strict"."""
+    are the generic pool's (acquire_timeout, max_lifetime, max_idle, window_s,
+    ...; see :func:`~ringleader.drivers.poolfront.pool_options` for the rules
+    both drivers share: affinity is "strict", the reset hook is
+    ``Connection.reset``), ``setup`` is an async callable run on each new
+    connection, and every other keyword goes to :func:`connect`."""
 
     def __init__(self, dsn: str | None = None, *, setup=None, multiplex: bool = True,
                  mux_depth: int = 8, **kwargs: Any):
-        pool_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _POOL_KEYS}
-        pool_kw.setdefault("name", "postgres")
-        pool_kw.setdefault("affinity", "strict")
-        if "reset" in pool_kw:
-            raise InterfaceError("the Postgres pool sets its own reset hook")
+        pool_kw = pool_options(kwargs, driver="Postgres", error=PgInterfaceError,
+                               name="postgres")
         # Fail on a bad DSN here, not in every later connection attempt.
         parse_dsn(dsn, **{k: v for k, v in kwargs.items()
                           if k not in ("statement_cache_size", "command_timeout", "adapters")})
         self._dsn, self._connect_kw, self._setup = dsn, kwargs, setup
-        super().__init__(self._new_connection, reset=_reset, **pool_kw)
+        super().__init__(self._new_connection, reset=Connection.reset, **pool_kw)
         self.multiplex = multiplex
         self._routes: dict[str, bool] = {}  # query -> may it be multiplexed
         # mux_depth: statements in flight on the least-loaded shared connection
@@ -148,9 +122,7 @@ class Pool(_GenericPool[Connection]):
                     self.release(e.conn)
                 except InterfaceError:  # released by its multiplexer meanwhile
                     pass
-        closing = [t for t in self._bg if not t.done() and t.get_loop() is loop]
-        if closing:
-            await asyncio.wait(closing, timeout=CLOSE_CANCEL_GRACE)
+        await self._drain_background(CLOSE_CANCEL_GRACE)
 
     def _shared(self, query: Any) -> bool:
         if not self.multiplex:
@@ -166,22 +138,20 @@ class Pool(_GenericPool[Connection]):
         loop = asyncio.get_running_loop()
         mux = self._mux.get(loop)
         conn = mux.pick()
-        if conn is None or conn._closed_exc is not None:
+        if conn is None or conn.defunct:
             conn = await mux.get()
         t0 = loop.time()
+        ok = False
         try:
-            return await method(conn, query, *args, **kw)
+            result = await method(conn, query, *args, **kw)
+            ok = True
+            return result
         finally:
-            self.count_request(loop.time() - t0)
-            if conn.transaction_status != "I":
-                # Only a statement that slipped past the routing can leave a
-                # shared connection in a transaction: out of the rotation, and
-                # the reset hook discards it.
-                mux.drop(conn)
-            elif mux.closed or mux._draining or conn._closed_exc is not None:
-                mux.after(conn)
-            else:
-                mux._used.add(id(conn))  # inlined after(): the hot path
+            # Only a statement that slipped past the routing can leave a
+            # shared connection in a transaction: out of the rotation (keep
+            # False), and the reset hook discards it.
+            finish_shared(self, mux, conn, loop.time() - t0, ok,
+                          conn.transaction_status == "I")
 
     async def _new_connection(self) -> Connection:
         conn = await connect(self._dsn, **self._connect_kw)

@@ -10,6 +10,9 @@ back.  COPY always takes the connection to itself for the same reason.
 
 ``Listener`` turns NotificationResponse messages for some channels into an
 async iterator of ``psycopg.Notify``.
+
+Each flow is written against :class:`~.channel.Channel` (the connection's
+narrow interface) and nothing else of the connection.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from collections import deque
 import psycopg
 
 from . import messages as m
+from .channel import Channel
 from .errors import ConnectionLost, InterfaceError
 from .ops import CopyOp, Op, PortalOp
 
@@ -30,31 +34,26 @@ def quote_ident(name: str) -> str:
 
 
 class _Exclusive:
-    """Holds a connection's send gate for one task."""
+    """Holds a connection's send gate for one task; release() is idempotent."""
 
-    def __init__(self, conn):
+    def __init__(self, conn: Channel):
         self.conn = conn
         self.held = False
 
     async def acquire(self) -> None:
-        conn = self.conn
-        if conn._gate_owner is asyncio.current_task():
-            raise InterfaceError("this task already runs a cursor or COPY on this connection")
-        await conn._gate.acquire()
-        conn._gate_owner = asyncio.current_task()
+        await self.conn.hold_exclusive()
         self.held = True
 
     def release(self) -> None:
         if self.held:
             self.held = False
-            self.conn._gate_owner = None
-            self.conn._gate.release()
+            self.conn.release_exclusive()
 
 
 class Cursor:
     _seq = 0
 
-    def __init__(self, conn, query: str, args: tuple, prefetch: int, timeout):
+    def __init__(self, conn: Channel, query: str, args: tuple, prefetch: int, timeout):
         if not isinstance(prefetch, int) or prefetch < 1:
             raise InterfaceError(f"prefetch must be a positive int, got {prefetch!r}")
         self._conn, self._query, self._args = conn, query, args
@@ -98,22 +97,21 @@ class Cursor:
         conn = self._conn
         if not self._started:
             self._started = True
-            values, types, formats = conn._dumper.dump(self._args)
-            st = await conn._statement(self._query, types, self._timeout)
-            self._codec = codec = conn._codec(st)
+            st = await conn.prepare(self._query, self._args, self._timeout)
+            self._codec = codec = st.codec
             bind = m.bind
             if conn.transaction_status == "T":
                 Cursor._seq += 1
                 self._portal = f"_rl_c{Cursor._seq}".encode()
-                first = bind(self._portal, st.name, formats, values, codec.formats)
+                first = bind(self._portal, st.name, st.formats, st.values, codec.formats)
             else:
                 if not self._entered:
                     raise InterfaceError(
                         "outside a transaction a cursor holds the connection: use "
                         "'async with conn.cursor(...) as cur' (or open a transaction)")
                 await self._excl.acquire()
-                self._op = PortalOp(conn._loop)
-                first = bind(b"", st.name, formats, values, codec.formats)
+                self._op = PortalOp(conn.loop)
+                first = bind(b"", st.name, st.formats, st.values, codec.formats)
             await self._batch(first)
         else:
             await self._batch(b"")
@@ -121,10 +119,10 @@ class Cursor:
     async def _batch(self, prefix: bytes) -> None:
         conn = self._conn
         if self._portal:
-            op = Op(conn._loop)
-            await conn._wait_gate()
-            conn._submit(prefix + m.execute(self._portal, self._prefetch) + m.SYNC, op)
-            await conn._wait(op, self._timeout)
+            op = Op(conn.loop)
+            await conn.wait_turn()
+            conn.submit(prefix + m.execute(self._portal, self._prefetch) + m.SYNC, op)
+            await conn.wait(op, self._timeout)
             if op.results:
                 rows, self._done = op.results[-1].rows, True
                 await self._close_portal()
@@ -132,15 +130,14 @@ class Cursor:
                 rows = op._cur.rows if op._cur else []
         else:
             op = self._op
-            op.batch = conn._loop.create_future()
+            op.batch = conn.loop.create_future()
             data = prefix + m.execute(b"", self._prefetch) + m.FLUSH
             if prefix:
-                conn._submit(data, op)
+                conn.submit(data, op)
             else:
-                conn._check_open()
-                conn._transport.write(data)
+                conn.send(data)
             try:
-                await conn._wait(op, self._timeout, op.batch)
+                await conn.wait(op, self._timeout, op.batch)
             except BaseException:
                 try:
                     await self._finish_exclusive(op)
@@ -157,8 +154,8 @@ class Cursor:
         conn = self._conn
         try:
             if not op.fut.done() and not conn.is_closed():
-                conn._transport.write(m.SYNC)
-            await conn._wait(op, self._timeout)
+                conn.send(m.SYNC)
+            await conn.wait(op, self._timeout)
         finally:
             self._done = True
             self._excl.release()
@@ -166,9 +163,9 @@ class Cursor:
     async def _close_portal(self) -> None:
         portal, self._portal = self._portal, b""
         if portal and not self._conn.is_closed() and self._conn.transaction_status == "T":
-            op = Op(self._conn._loop)
-            self._conn._submit(m.close(b"P", portal) + m.SYNC, op)
-            await self._conn._wait(op, self._timeout)
+            op = Op(self._conn.loop)
+            self._conn.submit(m.close(b"P", portal) + m.SYNC, op)
+            await self._conn.wait(op, self._timeout)
 
     async def aclose(self) -> None:
         """Stops reading: closes the portal and gives the connection back."""
@@ -180,33 +177,32 @@ class Cursor:
             await self._finish_exclusive(self._op)
 
 
-async def copy_in(conn, query: str, source, timeout) -> str:
+async def copy_in(conn: Channel, query: str, source, timeout) -> str:
     excl = _Exclusive(conn)
     await excl.acquire()
     try:
-        op = CopyOp(conn._loop)
-        conn._submit(m.query(query.encode()), op)
+        op = CopyOp(conn.loop)
+        conn.submit(m.query(query.encode()), op)
         await asyncio.shield(op.started)
         try:
             async for chunk in _chunks(source):
                 if op.fut.done() or op.error is not None:
                     break  # the server already failed the COPY; it drops our data
-                conn._check_open()
-                conn._transport.write(m.copy_data(chunk))
-                await conn._drain_writes()
+                conn.send(m.copy_data(chunk))
+                await conn.drain()
         except BaseException as e:
             if not conn.is_closed():
-                conn._transport.write(m.copy_fail(f"client error: {e!r}"[:1000]))
+                conn.send(m.copy_fail(f"client error: {e!r}"[:1000]))
                 try:
-                    await conn._wait(op, timeout)
+                    await conn.wait(op, timeout)
                 except psycopg.errors.QueryCanceled:
                     pass
                 except psycopg.Error:
                     pass
             raise
         if not conn.is_closed():
-            conn._transport.write(m.COPY_DONE)
-        await conn._wait(op, timeout)
+            conn.send(m.COPY_DONE)
+        await conn.wait(op, timeout)
         return op.results[-1].tag if op.results else ""
     finally:
         excl.release()
@@ -236,7 +232,7 @@ class CopyOut:
 
     HIGH, LOW = 256, 32
 
-    def __init__(self, conn, query: str):
+    def __init__(self, conn: Channel, query: str):
         self._conn, self._query = conn, query
         self._excl = _Exclusive(conn)
         self._op: CopyOp | None = None
@@ -246,9 +242,9 @@ class CopyOut:
         conn = self._conn
         await self._excl.acquire()
         try:
-            op = self._op = CopyOp(conn._loop)
+            op = self._op = CopyOp(conn.loop)
             op.on_chunk = self._on_chunk
-            conn._submit(m.query(self._query.encode()), op)
+            conn.submit(m.query(self._query.encode()), op)
             await asyncio.shield(op.started)
         except BaseException:
             self._excl.release()
@@ -256,16 +252,12 @@ class CopyOut:
         return self
 
     def _on_chunk(self, n: int) -> None:
-        conn = self._conn
-        if n >= self.HIGH and not conn._read_paused and not conn.is_closed():
-            conn._read_paused = True
-            conn._transport.pause_reading()
+        if n >= self.HIGH:
+            self._conn.pause_reading()
 
     def _maybe_resume(self) -> None:
-        conn = self._conn
-        if conn._read_paused and len(self._op.chunks) <= self.LOW and not conn.is_closed():
-            conn._read_paused = False
-            conn._transport.resume_reading()
+        if len(self._op.chunks) <= self.LOW:
+            self._conn.resume_reading()
 
     def __aiter__(self) -> "CopyOut":
         return self
@@ -292,11 +284,9 @@ class CopyOut:
                 await conn.cancel()
             op.on_chunk = None
             op.chunks.clear()
-            if conn._read_paused and not conn.is_closed():
-                conn._read_paused = False
-                conn._transport.resume_reading()
+            conn.resume_reading()
             try:
-                await conn._wait(op, None)
+                await conn.wait(op, None)
                 self.tag = op.results[-1].tag if op.results else ""
             except psycopg.errors.QueryCanceled:
                 if not cancelled:
@@ -308,7 +298,7 @@ class CopyOut:
 class Listener:
     """Notifications on some channels; LISTEN on enter, UNLISTEN on exit."""
 
-    def __init__(self, conn, channels: tuple[str, ...]):
+    def __init__(self, conn: Channel, channels: tuple[str, ...]):
         if not channels:
             raise InterfaceError("listen() needs at least one channel")
         self._conn = conn
@@ -322,7 +312,7 @@ class Listener:
 
     async def __aenter__(self) -> "Listener":
         for ch in self._channels:
-            self._conn._listeners.setdefault(ch, set()).add(self._push)
+            self._conn.add_listener(ch, self._push)
         try:
             await self._conn.execute("; ".join(f"LISTEN {quote_ident(c)}" for c in self._channels))
         except BaseException:
@@ -332,16 +322,12 @@ class Listener:
 
     def _unregister(self) -> None:
         for ch in self._channels:
-            s = self._conn._listeners.get(ch)
-            if s is not None:
-                s.discard(self._push)
-                if not s:
-                    del self._conn._listeners[ch]
+            self._conn.remove_listener(ch, self._push)
 
     async def __aexit__(self, *exc) -> None:
         self._unregister()
         if not self._conn.is_closed():
-            gone = [c for c in self._channels if c not in self._conn._listeners]
+            gone = [c for c in self._channels if not self._conn.listening_to(c)]
             if gone:
                 try:
                     await self._conn.execute("; ".join(f"UNLISTEN {quote_ident(c)}" for c in gone))

@@ -1,9 +1,11 @@
 """``async with conn.transaction():`` — BEGIN/COMMIT/ROLLBACK, and savepoints
 when nested.  The block commits on normal exit and rolls back when an
 exception leaves it; a rollback that cannot reach the server (the connection
-is gone) lets the original exception through."""
+is gone) lets the original exception through.  Written against the narrow
+:class:`~.channel.Channel` (``execute``, ``transaction_status``, ``tx_stack``)."""
 from __future__ import annotations
 
+from .channel import Channel
 from .errors import ConnectionLost, InterfaceError
 
 _ISOLATION = {
@@ -15,7 +17,7 @@ _ISOLATION = {
 
 
 class Transaction:
-    def __init__(self, conn, isolation: str | None, readonly: bool, deferrable: bool):
+    def __init__(self, conn: Channel, isolation: str | None, readonly: bool, deferrable: bool):
         if isolation not in _ISOLATION:
             raise InterfaceError(f"isolation must be one of {sorted(k for k in _ISOLATION if k)}, "
                              f"got {isolation!r}")
@@ -32,7 +34,7 @@ class Transaction:
         if self._entered:
             raise RuntimeError("a Transaction object can be entered only once")
         self._entered = True
-        stack = self._conn._tx_stack
+        stack = self._conn.tx_stack
         if stack:
             if self._begin != "BEGIN":
                 raise InterfaceError("a nested transaction (savepoint) cannot set "
@@ -48,7 +50,7 @@ class Transaction:
         return self
 
     async def __aexit__(self, et, e, tb) -> None:
-        stack = self._conn._tx_stack
+        stack = self._conn.tx_stack
         if not stack or stack[-1] is not self:
             raise RuntimeError("transactions exited out of order")
         stack.pop()

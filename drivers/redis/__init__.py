@@ -5,7 +5,7 @@ also runs commands itself.  Both speak RESP2 or RESP3 (``?protocol=3``), with
 auto-pipelining, typed helpers, pipelines, MULTI/EXEC, pub/sub and scripts.
 Layers: :mod:`.protocol` (sans-I/O RESP), :mod:`.url`, :mod:`.connection`
 (asyncio Protocol on the running loop), :mod:`.commands`, :mod:`.pipeline`,
-:mod:`.pubsub`, :mod:`.client` (the pool).  Errors: :mod:`.errors`.  Needs the
+:mod:`.pubsub`, :mod:`.pool` (the pool).  Errors: :mod:`.errors`.  Needs the
 ``redis`` extra (hiredis): ``pip install 'ringleader[redis]'``.
 
     pool = Pool("redis://:secret@localhost:6379/0?protocol=3", max_size=20)
@@ -20,7 +20,7 @@ Layers: :mod:`.protocol` (sans-I/O RESP), :mod:`.url`, :mod:`.connection`
 from ...extras import require
 
 require("hiredis", "redis", "ringleader.drivers.redis")
-from .client import READ_ONLY, Pool  # noqa: E402
+from .pool import READ_ONLY, Pool  # noqa: E402
 from .commands import Script
 from .connection import Connection, connect
 from .errors import (ConnectionError, InterfaceError, PipelineNotExecuted, PoolClosed,

@@ -44,11 +44,15 @@ static int stream_mark_dirty(Stream *s)
     return PyList_Append(s->core->dirty, (PyObject *)s);
 }
 
+/* At most this much of the queue is joined into one send: a queue of a GiB
+ * of small writes is sent in 1-MiB pieces, never copied whole. */
+#define FLUSH_JOIN_MAX (1 << 20)
+
 /* Hand the queued writes to the ring as one send (at most one in flight). */
 static int stream_flush(Stream *s)
 {
     PyObject *data;
-    Py_ssize_t n;
+    Py_ssize_t n, total;
     int res;
     s->dirty = 0;
     n = PyList_GET_SIZE(s->wbuf);
@@ -56,11 +60,29 @@ static int stream_flush(Stream *s)
         return 0;
     if (!ring_live(s->core))
         return -1;
+    total = PyBytes_GET_SIZE(PyList_GET_ITEM(s->wbuf, 0));
+    if (total < FLUSH_JOIN_MAX) {
+        Py_ssize_t k = 1;
+        while (k < n) {
+            Py_ssize_t more = PyBytes_GET_SIZE(PyList_GET_ITEM(s->wbuf, k));
+            if (total + more > FLUSH_JOIN_MAX)
+                break;
+            total += more;
+            k++;
+        }
+        n = k;
+    } else {
+        n = 1;
+    }
     if (n == 1) {
         data = PyList_GET_ITEM(s->wbuf, 0);
         Py_INCREF(data);
     } else {
-        data = _PyBytes_Join(s_empty, s->wbuf);
+        PyObject *part = PyList_GetSlice(s->wbuf, 0, n);
+        if (part == NULL)
+            return -1;
+        data = _PyBytes_Join(s_empty, part);
+        Py_DECREF(part);
         if (data == NULL)
             return -1;
     }
@@ -71,6 +93,7 @@ static int stream_flush(Stream *s)
     /* inflight keeps the bytes alive for the kernel until the send's CQE (or,
      * if the transport dies first, _finish hands them to the ring's keep). */
     s->inflight = data;
+    s->inflight_off = 0;
     res = rl_prep_send_fixed(s->core->r, s->slot, PyBytes_AS_STRING(data),
                              (unsigned)PyBytes_GET_SIZE(data), s->ud_send);
     if (res) {
@@ -175,18 +198,17 @@ static int stream_on_send(Stream *s, int res)
         s->last_active = s->core->now;
     }
     s->wsize -= res;
-    len = PyBytes_GET_SIZE(data);
+    len = PyBytes_GET_SIZE(data) - s->inflight_off;
     if (res < len) {
-        /* Short send: resend the rest before anything queued after it. */
-        PyObject *rest = PyBytes_FromStringAndSize(PyBytes_AS_STRING(data) + res, len - res);
-        if (rest == NULL)
-            return -1;
-        s->inflight = rest;
-        Py_DECREF(data);
+        /* Short send: resend the rest before anything queued after it, from
+         * the same bytes (a copy of the rest per short send made sending a
+         * large buffer quadratic). */
+        s->inflight_off += res;
         /* Also while a move prepares: it waits for this send to finish. */
         if (s->state < ST_LOST) {
-            int rc = rl_prep_send_fixed(s->core->r, s->slot, PyBytes_AS_STRING(rest),
-                                        (unsigned)PyBytes_GET_SIZE(rest), s->ud_send);
+            int rc = rl_prep_send_fixed(s->core->r, s->slot,
+                                        PyBytes_AS_STRING(data) + s->inflight_off,
+                                        (unsigned)(len - res), s->ud_send);
             if (rc) {
                 errno = -rc;
                 PyErr_SetFromErrno(PyExc_OSError);

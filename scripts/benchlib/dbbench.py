@@ -209,6 +209,22 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))]
 
 
+def contenders(workers: list[int], ringleader: str, others: dict,
+               only: str) -> dict[str, tuple[str, dict | None]]:
+    """key -> (display name, client spec; None = the server's own C tool):
+    ringleader (client ``ringleader``) on each worker count, then ``others``,
+    kept to the comma-separated keys of ``--only`` when given."""
+    table: dict[str, tuple[str, dict | None]] = {}
+    for w in workers:
+        key = "ringleader" if w == 1 else f"ringleader-{w}w"
+        table[key] = (f"ringleader {w}w", {"contender": ringleader, "workers": w})
+    table.update(others)
+    if only:
+        keep = {x.strip() for x in only.split(",")}
+        table = {k: v for k, v in table.items() if k in keep}
+    return table
+
+
 def rotate(items: list, k: int) -> list:
     k %= max(1, len(items))
     return items[k:] + items[:k]

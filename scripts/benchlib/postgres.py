@@ -32,7 +32,7 @@ import tempfile
 
 from riglib import servers  # the rig's temporary servers serve the benchmarks too
 
-from .dbbench import DBReport, Pins, percentile, run_c_tool, run_matrix
+from .dbbench import DBReport, Pins, contenders, percentile, run_c_tool, run_matrix
 from .dbclient import FETCH10, FETCHBIG
 
 NAME = "postgres"
@@ -129,19 +129,14 @@ def run(args) -> DBReport:
         if op not in LABELS:
             raise SystemExit(f"bench: unknown workload {op!r} (choose from {', '.join(LABELS)})")
     workers = [int(x) for x in args.workers.split(",") if x]
-    table: dict[str, tuple[str, dict | None]] = {}
-    for w in workers:
-        key = "ringleader" if w == 1 else f"ringleader-{w}w"
-        table[key] = (f"ringleader {w}w", {"contender": "ringleader-pg", "workers": w})
-    table["asyncpg"] = ("asyncpg uvloop (no reset)", {"contender": "asyncpg", "loop": "uvloop"})
+    others: dict[str, tuple[str, dict | None]] = {
+        "asyncpg": ("asyncpg uvloop (no reset)", {"contender": "asyncpg", "loop": "uvloop"})}
     if args.asyncpg_reset:
-        table["asyncpg-reset"] = ("asyncpg uvloop (reset)",
-                                  {"contender": "asyncpg", "loop": "uvloop", "reset": True})
-    table["psycopg"] = ("psycopg AsyncConnectionPool", {"contender": "psycopg", "loop": "asyncio"})
-    table["pgbench"] = ("pgbench -M prepared", None)
-    if args.only:
-        keep = {x.strip() for x in args.only.split(",")}
-        table = {k: v for k, v in table.items() if k in keep}
+        others["asyncpg-reset"] = ("asyncpg uvloop (reset)",
+                                   {"contender": "asyncpg", "loop": "uvloop", "reset": True})
+    others["psycopg"] = ("psycopg AsyncConnectionPool", {"contender": "psycopg", "loop": "asyncio"})
+    others["pgbench"] = ("pgbench -M prepared", None)
+    table = contenders(workers, "ringleader-pg", others, args.only)
     cases = [(op, c) for op in ops for c in concs]
     server = _start_server(pins)
     dsn = f"postgresql://postgres@127.0.0.1:{server.port}/rlbench"

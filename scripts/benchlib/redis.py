@@ -22,7 +22,7 @@ import subprocess
 
 from riglib import servers  # the rig's temporary servers serve the benchmarks too
 
-from .dbbench import DBReport, Pins, run_c_tool, run_matrix
+from .dbbench import DBReport, Pins, contenders, run_c_tool, run_matrix
 
 NAME = "redis"
 HELP = ("GET/SET 100-byte values at concurrency 1/16/64 over a 16-connection pool: "
@@ -67,17 +67,11 @@ def run(args) -> DBReport:
     concs = [int(x) for x in args.conc.split(",") if x]
     ops = [x.strip().lower() for x in args.ops.split(",") if x]
     workers = [int(x) for x in args.workers.split(",") if x]
-    # key -> (display name, spec fields); None spec = redis-benchmark
-    table: dict[str, tuple[str, dict | None]] = {}
-    for w in workers:
-        key = "ringleader" if w == 1 else f"ringleader-{w}w"
-        table[key] = (f"ringleader {w}w", {"contender": "ringleader", "workers": w})
-    table["redispy-uvloop"] = ("redis-py+hiredis uvloop", {"contender": "redispy", "loop": "uvloop"})
-    table["redispy-asyncio"] = ("redis-py+hiredis asyncio", {"contender": "redispy", "loop": "asyncio"})
-    table["redis-benchmark"] = ("redis-benchmark -P 1", None)
-    if args.only:
-        keep = {x.strip() for x in args.only.split(",")}
-        table = {k: v for k, v in table.items() if k in keep}
+    table = contenders(workers, "ringleader", {
+        "redispy-uvloop": ("redis-py+hiredis uvloop", {"contender": "redispy", "loop": "uvloop"}),
+        "redispy-asyncio": ("redis-py+hiredis asyncio", {"contender": "redispy", "loop": "asyncio"}),
+        "redis-benchmark": ("redis-benchmark -P 1", None),
+    }, args.only)
     names = [v[0] for v in table.values()]
     cases = [(op, c) for op in ops for c in concs]
     report = DBReport("redis", [

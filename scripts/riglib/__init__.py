@@ -105,12 +105,24 @@ def _main(argv: list[str]) -> int:
             console.print(f"[red]rig: {exc}")
             return 2
     if args.mode in ("real", "both"):
-        from . import realmode
+        from . import realmode, twin
         try:
-            records += realmode.run(args, prof, console)
+            real = realmode.run(args, prof, console)
         except (ValueError, realmode.RigError) as exc:
             console.print(f"[red]rig: {exc}")
             return 2
+        records += real
+        # minutes of real runs: on disk before anything else can fail
+        with open(os.path.join(args.out, "runs.json"), "w") as f:
+            json.dump(summary.clean(records), f)
+        # the simulator's prediction of the same runs, beside what they measured
+        twins = twin.run(real)
+        path = os.path.join(args.out, "sim-vs-real.md")
+        with open(path, "w") as f:
+            f.write(twin.side_by_side(real, twins))
+        ok, n = twin.agreement(real, twins)
+        console.print(f"sim vs real: {ok} of {n} figures predicted inside the real spread ({path})")
+        records += twins
     finish(records, args.out, console)
     console.print(f"rig: done in {time.monotonic() - t0:.0f} s; results in {args.out}")
     return 0

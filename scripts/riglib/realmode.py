@@ -39,6 +39,7 @@ PATTERNS = ("steady", "diurnal", "burst", "drift", "retry_storm", "hot_spot", "o
 SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVICE_CORE, CLIENT_CORE = 1, 1
 BASE_RATE = 200.0
+SERVICE_WORKERS = 2  # the demo service's workers (--workers), as the twin models them
 WARMUP = 2
 
 
@@ -220,6 +221,11 @@ def run_one(pattern, contender, rep, seconds, dsn, url, workers, debug_socket=No
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def overload_span(pattern: str, seconds: float) -> tuple[float, float] | None:
+    """(start, end) in run seconds of the overload a pattern inflicts (its middle third)."""
+    return (seconds / 3, 2 * seconds / 3) if pattern in ("retry_storm", "overload") else None
+
+
 def _p(values, q):
     return percentile(values, q) or 0.0
 
@@ -234,7 +240,7 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
     names = sorted({n for i in idx for n in sw[i]["pools"]})
     pools = {n: {"cap": [], "size": [], "wait_p99_ms": [], "oracle": [], "hold_ms": [], "acquire_rate": [],
                  "timeouts": []} for n in names}
-    busy, batch, load = [], [], []
+    busy, batch, load, lag = [], [], [], []
     for i in idx:
         for n in names:
             p = sw[i]["pools"].get(n, {})
@@ -252,13 +258,17 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
         batch.append([ws[k]["batch"] if k in ws and ws[k]["batch"] is not None else math.nan
                       for k in range(nworkers)])
         load.append([ws[k]["load"] if k in ws else math.nan for k in range(nworkers)])
+        lag.append(max((ws[k].get("lag_ms", 0.0) for k in ws), default=0.0))
     g = [gw.get(i, {}) for i in idx]
     req_p99 = [w.get("p99_ms", 0.0) for w in g]
     decisions = [dict(d, t=round(d["t"] - t0, 3)) for d in svc["decisions"]
                  if -1.0 <= d["t"] - t0 <= seconds + 1.0]
     # the pool-wait SLO holds in a window when every pool met it
     worst_wait = [max(pools[n]["wait_p99_ms"][k] for n in names) for k in range(len(idx))]
-    judged = list(range(WARMUP, len(idx)))
+    # The SLO is judged from the first second (issue 16: "including the first
+    # seconds"), outside an overload and the two periods after it.
+    over = overload_span(pattern, seconds)
+    judged = [k for k, i in enumerate(idx) if over is None or not (over[0] < i <= over[1] + 2.0)]
     period = {"diurnal": seconds / 2, "burst": seconds / 3}.get(pattern, seconds)
     adj = rev = 0
     changes_pg = []
@@ -272,6 +282,7 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
     m = {
         "slo_windows": sum(1 for k in judged if worst_wait[k] <= 10.0) / max(1, len(judged)),
         "acquire_wait_p99_ms": _p([worst_wait[k] for k in judged], 0.99),
+        "max_cap": float(max(pools["postgres"]["cap"], default=0)) if "postgres" in pools else 0.0,
         "request_p99_ms": sorted(req_p99[WARMUP:] or [0.0])[int(0.99 * (len(req_p99[WARMUP:] or [0]) - 1))],
         "throughput": sum(w.get("done", 0) for w in g) / max(1, len(g)),
         "failed": sum(w.get("failed", 0) for w in g),
@@ -333,7 +344,7 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
         "series": {"t": [float(i) for i in idx], "offered": [w.get("arrivals", 0) for w in g],
                    "achieved": [w.get("done", 0) for w in g], "pools": pools,
                    "request_p99_ms": req_p99, "failed": [w.get("failed", 0) for w in g],
-                   "workers": {"busy": busy, "batch": batch, "load": load}},
+                   "workers": {"busy": busy, "batch": batch, "load": load, "lag_ms": lag}},
         "decisions": decisions, "metrics": m, "acceptance": stats.acceptance(m),
     }
 

@@ -67,9 +67,17 @@ def run_one(pattern: str, contender: str, seed: int, scale: float) -> dict:
     pats = sim.patterns(scale)
     if pattern not in pats:
         raise ValueError(f"unknown pattern {pattern!r}; known: {', '.join(SIM_PATTERNS)}")
-    pat = pats[pattern]
+    return record(pats[pattern], contender, seed, pattern_period(pattern, scale),
+                  40.0 * scale if pattern == "overload" else None)
+
+
+def record(pat: sim.Pattern, contender: str, seed: int, period: float, overload_end: float | None,
+           mode: str = "sim", **simulate_kw) -> dict:
+    """One simulated run of ``pat`` as a rig run record (``simulate_kw`` go to
+    :func:`sim.simulate`: the database and client models)."""
+    pattern = pat.name
     c = make_contender(contender)
-    r = sim.simulate(pat, c, seed=seed)
+    r = sim.simulate(pat, c, seed=seed, **simulate_kw)
     s = r.summary()
     w = r.windows
     ts = [round(x.t, 3) for x in w]
@@ -77,7 +85,6 @@ def run_one(pattern: str, contender: str, seed: int, scale: float) -> dict:
     adjustments, reversals, changes = stats.cap_changes(ts, caps)
     # a change seen in window i was decided at the end of window i-1
     changes = [(ts[max(0, ts.index(t) - 1)], o, n) for t, o, n in changes]
-    period = pattern_period(pattern, scale)
     n_periods = max(1.0, pat.duration / period)
     m = {
         "slo_windows": s["slo_windows"],
@@ -87,6 +94,7 @@ def run_one(pattern: str, contender: str, seed: int, scale: float) -> dict:
         "failed": s["failed"],
         "good_share": s["good_share"],
         "opened": float(s["opened"]),
+        "max_cap": float(s["max_cap"]),
         "conn_seconds": s["conn_seconds"],
         "conn_vs_oracle": s["conn_vs_oracle"],
         "adjustments": adjustments,
@@ -99,14 +107,14 @@ def run_one(pattern: str, contender: str, seed: int, scale: float) -> dict:
         def cap_at(e):
             return next((x.cap for x in w if x.t > e), caps[-1])
         m["first_grow_periods"] = stats.first_grow_periods(list(pat.edges), changes, cap_at, needed, 1.0)
-    if pattern == "overload":
+    if overload_end is not None:
         m["recovery_periods"] = stats.recovery_periods(
-            [x.t - 1.0 for x in w], [x.good for x in w], [x.arrivals for x in w], 40.0 * scale)
+            [x.t - 1.0 for x in w], [x.good for x in w], [x.arrivals for x in w], overload_end)
     if pattern in ("retry_storm", "overload") and contender.startswith("supervisor-"):
         m["grows_while_guard_tripped"] = s["grows_while_guard_tripped"]
         m["guard_periods"] = sum(1 for x in w if x.guard)
     return {
-        "mode": "sim", "pattern": pattern, "contender": contender, "seed": seed,
+        "mode": mode, "pattern": pattern, "contender": contender, "seed": seed,
         "period": period, "edges": list(pat.edges),
         "series": {
             # offered = the window's arrivals, on the same 1-s windows as completed
@@ -117,6 +125,7 @@ def run_one(pattern: str, contender: str, seed: int, scale: float) -> dict:
             "request_p99_ms": [x.latency_p99_ms for x in w],
             "guard": [x.guard for x in w],
             "failed": [x.failed for x in w],
+            "lag_ms": [x.lag_ms for x in w],
         },
         "decisions": [{"t": d.t, "kind": d.kind, "target": d.target, "old": d.old, "new": d.new,
                        "reason": d.reason[:240]} for d in r.decisions],

@@ -116,6 +116,7 @@ def acceptance(m: dict) -> dict:
     return {
         "slo>=99%": m["slo_windows"] >= SLO_WINDOW_SHARE,
         "conn-s<=1.2x oracle": (m["conn_vs_oracle"] <= ORACLE_RATIO) if m.get("conn_vs_oracle") else None,
+        "opened<=2x max cap": (m["opened"] <= 2 * m["max_cap"]) if m.get("max_cap") else None,
         "reversals<=2/period": m["reversals_per_period"] <= REVERSALS_PER_PERIOD,
         "first grow<=2 periods": (None if m.get("first_grow_periods") is None
                                   else m["first_grow_periods"] <= FIRST_GROW_PERIODS),

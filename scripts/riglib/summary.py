@@ -24,7 +24,7 @@ import os
 from . import stats
 
 METRICS = ("slo_windows", "good_share", "failed", "acquire_wait_p99_ms", "request_p99_ms", "throughput",
-           "conn_seconds", "opened", "conn_vs_oracle", "adjustments", "reversals")
+           "conn_seconds", "opened", "max_cap", "conn_vs_oracle", "adjustments", "reversals")
 # issue 16's goals for the supervised pool against grow-on-wait's connection-seconds
 CONN_VS_GROW = {"steady": 0.5, "diurnal": 0.5, "drift": 0.5, "burst": 0.7}
 HOT_METRICS = ("hot_max_over_mean", "migrations", "ping_pong", "time_to_balance_s")
@@ -159,10 +159,16 @@ def verdict(group: dict) -> str | None:
         return " / ".join(_fmt(med(c, k), k) for c in names)
     goals = []
     others = names[1:]
+    slo = med(sup, "slo_windows")
+    if slo is not None:
+        goals.append(f"SLO {'PASS' if slo >= stats.SLO_WINDOW_SHARE else 'MISS'}")
     g = med(sup, "good_share")
     if g is not None and others:
         ok = all(med(c, "good_share") is None or g >= med(c, "good_share") - 0.005 for c in others)
         goals.append(f"good {'PASS' if ok else 'MISS'}")
+    opened, top = med(sup, "opened"), med(sup, "max_cap")
+    if opened is not None and top:
+        goals.append(f"opened {opened / top:.1f}x max cap {'PASS' if opened <= 2 * top else 'MISS'}")
     target = CONN_VS_GROW.get(group["pattern"])
     if target and "grow-on-wait" in rows and med("grow-on-wait", "conn_seconds"):
         ratio = med(sup, "conn_seconds") / med("grow-on-wait", "conn_seconds")

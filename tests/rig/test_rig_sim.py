@@ -87,3 +87,35 @@ def test_overload_pattern_is_judged_on_good_requests_and_recovery():
     assert sup["conn_seconds"] < recs["grow-on-wait"]["metrics"]["conn_seconds"]
     assert stats.recovery_periods([0, 1, 2, 3], [10, 0, 5, 10], [10, 10, 10, 10], 1.0) == 2.0
     assert stats.recovery_periods([0, 1], [10, 0], [10, 10], 1.0) == float("inf")
+
+
+def _real_record(pattern, contender, *, hold, lag, rate, busy, seconds=12, slo=0.5):
+    """A real-mode run record with the fields the twin reads (constant windows)."""
+    return {"mode": "real", "pattern": pattern, "contender": contender, "seed": 1,
+            "series": {"t": [float(i) for i in range(1, seconds + 1)],
+                       "pools": {"postgres": {"hold_ms": [hold] * seconds, "acquire_rate": [rate] * seconds,
+                                              "size": [16] * seconds}},
+                       "workers": {"lag_ms": [lag] * seconds, "busy": [[busy, busy]] * seconds}},
+            "metrics": {"slo_windows": slo, "good_share": 0.99, "opened": 16.0}}
+
+
+def test_the_twin_is_calibrated_to_the_real_runs_client():
+    """The simulator's twin of real runs (riglib.twin): its database service
+    time is the real holds less the loop lag, and its client model reproduces
+    the loop lag the real workers measured; with the lag the twin's SLO
+    windows fall, as the real ones did (issue 16: the sim must predict the
+    real figures, and the client's CPU is what the real runs showed matters)."""
+    from riglib import twin
+    real = [_real_record("steady", "static-16", hold=9.0, lag=5.0, rate=90.0, busy=0.3)]
+    cal = twin.calibrate(real)["steady"]
+    assert cal["service_ms"] == pytest.approx(4.0)
+    assert cal["cpu_ms"] == pytest.approx(0.6 * 1e3 / 90.0)
+    twins = twin.run(real, seeds=2)
+    assert {r["mode"] for r in twins} == {"twin"} and len(twins) == 2
+    lags = [x for r in twins for x in r["series"]["lag_ms"]]
+    assert sum(lags) / len(lags) == pytest.approx(5.0, rel=0.25)
+    calm = twin.run([_real_record("steady", "static-16", hold=4.0, lag=0.0, rate=90.0, busy=0.3)],
+                    seeds=2)
+    assert min(r["metrics"]["slo_windows"] for r in calm) > max(r["metrics"]["slo_windows"] for r in twins)
+    table = twin.side_by_side(real, twins)
+    assert "| static-16 |" in table and "lag 5.0 ms" in table

@@ -12,6 +12,8 @@ import sys
 from asyncio import base_events, base_subprocess, constants, events, protocols, sslproto
 from asyncio import transports, trsock
 
+from ringleader.runtime.asyncio_compat import SERVER_TRACKS_CLIENTS, DefaultPolicyBase
+
 
 def _params(fn) -> list[str]:
     return [p for p in inspect.signature(fn).parameters if p != "self"]
@@ -135,8 +137,15 @@ def _problems() -> list[str]:
         "loop", "sockets", "protocol_factory", "ssl_context", "backlog", "ssl_handshake_timeout",
         "ssl_shutdown_timeout"], "base_events.Server(loop, sockets, protocol_factory, ssl_context, "
         "backlog, ssl_handshake_timeout, ssl_shutdown_timeout)")
-    need(_params(base_events.Server._attach) == [] and _params(base_events.Server._detach) == [],
-         "Server._attach() / _detach() without arguments (3.13 made them take the transport)")
+    # runtime/asyncio_compat.py picks the call by probing; either shape is fine.
+    shape = (_params(base_events.Server._attach), _params(base_events.Server._detach))
+    need(shape == ([], []) and not SERVER_TRACKS_CLIENTS
+         or shape == (["transport"], ["transport"]) and SERVER_TRACKS_CLIENTS,
+         f"Server._attach/_detach() (3.11-3.12) or (transport) (3.13+), as "
+         f"runtime/asyncio_compat.py probed, got {shape}")
+    need(all(callable(getattr(DefaultPolicyBase, n, None))
+             for n in ("_loop_factory", "new_event_loop", "get_event_loop")),
+         "the default event loop policy class (RingEventLoopPolicy's base) with _loop_factory")
     need(callable(getattr(base_events, "_check_ssl_socket", None)), "base_events._check_ssl_socket")
 
     # The epoll fallback (runtime/epoll.py, runtime/epoll_transport.py) subclasses

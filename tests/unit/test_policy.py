@@ -95,7 +95,7 @@ def test_guard_blocks_growth_in_retry_storm_and_cuts():
                 cap = a.new
     # the pool is above its healthy working point when the storm starts (say an
     # operator raised it): the guard cuts it, but not below what the database
-    # served comfortably while healthy (6 busy -> (6 + sqrt 6) x 1.2 = 11)
+    # served comfortably while healthy (6 busy -> (6 + sqrt 6) x 1.1 = 9.3 -> 10)
     cap = start = 30
     grows = 0
     for i in range(60, 80):  # the database is 5x slower and clients time out and retry
@@ -106,7 +106,7 @@ def test_guard_blocks_growth_in_retry_storm_and_cuts():
                 grows += a.new > a.old
                 cap = a.new
     assert grows == 0
-    assert 11 <= cap < start
+    assert 10 <= cap < start
 
 
 def test_determinism_per_seed():
@@ -211,12 +211,14 @@ def test_rebalancer_never_moves_a_connection_back():
 
 
 def _drive(pol, phases, cap=8):
-    """Feeds (periods, make(cap) -> PoolObs) phases at 1 s; returns per-period
-    (t, cap, guard_tripped, action)."""
+    """Feeds (periods, make(cap) -> PoolObs[, the workers' loop lag in ms])
+    phases at 1 s; returns per-period (t, cap, guard_tripped, action)."""
     t, out = 0.0, []
-    for n, make in phases:
+    for n, make, *lag in phases:
+        ws = tuple(WorkerObs(worker=w, busy=0.9, lag_ms=lag[0], batch=1.0, flush_depth=1.0,
+                             throughput=1.0, load=0.0) for w in range(2)) if lag else ()
         for _ in range(n):
-            acts = pol.decide(Observation(t=t, period=1.0, pools=(make(cap),)))
+            acts = pol.decide(Observation(t=t, period=1.0, pools=(make(cap),), workers=ws))
             a = acts[0] if acts else None
             if a is not None and a.kind == "resize_pool":
                 cap = a.new
@@ -271,3 +273,76 @@ def test_harmless_slowdown_becomes_the_new_normal():
     tripped = [t for t, _, tr, _ in log if tr]
     assert tripped and max(tripped) < 20 + 10 + 3
     assert not log[-1][2]
+
+
+def test_a_client_short_of_cpu_is_not_an_overloaded_database():
+    """The real steady run (issue 16): the service's own core saturated, its
+    holds went 7 -> 29 ms and its waits far past the SLO with the database idle; the
+    guard cut the pool to 3 and timeouts followed.  Hold time and wait less the
+    workers' loop lag are what the guard and the controller judge: the same
+    slowdown with the lag to explain it neither trips the guard nor grows the
+    pool; without the lag it trips the guard (a sick database)."""
+    def cfg():
+        return Policy(SupervisorConfig(pools={"db": PoolAutoscale(min=2, max=32)}))
+    healthy = lambda cap: pobs(cap, rate=100, hold=7.0)  # noqa: E731
+    lagged = lambda cap: pobs(cap, rate=100, hold=29.0, wait=30.0, timeouts=5)  # noqa: E731
+    log = _drive(cfg(), [(20, healthy, 1.0), (15, lagged, 23.0)])
+    assert not any(tripped for _, _, tripped, _ in log)
+    # sized for what the connections are held (Little's law), no bump for the lag's waits
+    assert not any(a is not None and "SLO" in a.reason for _, _, _, a in log)
+    log = _drive(cfg(), [(20, healthy, 1.0), (15, lagged, 1.0)])
+    assert any(tripped for _, _, tripped, _ in log[20:])
+
+
+def test_no_shrink_before_a_down_window_of_history():
+    """One quiet first period shrank the pool (4 -> 3) right before the sim's
+    first burst edge: a shrink needs a whole down window of recommendations."""
+    cfg = PoolAutoscale(min=2, max=32, down_window=10.0)
+    pol = Policy(SupervisorConfig(pools={"db": cfg}))
+    log = _drive(pol, [(25, lambda cap: pobs(cap, rate=50, hold=4.0))], cap=8)
+    shrinks = [t for t, _, _, a in log if a is not None and a.kind == "resize_pool" and a.new < a.old]
+    assert shrinks and min(shrinks) >= 10.0
+
+
+def _worker_trial(speedup_2: float) -> list:
+    """A saturated one-worker service whose throughput with two workers is
+    ``speedup_2`` x (how much of its work runs with the GIL released: TLS
+    encryption, large copies); returns the worker actions over 40 s."""
+    cfg = WorkerAutoscale(enabled=True, min=1, max=2, sustain=3.0, trial=5.0, cooldown=60.0)
+    pol = Policy(SupervisorConfig(workers=cfg))
+    n, acts = 1, []
+    for i in range(40):
+        thr = 1000.0 * (speedup_2 if n == 2 else 1.0)
+        ws = tuple(WorkerObs(worker=w, busy=0.97, lag_ms=12.0, batch=4.0, flush_depth=4.0,
+                             throughput=thr / n, load=0.0) for w in range(n))
+        for a in pol.decide(Observation(t=float(i), period=1.0, workers=ws)):
+            acts.append(a)
+            n += {"add_worker": 1, "remove_worker": -1}.get(a.kind, 0)
+    return acts
+
+
+def test_a_second_worker_is_kept_only_where_it_pays():
+    """Issue 16's worker question: the supervisor adds a worker on sustained
+    saturation and keeps it only if throughput rose by min_gain over the
+    trial.  (Measured with scripts/bench_tls.py on this machine: a TLS service
+    with 128 KiB responses did 0.76x with two workers, so there it is tried
+    and reverted; where two workers give +40% it stays.)"""
+    kinds = [a.kind for a in _worker_trial(1.4)]
+    assert kinds == ["add_worker"]
+    kinds = [a.kind for a in _worker_trial(0.76)]
+    assert kinds == ["add_worker", "remove_worker"]
+
+
+def test_waits_below_the_cap_are_connects_not_a_reason_to_grow():
+    """The real start-up: one connection open under a cap of 5, the first
+    second's callers waited for connects (p99 23 ms) and the SLO bump took
+    the cap to 7 for the whole run.  Below the cap a wait is a connect under
+    way; at the cap the same wait means too few connections."""
+    def first(size):
+        pol = Policy(SupervisorConfig(pools={"db": PoolAutoscale(min=2, max=40)}))
+        o = dataclasses.replace(pobs(5, rate=99, hold=3.6, wait=23.4, waiting=2), size=size)
+        return [a for a in pol.decide(Observation(t=0.0, period=1.0, pools=(o,)))
+                if a.kind == "resize_pool"]
+    assert first(size=1) == []
+    grown = first(size=5)
+    assert grown and grown[0].new > 5

@@ -346,6 +346,54 @@ def test_reset_hook_runs_on_release():
     run(main())
 
 
+@pytest.mark.filterwarnings("error")
+def test_a_connection_settling_at_close_is_settled_or_closed_never_leaked():
+    """reset() returning an awaitable (a caller gave up mid-query): the pool
+    settles the connection in a background task.  Released right before
+    close(), the task used to be cancelled before its first step: the awaitable
+    was never awaited (a RuntimeWarning) and the connection neither reused nor
+    closed (its slot and server backend leaked)."""
+    settled = []
+
+    async def settling(conn, delay):
+        await asyncio.sleep(delay)
+        settled.append(conn)
+
+    def reset(conn):
+        return settling(conn, conn.delay)
+
+    async def main():
+        f = Factory()
+        pool = Pool(f, min_size=0, max_size=3, reset=reset)
+        conns = [await pool.acquire() for _ in range(3)]
+        # settles at once, within close's grace, and never (past the grace)
+        for c, delay in zip(conns, (0.0, 0.5, 60.0)):
+            c.delay = delay
+            pool.release(c)
+        await pool.close()
+        assert settled == conns[:2]
+        assert all(c.is_closed for c in conns)
+        s = pool.stats()
+        assert (s.pool_size, s.pool_in_use, s.pool_available) == (0, 0, 0)
+        assert s.returns_drained == 2
+        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+        # A loop shutting down cancels what is left (asyncio.run does), here the
+        # settle task before its first step: the connection is closed all the same.
+        pool = Pool(f, min_size=0, max_size=1, reset=reset)
+        c = await pool.acquire()
+        c.delay = 60.0
+        pool.release(c)
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in left:
+            t.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        assert c.is_closed and pool.stats().pool_size == 0
+        await pool.close()
+        gc.collect()  # an unawaited coroutine warns when it is collected
+    run(main())
+
+
 def test_close_fails_waiters_and_later_acquires():
     async def main():
         f = Factory()

@@ -1,6 +1,8 @@
 """Unit tier: the supervisor driving the virtual-time pool/database model (deterministic)."""
-from ringleader.supervisor.sim import (GrowOnWait, Static, Supervised, erlang_c_servers, first_grow_delay,
-                                       patterns, simulate, simulate_hot_spot)
+import pytest
+
+from ringleader.supervisor.sim import (GrowOnWait, Pattern, Static, Supervised, erlang_c_servers,
+                                       first_grow_delay, patterns, simulate, simulate_hot_spot)
 
 P = patterns()
 
@@ -59,3 +61,17 @@ def test_hot_spot_converges_without_ping_pong():
     assert r["start_max_over_mean"] > 1.17
     assert max(r["max_over_mean"][-20:]) <= 1.17 * 1.1  # per-tick noise is +-10%
     assert r["ping_pong"] == 0
+
+
+def test_strict_per_worker_pools_trade_slots_like_the_real_pool():
+    """workers=2: each request is served only by its worker's connections.  A
+    static pool opened on the first worker trades slots toward the second
+    until each holds about half (the real static-16 runs opened 21-23 for a
+    size of 16; the model 16 + the trades), and then serves every request."""
+    pat = Pattern("steady", 10.0, lambda t: 300.0)
+    one = simulate(pat, Static(16), seed=1).summary()
+    two = simulate(pat, Static(16), seed=1, workers=2).summary()
+    assert one["opened"] == 16
+    assert 16 + 4 <= two["opened"] <= 16 + 10
+    assert two["good_share"] == pytest.approx(1.0, abs=0.01)
+    assert two["conn_seconds"] == pytest.approx(one["conn_seconds"], rel=0.01)

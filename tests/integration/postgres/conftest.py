@@ -91,7 +91,8 @@ def _reap_orphans() -> None:
     for owner in glob.glob(os.path.join(tempfile.gettempdir(), "rl-pg-*", "owner")):
         base = os.path.dirname(owner)
         try:
-            pid = int(open(owner).read())
+            with open(owner) as f:
+                pid = int(f.read())
             os.kill(pid, 0)
             continue  # its pytest is still running
         except ProcessLookupError:

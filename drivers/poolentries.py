@@ -1,7 +1,8 @@
-"""The pool's small parts: entries, waiters, and the ``acquire()`` awaitable.
+"""The pool's records: a connection's entry (where it lives, since when, what
+it is doing), a queued caller (a waiter), and the ``acquire()`` awaitable.
 
 Kept apart from :mod:`ringleader.drivers.pool` so that module reads in one
-sitting; nothing here knows the pool's policy.  ``_wake`` is the one
+sitting; nothing here knows the pool's policy (when to open, lend, retire).  ``_wake`` is the one
 cross-thread step: a waiter parked on another worker's loop is woken with
 ``call_soon_threadsafe``.
 """
@@ -31,7 +32,8 @@ def _is_bad(conn: Any) -> bool:
 
 
 class _Entry:
-    __slots__ = ("conn", "worker", "loop", "created", "last_used", "borrowed", "retire", "shared")
+    __slots__ = ("conn", "worker", "loop", "created", "last_used", "borrowed", "retire", "shared",
+                 "settling")
 
     def __init__(self, conn: Any, worker: int, loop: asyncio.AbstractEventLoop, now: float) -> None:
         self.conn = conn
@@ -42,6 +44,7 @@ class _Entry:
         self.borrowed = now
         self.retire = False
         self.shared = False  # held by a multiplexer: usage is counted per command
+        self.settling: Any = None  # what reset() returned, until the settle task takes it
 
 
 class _Waiter:
@@ -55,63 +58,6 @@ class _Waiter:
         self.entry: _Entry | None = None  # a connection handed over (release or a new one)
         self.error: BaseException | None = None  # the connect failure opened for it
         self.woken = False  # taken off the queue: by a hand-over, an error or close()
-
-
-class OpenBudget:
-    """The pool's limit on opening connections: a token bucket (``rate`` opens
-    per second, ``depth`` at once) plus at most ``concurrent`` opens in flight.
-
-    Why: every open costs the server a backend (a fork and an authentication on
-    PostgreSQL).  Unbounded, a pool whose connections keep failing or being
-    discarded under overload turns the overload into connection churn that
-    keeps the database busy after the load is gone (issue 16's metastable
-    failure).  Pure arithmetic on the time it is given: no clock, no lock
-    (the pool calls it under its own)."""
-
-    __slots__ = ("rate", "depth", "concurrent", "tokens", "at", "in_flight", "delayed")
-
-    def __init__(self, rate: float, depth: int, concurrent: int) -> None:
-        self.rate, self.depth, self.concurrent = rate, depth, concurrent
-        self.tokens = float(depth)
-        self.at: float | None = None
-        self.in_flight = 0
-        self.delayed = 0  # times an open had to wait for a token (a counter)
-
-    def _refill(self, now: float) -> None:
-        if self.at is not None and now > self.at:
-            self.tokens = min(float(self.depth), self.tokens + (now - self.at) * self.rate)
-        self.at = now if self.at is None else max(self.at, now)
-
-    def grant(self, now: float) -> bool:
-        """One open may start now (then it is counted in flight)."""
-        self._refill(now)
-        if self.in_flight >= self.concurrent:
-            return False
-        if self.tokens < 1.0:
-            self.delayed += 1
-            return False
-        self.tokens -= 1.0
-        self.in_flight += 1
-        return True
-
-    def charge(self, now: float) -> None:
-        """An open that does not ask (the refill to ``min_size``) still spends a
-        token, possibly into debt, so it delays the asking ones."""
-        self._refill(now)
-        self.tokens -= 1.0
-
-    def done(self) -> None:
-        self.in_flight -= 1
-
-    def next_token(self, now: float) -> float | None:
-        """When a token will be there (None: a token is there, or only the
-        concurrency limit blocks, which a finishing open lifts)."""
-        self._refill(now)
-        if self.tokens >= 1.0:
-            return None
-        # a hair late rather than early: a timer that fires before the token
-        # is whole would only be set again
-        return now + (1.0 - self.tokens) / self.rate + 1e-6
 
 
 def _pin(conn: Any, reason: str | None) -> None:

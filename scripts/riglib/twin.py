@@ -1,0 +1,190 @@
+"""The simulator's twin of a real run: the same pattern, contenders and
+seconds on the virtual clock, with the database and client models calibrated
+from the real runs, side by side with what the real runs measured.
+
+Why: the simulator is how the supervisor is tuned, so it has to predict the
+real figures within their measured spread (issue 16).  The rig's own sim
+patterns are a different workload (1500 acquires/s of 4 ms); the twin is the
+real rig's workload:
+
+* Postgres acquires per second = the load generator's request rate
+  (:func:`riglib.loadgen.rate`, ``BASE_RATE``) x the share of Postgres
+  endpoints in its mix (:func:`riglib.loadgen.mix`); the overload pattern's
+  own load (600/s of ``pg_sleep(4 ms)``, +5 ms of database CPU on one core in
+  its middle third, 50-ms acquire timeout, 3 retries); the retry storm's
+  database hogs as a 3x slowdown in the middle third (100-ms acquire timeout,
+  one retry): approximations, said so;
+* the database's service time = the median hold time of the real static-16
+  windows less the loop lag (one contender calibrates, the others are
+  predicted), connects as the measured 8 ms of database work;
+* the client (:class:`ringleader.supervisor.sim.ClientModel`): CPU per
+  Postgres request from the workers' busy ratio, and the loop turn that
+  makes the model's mean loop lag at that utilisation the measured one.
+
+* the demo service's two workers, each with its own share of the strict
+  Postgres pool (``sim.simulate(workers=2)``).
+
+What it leaves out: Redis, the network, and the neighbours' load changing
+during a run.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+
+from ringleader.supervisor import sim
+
+from . import loadgen, realmode, simmode
+from .service import ACQUIRE_TIMEOUT
+
+CALIBRATOR = "static-16"
+METRICS = (("slo_windows", "SLO windows", "{:.0%}"), ("good_share", "good", "{:.1%}"),
+           ("conn_seconds", "Postgres conn-s", "{:.0f}"), ("opened", "opened", "{:.0f}"))
+
+
+def _pg_share(pattern: str, f: float) -> float:
+    w = loadgen.mix(pattern, f)
+    return sum(w[2:]) / sum(w)
+
+
+def calibrate(records: list[dict]) -> dict:
+    """Per pattern: service_ms, client cpu_ms per Postgres request and background
+    share, from the real runs (the calibrator contender's, else all)."""
+    out = {}
+    for pattern in {r["pattern"] for r in records}:
+        rs = [r for r in records if r["pattern"] == pattern]
+        cal = [r for r in rs if r["contender"] == CALIBRATOR] or rs
+        holds, lags, busy, rates = [], [], [], []
+        for r in cal:
+            pg = r["series"]["pools"].get("postgres", {})
+            lag = r["series"].get("workers", {}).get("lag_ms") or [0.0] * len(pg.get("hold_ms", []))
+            span = realmode.overload_span(pattern, len(r["series"]["t"]))
+            for t, h, lg, a in zip(r["series"]["t"], pg.get("hold_ms", []), lag, pg.get("acquire_rate", [])):
+                # the healthy database: an overload's holds are its effect, not the service time
+                if h and a and (span is None or not span[0] < t <= span[1] + 2.0):
+                    holds.append(max(0.5, h - lg))
+                    lags.append(lg)
+                    rates.append(a)
+            for row in r["series"].get("workers", {}).get("busy", []):
+                vals = [x for x in row if x == x]
+                if vals:
+                    busy.append(sum(vals))
+        service = statistics.median(holds) if holds else 4.0
+        rate = statistics.median(rates) if rates else 1.0
+        lag = statistics.median(lags) if lags else 0.0
+        cores = statistics.median(busy) if busy else 0.0
+        cpu_ms = min(50.0, cores * 1e3 / rate) if rate and pattern != "overload" else 0.0
+        # the loop turn that makes the M/M/1 lag at the measured utilisation the measured lag
+        u = min(0.95, rate * cpu_ms / 1e3)
+        turn_ms = lag * (1 - u) / u if u > 0 else 0.0
+        out[pattern] = {"service_ms": service, "cpu_ms": cpu_ms, "turn_ms": turn_ms,
+                        "lag_ms": lag, "rate": rate}
+    return out
+
+
+def pattern(name: str, seconds: float) -> sim.Pattern:
+    """The real rig's pattern ``name`` as a simulator pattern of ``seconds``."""
+    third = (seconds / 3, 2 * seconds / 3)
+
+    def mid(t):
+        return third[0] <= t < third[1]
+    if name == "overload":
+        return sim.Pattern(name, seconds, lambda t: realmode.OVERLOAD_RATE,
+                           slowdown=lambda t: 9.0 / 4.0 if mid(t) else 1.0,
+                           capacity=lambda t: 9.0 / 5.0 if mid(t) else sim.DbModel().capacity,
+                           acquire_timeout=0.05, retries=3, overload=third)
+    base = realmode.BASE_RATE
+
+    def rate(t):
+        f = min(1.0, max(0.0, t / seconds))
+        return loadgen.rate(name, f, base) * _pg_share(name, f)
+    if name == "retry_storm":
+        return sim.Pattern(name, seconds, rate, slowdown=lambda t: 3.0 if mid(t) else 1.0,
+                           acquire_timeout=0.1, retries=1, overload=third)
+    return sim.Pattern(name, seconds, rate, acquire_timeout=ACQUIRE_TIMEOUT)
+
+
+def run(real: list[dict], seeds: int = 3) -> list[dict]:
+    """Twin records (mode "twin") for every (pattern, contender) of ``real``."""
+    cal = calibrate(real)
+    out = []
+    for pat_name, c in sorted({(r["pattern"], r["contender"]) for r in real if r["pattern"] != "hot_spot"}):
+        seconds = max(len(r["series"]["t"]) for r in real if r["pattern"] == pat_name)
+        k = cal[pat_name]
+        db = sim.DbModel(service_ms=k["service_ms"])
+        client = sim.ClientModel(cpu_ms=k["cpu_ms"], turn_ms=k["turn_ms"])
+        pat = pattern(pat_name, float(seconds))
+        # the demo service runs two workers (strict per-worker pools); the
+        # overload runner drives its pool from one
+        workers = 1 if pat_name == "overload" else realmode.SERVICE_WORKERS
+        for seed in range(1, seeds + 1):
+            rec = simmode.record(pat, c, seed, seconds, pat.overload[1] if pat.overload else None,
+                                 mode="twin", db=db, client=client, workers=workers)
+            rec["calibration"] = k
+            out.append(rec)
+    return out
+
+
+def _value(r: dict, k: str) -> float | None:
+    if k == "conn_seconds":
+        # the Postgres pool's alone: a real record's conn-s also counts the Redis pool
+        return float(sum(r["series"]["pools"].get("postgres", {}).get("size", [])))
+    return r["metrics"].get(k)
+
+
+def _med(recs: list[dict], k: str) -> tuple[float, float, float] | None:
+    v = [x for x in (_value(r, k) for r in recs) if x is not None]
+    return (statistics.median(v), min(v), max(v)) if v else None
+
+
+def side_by_side(real: list[dict], twins: list[dict]) -> str:
+    """A markdown table: per pattern and contender, real median [min-max] beside
+    the twin's, and whether the twin's median lies inside the real spread."""
+    cal = calibrate(real)
+    lines = ["# Simulator vs real", "",
+             "Real: the rig's real-mode runs (median [min-max] over repetitions).  Sim: the twin "
+             "(scripts/riglib/twin.py), same pattern, contender and seconds, models calibrated "
+             "from the real static-16 runs, 3 seeds.  'in' = the sim median lies inside the real "
+             "min-max (or within 5% of its edge for shares).", ""]
+    for p in sorted({r["pattern"] for r in real if r["pattern"] != "hot_spot"}):
+        k = cal[p]
+        lines.append(f"## {p}: service {k['service_ms']:.2f} ms, client {k['cpu_ms']:.2f} ms CPU per "
+                     f"Postgres request, loop turn {k['turn_ms']:.2f} ms, lag {k['lag_ms']:.1f} ms")
+        lines.append("")
+        head = ["contender"] + [f"{label} real | sim" for _, label, _ in METRICS] + ["inside"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for c in sorted({r["contender"] for r in real if r["pattern"] == p}):
+            rr = [r for r in real if r["pattern"] == p and r["contender"] == c]
+            tt = [r for r in twins if r["pattern"] == p and r["contender"] == c]
+            cells, inside = [c], 0
+            for key, _, fmt in METRICS:
+                a, b = _med(rr, key), _med(tt, key)
+                if a is None or b is None:
+                    cells.append("-")
+                    continue
+                slack = 0.05 if key in ("slo_windows", "good_share") else 0.0
+                ok = a[1] - slack - 1e-9 <= b[0] <= a[2] + slack + 1e-9
+                inside += ok
+                cells.append(f"{fmt.format(a[0])} [{fmt.format(a[1])}-{fmt.format(a[2])}] | "
+                             f"{fmt.format(b[0])}")
+            cells.append(f"{inside}/{len(METRICS)}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def agreement(real: list[dict], twins: list[dict]) -> tuple[int, int]:
+    """(figures whose twin median lies inside the real spread, figures)."""
+    n = ok = 0
+    for p, c in {(r["pattern"], r["contender"]) for r in real if r["pattern"] != "hot_spot"}:
+        rr = [r for r in real if r["pattern"] == p and r["contender"] == c]
+        tt = [r for r in twins if r["pattern"] == p and r["contender"] == c]
+        for key, _, _ in METRICS:
+            a, b = _med(rr, key), _med(tt, key)
+            if a is None or b is None or (isinstance(b[0], float) and math.isnan(b[0])):
+                continue
+            slack = 0.05 if key in ("slo_windows", "good_share") else 0.0
+            n += 1
+            ok += a[1] - slack - 1e-9 <= b[0] <= a[2] + slack + 1e-9
+    return ok, n
+
