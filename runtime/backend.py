@@ -25,7 +25,7 @@ from ..uring import RingUnavailableError
 
 logger = logging.getLogger("ringleader.runtime")
 
-__all__ = ["Backend", "Choice", "choose", "probe_uring", "new_event_loop"]
+__all__ = ["Backend", "Choice", "choose", "parse", "probe_uring", "new_event_loop"]
 
 
 class Backend(str, enum.Enum):
@@ -70,13 +70,18 @@ def probe_uring() -> RingUnavailableError | None:
 _logged = False
 
 
+def parse(backend: str | Backend) -> str | Backend:
+    """``"auto"`` or a :class:`Backend`; anything else is a ValueError (no probe)."""
+    try:
+        return "auto" if backend == "auto" else Backend(backend)
+    except ValueError:
+        raise ValueError(f"backend must be 'auto', 'uring' or 'epoll', got {backend!r}") from None
+
+
 def choose(backend: str | Backend = "auto") -> Choice:
     """The backend to run on; ``auto`` logs one line the first time it falls back."""
     global _logged
-    try:
-        want = "auto" if backend == "auto" else Backend(backend)
-    except ValueError:
-        raise ValueError(f"backend must be 'auto', 'uring' or 'epoll', got {backend!r}") from None
+    want = parse(backend)
     if want is Backend.EPOLL:
         return Choice(Backend.EPOLL, "backend='epoll' was asked for")
     if want is Backend.URING:

@@ -36,12 +36,13 @@ import signal
 import socket
 import threading
 import time
-from asyncio import sslproto, unix_events
+from asyncio import unix_events
 
 from ..runningloop import publish as _publish
 from .backend import Backend, Choice
 from .epoll_transport import EpollTransport
 from .stats import ConnStats, LoopStats, hottest
+from .tls import OwnRawTransportTLS
 
 __all__ = ["EpollEventLoop"]
 
@@ -94,7 +95,7 @@ class _CountingDeque(collections.deque):
         return collections.deque.popleft(self)
 
 
-class EpollEventLoop(unix_events.SelectorEventLoop):
+class EpollEventLoop(OwnRawTransportTLS, unix_events.SelectorEventLoop):
     """A worker loop on epoll (see module docstring)."""
 
     backend = Backend.EPOLL.value
@@ -163,18 +164,6 @@ class EpollEventLoop(unix_events.SelectorEventLoop):
     # ------------------------------------------------------------ transports
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return EpollTransport(self, sock, protocol, waiter, extra, server)
-
-    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
-                            server_side=False, server_hostname=None, extra=None, server=None,
-                            ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
-        # As asyncio's, but the raw transport is ours, so the runtime's drain
-        # and connection table see TLS connections too.
-        ssl_protocol = sslproto.SSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout)
-        EpollTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
-        return ssl_protocol._app_transport
 
     def adopt_socket(self, conn: socket.socket, protocol_factory, server=None) -> EpollTransport:
         """Wrap an already-connected socket (e.g. accepted by another worker)."""

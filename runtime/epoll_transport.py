@@ -127,9 +127,13 @@ class EpollTransport(_Base):
         if self.migrating:
             self._hold(data)
             return
-        if data and not self._conn_lost and self._loop._telemetry:
-            self.bytes_out += len(data)
-            self.ops += 1
+        if data and not self._conn_lost:
+            loop = self._loop
+            if loop._telemetry:
+                self.bytes_out += len(data)
+                self.ops += 1
+                # as on the ring (a send completion counts): idle means neither way
+                self.last_active = loop._sel.woke
         _Base.write(self, data)
 
     def writelines(self, list_of_data) -> None:

@@ -52,7 +52,7 @@ from .fdops import FdOpsMixin
 from .pipes import PipeOpsMixin
 from .signals import SignalMixin
 from .subprocess import SubprocessMixin
-from .tls import RingSSLProtocol
+from .tls import OwnRawTransportTLS, RingSSLProtocol
 from .transport import AcceptedSocket, RingTransport
 
 logger = logging.getLogger("ringleader.runtime")
@@ -70,8 +70,10 @@ _UD_WAKE = 1               # the eventfd read
 
 
 class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin, FdOpsMixin,
-                    base_events.BaseEventLoop):
+                    OwnRawTransportTLS, base_events.BaseEventLoop):
     """asyncio event loop on one io_uring ring (see module docstring)."""
+
+    _ssl_protocol_class = RingSSLProtocol   # flow control in the connection's context (tls.py)
 
     def __init__(self, *, worker_id: int = 0, runtime=None, entries: int = 256,
                  files: int = 16384, buffers: int = 512, buffer_size: int = 16384,
@@ -491,18 +493,6 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         t = self._transports[fd] = RingTransport(self, sock, protocol, waiter, extra, server)
         return t
 
-    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
-                            server_side=False, server_hostname=None, extra=None, server=None,
-                            ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
-        ssl_protocol = RingSSLProtocol(
-            self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout)
-        fd = rawsock.fileno()
-        self._transports[fd] = RingTransport(self, rawsock, ssl_protocol, extra=extra,
-                                             server=server)
-        return ssl_protocol._app_transport
-
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
                        ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
         fd = sock.fileno()
@@ -661,9 +651,20 @@ def new_event_loop(**kwargs) -> RingEventLoop:
 class RingEventLoopPolicy(DefaultPolicyBase):
     """``asyncio.set_event_loop_policy(RingEventLoopPolicy())`` makes asyncio.run use rings.
 
+    ``backend`` is chosen as for ``ringleader.run``: ``"auto"`` (the default)
+    makes epoll loops where io_uring is denied (a default container), so a
+    service that sets this policy still starts there; ``"uring"`` keeps the
+    refusal (RingUnavailableError), ``"epoll"`` always falls back.
+
     asyncio's Unix policy underneath: its child watcher is there for code that
     asks for one, but ring loops do not use it (they watch children through
     pidfds on the ring, see :mod:`ringleader.runtime.subprocess`)."""
 
+    def __init__(self, backend: str = "auto"):
+        from .backend import parse
+        super().__init__()
+        self._backend = parse(backend)   # a typo fails here, not at the first loop
+
     def _loop_factory(self):
-        return RingEventLoop()
+        from .backend import new_event_loop as make   # backend imports this module
+        return make(backend=self._backend)

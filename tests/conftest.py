@@ -12,7 +12,9 @@ pytest process by a seccomp filter (``./scripts/test --epoll``, which wraps
 pytest in ``scripts/deny-uring``; ``./scripts/test`` runs it after the main
 pass).  There, ``URING_DENIED`` is true, the ring tier is skipped, and so is
 any test marked ``ring_only`` or that builds a ring itself (it gets
-RingUnavailableError): each says why in its skip reason.
+RingUnavailableError): each says why in its skip reason.  So are the driver
+tests' ``[asyncio]`` cases (the ``run`` fixture on asyncio's own loop): they
+run the same code as in the main pass, so the tier runs only what differs.
 """
 import os
 import shutil
@@ -47,6 +49,19 @@ def pytest_collection_modifyitems(config, items):
             for m in item.iter_markers("ring_only"):
                 why = m.args[0] if m.args else "tests the ring itself"
                 item.add_marker(pytest.mark.skip(reason=f"ring-only ({why}): {_DENIED_WHY}"))
+            if _on_asyncios_own_loop(item):
+                item.add_marker(pytest.mark.skip(
+                    reason=f"asyncio's own loop, the same as in the main pass: {_DENIED_WHY}"))
+
+
+def _on_asyncios_own_loop(item) -> bool:
+    # The drivers' ``run`` fixture is parametrized over asyncio's loop and ours
+    # (redis: the name, postgres: the factory); only ours differs on epoll.
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "run" not in callspec.params:
+        return False
+    import asyncio
+    return callspec.params["run"] in ("asyncio", asyncio.new_event_loop)
 
 
 def _skip_if_ring_refused(outcome) -> None:

@@ -50,6 +50,17 @@ CHILD = textwrap.dedent("""
         out["uring"] = None
     except RingUnavailableError as exc:
         out["uring"] = str(exc)
+
+    # A service (or framework) that sets ringleader's policy follows the same choice.
+    async def loop_type():
+        return type(asyncio.get_running_loop()).__name__
+    for b in ("auto", "uring"):
+        asyncio.set_event_loop_policy(ringleader.RingEventLoopPolicy(**({} if b == "auto" else {"backend": b})))
+        try:
+            out["policy_" + b] = asyncio.run(loop_type())
+        except RingUnavailableError as exc:
+            out["policy_" + b] = "refused: " + str(exc)
+    asyncio.set_event_loop_policy(None)
     print(json.dumps(out))
 """)
 
@@ -67,6 +78,7 @@ def test_auto_picks_the_ring_where_it_is_allowed():
     out, err = _child()
     assert out["run"][:3] == ["uring", "RingEventLoop", ["uring", "uring"]]
     assert out["new_event_loop"] == "RingEventLoop" and out["uring"] is None
+    assert out["policy_auto"] == out["policy_uring"] == "RingEventLoop"
     assert "epoll" not in err
 
 
@@ -84,6 +96,9 @@ def test_auto_falls_back_to_epoll_under_a_seccomp_filter(err, cause):
     assert "seccompProfile" in lines[0] and "Unconfined" in lines[0]
     # backend="uring" keeps today's refusal, with the cause and fix
     assert out["uring"] is not None and "io_uring_setup" in out["uring"]
+    # so does RingEventLoopPolicy: auto falls back, backend="uring" refuses
+    assert out["policy_auto"] == "EpollEventLoop"
+    assert out["policy_uring"].startswith("refused: ") and "io_uring_setup" in out["policy_uring"]
 
 
 def test_backend_must_be_one_of_three():
@@ -91,6 +106,8 @@ def test_backend_must_be_one_of_three():
         choose("kqueue")
     with pytest.raises(ValueError):
         Runtime(1, backend="select")
+    with pytest.raises(ValueError, match="'auto', 'uring' or 'epoll'"):
+        ringleader.RingEventLoopPolicy(backend="kqueue")
 
 
 def test_epoll_loop_reports_ring_telemetry_as_absent():
@@ -161,6 +178,24 @@ async def _served(rt):
     w.write(b"a")
     assert await r.readexactly(4) == b"[0]a"
     return srv, r, w, Tagged.instances[-1]
+
+
+def test_epoll_last_active_counts_writes_as_on_the_ring():
+    async def main(rt):
+        srv, r, w, p = await _served(rt)
+        after_read = p.t.last_active
+        assert after_read > 0
+        await asyncio.sleep(0.01)            # let the loop's clock move on
+        p.t.write(b"push")                   # a write with no read before it
+        assert await r.readexactly(4) == b"push"
+        after_write = p.t.last_active
+        w.close()
+        await w.wait_closed()
+        srv.close()
+        return after_read, after_write, asyncio.get_running_loop().time()
+
+    after_read, after_write, now = _on_epoll(main)
+    assert after_read < after_write <= now
 
 
 def test_epoll_migration_keeps_bytes_in_order_and_calls_the_hooks():
