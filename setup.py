@@ -30,7 +30,7 @@ setup(
     cffi_modules=["uring/_build.py:ffibuilder"],
     ext_modules=[Extension("ringleader.runtime._loopcore", ["runtime/_loopcore.c"],
                            include_dirs=["uring"], libraries=["uring"],
-                           depends=["uring/_helpers.c", "runtime/loopcore/stream.c",
+                           depends=["uring/_helpers.c", "uring/_resources.c", "runtime/loopcore/stream.c",
                                     "runtime/loopcore/watch.c", "runtime/loopcore/dispatch.c",
                                     "runtime/loopcore/sched.c", "runtime/loopcore/timers.c",
                                     "runtime/loopcore/iterate.c"],

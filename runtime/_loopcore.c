@@ -30,8 +30,8 @@
  * Those stay in Python, which this file calls back through a few named
  * methods of the transport (declared in runtime/contract.py).
  *
- * The SQE/CQE helpers are the uring binding's own (_helpers.c is compiled in
- * here as well), so both modules fill SQEs exactly the same way and share
+ * The SQE/CQE helpers are the uring binding's own (_helpers.c and
+ * _resources.c are compiled in here as well), so both modules fill SQEs exactly the same way and share
  * the ring's C counters; the Python side passes the addresses of the cffi
  * structs together with the objects owning them (kept alive here).
  */
@@ -40,6 +40,7 @@
 #include <structmember.h>
 #include <poll.h>
 #include "_helpers.c"
+#include "_resources.c"
 
 #define TAG_BASE (1ull << 56)
 
@@ -53,6 +54,10 @@ typedef struct {
     struct rl_ring *r;
     struct rl_bufring *b;
     PyObject *owners;      /* (Ring, BufferRing): keep the C structs alive */
+    /* The datagram endpoints' group of large buffers (set_bufring2), made when the
+     * first one opens; its buffer ids are 32768.., the shared ring's 0.. */
+    struct rl_bufring *b2;
+    PyObject *owner2;
     PyObject *handlers;    /* dict: user_data -> callable or Stream */
     PyObject *keep;        /* Ring._keep: buffers held until an op's last CQE */
     PyObject *on_message;  /* callable(ud, res) for MSG_RING messages */
@@ -228,6 +233,7 @@ static PyObject *Core_file_table(Core *c, PyObject *arg)
 static int Core_traverse(Core *c, visitproc visit, void *arg)
 {
     Py_VISIT(c->owners);
+    Py_VISIT(c->owner2);
     Py_VISIT(c->handlers);
     Py_VISIT(c->keep);
     Py_VISIT(c->on_message);
@@ -252,6 +258,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg)
 static int Core_clear(Core *c)
 {
     Py_CLEAR(c->owners);
+    Py_CLEAR(c->owner2);
     Py_CLEAR(c->handlers);
     Py_CLEAR(c->keep);
     Py_CLEAR(c->on_message);
@@ -290,6 +297,8 @@ static PyMethodDef Core_methods[] = {
     {"submit_wait", (PyCFunction)(void (*)(void))Core_submit_wait, METH_FASTCALL,
      "submit_wait(wait, timeout) -> CQEs ready: flush the SQ, wait for one completion "
      "(at most timeout seconds; None: no deadline) when wait is true"},
+    {"set_bufring2", (PyCFunction)Core_set_bufring2, METH_VARARGS,
+     "set_bufring2(addr, owner): the second buffer group (ids from 32768), owner kept alive"},
     {"dispatch", (PyCFunction)Core_dispatch, METH_NOARGS,
      "dispatch() -> CQEs handled: route every ready completion to its handler"},
     {"flush_dirty", (PyCFunction)Core_flush_dirty, METH_NOARGS,
