@@ -15,6 +15,9 @@ the same role there).  It holds declarations only: no behaviour.
   transport (cold paths only: EOF, errors, flow control, close, migration);
   the loop itself uses only the transport's public API (``abort``,
   ``conn_stats``, ``conn_id``, ``is_closing``).
+* :class:`MovableTransport`, :class:`MigrationLoop`, :class:`RingMigrationLoop`,
+  :class:`CarryingLoop` — what :mod:`~ringleader.runtime.migration` may use of
+  a transport it moves and of the two loops (source and target).
 * :class:`StreamState` — the transport's lifecycle, kept in the compiled
   stream's ``state`` field; :class:`WriteState` — its write side (half-close).
 
@@ -141,3 +144,78 @@ class TransportCallbacks(Protocol):
     def _migration_progress(self) -> None: ...
     def _finish(self, exc: BaseException | None) -> None: ...
     def _do_shutdown(self) -> None: ...
+
+
+# ------------------------------------------------------------------ migration
+# runtime/migration.py drives a move in named steps through these names only
+# (tests/unit/test_seams.py checks it reaches no private member); both
+# backends' transports and loops implement them.
+
+class MovableTransport(Protocol):
+    """The steps a stream transport offers the migration state machine.
+
+    Order: ``begin_migration`` (source thread), then ``abort_migration`` (the
+    move stops) or ``detach_for_move`` (it leaves the source loop), then
+    ``attach_moved`` on the target loop (or on the source again, ``moved=False``,
+    when the hand-over failed)."""
+
+    def get_protocol(self) -> Any: ...
+
+    def migration_blocker(self, moving: bool = False) -> str | None:
+        """Why it cannot move now, or None (reads state only: any thread may ask).
+        ``moving``: asked by the move already under way, whose own flag is no reason."""
+
+    def begin_migration(self, waiter: Any) -> None:
+        """Stop receiving here; resolve ``waiter`` (a future of the source loop) once
+        nothing is in flight, or fail it with ConnectionError if the connection dies."""
+
+    def abort_migration(self) -> None:
+        """The move stops before :meth:`detach_for_move`: carry on as if it never began."""
+
+    def detach_for_move(self) -> int:
+        """Leave the current loop (quiescent); returns the handle to hand over
+        (a fixed-file slot on the ring, the fd on epoll)."""
+
+    def attach_moved(self, loop: Any, handle: int, moved: bool = True) -> None:
+        """Join ``loop`` (on its thread) with the file at ``handle``; the protocol's
+        ``connection_migrated`` runs first and, if it raises, the connection is
+        failed here and the error propagates."""
+
+
+class MigrationLoop(Protocol):
+    """What a move uses of either loop, whatever the backend."""
+
+    worker_id: int
+    migrations_in: int
+    migrations_out: int
+
+    def create_future(self) -> Any: ...
+
+    def kick(self) -> None:
+        """Make what was queued go out soon even if nothing else is ready."""
+
+
+class RingMigrationLoop(MigrationLoop, Protocol):
+    """A ring loop: the file travels between rings with MSG_RING SEND_FD."""
+
+    @property
+    def ring_fd(self) -> int: ...
+
+    def send_file(self, target_ring_fd: int, slot: int, target_ud: int,
+                  handler: Callable[[int, int], None]) -> None:
+        """Send fixed file ``slot`` into a kernel-chosen slot of ring ``target_ring_fd``
+        (whose CQE carries ``target_ud``); ``handler`` gets our completion."""
+
+    def release_sent_file(self, slot: int) -> None:
+        """Empty our ``slot`` once :meth:`send_file` delivered its file."""
+
+    def adopt_file(self, slot: int) -> None:
+        """Account for ``slot``, filled by the kernel with a file sent to us."""
+
+
+class CarryingLoop(MigrationLoop, Protocol):
+    """An epoll loop: its threads share the fd table, so the fd is handed over
+    with a call on the target loop's thread."""
+
+    def carry(self, dst: Any, fd: int, arrive: Callable[[int], None]) -> bool:
+        """``arrive(fd)`` on ``dst``'s thread; False when ``dst`` no longer runs."""

@@ -148,6 +148,9 @@ class EpollEventLoop(OwnRawTransportTLS, unix_events.SelectorEventLoop):
     def _kick(self) -> None:
         """The ring loop's "flush soon"; epoll has nothing queued to flush."""
 
+    def kick(self) -> None:
+        """The migration contract's "flush soon" (contract.MigrationLoop): nothing to do."""
+
     def close(self) -> None:
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")

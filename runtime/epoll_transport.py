@@ -205,7 +205,7 @@ class EpollTransport(_Base):
     @property
     def migratable(self) -> bool:
         """Whether it could move to another worker right now (see RingTransport.migratable)."""
-        return self._migration_blocker() is None
+        return self.migration_blocker() is None
 
     def conn_stats(self) -> ConnStats:
         peer = self.get_extra_info("peername")
@@ -215,8 +215,9 @@ class EpollTransport(_Base):
                          migratable=self.migratable)
 
     # ----------------------------------------------------------- migration
-    # The steps of runtime/migration.py; the order and every failure path are there.
-    def _migration_blocker(self, moving: bool = False) -> str | None:
+    # The steps of runtime/migration.py (declared in contract.MovableTransport);
+    # the order and every failure path are there.
+    def migration_blocker(self, moving: bool = False) -> str | None:
         if self._sock is None or self._conn_lost:
             return "it is closed"
         if self._abort_held is not None:
@@ -227,7 +228,7 @@ class EpollTransport(_Base):
             return "it is already migrating"
         return protocol_blocker(self._protocol)
 
-    def _begin_migration(self, waiter) -> None:
+    def begin_migration(self, waiter) -> None:
         """Stop reading and writing on this loop.  A send on epoll is a plain
         syscall that already returned, so nothing is in flight: quiescent now."""
         self.migrating = True
@@ -239,9 +240,9 @@ class EpollTransport(_Base):
             waiter.set_result(None)
 
     def _migration_progress(self) -> None:
-        """Nothing to wait for on epoll (see _begin_migration)."""
+        """Nothing to wait for on epoll (see begin_migration)."""
 
-    def _detach(self) -> int:
+    def detach_for_move(self) -> int:
         """Leave the current loop; returns the fd to hand over."""
         loop = self._loop
         loop._conns.pop(self.conn_id, None)
@@ -250,12 +251,12 @@ class EpollTransport(_Base):
         self._migrate_waiter = None
         return self._sock_fd
 
-    def _abort_migration(self) -> None:
-        """The move stops before _detach: carry on here as if it never began."""
+    def abort_migration(self) -> None:
+        """The move stops before detach_for_move: carry on here as if it never began."""
         self._migrate_waiter = None
         self._resume_here(self._loop)
 
-    def _attach(self, loop, fd: int, moved: bool = True) -> None:
+    def attach_moved(self, loop, fd: int, moved: bool = True) -> None:
         """Join ``loop`` (running on this thread) with our socket ``fd``: the
         new worker's, or (``moved=False``) the old one's after a failed
         hand-over.  ``connection_migrated(transport, loop)`` runs first; if it

@@ -386,6 +386,28 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         if not self._ready:
             self._ready.append(events.Handle(_noop, (), self, None))
 
+    # ------------------------------------------- the migration contract
+    # (runtime/contract.py, RingMigrationLoop: what a move uses of its loops)
+    def kick(self) -> None:
+        """Make sure queued SQEs go out soon even if nothing else is ready."""
+        self._kick()
+
+    def send_file(self, target_ring_fd: int, slot: int, target_ud: int, handler) -> None:
+        """MSG_RING SEND_FD our fixed file ``slot`` into a kernel-chosen slot of
+        the ring ``target_ring_fd``, which sees a CQE {user_data: ``target_ud``,
+        res: its slot}; ``handler(res, flags)`` gets our completion."""
+        ud = self._oneshot(handler)
+        self._ring.msg_ring_send_fd(target_ring_fd, slot, consts.FILE_INDEX_ALLOC, target_ud, ud)
+        self._kick()
+
+    def release_sent_file(self, slot: int) -> None:
+        """Our copy of a file :meth:`send_file` delivered: empty ``slot`` now."""
+        self._ring.files.release(slot)
+
+    def adopt_file(self, slot: int) -> None:
+        """Account for ``slot``, filled by the kernel with a file another ring sent."""
+        self._ring.files.adopt(slot)
+
     # The debug flag lives in the core (its call_soon/call_at/get_debug read it);
     # asyncio's code sets and reads self._debug.
     @property

@@ -43,10 +43,10 @@ import enum
 import logging
 from typing import Protocol, runtime_checkable
 
-from ..uring import consts, error_from_result
+from ..uring import error_from_result
 from .errors import MigrationError, MigrationRefused
 from .loop import TAG_MIGRATE
-from .contract import TLS_BLOCKER
+from .contract import TLS_BLOCKER, MigrationLoop, MovableTransport
 
 logger = logging.getLogger("ringleader.runtime")
 
@@ -104,9 +104,13 @@ class Migration:
 
     ``run()`` is awaited on the source loop; ``arrive(slot)`` is called on the
     target loop when the file gets there.  ``pending`` is the runtime's table
-    of moves in flight, keyed by token (the MSG_RING payload)."""
+    of moves in flight, keyed by token (the MSG_RING payload).  It uses only
+    what :mod:`.contract` declares: :class:`~.contract.MovableTransport` of
+    ``t``; :class:`~.contract.RingMigrationLoop` or
+    :class:`~.contract.CarryingLoop` of the loops."""
 
-    def __init__(self, t, src, dst, token: int, pending: dict):
+    def __init__(self, t: MovableTransport, src: MigrationLoop, dst: MigrationLoop,
+                 token: int, pending: dict):
         self.t = t
         self.src = src
         self.dst = dst
@@ -145,26 +149,26 @@ class Migration:
     async def run(self) -> None:
         t = self.t
         self._to(MigrationState.PREPARING)
-        reason = t._migration_blocker()
+        reason = t.migration_blocker()
         if reason is not None:
             raise self._refuse(reason)
         waiter = self.src.create_future()
-        t._begin_migration(waiter)
-        self.src._kick()
+        t.begin_migration(waiter)
+        self.src.kick()
         try:
             await waiter
         except ConnectionError as exc:
-            t._abort_migration()
+            t.abort_migration()
             self._to(MigrationState.LOST)
             raise MigrationError(f"{t!r} was lost while preparing to move: {exc}",
                                  "closed") from exc
         except BaseException:
-            t._abort_migration()
+            t.abort_migration()
             self._to(MigrationState.REFUSED)
             raise
-        reason = t._migration_blocker(moving=True)
+        reason = t.migration_blocker(moving=True)
         if reason is not None:
-            t._abort_migration()
+            t.abort_migration()
             raise self._refuse(reason)
         self._hand_over()
         # The kernel has the file now: a cancelled caller stops waiting, the
@@ -176,7 +180,7 @@ class Migration:
 
     def _hand_over(self) -> None:
         t = self.t
-        self._slot = t._detach()
+        self._slot = t.detach_for_move()
         self._to(MigrationState.HANDING_OVER)
         self._moving(self.dst)
         self.pending[self.token] = self
@@ -186,10 +190,7 @@ class Migration:
             if not carry(self.dst, self._slot, self.arrive):
                 self._return("the target loop has stopped")
             return
-        ud = self.src._oneshot(self._sent)
-        self.src._ring.msg_ring_send_fd(self.dst.ring_fd, self._slot, consts.FILE_INDEX_ALLOC,
-                                        TAG_MIGRATE | self.token, ud)
-        self.src._kick()
+        self.src.send_file(self.dst.ring_fd, self._slot, TAG_MIGRATE | self.token, self._sent)
 
     def _moving(self, loop) -> None:
         hook = getattr(self.t.get_protocol(), "connection_moving", None)
@@ -203,7 +204,7 @@ class Migration:
     def _sent(self, res: int, flags: int) -> None:
         # Source thread: the MSG_RING completion.
         if res >= 0:
-            self.src._ring.files.release(self._slot)
+            self.src.release_sent_file(self._slot)
             self.src.migrations_out += 1
             return
         if self.state is not MigrationState.HANDING_OVER:
@@ -218,7 +219,7 @@ class Migration:
                              f"{why}; it stays on worker {self.src.worker_id}")
         self._moving(self.src)
         try:
-            self.t._attach(self.src, self._slot, moved=False)
+            self.t.attach_moved(self.src, self._slot, moved=False)
         except BaseException as exc:
             err = MigrationError(f"{self.t!r} could not rejoin worker {self.src.worker_id} "
                                  f"after a failed move: {exc!r}", "closed")
@@ -236,9 +237,9 @@ class Migration:
                                error_from_result(slot, "msg_ring(send_fd)"))
                 return
             if not hasattr(self.dst, "carry"):   # a ring: the slot is ours now
-                self.dst._ring.files.adopt(slot)
+                self.dst.adopt_file(slot)
             self.dst.migrations_in += 1
-            self.t._attach(self.dst, slot)
+            self.t.attach_moved(self.dst, slot)
         except BaseException as exc:
             self._to(MigrationState.FAILED)
             err = MigrationError(f"{self.t!r} could not start on worker {self.dst.worker_id}: "

@@ -26,7 +26,8 @@ hand-off and migration.  What the two halves and the loop may call on each
 other is declared once in :mod:`ringleader.runtime.contract`.
 
 The transport also knows how to leave its ring and join another's
-(:meth:`RingTransport._detach` / :meth:`RingTransport._attach`); the runtime's
+(:meth:`RingTransport.detach_for_move` / :meth:`RingTransport.attach_moved`, the
+:class:`~ringleader.runtime.contract.MovableTransport` seam); the runtime's
 migration drives those.  What it does not do: datagrams, or sendfile beyond
 asyncio's read-and-send fallback.
 """
@@ -488,7 +489,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         """Whether it could move to another worker right now (what the
         rebalancer filters its candidates by): not closing or moving, no TLS,
         and its protocol, if it has a ``migration_blocker()``, names no reason."""
-        return self._migration_blocker() is None
+        return self.migration_blocker() is None
 
     def conn_stats(self) -> ConnStats:
         c = self._c
@@ -500,12 +501,12 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     # ----------------------------------------------------------- migration
     # The steps a move is made of; the order, the checks and every failure path
-    # live in one place, runtime/migration.py.  _begin_migration (old worker:
-    # stop receiving, let the in-flight send finish), then either
-    # _abort_migration (stay) or _detach (leave the old loop, keep the slot
-    # number for the hand-over), then _attach on the new worker (or on the old
-    # one again when the hand-over failed).
-    def _migration_blocker(self, moving: bool = False) -> str | None:
+    # live in one place, runtime/migration.py (the seam: contract.MovableTransport).
+    # begin_migration (old worker: stop receiving, let the in-flight send
+    # finish), then either abort_migration (stay) or detach_for_move (leave the
+    # old loop, keep the slot number for the hand-over), then attach_moved on the
+    # new worker (or on the old one again when the hand-over failed).
+    def migration_blocker(self, moving: bool = False) -> str | None:
         """Why this transport cannot move now, or None.  ``moving``: asked by
         the move already under way (its own ``migrating`` flag is no reason).
         Reads state only, so any thread may ask."""
@@ -520,7 +521,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             return "it is already migrating"
         return protocol_blocker(self._protocol)
 
-    def _begin_migration(self, waiter) -> None:
+    def begin_migration(self, waiter) -> None:
         """Stop receiving and wait (``waiter``) until no send is in flight."""
         self._c.migrating = True
         self._migrate_waiter = waiter
@@ -537,9 +538,9 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         elif not c.recv_armed and c.inflight is None:
             waiter.set_result(None)
 
-    def _detach(self) -> int:
+    def detach_for_move(self) -> int:
         """Leave the current loop (quiescent); returns the slot to hand over.
-        Until _attach no ring operation may be made for it (slot -1)."""
+        Until attach_moved no ring operation may be made for it (slot -1)."""
         c = self._c
         slot = c.slot
         self._unbind()
@@ -547,15 +548,15 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         self._migrate_waiter = None
         return slot
 
-    def _abort_migration(self) -> None:
-        """The move stops before _detach: carry on here as if it never began
+    def abort_migration(self) -> None:
+        """The move stops before detach_for_move: carry on here as if it never began
         (writes made meanwhile go out, bytes held meanwhile are delivered)."""
         self._c.migrating = False
         self._migrate_waiter = None
         if self._c.state < _LOST:
             self._resume_here(self._loop)
 
-    def _attach(self, loop, slot: int, moved: bool = True) -> None:
+    def attach_moved(self, loop, slot: int, moved: bool = True) -> None:
         """Join ``loop`` (running on this thread) with our file in ``slot``:
         the new worker's, or (``moved=False``) the old one's after a failed
         hand-over.  The protocol's ``connection_migrated(transport, loop)``
