@@ -30,8 +30,8 @@
  * Those stay in Python, which this file calls back through a few named
  * methods of the transport (declared in runtime/contract.py).
  *
- * The SQE/CQE helpers are the uring binding's own (_helpers.c is compiled in
- * here as well), so both modules fill SQEs exactly the same way and share
+ * The SQE/CQE helpers are the uring binding's own (_helpers.c and
+ * _resources.c are compiled in here as well), so both modules fill SQEs exactly the same way and share
  * the ring's C counters; the Python side passes the addresses of the cffi
  * structs together with the objects owning them (kept alive here).
  */
@@ -40,6 +40,7 @@
 #include <structmember.h>
 #include <poll.h>
 #include "_helpers.c"
+#include "_resources.c"
 
 #define TAG_BASE (1ull << 56)
 
@@ -53,6 +54,10 @@ typedef struct {
     struct rl_ring *r;
     struct rl_bufring *b;
     PyObject *owners;      /* (Ring, BufferRing): keep the C structs alive */
+    /* The datagram endpoints' group of large buffers (set_bufring2), made when the
+     * first one opens; its buffer ids are 32768.., the shared ring's 0.. */
+    struct rl_bufring *b2;
+    PyObject *owner2;
     PyObject *handlers;    /* dict: user_data -> callable or Stream */
     PyObject *keep;        /* Ring._keep: buffers held until an op's last CQE */
     PyObject *on_message;  /* callable(ud, res) for MSG_RING messages */
@@ -82,6 +87,10 @@ typedef struct {
     unsigned long long enobufs;
     unsigned long long dispatched;
     int telemetry;
+    /* install_file(): the fd each slot's queued FILES_UPDATE reads when the
+     * kernel issues it (a slot's entry is stable until the slot is freed) */
+    int *slot_fds;
+    unsigned slot_fds_n;
 } Core;
 
 typedef struct {
@@ -90,6 +99,7 @@ typedef struct {
     PyObject *transport;
     PyObject *protocol;
     PyObject *data_received;  /* protocol.data_received, bound once */
+    PyObject *context;        /* the contextvars.Context callbacks run in, or NULL */
     PyObject *held;           /* list: bytes received while paused/moving */
     PyObject *wbuf;           /* list of bytes not yet handed to the kernel */
     PyObject *inflight;       /* the bytes the kernel is sending, or NULL */
@@ -117,7 +127,7 @@ static PyObject *make_handle(Core *c, PyTypeObject *type, PyObject *const *args,
 
 static PyObject *s_on_eof, *s_recv_failed, *s_send_failed, *s_fatal_error, *s_deliver,
     *s_maybe_pause, *s_maybe_resume, *s_migration_progress, *s_finish, *s_do_shutdown,
-    *s_protocol_paused, *s_data_received, *s_empty, *s_dr_failed, *s_slow_call_at,
+    *s_protocol_paused, *s_data_received, *s_connection_made, *s_empty, *s_dr_failed, *s_slow_call_at,
     *s_slow_call_later;
 
 /* PyErr_GetRaisedException arrived in 3.12; this is its 3.11 spelling. */
@@ -149,16 +159,81 @@ static int ring_live(Core *c)
     return 1;
 }
 
+/* install_file(slot, fd) -> True, or False when the slot is beyond the table
+ * this core keeps (the caller then registers it with a syscall).  Fills the
+ * fixed-file slot with an IORING_OP_FILES_UPDATE SQE that rides the next
+ * enter instead of an io_uring_register(2) of its own: SQEs are issued in
+ * order, so the receive and send SQEs queued after it on this slot find the
+ * file there.  Its completion is ignored (UD_IGNORE): if the update failed,
+ * those operations fail with EBADF and the transport reports it. */
+static PyObject *Core_install_file(Core *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    long slot, fd;
+    int res;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "install_file(slot, fd, ud)");
+        return NULL;
+    }
+    slot = PyLong_AsLong(args[0]);
+    fd = PyLong_AsLong(args[1]);
+    if ((slot == -1 || fd == -1) && PyErr_Occurred())
+        return NULL;
+    if (slot < 0 || fd < 0)
+        return PyErr_Format(PyExc_ValueError, "bad slot %ld or fd %ld", slot, fd);
+    if ((unsigned long)slot >= c->slot_fds_n)
+        Py_RETURN_FALSE;
+    if (!ring_live(c))
+        return NULL;
+    c->slot_fds[slot] = (int)fd;
+    {
+        unsigned long long ud = PyLong_AsUnsignedLongLong(args[2]);
+        struct io_uring_sqe *sqe;
+        if (ud == (unsigned long long)-1 && PyErr_Occurred())
+            return NULL;
+        sqe = rl_sqe(c->r);  /* (a full SQ is flushed first, as every prep does) */
+        if (sqe == NULL) {
+            errno = EBUSY;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        io_uring_prep_files_update(sqe, &c->slot_fds[slot], 1, (int)slot);
+        res = rl_finish(sqe, ud, 0);
+        if (res) {
+            errno = -res;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
+/* file_table(n): slots [0, n) may be filled by install_file (allocated once:
+ * queued SQEs point into it, so it never moves). */
+static PyObject *Core_file_table(Core *c, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (c->slot_fds != NULL || n <= 0 || n > (1 << 24))
+        return PyErr_Format(PyExc_ValueError, "file_table(%zd): set once, 0 < n <= 2**24", n);
+    c->slot_fds = PyMem_Calloc((size_t)n, sizeof(int));
+    if (c->slot_fds == NULL)
+        return PyErr_NoMemory();
+    c->slot_fds_n = (unsigned)n;
+    Py_RETURN_NONE;
+}
+
 #include "loopcore/stream.c"
 #include "loopcore/watch.c"
 #include "loopcore/dispatch.c"
 #include "loopcore/sched.c"
+#include "loopcore/timers.c"
+#include "loopcore/iterate.c"
 
 /* ------------------------------------------------------ the Core type */
 
 static int Core_traverse(Core *c, visitproc visit, void *arg)
 {
     Py_VISIT(c->owners);
+    Py_VISIT(c->owner2);
     Py_VISIT(c->handlers);
     Py_VISIT(c->keep);
     Py_VISIT(c->on_message);
@@ -183,6 +258,7 @@ static int Core_traverse(Core *c, visitproc visit, void *arg)
 static int Core_clear(Core *c)
 {
     Py_CLEAR(c->owners);
+    Py_CLEAR(c->owner2);
     Py_CLEAR(c->handlers);
     Py_CLEAR(c->keep);
     Py_CLEAR(c->on_message);
@@ -208,13 +284,21 @@ static void Core_dealloc(Core *c)
 {
     PyObject_GC_UnTrack(c);
     Core_clear(c);
+    PyMem_Free(c->slot_fds);
+    c->slot_fds = NULL;
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
 static PyMethodDef Core_methods[] = {
+    {"file_table", (PyCFunction)Core_file_table, METH_O,
+     "file_table(n): let install_file fill slots [0, n)"},
+    {"install_file", (PyCFunction)(void (*)(void))Core_install_file, METH_FASTCALL,
+     "install_file(slot, fd, ud) -> bool: fill a fixed-file slot by an SQE on the next enter"},
     {"submit_wait", (PyCFunction)(void (*)(void))Core_submit_wait, METH_FASTCALL,
      "submit_wait(wait, timeout) -> CQEs ready: flush the SQ, wait for one completion "
      "(at most timeout seconds; None: no deadline) when wait is true"},
+    {"set_bufring2", (PyCFunction)Core_set_bufring2, METH_VARARGS,
+     "set_bufring2(addr, owner): the second buffer group (ids from 32768), owner kept alive"},
     {"dispatch", (PyCFunction)Core_dispatch, METH_NOARGS,
      "dispatch() -> CQEs handled: route every ready completion to its handler"},
     {"flush_dirty", (PyCFunction)Core_flush_dirty, METH_NOARGS,
@@ -319,6 +403,7 @@ PyMODINIT_FUNC PyInit__loopcore(void)
     INTERN(s_do_shutdown, "_do_shutdown");
     INTERN(s_protocol_paused, "_protocol_paused");
     INTERN(s_data_received, "data_received");
+    INTERN(s_connection_made, "connection_made");
     INTERN(s_slow_call_at, "_slow_call_at");
     INTERN(s_slow_call_later, "_slow_call_later");
     INTERN(s_dr_failed, "Fatal error: protocol.data_received() call failed.");

@@ -91,20 +91,30 @@ class TransportLoop(Protocol):
     def ring(self) -> Any:
         """The loop's :class:`~ringleader.uring.Ring` (cancel, shutdown, files, hold)."""
 
-    def bind_stream(self, transport: Any, slot: int, high_water: int, stream: Any = None) -> Any:
+    def bind_stream(self, transport: Any, slot: int, high_water: int, stream: Any = None,
+                    fd: int = -1) -> Any:
         """Register ``transport`` (fixed file ``slot``) with the dispatcher.
 
         Allocates its receive and send user_data and returns its compiled
         ``_loopcore.Stream`` (``stream`` when given: a migrating transport keeps
         its stream and only changes loop, slot and user_data).  The loop reads
-        only ``transport.conn_id``."""
+        only ``transport.conn_id``; ``fd`` (the transport's descriptor) makes
+        add_reader/add_writer refuse it while the transport is open."""
 
-    def unbind_stream(self, transport: Any, stream: Any) -> None:
-        """Forget ``stream``'s user_data; late completions find no handler."""
+    def unbind_stream(self, transport: Any, stream: Any, fd: int = -1) -> None:
+        """Forget ``stream``'s user_data (and ``fd``); late completions find no handler."""
 
     def oneshot(self, handler: Callable[[int, int], None]) -> int:
         """A user_data whose handler is dropped after its final completion
         (:data:`UD_IGNORE` when the result does not matter)."""
+
+    def install_file(self, fd: int) -> int:
+        """A fixed-file slot holding ``fd`` for every ring operation queued after this call."""
+
+    def finish_stream(self, transport: Any, stream: Any, fd: int = -1) -> None:
+        """The transport's end on the ring: cancel its receive and send by user_data,
+        keep in-flight bytes alive for the kernel, empty its slot, then as
+        :meth:`unbind_stream`."""
 
     def release_slot(self, slot: int) -> None:
         """Empty fixed file ``slot`` with an SQE; it is reused only once that completed."""

@@ -3,11 +3,14 @@
 ``RingDatagramTransport`` is an :class:`asyncio.DatagramTransport`.  Where
 the kernel has it (``Features.multishot_recvmsg``) one multishot ``recvmsg``
 stays armed and every datagram arrives in a buffer of the loop's
-provided-buffer ring, sender's address included: no syscall per datagram.
-A datagram larger than such a buffer (16 KiB) arrives cut (``MSG_TRUNC``):
-the protocol's ``error_received`` gets an ``EMSGSIZE`` error for it and the
-endpoint goes on with one-shot receives, which take up to ``max_size``
-(256 KiB, as asyncio); ``ENOBUFS`` (the buffer ring ran dry) re-arms.
+provided-buffer group of the datagram endpoints (made lazily, its own, so a
+UDP burst never takes the streams' buffers), sender's address included: no
+syscall per datagram.  Its buffers hold the largest UDP datagram whole; unix
+datagram sockets (whose datagrams can be far longer) receive one-shot.
+Should a datagram still arrive cut (``MSG_TRUNC``: UDP GRO set on the socket
+by its owner ...) the protocol's ``error_received`` gets an ``EMSGSIZE`` error
+for it and the endpoint goes on with one-shot receives, which take up to
+``max_size`` (256 KiB, as asyncio); ``ENOBUFS`` (the group ran dry) re-arms.
 One-shot mode: one ``recvmsg`` is always armed on the ring, re-armed from
 its completion; when the completion says more datagrams wait on the socket
 (``SOCK_NONEMPTY``) they are taken at once (up to 64) before re-arming.  ``sendto`` sends at
@@ -50,8 +53,16 @@ _F_MORE = consts.CQE_F_MORE
 _ECANCELED = errno.ECANCELED
 _ENOBUFS = errno.ENOBUFS
 # Room for the sender's address in each multishot buffer: the family's sockaddr
-# size (sockaddr_in, sockaddr_in6, sockaddr_un).  Other families receive one-shot.
-_NAMELEN = {socket.AF_INET: 16, socket.AF_INET6: 28, socket.AF_UNIX: 110}
+# size (sockaddr_in, sockaddr_in6).  Other families receive one-shot: a unix
+# datagram may be as long as its sender's SO_SNDBUF allows (hundreds of KiB),
+# more than a buffer of a group should be, and it must arrive whole.
+_NAMELEN = {socket.AF_INET: 16, socket.AF_INET6: 28}
+# A multishot buffer holds the recvmsg_out header, the address and the payload:
+# the largest UDP payload (65,507 bytes over IPv4, 65,527 over IPv6) fits whole,
+# so no datagram is cut by our choice of buffer.  Rounded up to whole pages.
+_DGRAM_BUF_SIZE = -(-(RECVMSG_OUT_SIZE + 28 + 65535) // 4096) * 4096
+_DGRAM_BGID = 1          # the shared stream ring is group 0
+_DGRAM_BID_BASE = 32768  # its buffer ids, disjoint from group 0's (the core tells them apart)
 _unpack_out = RECVMSG_OUT.unpack_from
 _DRAIN_MAX = 64   # datagrams taken per completion before the loop's other work runs again
 
@@ -371,12 +382,28 @@ class DatagramOpsMixin:
     # Multishot receives for datagram endpoints: None = where the kernel has them
     # (set False on a loop to receive one datagram per ring operation).
     datagram_multishot: bool | None = None
+    # Buffers of the datagram endpoints' own group (made with the first endpoint
+    # on a ring, shared by the loop's endpoints): a burst that takes them all
+    # ends the multishot receives with ENOBUFS (re-armed, the rest waits in the
+    # sockets) and never takes a buffer from the streams' ring.
+    datagram_buffers: int = 32
+    _dgram_bufring = None
+    _dgram_ring = None   # the ring the group belongs to (a new ring gets its own)
+
+    def _datagram_bufring(self):
+        br = self._dgram_bufring
+        if br is None or self._dgram_ring is not self._ring:
+            br = self._ring.buffer_ring(self.datagram_buffers, _DGRAM_BUF_SIZE, bgid=_DGRAM_BGID,
+                                        bid_base=_DGRAM_BID_BASE)
+            self._core.set_bufring2(*br.c_struct())
+            self._dgram_bufring, self._dgram_ring = br, self._ring
+        return br
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         multi = self.datagram_multishot
         if multi is None:
             multi = probe().multishot_recvmsg
-        bufring = self._bufring if multi else None
+        bufring = self._datagram_bufring() if multi and sock.family in _NAMELEN else None
         t = self._transports[sock.fileno()] = RingDatagramTransport(self, sock, protocol, address,
                                                                     waiter, extra, bufring)
         return t

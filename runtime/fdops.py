@@ -196,7 +196,7 @@ class FdOpsMixin:
     # ------------------------------------------------- add_reader/add_writer
     def _ensure_fd_no_transport(self, fd: int) -> None:
         # asyncio refuses to watch a file a transport of this loop owns.
-        transport = self._transports.get(fd)
+        transport = self._transports.get(fd) or self._stream_fds.get(fd)
         if transport is not None and not transport.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 

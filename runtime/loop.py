@@ -88,6 +88,9 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         self._next_ud = 256
         self._core: _loopcore.Core | None = None
         self._conns: dict[int, RingTransport] = {}
+        # fd -> the stream transport bound to it (what _ensure_fd_no_transport
+        # checks besides _transports; a plain dict kept by bind/unbind_stream)
+        self._stream_fds: dict[int, RingTransport] = {}
         self._readers: dict[int, list] = {}
         self._writers: dict[int, list] = {}
         self._serving: dict[int, tuple] = {}
@@ -189,9 +192,9 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         self._core = _loopcore.Core(ring_addr, buf_addr, (self._ring, ring_owner, buf_owner),
                                     self._handlers, self._ring.keep_table, self._on_message,
                                     self._on_handler_error, self._telemetry)
+        self._core.file_table(self._ring.files.user_slots)
         self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._handlers[_UD_WAKE] = self._on_wake
-        self._msg_handlers[TAG_SLOT_FREED] = self._slot_freed
         # A multishot poll rather than a read: it holds no buffer, so the ring's
         # table of buffers to keep alive stays empty and the harvest skips it.
         self._ring.poll(self._efd, consts.POLLIN, _UD_WAKE, multishot=True)
@@ -206,7 +209,8 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
     def ring(self) -> Ring:
         return self._ring
 
-    def bind_stream(self, transport: RingTransport, slot: int, high_water: int, stream=None):
+    def bind_stream(self, transport: RingTransport, slot: int, high_water: int, stream=None,
+                    fd: int = -1):
         ud_recv = self._next_ud
         ud_send = ud_recv + 1
         self._next_ud = ud_recv + 2
@@ -220,18 +224,39 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         self._handlers[ud_recv] = stream
         self._handlers[ud_send] = stream
         self._conns[transport.conn_id] = transport
+        if fd >= 0:
+            self._stream_fds[fd] = transport
         return stream
 
-    def unbind_stream(self, transport: RingTransport, stream) -> None:
+    def unbind_stream(self, transport: RingTransport, stream, fd: int = -1) -> None:
         self._handlers.pop(stream.ud_recv, None)
         self._handlers.pop(stream.ud_send, None)
         self._conns.pop(transport.conn_id, None)
+        if self._stream_fds.get(fd) is transport:
+            del self._stream_fds[fd]
+
+    def install_file(self, fd: int) -> int:
+        """A fixed-file slot holding ``fd`` for the ring's operations queued from now
+        on: filled by an SQE riding the next enter (no io_uring_register(2) per
+        connection), or by the register syscall where the core's table ends."""
+        files = self._ring.files
+        slot = files.reserve()
+        try:
+            if not self._core.install_file(slot, fd, UD_IGNORE):
+                files.update(slot, fd)
+        except BaseException:
+            files.forget(slot)
+            raise
+        return slot
+
+    def finish_stream(self, transport: RingTransport, stream, fd: int = -1) -> None:
+        """The ring half of a transport's end: cancel what it has in flight, empty
+        its slot (reused once that completed), forget its user_data."""
+        stream.release_ring(TAG_SLOT_FREED)
+        self.unbind_stream(transport, stream, fd)
 
     def release_slot(self, slot: int) -> None:
         self._ring.close_fixed(slot, TAG_SLOT_FREED | slot)
-
-    def _slot_freed(self, slot: int, res: int) -> None:
-        self._ring.files.forget(slot)
 
     def oneshot(self, handler) -> int:
         """Register a handler that is dropped after its first final completion."""
@@ -334,6 +359,9 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
 
     def _on_message(self, ud: int, res: int) -> None:
         kind = ud & ~_PAYLOAD
+        if kind == TAG_SLOT_FREED:  # one per closed connection: no handler lookup
+            self._ring.files.forget(ud & _PAYLOAD)
+            return
         handler = self._msg_handlers.get(kind)
         if handler is not None:
             handler(ud & _PAYLOAD, res)
@@ -396,10 +424,11 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         as soon as run_until_complete() returns; ours queue SQEs that the next
         iteration submits, and a stopped loop may never have one before its
         owner waits on the peer (CPython's test_sslproto joins a server thread
-        that waits for the client's EOF after a cancelled TLS handshake).  That
-        needs no extra iteration on 3.11, whose wait_for() runs the awaited
-        coroutine in a task of its own, and does since 3.12, which awaits it in
-        the caller's task: the same contract on every version, so no probe."""
+        that waits for the client's EOF after a cancelled TLS handshake).  3.11
+        hid this: its wait_for() runs the awaited coroutine in a task of its
+        own, whose cancellation adds iterations before the loop stops; 3.12's
+        awaits it in the caller's task.  One contract on every version, so no
+        probe in asyncio_compat."""
         core, ring = self._core, self._ring
         if core is not None and ring is not None and not self.is_closed():
             core.flush_dirty()
@@ -519,8 +548,9 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
 
         def on_accept(res: int, flags: int) -> None:
             if res >= 0:
-                context.copy().run(self._accepted, res, protocol_factory, sslcontext, server,
-                                   ssl_handshake_timeout, ssl_shutdown_timeout, kind, nodelay)
+                ctx = context.copy()
+                ctx.run(self._accepted, res, protocol_factory, sslcontext, server,
+                        ssl_handshake_timeout, ssl_shutdown_timeout, kind, nodelay, ctx)
             elif res in (-errno.EINVAL, -errno.EBADF, -errno.ENOTSOCK):
                 # The listener was closed or shut down under us (uvicorn's
                 # workers close theirs at shutdown): stop serving it quietly,
@@ -554,7 +584,7 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         self._kick()
 
     def _accepted(self, newfd, protocol_factory, sslcontext, server, hs_timeout, sd_timeout,
-                  kind=(-1, -1, -1), nodelay=False):
+                  kind=(-1, -1, -1), nodelay=False, context=None):
         # Without TLS the socket object is made only if asked for (AcceptedSocket:
         # most servers never ask); peername likewise (RingTransport.get_extra_info).
         conn = AcceptedSocket(newfd, kind)
@@ -567,8 +597,11 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
             else:
                 # (not through _make_socket_transport: nodelay_inherited saves a
                 # setsockopt per connection)
-                self._transports[newfd] = RingTransport(self, conn, protocol, server=server,
-                                                        nodelay_inherited=nodelay)
+                # (not in the weak _transports either: bind_stream keeps a plain
+                # fd -> transport entry for _ensure_fd_no_transport, no KeyedRef
+                # and weakref callback per connection)
+                RingTransport(self, conn, protocol, server=server, nodelay_inherited=nodelay,
+                              context=context)
         except BaseException as exc:
             conn.close()
             self.call_exception_handler({"message": "error creating a transport for an accepted "

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextvars
 import errno
-import functools
 import itertools
 import logging
 import os
@@ -119,13 +118,22 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     __slots__ = ("conn_id", "_sock", "_server", "_protocol", "_c", "migrations",
                  "_migrate_waiter", "__dict__", "__weakref__")
     _start_tls_compatible = True
+    # asyncio's default write-buffer limits (_FlowControlMixin._set_write_buffer_limits()
+    # with no arguments), shared until set_write_buffer_limits sets this instance's.
+    _high_water = 64 * 1024
+    _low_water = _high_water // 4
     # loop.sendfile() works through asyncio's read-and-send fallback (the
     # default, UNSUPPORTED, made it raise RuntimeError even with fallback=True).
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
     def __init__(self, loop, sock: socket.socket | AcceptedSocket, protocol, waiter=None,
-                 extra=None, server=None, nodelay_inherited: bool = False):
-        super().__init__(extra, loop)
+                 extra=None, server=None, nodelay_inherited: bool = False, context=None):
+        # _FlowControlMixin.__init__ without its calls: the default limits are
+        # the class's (_high_water/_low_water below), set per instance only by
+        # set_write_buffer_limits.
+        self._extra = {} if extra is None else extra
+        self._loop = loop
+        self._protocol_paused = False
         # "socket", "sockname" and "peername" are looked up when first asked
         # for (get_extra_info): two syscalls per connection saved when nobody asks.
         # An AcceptedSocket arrives non-blocking (the ring accepted it so).
@@ -156,8 +164,10 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         # context that created it (the caller of create_connection, or the
         # server's accept): request-scoped contextvars must not leak between
         # connections or vanish.
-        self._context = contextvars.copy_context()
-        self._bind(loop, loop.ring.files.install(sock.fileno()))
+        # (context: the copy the server's accept already made for this connection)
+        self._context = contextvars.copy_context() if context is None else context
+        self._fd = sock.fileno()
+        self._bind(loop, loop.install_file(self._fd))
         # The protocol's writes go straight to the compiled stream: the bound C
         # method shadows RingTransport.write for this instance (no Python frame
         # per write).  The class method below does the same for anyone who
@@ -168,18 +178,19 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         self._c.last_active = loop.time()
         if server is not None:
             server_attach(server, self)
-        loop.call_soon(self._protocol.connection_made, self, context=self._context)
-        loop.call_soon(self._c.arm_recv)
+        # One handle: connection_made, then the receive armed (Stream.start), so
+        # no data reaches the protocol before connection_made ran.
+        loop.call_soon(self._c.start, self._protocol, self, context=self._context)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
     # ------------------------------------------------------------ ring glue
     def _bind(self, loop, slot: int) -> None:
         self._loop = loop
-        self._c = loop.bind_stream(self, slot, self._high_water, self._c)
+        self._c = loop.bind_stream(self, slot, self._high_water, self._c, self._fd)
 
     def _unbind(self) -> None:
-        self._loop.unbind_stream(self, self._c)
+        self._loop.unbind_stream(self, self._c, self._fd)
 
     def _arm_recv(self) -> None:
         self._c.arm_recv()
@@ -264,11 +275,11 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     def set_protocol(self, protocol) -> None:
         buffered = isinstance(protocol, protocols.BufferedProtocol)
-        # The compiled stream calls the protocol's data_received itself; hand
-        # it one bound to this transport's context (see __init__).
-        # (a BufferedProtocol is fed through _deliver, which enters it too).
-        self._c.set_protocol(protocol if buffered else _InContext(self._context, protocol),
-                             buffered)
+        # The compiled stream calls the protocol's data_received itself, inside
+        # this transport's context (see __init__; entered in C, no Context.run
+        # frame per call).  A BufferedProtocol is fed through _deliver, which
+        # enters it too.
+        self._c.set_protocol(protocol, buffered, self._context)
         self._protocol = protocol
         if self._protocol_paused and isinstance(protocol, sslproto.SSLProtocol):
             # start_tls() while above the high-water mark (writes wait for the
@@ -399,24 +410,14 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             return
         loop = self._loop
         if not loop.is_closed():
-            ring = loop.ring
-            # Cancel whatever is still in flight (recv, a send to a dead peer)
-            # by user_data, not by slot: the slot is emptied right now and may
-            # be reused before the cancel reaches the kernel.  The kernel keeps
-            # its own file references until those operations complete; their
-            # late completions find no handler (the loop recycles buffers).
-            if c.recv_armed:
-                ring.cancel(c.ud_recv, UD_IGNORE)
-            if c.inflight is not None:
-                ring.cancel(c.ud_send, UD_IGNORE)
-                # The stream kept the bytes alive for the kernel: let the ring
-                # hold them until that send's last completion is reaped.
-                ring.hold(c.ud_send, c.inflight)
-            # Empty the slot with an SQE (no register syscall of its own); it
-            # is handed out again only once that has completed.
-            loop.release_slot(c.slot)
-        c.slot = -1
-        self._unbind()
+            # Cancels whatever is still in flight (recv, a send to a dead peer)
+            # by user_data, keeps the in-flight bytes alive for the kernel,
+            # empties the slot with an SQE (no register syscall of its own) and
+            # forgets the user_data: one compiled call (Stream.release_ring).
+            loop.finish_stream(self, c, self._fd)
+        else:
+            c.slot = -1
+            self._unbind()
         c.state = _LOST
         loop.call_soon(self._call_connection_lost, exc, context=self._context)
         if c.migrating:
@@ -437,8 +438,9 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             if loop.is_closed():
                 sock.close()
             else:
-                # The close(2) rides with the next batch of SQEs: no syscall of its own.
-                loop.ring.close_fd(sock.detach(), UD_IGNORE)
+                # The close(2) rides with the next batch of SQEs: no syscall of its
+                # own (queued in C: no cffi call, which drops and retakes the GIL).
+                c.close_fd(sock.detach())
             self._protocol = None
             c.detach_objects()  # the stream no longer calls back into us
             server = self._server
@@ -583,23 +585,6 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         if c.wbuf:
             c.mark_dirty()
         c.arm_recv()
-
-
-class _InContext:
-    """What the compiled stream reads of a protocol: its ``data_received``,
-    run inside the transport's context."""
-
-    __slots__ = ("data_received",)
-
-    def __init__(self, context: contextvars.Context, protocol):
-        received = getattr(protocol, "data_received", None)
-        if received is None:
-            # asyncio looks data_received up when data arrives: a protocol
-            # without one (get_buffer, but not a BufferedProtocol) is accepted
-            # and fails then, through the fatal-error path.
-            def received(data, protocol=protocol):
-                return protocol.data_received(data)
-        self.data_received = functools.partial(context.run, received)
 
 
 _LAZY_EXTRA = {"socket": trsock.TransportSocket, "sockname": socket.socket.getsockname,

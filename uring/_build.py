@@ -140,6 +140,8 @@ int rl_prep_msg_ring_fd(struct rl_ring *r, int target_ring_fd, unsigned src_slot
                         uint64_t target_ud, int skip_cqe, uint64_t ud, unsigned sf);
 
 int rl_bufring_setup(struct rl_ring *r, struct rl_bufring *b, unsigned count, unsigned size, int bgid);
+int rl_bufring_setup_at(struct rl_ring *r, struct rl_bufring *b, unsigned count, unsigned size, int bgid,
+                       unsigned bid_base);
 void rl_bufring_free(struct rl_ring *r, struct rl_bufring *b);
 char *rl_buf_addr(struct rl_bufring *b, unsigned bid);
 void rl_bufring_recycle(struct rl_bufring *b, unsigned bid);
@@ -154,7 +156,7 @@ int rl_probe_ops(struct rl_ring *r, unsigned char *ops, unsigned n);
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 _SOURCE = "#include <poll.h>\n"
-for _name in ("_helpers.c", "_dgram.c"):   # _dgram.c uses _helpers.c's rl_msg and macros
+for _name in ("_helpers.c", "_resources.c", "_dgram.c"):   # in this order: each uses the ones before
     with open(os.path.join(HERE, _name)) as f:
         _SOURCE += f.read()
 ffibuilder.set_source(

@@ -10,7 +10,9 @@
  * What this file does not do: own any policy.  It never decides what to
  * submit; it only fills SQEs it is asked to fill.  liburing 2.3 lacks a few
  * helpers the kernel supports (msg_ring SEND_FD, setup_buf_ring); those SQEs
- * are filled by hand below, following the kernel's uapi.
+ * are filled by hand below, following the kernel's uapi.  The ring's
+ * resources (provided-buffer rings, registered files) and the opcode probe
+ * are in _resources.c, compiled in after this file.
  */
 #include <liburing.h>
 #include <errno.h>
@@ -246,6 +248,7 @@ static int rl_enter(struct rl_ring *r, unsigned wait_nr, int64_t timeout_ns,
 }
 
 static void rl_bufring_recycle(struct rl_bufring *b, unsigned bid);
+static char *rl_buf_addr(struct rl_bufring *b, unsigned bid);
 
 /* Harvest for an event loop that owns one provided-buffer ring: like rl_enter's
  * copy-out, but a completion that carries a buffer (F_BUFFER) has its bytes
@@ -283,7 +286,7 @@ static int rl_harvest_bufs(struct rl_ring *r, uint64_t *ud, int32_t *res, uint32
                         full = 1;
                         break;
                     }
-                    memcpy(arena + used, b->base + (size_t)bid * b->size, (size_t)rs);
+                    memcpy(arena + used, rl_buf_addr(b, bid), (size_t)rs);
                     offs[got + i] = used;
                     used += (unsigned)rs;
                 }
@@ -596,118 +599,4 @@ static int rl_prep_msg_ring_fd(struct rl_ring *r, int target_ring_fd, unsigned s
     sqe->file_index = dst_slot == IORING_FILE_INDEX_ALLOC ? IORING_FILE_INDEX_ALLOC : dst_slot + 1;
     sqe->msg_ring_flags = skip_cqe ? IORING_MSG_RING_CQE_SKIP : 0;
     return rl_finish(sqe, ud, sf);
-}
-
-/* ---- provided-buffer ring (kernel >= 5.19) ---- */
-
-static int rl_bufring_setup(struct rl_ring *r, struct rl_bufring *b, unsigned count,
-                            unsigned size, int bgid)
-{
-    struct io_uring_buf_reg reg;
-    unsigned i;
-    int ret;
-    if (!count || (count & (count - 1)) || count > 32768)
-        return -EINVAL;
-    memset(b, 0, sizeof(*b));
-    b->ring_bytes = (size_t)count * sizeof(struct io_uring_buf);
-    b->br = mmap(NULL, b->ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (b->br == MAP_FAILED) {
-        b->br = NULL;
-        return -errno;
-    }
-    b->buf_bytes = (size_t)count * size;
-    b->base = mmap(NULL, b->buf_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (b->base == MAP_FAILED) {
-        b->base = NULL;
-        munmap(b->br, b->ring_bytes);
-        b->br = NULL;
-        return -errno;
-    }
-    memset(&reg, 0, sizeof(reg));
-    reg.ring_addr = (uint64_t)(uintptr_t)b->br;
-    reg.ring_entries = count;
-    reg.bgid = (uint16_t)bgid;
-    ret = io_uring_register_buf_ring(&r->ring, &reg, 0);
-    if (ret < 0) {
-        munmap(b->base, b->buf_bytes);
-        munmap(b->br, b->ring_bytes);
-        b->base = NULL;
-        b->br = NULL;
-        return ret;
-    }
-    b->registered = 1;
-    b->count = count;
-    b->size = size;
-    b->bgid = bgid;
-    b->mask = io_uring_buf_ring_mask(count);
-    io_uring_buf_ring_init(b->br);
-    for (i = 0; i < count; i++)
-        io_uring_buf_ring_add(b->br, b->base + (size_t)i * size, size, (uint16_t)i, b->mask, (int)i);
-    io_uring_buf_ring_advance(b->br, (int)count);
-    return 0;
-}
-
-static void rl_bufring_free(struct rl_ring *r, struct rl_bufring *b)
-{
-    if (b->registered && r->initialized)
-        io_uring_unregister_buf_ring(&r->ring, b->bgid);
-    b->registered = 0;
-    if (b->base)
-        munmap(b->base, b->buf_bytes);
-    if (b->br)
-        munmap(b->br, b->ring_bytes);
-    b->base = NULL;
-    b->br = NULL;
-}
-
-static char *rl_buf_addr(struct rl_bufring *b, unsigned bid)
-{
-    return b->base + (size_t)(bid % b->count) * b->size;
-}
-
-/* Hand buffer bid back to the kernel. */
-static void rl_bufring_recycle(struct rl_bufring *b, unsigned bid)
-{
-    io_uring_buf_ring_add(b->br, b->base + (size_t)bid * b->size, b->size, (uint16_t)bid, b->mask, 0);
-    io_uring_buf_ring_advance(b->br, 1);
-}
-
-/* Copy a received buffer's bytes out and recycle it in one call. */
-static void rl_buf_take(struct rl_bufring *b, unsigned bid, unsigned len, char *out)
-{
-    memcpy(out, b->base + (size_t)bid * b->size, len);
-    rl_bufring_recycle(b, bid);
-}
-
-/* ---- registered files ---- */
-
-static int rl_files_sparse(struct rl_ring *r, unsigned n) { return io_uring_register_files_sparse(&r->ring, n); }
-
-static int rl_files_update(struct rl_ring *r, unsigned slot, int fd)
-{
-    int fds[1];
-    fds[0] = fd;
-    return io_uring_register_files_update(&r->ring, slot, fds, 1);
-}
-
-static int rl_files_alloc_range(struct rl_ring *r, unsigned off, unsigned len)
-{
-    return io_uring_register_file_alloc_range(&r->ring, off, len);
-}
-
-/* ---- probe ---- */
-
-/* Fills ops[0..n) with 1 where the opcode is supported; returns last_op+1 or -errno. */
-static int rl_probe_ops(struct rl_ring *r, unsigned char *ops, unsigned n)
-{
-    struct io_uring_probe *p = io_uring_get_probe_ring(&r->ring);
-    unsigned i;
-    int last;
-    if (!p)
-        return -ENOSYS;
-    last = p->last_op;
-    for (i = 0; i < n; i++)
-        ops[i] = (unsigned char)io_uring_opcode_supported(p, (int)i);
-    io_uring_free_probe(p);
-    return last + 1;
 }

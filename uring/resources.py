@@ -102,10 +102,13 @@ class BufferRing:
     out and gives the buffer straight back, so a buffer is never held by Python.
     """
 
-    def __init__(self, r, error: ErrorFactory, count: int, size: int, bgid: int):
+    def __init__(self, r, error: ErrorFactory, count: int, size: int, bgid: int,
+                 bid_base: int = 0):
         self._r = r
         self._b = ffi.new("struct rl_bufring *")
-        res = lib.rl_bufring_setup(r, self._b, count, size, bgid)
+        # bid_base: the buffers' ids start there (a completion names a buffer's id,
+        # not its group: two groups that one harvest serves need disjoint ids).
+        res = lib.rl_bufring_setup_at(r, self._b, count, size, bgid, bid_base)
         if res < 0:
             self._b = None
             raise error(res, "register_buf_ring", detail=f"group {bgid}, {count} x {size} B")

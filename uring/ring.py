@@ -237,10 +237,11 @@ class Ring:
     def pending_bytes(self) -> int:
         return self._r.pending_bytes
 
-    def buffer_ring(self, count: int = 256, size: int = 16384, bgid: int | None = None) -> BufferRing:
+    def buffer_ring(self, count: int = 256, size: int = 16384, bgid: int | None = None,
+                    bid_base: int = 0) -> BufferRing:
         if bgid is None:
             bgid = len(self._bufrings)
-        br = BufferRing(self._r, self._error, count, size, bgid)
+        br = BufferRing(self._r, self._error, count, size, bgid, bid_base)
         self._bufrings.append(br)
         return br
 

@@ -37,6 +37,26 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw)
     return 0;
 }
 
+#define BID_GROUP2 32768u   /* buffer ids from here are the second group's */
+
+/* set_bufring2(addr, owner): completions whose buffer id is >= BID_GROUP2 take
+ * their bytes from this group (a completion does not name its group). */
+static PyObject *Core_set_bufring2(Core *c, PyObject *args)
+{
+    unsigned long long ba;
+    PyObject *owner;
+    if (!PyArg_ParseTuple(args, "KO", &ba, &owner))
+        return NULL;
+    if (!ba) {
+        PyErr_SetString(PyExc_ValueError, "a buffer ring address is required");
+        return NULL;
+    }
+    Py_INCREF(owner);
+    Py_XSETREF(c->owner2, owner);
+    c->b2 = (struct rl_bufring *)(uintptr_t)ba;
+    Py_RETURN_NONE;
+}
+
 /* submit_wait(wait: bool, timeout: float | None) -> completions ready in the CQ */
 static PyObject *Core_submit_wait(Core *c, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -105,12 +125,13 @@ static PyObject *Core_dispatch(Core *c, PyObject *unused)
         int rc = 0;
         if (flags & IORING_CQE_F_BUFFER) {
             unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+            struct rl_bufring *b = (bid >= BID_GROUP2 && c->b2 != NULL) ? c->b2 : c->b;
             if (res > 0) {
-                data = PyBytes_FromStringAndSize(rl_buf_addr(c->b, bid), res);
+                data = PyBytes_FromStringAndSize(rl_buf_addr(b, bid), res);
                 if (data == NULL)
                     return NULL;  /* the CQE stays; its buffer with it */
             }
-            rl_bufring_recycle(c->b, bid);
+            rl_bufring_recycle(b, bid);
         }
         io_uring_cqe_seen(&c->r->ring, cqe);
         got++;

@@ -18,6 +18,22 @@ static int call_transport(Stream *s, PyObject *name, PyObject *arg1, PyObject *a
     return 0;
 }
 
+/* Drop user_data ud from the dispatcher's handler table (absent is fine). */
+static int core_forget_ud(Core *c, unsigned long long ud)
+{
+    PyObject *key = PyLong_FromUnsignedLongLong(ud);
+    int rc;
+    if (key == NULL)
+        return -1;
+    rc = PyDict_DelItem(c->handlers, key);
+    Py_DECREF(key);
+    if (rc < 0 && PyErr_ExceptionMatches(PyExc_KeyError)) {
+        PyErr_Clear();
+        rc = 0;
+    }
+    return rc;
+}
+
 static int stream_arm_recv(Stream *s)
 {
     int res;
@@ -104,12 +120,42 @@ static int stream_flush(Stream *s)
     return 0;
 }
 
+/* Call protocol.data_received(data) inside the transport's context, as
+ * asyncio does (Context.run): entered here with PyContext_Enter/Exit rather
+ * than through a Python-level Context.run wrapper (38-60 ns a call).  When
+ * that context is already the current one (a transport made without its own,
+ * or a nested call) it is called as is: entering it twice would raise. */
+static PyObject *call_in_context(PyObject *context, PyObject *fn, PyObject *arg)
+{
+    PyObject *r;
+    if (context == NULL || PyThreadState_Get()->context == context)
+        return PyObject_CallOneArg(fn, arg);
+    if (PyContext_Enter(context) < 0)
+        return NULL;
+    r = PyObject_CallOneArg(fn, arg);
+    if (PyContext_Exit(context) < 0) {
+        Py_XDECREF(r);
+        return NULL;
+    }
+    return r;
+}
+
 static int stream_deliver(Stream *s, PyObject *data)
 {
     PyObject *r;
     if (s->buffered)
         return call_transport(s, s_deliver, data, NULL);
-    r = PyObject_CallOneArg(s->data_received, data);
+    if (s->data_received != NULL) {
+        r = call_in_context(s->context, s->data_received, data);
+    } else if (s->protocol == NULL) {
+        return 0;  /* detached: connection_lost ran */
+    } else {
+        /* no data_received when set_protocol ran: look it up now, so the
+         * AttributeError (or a late-added method) comes out as asyncio's would */
+        PyObject *dr = PyObject_GetAttr(s->protocol, s_data_received);
+        r = dr == NULL ? NULL : call_in_context(s->context, dr, data);
+        Py_XDECREF(dr);
+    }
     if (r != NULL) {
         Py_DECREF(r);
         return 0;
@@ -333,20 +379,33 @@ static PyObject *Stream_mark_dirty(Stream *s, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* set_protocol(protocol, buffered, context=None): data_received is called
+ * inside context (a contextvars.Context) when one is given. */
 static PyObject *Stream_set_protocol(Stream *s, PyObject *args)
 {
-    PyObject *protocol, *dr = NULL;
+    PyObject *protocol, *dr = NULL, *context = Py_None;
     int buffered;
-    if (!PyArg_ParseTuple(args, "Op", &protocol, &buffered))
+    if (!PyArg_ParseTuple(args, "Op|O", &protocol, &buffered, &context))
         return NULL;
+    if (context != Py_None && !PyContext_CheckExact(context)) {
+        PyErr_SetString(PyExc_TypeError, "context must be a contextvars.Context or None");
+        return NULL;
+    }
     if (!buffered) {
         dr = PyObject_GetAttr(protocol, s_data_received);
-        if (dr == NULL)
-            return NULL;
+        if (dr == NULL) {
+            /* asyncio looks data_received up when data arrives: a protocol
+             * without one (get_buffer, but not a BufferedProtocol) is accepted
+             * and fails then, through the fatal-error path (stream_deliver). */
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return NULL;
+            PyErr_Clear();
+        }
     }
     Py_INCREF(protocol);
     Py_XSETREF(s->protocol, protocol);
     Py_XSETREF(s->data_received, dr);
+    Py_XSETREF(s->context, context == Py_None ? NULL : Py_NewRef(context));
     s->buffered = (char)buffered;
     Py_RETURN_NONE;
 }
@@ -356,7 +415,115 @@ static PyObject *Stream_detach_objects(Stream *s, PyObject *unused)
 {
     Py_CLEAR(s->protocol);
     Py_CLEAR(s->data_received);
+    Py_CLEAR(s->context);
     Py_CLEAR(s->transport);
+    Py_RETURN_NONE;
+}
+
+/* release_ring(freed_ud_base): the ring half of a transport's _finish in one
+ * call (it ran as four Python methods and three cffi calls per connection):
+ * cancel the receive and the send still in flight by user_data (not by slot:
+ * the slot is emptied now and may be reused before a cancel reaches the
+ * kernel), keep the in-flight bytes alive until that send's last completion
+ * (the ring's keep table), empty the fixed slot with a close SQE whose
+ * completion (user_data freed_ud_base | slot) frees the slot for reuse, and
+ * drop both user_data from the dispatcher, so late completions find no
+ * handler.  Leaves slot -1.  A no-op when the slot is already released. */
+static PyObject *Stream_release_ring(Stream *s, PyObject *arg)
+{
+    Core *c = s->core;
+    unsigned long long freed = PyLong_AsUnsignedLongLong(arg);
+    PyObject *key;
+    int res = 0, slot = s->slot;
+    if (freed == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    if (slot < 0)
+        Py_RETURN_NONE;
+    if (!ring_live(c))
+        return NULL;
+    if (s->recv_armed)
+        res = rl_prep_cancel(c->r, s->ud_recv, 0, 0, 0);
+    if (!res && s->inflight != NULL) {
+        res = rl_prep_cancel(c->r, s->ud_send, 0, 0, 0);
+        if (!res) {
+            if ((key = PyLong_FromUnsignedLongLong(s->ud_send)) == NULL)
+                return NULL;
+            res = PyDict_SetItem(c->keep, key, s->inflight);
+            Py_DECREF(key);
+            if (res < 0)
+                return NULL;
+        }
+    }
+    if (!res)
+        res = rl_prep_close_direct(c->r, (unsigned)slot, freed | (unsigned)slot, 0);
+    if (res) {
+        errno = -res;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    s->slot = -1;
+    if (core_forget_ud(c, s->ud_recv) < 0 || core_forget_ud(c, s->ud_send) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* start(protocol, transport): the handle a new transport schedules (in its
+ * context): protocol.connection_made(transport), then arm the receive.  One
+ * handle where there were two (connection_made, then arm_recv), in the same
+ * order: no data can reach the protocol before connection_made ran, wherever
+ * the transport was made (a dispatch, a ready handle, a deferred dispatch).
+ * The receive is armed even when connection_made raised (the error is then
+ * reported by the handle, as before). */
+static PyObject *Stream_start(Stream *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *r, *margs[2];
+    int armed;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "start(protocol, transport)");
+        return NULL;
+    }
+    margs[0] = args[0];
+    margs[1] = args[1];
+    r = PyObject_VectorcallMethod(s_connection_made, margs, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                  NULL);
+    if (r == NULL) {
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        armed = stream_arm_recv(s);
+        if (armed < 0) {
+            /* the arming's error is the newer one: report that */
+            Py_XDECREF(t);
+            Py_XDECREF(v);
+            Py_XDECREF(tb);
+            return NULL;
+        }
+        PyErr_Restore(t, v, tb);
+        return NULL;
+    }
+    Py_DECREF(r);
+    if (stream_arm_recv(s) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* close_fd(fd): close(2) the transport's descriptor by an SQE riding the next
+ * enter, result ignored.  Here rather than through the cffi binding's
+ * Ring.close_fd: cffi's wrapper releases and retakes the GIL around every call
+ * (a futex wake per connection once the process has other threads). */
+static PyObject *Stream_close_fd(Stream *s, PyObject *arg)
+{
+    long fd = PyLong_AsLong(arg);
+    int res;
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < 0 || fd > INT_MAX)
+        return PyErr_Format(PyExc_ValueError, "bad fd %ld", fd);
+    if (!ring_live(s->core))
+        return NULL;
+    res = rl_prep_close(s->core->r, (int)fd, 0, 0);
+    if (res) {
+        errno = -res;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     Py_RETURN_NONE;
 }
 
@@ -434,6 +601,7 @@ static int Stream_traverse(Stream *s, visitproc visit, void *arg)
     Py_VISIT(s->transport);
     Py_VISIT(s->protocol);
     Py_VISIT(s->data_received);
+    Py_VISIT(s->context);
     Py_VISIT(s->held);
     Py_VISIT(s->wbuf);
     Py_VISIT(s->inflight);
@@ -446,6 +614,7 @@ static int Stream_clear(Stream *s)
     Py_CLEAR(s->transport);
     Py_CLEAR(s->protocol);
     Py_CLEAR(s->data_received);
+    Py_CLEAR(s->context);
     Py_CLEAR(s->held);
     Py_CLEAR(s->wbuf);
     Py_CLEAR(s->inflight);
@@ -465,7 +634,13 @@ static PyMethodDef Stream_methods[] = {
     {"flush", (PyCFunction)Stream_flush, METH_NOARGS, "Hand queued writes to the ring now."},
     {"arm_recv", (PyCFunction)Stream_arm_recv, METH_NOARGS, "Start the multishot receive."},
     {"mark_dirty", (PyCFunction)Stream_mark_dirty, METH_NOARGS, "Queue for the next flush."},
-    {"set_protocol", (PyCFunction)Stream_set_protocol, METH_VARARGS, "set_protocol(p, buffered)"},
+    {"start", (PyCFunction)(void (*)(void))Stream_start, METH_FASTCALL,
+     "start(protocol, transport): protocol.connection_made(transport), then arm the receive"},
+    {"close_fd", (PyCFunction)Stream_close_fd, METH_O,
+     "close_fd(fd): close the descriptor by an SQE on the next enter"},
+    {"release_ring", (PyCFunction)Stream_release_ring, METH_O,
+     "release_ring(freed_ud_base): cancel what is in flight, empty the slot, forget the user_data"},
+    {"set_protocol", (PyCFunction)Stream_set_protocol, METH_VARARGS, "set_protocol(p, buffered, context=None)"},
     {"detach_objects", (PyCFunction)Stream_detach_objects, METH_NOARGS, "Drop transport/protocol."},
     {"rebind", (PyCFunction)Stream_rebind, METH_VARARGS, "rebind(core, slot, ud_recv, ud_send)"},
     {"on_recv", (PyCFunction)Stream_on_recv, METH_VARARGS, "on_recv(res, flags, data=None)"},

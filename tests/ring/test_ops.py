@@ -83,6 +83,23 @@ def test_recv_select_single_uses_a_provided_buffer(ring, sockpair, collect, requ
     assert br.take(c.buffer_id, c.res) == b"picked by the kernel"
 
 
+def test_two_groups_have_disjoint_buffer_ids(ring, sockpair, collect, require):
+    # A completion names a buffer's id, not its group: the loop tells its
+    # groups apart by id ranges (bid_base), and a recycled buffer keeps its id.
+    require("buf_ring", "provided-buffer rings")
+    a, b = sockpair
+    ring.buffer_ring(4, 256, bgid=0)
+    high = ring.buffer_ring(2, 512, bgid=1, bid_base=32768)
+    for i in range(3):   # more receives than buffers: recycled ones come back
+        b.send(b"round %d" % i)
+        ring.recv_select(a.fileno(), high, 10 + i)
+        (c,) = collect(ring, final=[10 + i])
+        assert c.buffer_id in (32768, 32769)
+        assert high.take(c.buffer_id, c.res) == b"round %d" % i
+    with pytest.raises(UringError):   # ids must be a multiple of count and fit 16 bits
+        ring.buffer_ring(4, 256, bgid=2, bid_base=65534)
+
+
 @pytest.mark.parametrize("fixed", [False, True])
 def test_send(ring, sockpair, collect, fixed):
     a, b = sockpair

@@ -164,6 +164,53 @@ def test_protocol_callbacks_run_in_the_callers_context(ring_run):
     assert ("client", "data", "client") in seen
 
 
+def test_data_received_shares_one_context_per_connection(ring_run):
+    # The compiled stream enters the transport's context itself (PyContext_Enter):
+    # a value data_received sets is seen by the next data_received and by
+    # connection_lost of the same connection (asyncio's one context per
+    # transport), never by the loop's own context or by another connection.
+    seen = []
+    done = []
+
+    class Counter(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            n = (VAR.get() or 0) + 1
+            VAR.set(n)
+            seen.append(n)
+            self.transport.write(b"k")
+
+        def connection_lost(self, exc):
+            done.append(VAR.get())
+            if len(done) == 2:
+                both_lost.set()
+
+    both_lost = None
+
+    async def main():
+        nonlocal both_lost
+        both_lost = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(Counter, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(3):
+                writer.write(b"x")
+                assert await asyncio.wait_for(reader.readexactly(1), 10) == b"k"
+            writer.close()
+            await writer.wait_closed()
+        await asyncio.wait_for(both_lost.wait(), 10)
+        assert VAR.get() is None
+        srv.close()
+        await srv.wait_closed()
+    ring_run(main())
+    assert seen == [1, 2, 3, 1, 2, 3]
+    assert done == [3, 3]
+
+
 def test_connection_lost_gets_builtin_exception_classes(ring_run):
     async def main():
         loop = asyncio.get_running_loop()

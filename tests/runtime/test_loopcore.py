@@ -415,3 +415,94 @@ def test_a_loop_whose_ring_cannot_be_made_closes_quietly():
     finally:
         sys.unraisablehook = old
     assert not [u for u in seen if not isinstance(u.exc_value, ResourceWarning)], seen
+
+
+def test_accepted_connections_give_back_their_slots_and_guard_their_fds():
+    # Accepted transports get their fixed slot by an SQE (install_file) and give
+    # it back through Stream.release_ring; add_reader refuses an open one's fd
+    # (a plain fd map, not the weak _transports) and accepts it once it is closed.
+    made = []
+
+    class Hold(asyncio.Protocol):
+        def connection_made(self, transport):
+            made.append(transport)
+
+        def data_received(self, data):
+            made[-1].write(data)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        files = loop.ring.files
+        srv = await loop.create_server(Hold, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        before = files.in_use
+        for _ in range(20):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"ping")
+            assert await asyncio.wait_for(reader.readexactly(4), 10) == b"ping"
+            t = made[-1]
+            fd = t._fd
+            with pytest.raises(RuntimeError, match="used by transport"):
+                loop.add_reader(fd, lambda: None)
+            t.close()
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+            writer.close()
+            await writer.wait_closed()
+            assert fd not in loop._stream_fds
+        # every slot comes back once its close SQE completed (the client's
+        # own transports come and go the same way)
+        for _ in range(100):
+            if files.in_use <= before:
+                break
+            await asyncio.sleep(0)
+        assert files.in_use <= before
+        srv.close()
+        await srv.wait_closed()
+    _loop_run(main())
+
+
+def test_connection_made_comes_before_data_on_every_path():
+    # The receive is armed by the same handle that runs connection_made
+    # (Stream.start): on a client transport made from a task, with the peer's
+    # bytes already waiting, data_received must still come second.
+    order = []
+
+    class Greeter(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.write(b"hello")
+
+    class Client(asyncio.Protocol):
+        def __init__(self):
+            self.got = asyncio.get_running_loop().create_future()
+
+        def connection_made(self, transport):
+            order.append("made")
+
+        def data_received(self, data):
+            order.append("data")
+            if not self.got.done():
+                self.got.set_result(data)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(Greeter, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        for _ in range(20):
+            del order[:]
+            tr, proto = await loop.create_connection(Client, "127.0.0.1", port)
+            await asyncio.wait_for(proto.got, 10)
+            assert order[:2] == ["made", "data"], order
+            tr.close()
+        # the bytes already in the socket when the transport is made
+        for _ in range(5):
+            del order[:]
+            a, b = socket.socketpair()
+            b.sendall(b"early")
+            tr, proto = await loop.create_connection(Client, sock=a)
+            await asyncio.wait_for(proto.got, 10)
+            assert order[:2] == ["made", "data"], order
+            tr.close()
+            b.close()
+        srv.close()
+        await srv.wait_closed()
+    _loop_run(main())

@@ -72,7 +72,7 @@ def _problems() -> list[str]:
     finally:
         loop.close()
 
-    # The compiled core (runtime/loopcore/sched.c) allocates Handles and
+    # The compiled core (runtime/loopcore/sched.c, timers.c) allocates Handles and
     # TimerHandles itself and fills their slots by offset, bypassing __init__:
     # a slot added by a new CPython would be left empty.
     handle_slots = {n for n in events.Handle.__slots__ if n != "__weakref__"}
