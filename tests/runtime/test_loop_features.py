@@ -233,6 +233,28 @@ def test_connection_lost_gets_builtin_exception_classes(ring_run):
     assert type(exc) is ConnectionResetError, type(exc)
 
 
+def test_a_close_in_the_last_iteration_reaches_the_peer_once_the_loop_stops(fd_guard):
+    # asyncio's contract as CPython's test_sslproto relies on it (3.12+, where
+    # wait_for() adds no iteration): a transport closed in the iteration that
+    # ends run_until_complete() has closed its socket when it returns, so a
+    # peer waiting for EOF sees it while the loop is stopped, not closed.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        loop = ringleader.new_event_loop()
+        try:
+            async def connect_and_close():
+                tr, _ = await loop.create_connection(asyncio.Protocol,
+                                                     *listener.getsockname())
+                tr.close()
+
+            loop.run_until_complete(connect_and_close())
+            peer, _ = listener.accept()
+            with peer:
+                peer.settimeout(30)
+                assert peer.recv(1) == b""
+        finally:
+            loop.close()
+
+
 @pytest.mark.ring_only("the ring's multishot accept")
 def test_accept_not_rearmed_on_a_closed_listener(ring_run):
     errors = []
