@@ -7,7 +7,8 @@ of backend and :mod:`ringleader.runtime.epoll` for the fallback.
 """
 from .errors import MigrationError, RingUnavailableError, RuntimeLayerError, WorkerError
 from .backend import Backend, Choice, new_event_loop
-from .loop import RingEventLoop, RingEventLoopPolicy
+from .loop import RingEventLoop
+from .policy import RingEventLoopPolicy
 from .stats import ConnStats, LoopStats
 from .transport import RingTransport
 

@@ -44,7 +44,6 @@ from asyncio.log import logger as asyncio_logger
 from ..runningloop import publish as _publish
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
-from .asyncio_compat import DefaultPolicyBase
 from .stats import ConnStats, LoopStats, hottest
 from .contract import UD_IGNORE
 from .datagram import DatagramOpsMixin
@@ -689,25 +688,3 @@ def _caller_traceback(handle):
 def new_event_loop(**kwargs) -> RingEventLoop:
     """A single-ring loop: ``asyncio.Runner(loop_factory=ringleader.new_event_loop)``."""
     return RingEventLoop(**kwargs)
-
-
-class RingEventLoopPolicy(DefaultPolicyBase):
-    """``asyncio.set_event_loop_policy(RingEventLoopPolicy())`` makes asyncio.run use rings.
-
-    ``backend`` is chosen as for ``ringleader.run``: ``"auto"`` (the default)
-    makes epoll loops where io_uring is denied (a default container), so a
-    service that sets this policy still starts there; ``"uring"`` keeps the
-    refusal (RingUnavailableError), ``"epoll"`` always falls back.
-
-    asyncio's Unix policy underneath: its child watcher is there for code that
-    asks for one, but ring loops do not use it (they watch children through
-    pidfds on the ring, see :mod:`ringleader.runtime.subprocess`)."""
-
-    def __init__(self, backend: str = "auto"):
-        from .backend import parse
-        super().__init__()
-        self._backend = parse(backend)   # a typo fails here, not at the first loop
-
-    def _loop_factory(self):
-        from .backend import new_event_loop as make   # backend imports this module
-        return make(backend=self._backend)

@@ -22,7 +22,8 @@ if _TARGET == "asyncio":
         return asyncio.DefaultEventLoopPolicy().new_event_loop()
 elif _TARGET == "ringleader":
     import ringleader
-    from ringleader.runtime.loop import RingEventLoop as Loop, RingEventLoopPolicy as EventLoopPolicy
+    from ringleader.runtime.loop import RingEventLoop as Loop
+    from ringleader.runtime.policy import RingEventLoopPolicy as EventLoopPolicy
 
     def new_event_loop():
         return ringleader.new_event_loop()
