@@ -99,7 +99,10 @@ class Service:
         from ringleader.supervisor import PoolAutoscale, Supervisor, SupervisorConfig
 
         async def make():
-            cfg = SupervisorConfig(period=0.1, pools={"echo": PoolAutoscale(min=1, max=8)})
+            # down_window 2 s (default 30): the supervisor shrinks only after a
+            # full down window of history, and the tests wait for its decisions.
+            cfg = SupervisorConfig(period=0.1, pools={"echo": PoolAutoscale(min=1, max=8,
+                                                                           down_window=2.0)})
             return Supervisor(self.rt, cfg, pools={"echo": self.pool}).start()
 
         self.supervisor = self.rt.spawn(make()).result(10)
