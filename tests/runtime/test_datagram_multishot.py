@@ -8,7 +8,7 @@ longest UDP datagrams arrive whole, and a burst that empties the group
 (``ENOBUFS``) re-arms, loses nothing and leaves the streams' ring alone.  The
 two ways it ends other than close are checked too: a datagram cut anyway
 (``MSG_TRUNC``, reported as EMSGSIZE, then one-shot; forced here with a
-smaller buffer size) and ``ENOBUFS``.  The 10k echo in test_loop_features runs
+smaller buffer size) and ``ENOBUFS``.  The 10k echo in test_loop_udp runs
 both receive modes.
 """
 from __future__ import annotations
