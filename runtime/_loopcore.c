@@ -138,9 +138,12 @@ static PyTypeObject *StreamType;  /* made at import: its base is asyncio's */
 static PyTypeObject WatchType;
 static PyObject *lost_write_hook;  /* set_lost_write_hook(): logs a write after the loss */
 static int loop_now(Core *c, double *out);
+static int stream_finish(Stream *s, PyObject *exc);
 static PyObject *make_handle(Core *c, PyTypeObject *type, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *context);
 
+static PyObject *s_start_method, *s_empty_tuple, *s_finish_stream, *s_unbind, *s_call_conn_lost,
+    *s_call_soon, *s_context_kw;
 static PyObject *s_on_eof, *s_recv_failed, *s_send_failed, *s_fatal_error, *s_deliver,
     *s_maybe_pause, *s_maybe_resume, *s_migration_progress, *s_finish, *s_do_shutdown,
     *s_protocol_paused, *s_data_received, *s_connection_made, *s_empty, *s_dr_failed, *s_slow_call_at,
@@ -239,6 +242,7 @@ static PyObject *Core_file_table(Core *c, PyObject *arg)
 
 #include "loopcore/stream.c"
 #include "loopcore/streamobj.c"
+#include "loopcore/accept.c"
 #include "loopcore/watch.c"
 #include "loopcore/dispatch.c"
 #include "loopcore/sched.c"
@@ -417,6 +421,12 @@ PyMODINIT_FUNC PyInit__loopcore(void)
     INTERN(s_maybe_resume, "_maybe_resume_protocol");
     INTERN(s_migration_progress, "_migration_progress");
     INTERN(s_finish, "_finish");
+    INTERN(s_finish_stream, "finish_stream");
+    INTERN(s_unbind, "_unbind");
+    INTERN(s_call_conn_lost, "_call_connection_lost");
+    INTERN(s_call_soon, "call_soon");
+    if ((s_context_kw = Py_BuildValue("(s)", "context")) == NULL)
+        return NULL;
     INTERN(s_do_shutdown, "_do_shutdown");
     INTERN(s_protocol_paused, "_protocol_paused");
     INTERN(s_data_received, "data_received");
@@ -434,7 +444,11 @@ PyMODINIT_FUNC PyInit__loopcore(void)
     INTERN(s_slow_create_task, "_slow_create_task");
     if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&WatchType) < 0)
         return NULL;
-    if ((StreamType = make_stream_type()) == NULL)
+    if ((StreamType = make_stream_type()) == NULL || PyType_Ready(&AcceptorType) < 0)
+        return NULL;
+    /* the Acceptor's start handle calls Stream._start(transport, protocol) */
+    if ((s_start_method = PyObject_GetAttrString((PyObject *)StreamType, "_start")) == NULL ||
+        (s_empty_tuple = PyTuple_New(0)) == NULL)
         return NULL;
     m = PyModule_Create(&moddef);
     if (m == NULL)
@@ -443,6 +457,7 @@ PyMODINIT_FUNC PyInit__loopcore(void)
     Py_INCREF(&WatchType);
     if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0 ||
         PyModule_AddObject(m, "Stream", Py_NewRef((PyObject *)StreamType)) < 0 ||
+        PyModule_AddObject(m, "Acceptor", Py_NewRef((PyObject *)&AcceptorType)) < 0 ||
         PyModule_AddObject(m, "Watch", (PyObject *)&WatchType) < 0 ||
         PyModule_AddIntConstant(m, "OPEN", ST_OPEN) < 0 ||
         PyModule_AddIntConstant(m, "CLOSING", ST_CLOSING) < 0 ||

@@ -52,7 +52,7 @@ from .pipes import PipeOpsMixin
 from .signals import SignalMixin
 from .subprocess import SubprocessMixin
 from .tls import OwnRawTransportTLS, RingSSLProtocol
-from .transport import AcceptedSocket, RingTransport
+from .transport import AcceptedSocket, RingTransport, accept_failed, accept_handler
 
 logger = logging.getLogger("ringleader.runtime")
 
@@ -586,7 +586,12 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
             if fd in self._serving:
                 self._ring.accept(fd, state["ud"], multishot=True)
 
-        state["ud"] = self._alloc_ud(on_accept)
+        handler = on_accept
+        if not sslcontext and (nodelay or sock.family not in (socket.AF_INET, socket.AF_INET6)):
+            # each connection set up in C; on_accept does the rest
+            handler = accept_handler(self, self._core, protocol_factory, context, server, kind,
+                                     on_accept)
+        state["ud"] = self._alloc_ud(handler)
         self._serving[fd] = (sock, state["ud"], server)
         rearm()
         self._kick()
@@ -611,9 +616,7 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
                 RingTransport(self, conn, protocol, server=server, nodelay_inherited=nodelay,
                               context=context)
         except BaseException as exc:
-            conn.close()
-            self.call_exception_handler({"message": "error creating a transport for an accepted "
-                                                    "connection", "exception": exc})
+            accept_failed(self, conn, exc)
 
     def adopt_socket(self, conn: socket.socket, protocol_factory, server=None) -> RingTransport:
         """Wrap an already-connected socket (e.g. handed over by another worker)."""

@@ -350,16 +350,7 @@ class RingTransport(_loopcore.Stream):
         self._loop.ring.shutdown(c.slot, socket.SHUT_WR, UD_IGNORE, fixed=True)
 
     # -------------------------------------------------------------- closing
-    def close(self) -> None:
-        c = self
-        if c.state != _OPEN:
-            return
-        c.state = _CLOSING
-        c.reading = False
-        if c.migrating:
-            return  # the new worker finishes the close once the file arrives
-        if c.inflight is None and not c.wbuf:
-            self._finish(None)
+    # close() and _finish() are the compiled base's (streamobj.c).
 
     def abort(self) -> None:
         self._force_close(None)
@@ -385,28 +376,6 @@ class RingTransport(_loopcore.Stream):
         c.state = _CLOSING
         c.reading = False
         self._finish(exc)
-
-    def _finish(self, exc) -> None:
-        """Release the ring resources now (state LOST); tell the protocol on the next iteration."""
-        c = self
-        if c.slot < 0:
-            return
-        loop = self._loop
-        if not loop.is_closed():
-            # Cancels whatever is still in flight (recv, a send to a dead peer)
-            # by user_data, keeps the in-flight bytes alive for the kernel,
-            # empties the slot with an SQE (no register syscall of its own) and
-            # forgets the user_data: one compiled call (Stream._release_ring).
-            loop.finish_stream(self, self._fd)
-        else:
-            c.slot = -1
-            self._unbind()
-        c.state = _LOST
-        loop.call_soon(self._call_connection_lost, exc, context=self._context)
-        if c.migrating:
-            # A move in progress waits for this transport to go quiet; it never
-            # will now (e.g. the peer reset it): fail the move instead of hanging.
-            self._migration_progress()
 
     def _call_connection_lost(self, exc) -> None:
         c = self
@@ -554,6 +523,34 @@ class RingTransport(_loopcore.Stream):
         if c.wbuf:
             c._mark_dirty()
         c._arm_recv()
+
+
+def accept_handler(loop, core, protocol_factory, context, server, kind, slow):
+    """A listener's accept handler that sets up each accepted connection in C
+    (``_loopcore.Acceptor``, runtime/loopcore/accept.c): what
+    ``RingTransport.__init__`` does for an accepted socket, without its
+    Python frames.  ``slow(res, flags)`` handles errors, the multishot
+    accept's last completion (re-arming) and debug mode.  Only for listeners
+    whose accepted sockets need nothing set per socket (no TLS; TCP_NODELAY
+    inherited from the listener or not TCP)."""
+    return _loopcore.Acceptor(
+        core=core, loop=loop, cls=RingTransport, factory=protocol_factory, context=context,
+        server=server, make_sock=AcceptedSocket, install_file=loop.install_file,
+        bind_stream=loop.bind_stream, attach=server_attach,
+        buffered_cls=protocols.BufferedProtocol, slow=slow,
+        on_error=lambda sock, exc: accept_failed(loop, sock, exc), kind=kind,
+        high_water=RingTransport._high_water)
+
+
+def accept_failed(loop, sock, exc) -> None:
+    """An accepted connection could not be set up: close it (a socket, an
+    AcceptedSocket or a bare fd) and report ``exc`` to the loop."""
+    if isinstance(sock, int):
+        os.close(sock)
+    else:
+        sock.close()
+    loop.call_exception_handler({"message": "error creating a transport for an accepted "
+                                            "connection", "exception": exc})
 
 
 _LAZY_EXTRA = {"socket": trsock.TransportSocket, "sockname": socket.socket.getsockname,

@@ -291,7 +291,7 @@ static int stream_on_send(Stream *s, int res)
     if (PyList_GET_SIZE(s->wbuf))
         return stream_mark_dirty(s);
     if (s->state == ST_CLOSING)
-        return call_transport(s, s_finish, Py_None, NULL);
+        return stream_finish(s, Py_None);
     if (s->wstate == W_EOF_PENDING)
         return call_transport(s, s_do_shutdown, NULL, NULL);
     return 0;

@@ -19,6 +19,10 @@
  * its five __slots__ occupy base_slots[], which this type traverses, clears
  * and frees.  Part of _loopcore.c's single translation unit. */
 
+/* Where the base's _extra, _loop and _protocol_paused slots are (CPython sorts
+ * a class's __slots__, so read from their member descriptors, not assumed). */
+static Py_ssize_t off_extra, off_loop, off_protocol_paused;
+
 /* _bind_protocol(protocol, buffered, context=None): data_received is called
  * inside context (a contextvars.Context) when one is given. */
 static PyObject *Stream_bind_protocol(Stream *s, PyObject *args)
@@ -186,6 +190,94 @@ static PyObject *Stream_rebind(Stream *s, PyObject *const *args, Py_ssize_t narg
     Py_RETURN_NONE;
 }
 
+/* _finish(exc): the connection's end on this side (state LOST): release the
+ * ring resources now through the loop's finish_stream (cancel what is in
+ * flight, empty the slot, forget the user_data) and queue connection_lost, in
+ * the transport's context, for the next iteration.  A no-op once the slot is
+ * released.  (RingTransport's Python _finish was two frames per connection
+ * with close().) */
+static int stream_finish(Stream *s, PyObject *exc)
+{
+    Core *c = s->core;
+    PyObject *self = (PyObject *)s, *loop = *(PyObject **)((char *)s + off_loop);
+    PyObject *r, *cb, *args[4];
+    if (s->slot < 0)
+        return 0;
+    if (c == NULL || loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "transport not bound to a loop");
+        return -1;
+    }
+    Py_INCREF(loop);
+    if (!c->closed) {
+        PyObject *fd = PyLong_FromLong(s->fd);
+        if (fd == NULL)
+            goto fail;
+        args[0] = loop;
+        args[1] = self;
+        args[2] = fd;
+        r = PyObject_VectorcallMethod(s_finish_stream, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      NULL);
+        Py_DECREF(fd);
+    } else {
+        s->slot = -1;
+        r = PyObject_CallMethodNoArgs(self, s_unbind);
+    }
+    if (r == NULL)
+        goto fail;
+    Py_DECREF(r);
+    s->state = ST_LOST;
+    if ((cb = PyObject_GetAttr(self, s_call_conn_lost)) == NULL)
+        goto fail;
+    args[1] = cb;
+    args[2] = exc;
+    args[3] = s->context ? s->context : Py_None;
+    if (c->debug || c->closed || s->context == NULL) {
+        /* asyncio's call_soon: debug checks, or the error a closed loop raises */
+        args[0] = loop;
+        r = PyObject_VectorcallMethod(s_call_soon, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      s_context_kw);
+    } else {
+        PyObject *h = make_handle(c, c->handle_type, args + 1, 2, s->context);
+        r = h == NULL ? NULL : PyObject_CallOneArg(c->ready_append, h);
+        Py_XDECREF(h);
+    }
+    Py_DECREF(cb);
+    if (r == NULL)
+        goto fail;
+    Py_DECREF(r);
+    Py_DECREF(loop);
+    /* A move in progress waits for this transport to go quiet; it never will
+     * now (e.g. the peer reset it): fail the move instead of hanging. */
+    if (s->migrating)
+        return call_transport(s, s_migration_progress, NULL, NULL);
+    return 0;
+fail:
+    Py_DECREF(loop);
+    return -1;
+}
+
+static PyObject *Stream_finish(Stream *s, PyObject *exc)
+{
+    if (stream_finish(s, exc) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* close(): asyncio's Transport.close: reads stop now, queued writes still go
+ * out, then the end (_finish).  While a move prepares, the new worker
+ * finishes the close once the file arrives. */
+static PyObject *Stream_close(Stream *s, PyObject *unused)
+{
+    if (s->state != ST_OPEN)
+        Py_RETURN_NONE;
+    s->state = ST_CLOSING;
+    s->reading = 0;
+    if (!s->migrating && s->inflight == NULL && PyList_GET_SIZE(s->wbuf) == 0 &&
+        stream_finish(s, Py_None) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Stream_is_closing(Stream *s, PyObject *unused)
 {
     return PyBool_FromLong(s->state != ST_OPEN);
@@ -282,6 +374,10 @@ static void Stream_dealloc(Stream *s)
 static PyMethodDef Stream_methods[] = {
     {"write", (PyCFunction)Stream_write, METH_O, "Queue bytes; flushed once per loop iteration."},
     {"writelines", (PyCFunction)Stream_writelines, METH_O, "write(b''.join(iterable))"},
+    {"close", (PyCFunction)Stream_close, METH_NOARGS,
+     "Stop reading; send what is queued, then end the connection."},
+    {"_finish", (PyCFunction)Stream_finish, METH_O,
+     "_finish(exc): release the ring resources now; connection_lost(exc) next iteration."},
     {"is_closing", (PyCFunction)Stream_is_closing, METH_NOARGS,
      "True once close() or abort() was called (or the connection was lost)."},
     {"get_write_buffer_size", (PyCFunction)Stream_get_write_buffer_size, METH_NOARGS,
@@ -364,6 +460,25 @@ static PyType_Spec Stream_spec = {
     .slots = Stream_slots,
 };
 
+static int base_slot_offset(PyObject *base, const char *name, Py_ssize_t *out)
+{
+    PyObject *d = PyObject_GetAttrString(base, name);
+    int ok;
+    if (d == NULL)
+        return -1;
+    ok = Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+         ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+    if (ok)
+        *out = ((PyMemberDescrObject *)d)->d_member->offset;
+    Py_DECREF(d);
+    if (!ok || *out < (Py_ssize_t)sizeof(PyObject) ||
+        *out >= (Py_ssize_t)offsetof(Stream, core)) {
+        PyErr_Format(PyExc_ImportError, "_FlowControlMixin.%s is not a slot _loopcore knows", name);
+        return -1;
+    }
+    return 0;
+}
+
 /* The Stream type, derived from asyncio.transports._FlowControlMixin.  Its
  * layout is probed, not assumed: the base must be exactly the object header
  * plus its five slots (CPython 3.11-3.14), with no __dict__ or weakref list. */
@@ -386,6 +501,11 @@ static PyTypeObject *make_stream_type(void)
                      "_loopcore.Stream extends (basicsize %zd, expected %zd)",
                      PyType_Check(base) ? b->tp_basicsize : (Py_ssize_t)-1,
                      (Py_ssize_t)offsetof(Stream, core));
+        Py_DECREF(base);
+        return NULL;
+    }
+    if (base_slot_offset(base, "_extra", &off_extra) < 0 || base_slot_offset(base, "_loop", &off_loop) < 0 ||
+        base_slot_offset(base, "_protocol_paused", &off_protocol_paused) < 0) {
         Py_DECREF(base);
         return NULL;
     }

@@ -246,3 +246,105 @@ def test_a_closed_transport_does_not_warn():
     assert ref() is None
     assert not [x for x in w if "unclosed transport" in str(x.message)]
 
+
+# ------------------------------------------------- accepting in C (Acceptor)
+def _serve_and_connect(factory, n=1, debug=False):
+    """Serve ``factory`` on the ring loop, make ``n`` connections that each send
+    one line, and return the loop's exception-handler contexts and what each
+    client read."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_debug(debug)
+        seen = []
+        loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+        srv = await loop.create_server(factory, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        got = await asyncio.gather(*[_one_request(port) for _ in range(n)])
+        srv.close()
+        await srv.wait_closed()
+        return seen, got
+    return _run(main())
+
+
+def test_listeners_accept_through_the_compiled_handler():
+    async def main():
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(Answer, "127.0.0.1", 0)
+        handlers = [h for h in loop._handlers.values() if isinstance(h, _loopcore.Acceptor)]
+        assert len(handlers) == 1
+        srv.close()
+        await srv.wait_closed()
+    _run(main())
+
+
+def test_accepted_connections_see_the_servers_context_each_its_own_copy():
+    import contextvars
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+
+    class P(asyncio.Protocol):
+        def __init__(self):
+            seen.append(("factory", var.get()))
+
+        def connection_made(self, t):
+            seen.append(("made", var.get()))
+            var.set(id(self))  # this connection's own copy
+            self.t = t
+
+        def data_received(self, data):
+            seen.append(("data", var.get() == id(self)))
+            self.t.write(b"pong\n")
+            self.t.close()
+
+        def connection_lost(self, exc):
+            seen.append(("lost", var.get() == id(self)))
+
+    async def main():
+        var.set("server")
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(P, "127.0.0.1", 0)
+        var.set("later")  # the server keeps the context it started with
+        port = srv.sockets[0].getsockname()[1]
+        assert await asyncio.gather(_one_request(port), _one_request(port)) == [b"pong\n"] * 2
+        srv.close()
+        await srv.wait_closed()
+        assert var.get() == "later"
+    _run(main())
+    assert sorted(seen) == sorted([("factory", "server"), ("made", "server"), ("data", True),
+                                   ("lost", True)] * 2)
+
+
+def test_a_failing_protocol_factory_is_reported_and_the_connection_closed():
+    calls = []
+
+    def factory():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("no protocol for you")
+        return Answer()
+
+    seen, got = _serve_and_connect(factory, n=2)
+    assert sorted(got) == [b"", b"pong\n"]  # the first client saw its connection end
+    assert len(seen) == 1
+    assert seen[0]["message"] == "error creating a transport for an accepted connection"
+    assert isinstance(seen[0]["exception"], ValueError)
+
+
+def test_buffered_protocols_and_debug_mode_accept_too():
+    class Buffered(asyncio.BufferedProtocol):
+        def connection_made(self, t):
+            self.t = t
+            self.buf = bytearray(64)
+
+        def get_buffer(self, hint):
+            return self.buf
+
+        def buffer_updated(self, n):
+            self.t.write(b"got " + bytes(self.buf[:n]))
+            self.t.close()
+
+    seen, got = _serve_and_connect(Buffered, n=3)
+    assert not seen and got == [b"got " + REQUEST] * 3
+    # debug mode: the Python accept path (asyncio's slow-callback checks) does the same
+    seen, got = _serve_and_connect(Answer, n=3, debug=True)
+    assert not seen and got == [b"pong\n"] * 3
