@@ -87,6 +87,14 @@ typedef struct {
     unsigned long long enobufs;
     unsigned long long dispatched;
     int telemetry;
+    /* add_reader/add_writer (loopcore/watch.c, set_fd_watch) */
+    PyObject *readers, *writers;   /* loop._readers, loop._writers: fd -> Watch */
+    PyObject *stream_fds;          /* loop._stream_fds: fds the fast path leaves to Python */
+    PyObject *transports;          /* loop._transports.data: likewise */
+    PyObject *watch_slow;          /* the mixin's (add_reader, add_writer, remove_reader, remove_writer) */
+    PyObject *watch_rearm;         /* this core's bound rearm (the re-arm handle's callback) */
+    PyObject *watch_context;       /* the empty context re-arm handles run in */
+    unsigned long long watch_seq;  /* user_data of the next Watch, from WATCH_UD_BASE */
     /* install_file(): the fd each slot's queued FILES_UPDATE reads when the
      * kernel issues it (a slot's entry is stable until the slot is freed) */
     int *slot_fds;
@@ -222,10 +230,10 @@ static PyObject *Core_file_table(Core *c, PyObject *arg)
 }
 
 #include "loopcore/stream.c"
-#include "loopcore/watch.c"
 #include "loopcore/dispatch.c"
 #include "loopcore/sched.c"
 #include "loopcore/timers.c"
+#include "loopcore/watch.c"
 #include "loopcore/iterate.c"
 
 /* ------------------------------------------------------ the Core type */
@@ -252,6 +260,13 @@ static int Core_traverse(Core *c, visitproc visit, void *arg)
     Py_VISIT(c->loop_time);
     Py_VISIT(c->future_type);
     Py_VISIT(c->task_type);
+    Py_VISIT(c->readers);
+    Py_VISIT(c->writers);
+    Py_VISIT(c->stream_fds);
+    Py_VISIT(c->transports);
+    Py_VISIT(c->watch_slow);
+    Py_VISIT(c->watch_rearm);
+    Py_VISIT(c->watch_context);
     return 0;
 }
 
@@ -277,6 +292,13 @@ static int Core_clear(Core *c)
     Py_CLEAR(c->loop_time);
     Py_CLEAR(c->future_type);
     Py_CLEAR(c->task_type);
+    Py_CLEAR(c->readers);
+    Py_CLEAR(c->writers);
+    Py_CLEAR(c->stream_fds);
+    Py_CLEAR(c->transports);
+    Py_CLEAR(c->watch_slow);
+    Py_CLEAR(c->watch_rearm);
+    Py_CLEAR(c->watch_context);
     return 0;
 }
 
@@ -328,6 +350,19 @@ static PyMethodDef Core_methods[] = {
     {"get_debug", (PyCFunction)Core_get_debug, METH_NOARGS, "the loop's debug flag"},
     {"new_handle", (PyCFunction)(void (*)(void))Core_new_handle, METH_FASTCALL,
      "new_handle(callback, *args) -> asyncio.Handle (not scheduled)"},
+    {"set_fd_watch", (PyCFunction)Core_set_fd_watch, METH_VARARGS,
+     "set_fd_watch(readers, writers, stream_fds, transports, slow): the fast add_reader's tables"},
+    {"add_reader", (PyCFunction)(void (*)(void))Core_add_reader, METH_FASTCALL,
+     "add_reader(fd, callback, *args): asyncio's, in C (see loopcore/watch.c)"},
+    {"add_writer", (PyCFunction)(void (*)(void))Core_add_writer, METH_FASTCALL,
+     "add_writer(fd, callback, *args): asyncio's, in C"},
+    {"remove_reader", (PyCFunction)Core_remove_reader, METH_O, "remove_reader(fd) -> bool"},
+    {"remove_writer", (PyCFunction)Core_remove_writer, METH_O, "remove_writer(fd) -> bool"},
+    {"watch", (PyCFunction)Core_watch, METH_VARARGS,
+     "watch(table, fd, mask, handle): register handle for fd (after the Python checks)"},
+    {"unwatch", (PyCFunction)Core_unwatch, METH_VARARGS,
+     "unwatch(table, fd) -> bool: drop fd's registration (after the Python checks)"},
+    {"rearm", (PyCFunction)Core_rearm, METH_O, "rearm(watch): arm its poll again if still registered"},
     {"poll", (PyCFunction)Core_poll, METH_O,
      "poll(timeout): flush, wait (None: no deadline), dispatch or defer the completions"},
     {NULL}

@@ -65,6 +65,7 @@ TAG_MIGRATE = 2 << 56      # res = our new fixed slot; payload = migration token
 TAG_WAKE = 3 << 56         # a bare wake-up
 TAG_SLOT_FREED = 4 << 56   # our own close of fixed slot <payload> completed (release_slot)
 _PAYLOAD = (1 << 48) - 1
+_FD_WATCH = ("add_reader", "add_writer", "remove_reader", "remove_writer")
 _UD_WAKE = 1               # the eventfd read
 
 
@@ -144,6 +145,13 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         for name in ("call_soon", "call_at", "call_later", "create_future", "create_task",
                      "get_debug"):
             if getattr(cls, name) is getattr(base, name):
+                setattr(self, name, getattr(self._core, name))
+        # add_reader & co.: the core's, with the mixin's methods as its fallback
+        slow = tuple(getattr(FdOpsMixin, name).__get__(self) for name in _FD_WATCH)
+        self._core.set_fd_watch(self._readers, self._writers, self._stream_fds,
+                                self._transports.data, slow)
+        for name in _FD_WATCH:
+            if getattr(cls, name) is getattr(FdOpsMixin, name):
                 setattr(self, name, getattr(self._core, name))
         if own_time is None:
             self.time = self._core.time
