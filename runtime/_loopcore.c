@@ -77,6 +77,8 @@ typedef struct {
     PyObject *task_type;   /* asyncio.Task (create_task) */
     Py_ssize_t off_callback, off_args, off_cancelled, off_loop, off_tb, off_repr, off_context;
     Py_ssize_t off_when, off_scheduled;
+    Py_ssize_t off_core;          /* the timer type's _core slot (timers.c), or -1 */
+    int own_cancel_count;         /* loop._timer_handle_cancelled is this core's */
     Py_ssize_t timer_cancelled;   /* loop._timer_cancelled_count */
     double clock_resolution;
     int debug, closed, sleeping;
@@ -378,6 +380,8 @@ static PyMemberDef Core_members[] = {
     {"closed", T_INT, offsetof(Core, closed), 0, "the loop is closed: call_soon raises"},
     {"sleeping", T_INT, offsetof(Core, sleeping), READONLY,
      "the loop is (about to be) blocked in the kernel: other threads must wake it"},
+    {"own_cancel_count", T_INT, offsetof(Core, own_cancel_count), 0,
+     "the loop counts cancelled timers with this core's timer_handle_cancelled"},
     {"timer_cancelled", T_PYSSIZET, offsetof(Core, timer_cancelled), 0,
      "cancelled timers still in the heap (asyncio's _timer_cancelled_count)"},
     {"iterations", T_ULONGLONG, offsetof(Core, iterations), READONLY, NULL},
@@ -410,6 +414,8 @@ static PyObject *set_lost_write_hook(PyObject *m, PyObject *fn)
 }
 
 static PyMethodDef module_methods[] = {
+    {"timer_handle_type", timer_handle_type, METH_O,
+     "timer_handle_type(asyncio.TimerHandle) -> the core's subclass, its cancel() in C"},
     {"set_lost_write_hook", set_lost_write_hook, METH_O,
      "set_lost_write_hook(fn): fn() runs for each write from the 5th after a connection's loss"},
     {NULL}
