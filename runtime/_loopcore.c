@@ -103,14 +103,21 @@ typedef struct {
     unsigned slot_fds_n;
 } Core;
 
+/* The base class's slots: asyncio's _FlowControlMixin keeps _extra, _loop,
+ * _protocol_paused, _high_water and _low_water in __slots__ right after the
+ * object header.  Stream derives from that class (made at import with it as
+ * base, see streamobj.c), so its own fields start after them; the module
+ * init checks the base's size is exactly this and refuses to load otherwise. */
+#define STREAM_BASE_SLOTS 5
+
 typedef struct {
     PyObject_HEAD
+    PyObject *base_slots[STREAM_BASE_SLOTS];
     Core *core;
-    PyObject *transport;
     PyObject *protocol;
     PyObject *data_received;  /* protocol.data_received, bound once */
     PyObject *context;        /* the contextvars.Context callbacks run in, or NULL */
-    PyObject *held;           /* list: bytes received while paused/moving */
+    PyObject *held;           /* list: bytes received while paused/moving (made on first use) */
     PyObject *wbuf;           /* list of bytes not yet handed to the kernel */
     PyObject *inflight;       /* the bytes the kernel is sending, or NULL */
     Py_ssize_t inflight_off;  /* of which the kernel took this many (short sends) */
@@ -125,10 +132,19 @@ typedef struct {
     int wstate;               /* enum write_state */
     char reading, recv_armed, eof_held, dirty, migrating;
     char buffered, may_be_paused;
+    char detached;            /* connection_lost ran: the stream calls nothing back */
+    int fd;                   /* the descriptor (the transport's _fd), -1 once handed on */
+    /* The transport's own attributes (fields rather than Python slots: set in
+     * C at allocation, no per-connection stores from Python): */
+    unsigned long long conn_id;
+    Py_ssize_t migrations;
+    PyObject *sock;           /* _sock: the socket or AcceptedSocket, None once closed */
+    PyObject *server;         /* _server: the asyncio Server it counts in, or NULL */
+    PyObject *migrate_waiter; /* _migrate_waiter: the future a move waits on, or NULL */
 } Stream;
 
 static PyTypeObject CoreType;
-static PyTypeObject StreamType;
+static PyTypeObject *StreamType;  /* made at import: its base is asyncio's */
 static PyTypeObject WatchType;
 static PyObject *lost_write_hook;  /* set_lost_write_hook(): logs a write after the loss */
 static int loop_now(Core *c, double *out);
@@ -232,6 +248,7 @@ static PyObject *Core_file_table(Core *c, PyObject *arg)
 }
 
 #include "loopcore/stream.c"
+#include "loopcore/streamobj.c"
 #include "loopcore/dispatch.c"
 #include "loopcore/sched.c"
 #include "loopcore/timers.c"
@@ -456,17 +473,17 @@ PyMODINIT_FUNC PyInit__loopcore(void)
         return NULL;
     INTERN(s_task_factory, "_task_factory");
     INTERN(s_slow_create_task, "_slow_create_task");
-    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&StreamType) < 0 ||
-        PyType_Ready(&WatchType) < 0)
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&WatchType) < 0)
+        return NULL;
+    if ((StreamType = make_stream_type()) == NULL)
         return NULL;
     m = PyModule_Create(&moddef);
     if (m == NULL)
         return NULL;
     Py_INCREF(&CoreType);
-    Py_INCREF(&StreamType);
     Py_INCREF(&WatchType);
     if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0 ||
-        PyModule_AddObject(m, "Stream", (PyObject *)&StreamType) < 0 ||
+        PyModule_AddObject(m, "Stream", Py_NewRef((PyObject *)StreamType)) < 0 ||
         PyModule_AddObject(m, "Watch", (PyObject *)&WatchType) < 0 ||
         PyModule_AddIntConstant(m, "OPEN", ST_OPEN) < 0 ||
         PyModule_AddIntConstant(m, "CLOSING", ST_CLOSING) < 0 ||

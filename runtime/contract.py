@@ -3,8 +3,8 @@
 Three parties meet on the per-event path: the event loop
 (:class:`~ringleader.runtime.loop.RingEventLoop`), the stream transport
 (:class:`~ringleader.runtime.transport.RingTransport`) and the compiled half
-of each transport (``_loopcore.Stream``, driven by the loop's compiled
-``_loopcore.Core``).  This module names what each may call on the other, so
+of each transport (``_loopcore.Stream``, its base class, driven by the loop's
+compiled ``_loopcore.Core``).  This module names what each may call on the other, so
 neither reaches into the other's private members (uvloop's ``loop.pxd`` plays
 the same role there).  It holds declarations only: no behaviour.
 
@@ -94,33 +94,33 @@ class TransportLoop(Protocol):
     def ring(self) -> Any:
         """The loop's :class:`~ringleader.uring.Ring` (cancel, shutdown, files, hold)."""
 
-    def bind_stream(self, transport: Any, slot: int, high_water: int, stream: Any = None,
-                    fd: int = -1) -> Any:
+    def bind_stream(self, transport: Any, slot: int, fd: int = -1) -> None:
         """Register ``transport`` (fixed file ``slot``) with the dispatcher.
 
-        Allocates its receive and send user_data and returns its compiled
-        ``_loopcore.Stream`` (``stream`` when given: a migrating transport keeps
-        its stream and only changes loop, slot and user_data).  The loop reads
-        only ``transport.conn_id``; ``fd`` (the transport's descriptor) makes
-        add_reader/add_writer refuse it while the transport is open."""
+        Allocates its receive and send user_data and binds the transport's
+        compiled base (``_loopcore.Stream``) to this loop's core (a migrating
+        transport is bound again on the new loop: new core, slot and
+        user_data).  The loop reads only ``transport.conn_id``; ``fd`` (the
+        transport's descriptor) makes add_reader/add_writer refuse it while
+        the transport is open."""
 
-    def unbind_stream(self, transport: Any, stream: Any, fd: int = -1) -> None:
-        """Forget ``stream``'s user_data (and ``fd``); late completions find no handler."""
-
-    def oneshot(self, handler: Callable[[int, int], None]) -> int:
-        """A user_data whose handler is dropped after its final completion
-        (:data:`UD_IGNORE` when the result does not matter)."""
+    def unbind_stream(self, transport: Any, fd: int = -1) -> None:
+        """Forget ``transport``'s user_data (and ``fd``); late completions find no handler."""
 
     def install_file(self, fd: int) -> int:
         """A fixed-file slot holding ``fd`` for every ring operation queued after this call."""
 
-    def finish_stream(self, transport: Any, stream: Any, fd: int = -1) -> None:
+    def finish_stream(self, transport: Any, fd: int = -1) -> None:
         """The transport's end on the ring: cancel its receive and send by user_data,
         keep in-flight bytes alive for the kernel, empty its slot, then as
         :meth:`unbind_stream`."""
 
     def release_slot(self, slot: int) -> None:
         """Empty fixed file ``slot`` with an SQE; it is reused only once that completed."""
+
+    def oneshot(self, handler: Callable[[int, int], None]) -> int:
+        """A user_data whose handler is dropped after its final completion
+        (:data:`UD_IGNORE` when the result does not matter)."""
 
     def handler_ud(self, handler: Callable[[int, int], None]) -> int:
         """A user_data for repeated operations (one in flight at a time): its

@@ -221,28 +221,22 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
     def ring(self) -> Ring:
         return self._ring
 
-    def bind_stream(self, transport: RingTransport, slot: int, high_water: int, stream=None,
-                    fd: int = -1):
+    def bind_stream(self, transport: RingTransport, slot: int, fd: int = -1) -> None:
         ud_recv = self._next_ud
         ud_send = ud_recv + 1
         self._next_ud = ud_recv + 2
-        if stream is None:
-            stream = _loopcore.Stream(self._core, transport, slot, ud_recv, ud_send,
-                                      high_water, self._telemetry)
-        else:
-            stream.rebind(self._core, slot, ud_recv, ud_send)
-        # The compiled dispatcher sees a Stream here and handles both of its
-        # user_data in C (receive or send, told apart by the value).
-        self._handlers[ud_recv] = stream
-        self._handlers[ud_send] = stream
+        transport._rebind(self._core, slot, ud_recv, ud_send)
+        # The compiled dispatcher sees a Stream (the transport's base) here and
+        # handles both of its user_data in C (receive or send, told apart by the value).
+        self._handlers[ud_recv] = transport
+        self._handlers[ud_send] = transport
         self._conns[transport.conn_id] = transport
         if fd >= 0:
             self._stream_fds[fd] = transport
-        return stream
 
-    def unbind_stream(self, transport: RingTransport, stream, fd: int = -1) -> None:
-        self._handlers.pop(stream.ud_recv, None)
-        self._handlers.pop(stream.ud_send, None)
+    def unbind_stream(self, transport: RingTransport, fd: int = -1) -> None:
+        self._handlers.pop(transport.ud_recv, None)
+        self._handlers.pop(transport.ud_send, None)
         self._conns.pop(transport.conn_id, None)
         if self._stream_fds.get(fd) is transport:
             del self._stream_fds[fd]
@@ -261,11 +255,14 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
             raise
         return slot
 
-    def finish_stream(self, transport: RingTransport, stream, fd: int = -1) -> None:
+    def finish_stream(self, transport: RingTransport, fd: int = -1) -> None:
         """The ring half of a transport's end: cancel what it has in flight, empty
         its slot (reused once that completed), forget its user_data."""
-        stream.release_ring(TAG_SLOT_FREED)
-        self.unbind_stream(transport, stream, fd)
+        # (_release_ring also drops both user_data from the handler table)
+        transport._release_ring(TAG_SLOT_FREED)
+        self._conns.pop(transport.conn_id, None)
+        if self._stream_fds.get(fd) is transport:
+            del self._stream_fds[fd]
 
     def release_slot(self, slot: int) -> None:
         self._ring.close_fixed(slot, TAG_SLOT_FREED | slot)

@@ -16,13 +16,15 @@ protocol written for asyncio run on it.  Underneath:
 * per-connection counters (bytes in/out, operations, last activity) feed the
   hot-connection ranking.
 
-The per-event half (receive completions, ``write``, the flush, send
-completions, the counters) is the compiled ``_loopcore.Stream`` each
-transport owns (``self._c``); the loop's compiled dispatcher routes this
-connection's completions straight to it, and it calls the protocol's
-``data_received`` itself.  This module keeps everything that happens once per
-connection or less: construction, pause/resume, EOF, errors, close, TLS
-hand-off and migration.  What the two halves and the loop may call on each
+The per-event half (receive completions, ``write``/``writelines``, the
+flush, send completions, the counters, ``is_closing``) and the lifecycle state
+are the compiled ``_loopcore.Stream``, which is this class's base (the
+transport IS the stream: one object per connection, its fields in C, no
+``__dict__``); the loop's compiled dispatcher routes this connection's
+completions straight to it, and it calls the protocol's ``data_received``
+itself.  This module keeps everything that happens once per connection or
+less: construction, pause/resume, EOF, errors, close, TLS hand-off and
+migration.  What the two halves and the loop may call on each
 other is declared once in :mod:`ringleader.runtime.contract`.
 
 The transport also knows how to leave its ring and join another's
@@ -35,11 +37,9 @@ from __future__ import annotations
 
 import contextvars
 import errno
-import itertools
 import logging
 import os
 import socket
-import warnings
 from asyncio import constants, protocols, sslproto, transports, trsock
 
 from . import _loopcore
@@ -50,7 +50,6 @@ from .stats import ConnStats
 
 logger = logging.getLogger("ringleader.runtime")
 
-_ids = itertools.count(1)
 _FLOW = transports._FlowControlMixin
 _SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 
@@ -115,9 +114,13 @@ class AcceptedSocket:
         return f"<AcceptedSocket fd={self.fd}>"
 
 
-class RingTransport(transports._FlowControlMixin, transports.Transport):
-    __slots__ = ("conn_id", "_sock", "_server", "_protocol", "_c", "migrations",
-                 "_migrate_waiter", "__dict__", "__weakref__")
+class RingTransport(_loopcore.Stream):
+    # The compiled base derives from asyncio's _FlowControlMixin (so this is an
+    # asyncio.Transport) and holds the protocol (_protocol), context (_context),
+    # descriptor (_fd), socket (_sock), server (_server), conn_id, migrations,
+    # _migrate_waiter and the stream state.  __dict__ stays for code that sets
+    # its own attributes on a transport; nothing here puts anything in it.
+    __slots__ = ("__dict__", "__weakref__")
     _start_tls_compatible = True
     # asyncio's default write-buffer limits (_FlowControlMixin._set_write_buffer_limits()
     # with no arguments), shared until set_write_buffer_limits sets this instance's.
@@ -132,7 +135,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         # _FlowControlMixin.__init__ without its calls: the default limits are
         # the class's (_high_water/_low_water below), set per instance only by
         # set_write_buffer_limits.
-        self._extra = {} if extra is None else extra
+        self._extra = extra  # None until get_extra_info stores something
         self._loop = loop
         self._protocol_paused = False
         # "socket", "sockname" and "peername" are looked up when first asked
@@ -154,52 +157,41 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
                 real.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        self.conn_id = next(_ids)
+        # (conn_id, migrations 0 and no migration waiter: set by the compiled base)
         self._sock = sock
         self._server = server
-        self._protocol = None
-        self._c = None
-        self.migrations = 0
-        self._migrate_waiter = None
+        self._fd = fd = sock.fileno()
+        self.high_water = self._high_water
+        loop.bind_stream(self, loop.install_file(fd), fd)
         # asyncio runs a transport's protocol callbacks in a copy of the
         # context that created it (the caller of create_connection, or the
         # server's accept): request-scoped contextvars must not leak between
         # connections or vanish.
         # (context: the copy the server's accept already made for this connection)
-        self._context = contextvars.copy_context() if context is None else context
-        self._fd = sock.fileno()
-        self._bind(loop, loop.install_file(self._fd))
-        # The protocol's writes go straight to the compiled stream: the bound C
-        # method shadows RingTransport.write for this instance (no Python frame
-        # per write).  The class method below does the same for anyone who
-        # calls it through the class.
-        self.write = self._c.write
-        self.writelines = self._c.writelines
-        self.set_protocol(protocol)
-        self._c.last_active = loop.time()
+        if context is None:
+            context = contextvars.copy_context()
+        # (set_protocol's TLS case cannot arise yet: not paused)
+        self._bind_protocol(protocol, isinstance(protocol, protocols.BufferedProtocol), context)
+        self.last_active = loop.time()
         if server is not None:
             server_attach(server, self)
-        # One handle: connection_made, then the receive armed (Stream.start), so
+        # One handle: connection_made, then the receive armed (Stream._start), so
         # no data reaches the protocol before connection_made ran.
-        loop.call_soon(self._c.start, self._protocol, self, context=self._context)
+        loop.call_soon(self._start, protocol, context=context)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
     # ------------------------------------------------------------ ring glue
     def _bind(self, loop, slot: int) -> None:
         self._loop = loop
-        self._c = loop.bind_stream(self, slot, self._high_water, self._c, self._fd)
+        loop.bind_stream(self, slot, self._fd)
 
     def _unbind(self) -> None:
-        self._loop.unbind_stream(self, self._c, self._fd)
-
-    def _arm_recv(self) -> None:
-        self._c.arm_recv()
+        self._loop.unbind_stream(self, self._fd)
 
     def _cancel_recv(self) -> None:
-        c = self._c
-        if c.recv_armed:
-            self._loop.ring.cancel(c.ud_recv, UD_IGNORE)
+        if self.recv_armed:
+            self._loop.ring.cancel(self.ud_recv, UD_IGNORE)
 
     # Called by the compiled stream (see runtime/contract.py, TransportCallbacks).
     def _recv_failed(self, res: int) -> None:
@@ -210,7 +202,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     def _deliver(self, data: bytes) -> None:
         try:
-            if self._c.buffered:
+            if self.buffered:
                 self._context.run(protocols._feed_data_to_buffered_proto, self._protocol, data)
             else:
                 self._context.run(self._protocol.data_received, data)
@@ -220,7 +212,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
 
     def _on_eof(self) -> None:
-        if self._c.state >= _LOST:
+        if self.state >= _LOST:
             return
         try:
             keep_open = self._context.run(self._protocol.eof_received)
@@ -234,7 +226,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     # -------------------------------------------------------------- reading
     def is_reading(self) -> bool:
-        c = self._c
+        c = self
         return c.reading and c.state == _OPEN
 
     # asyncio's selector transports keep these two flags; code written against
@@ -242,31 +234,31 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     @property
     def _paused(self) -> bool:
         """True after pause_reading()."""
-        return not self._c.reading
+        return not self.reading
 
     @property
     def _closing(self) -> bool:
         """True once close() or abort() was called (or the connection was lost)."""
-        return self._c.state != _OPEN
+        return self.state != _OPEN
 
     def pause_reading(self) -> None:
-        c = self._c
+        c = self
         if not c.reading or c.state != _OPEN:
             return
         c.reading = False
         self._cancel_recv()
 
     def resume_reading(self) -> None:
-        c = self._c
+        c = self
         if c.reading or c.state != _OPEN:
             return
         c.reading = True
         if c.held or c.eof_held:
             self._loop.call_soon(self._release_held)
-        c.arm_recv()
+        c._arm_recv()
 
     def _release_held(self) -> None:
-        c = self._c
+        c = self
         held = c.held
         while held and c.reading and c.state < _LOST:
             self._deliver(held.pop(0))
@@ -275,13 +267,15 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             self._on_eof()
 
     def set_protocol(self, protocol) -> None:
+        self._set_protocol(protocol, self._context)
+
+    def _set_protocol(self, protocol, context) -> None:
         buffered = isinstance(protocol, protocols.BufferedProtocol)
         # The compiled stream calls the protocol's data_received itself, inside
         # this transport's context (see __init__; entered in C, no Context.run
         # frame per call).  A BufferedProtocol is fed through _deliver, which
         # enters it too.
-        self._c.set_protocol(protocol, buffered, self._context)
-        self._protocol = protocol
+        self._bind_protocol(protocol, buffered, context)
         if self._protocol_paused and isinstance(protocol, sslproto.SSLProtocol):
             # start_tls() while above the high-water mark (writes wait for the
             # next iteration here, so one large write gets there): the paused
@@ -295,6 +289,8 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     def get_extra_info(self, name, default=None):
         extra = self._extra
+        if extra is None:
+            extra = self._extra = {}
         if name in extra:
             return extra[name]
         fetch = _LAZY_EXTRA.get(name)
@@ -329,23 +325,11 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         except RuntimeError:
             _FLOW._maybe_resume_protocol(self)
 
-    def write(self, data) -> None:
-        # Only reached through the class (instances carry the C method itself).
-        self._c.write(data)
-
-    def writelines(self, list_of_data) -> None:
-        self._c.writelines(list_of_data)
-
-    def _flush(self) -> None:
-        """Hand the queued writes to the ring now (the loop does this once per iteration)."""
-        self._c.flush()
-
-    def get_write_buffer_size(self) -> int:
-        return self._c.wsize
+    # write, writelines, get_write_buffer_size and _flush are the compiled base's.
 
     def set_write_buffer_limits(self, high=None, low=None) -> None:
-        super().set_write_buffer_limits(high, low)
-        c = self._c
+        _FLOW.set_write_buffer_limits(self, high, low)
+        c = self
         c.high_water = self._high_water
         c.may_be_paused = True  # the compiled send path asks _maybe_resume_protocol next time
 
@@ -353,7 +337,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         return True
 
     def write_eof(self) -> None:
-        c = self._c
+        c = self
         if c.state != _OPEN or c.write_state != WriteState.OPEN:
             return
         c.write_state = WriteState.EOF_PENDING
@@ -361,16 +345,13 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             self._do_shutdown()
 
     def _do_shutdown(self) -> None:
-        c = self._c
+        c = self
         c.write_state = WriteState.SHUT
         self._loop.ring.shutdown(c.slot, socket.SHUT_WR, UD_IGNORE, fixed=True)
 
     # -------------------------------------------------------------- closing
-    def is_closing(self) -> bool:
-        return self._c.state != _OPEN
-
     def close(self) -> None:
-        c = self._c
+        c = self
         if c.state != _OPEN:
             return
         c.state = _CLOSING
@@ -394,19 +375,20 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         self._force_close(exc)
 
     def _force_close(self, exc) -> None:
-        c = self._c
+        c = self
         if c.state >= _LOST:
             return
         c.wbuf.clear()
         c.wsize = 0
-        c.held.clear()
+        if c.held:
+            c.held.clear()
         c.state = _CLOSING
         c.reading = False
         self._finish(exc)
 
     def _finish(self, exc) -> None:
         """Release the ring resources now (state LOST); tell the protocol on the next iteration."""
-        c = self._c
+        c = self
         if c.slot < 0:
             return
         loop = self._loop
@@ -414,8 +396,8 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             # Cancels whatever is still in flight (recv, a send to a dead peer)
             # by user_data, keeps the in-flight bytes alive for the kernel,
             # empties the slot with an SQE (no register syscall of its own) and
-            # forgets the user_data: one compiled call (Stream.release_ring).
-            loop.finish_stream(self, c, self._fd)
+            # forgets the user_data: one compiled call (Stream._release_ring).
+            loop.finish_stream(self, self._fd)
         else:
             c.slot = -1
             self._unbind()
@@ -427,7 +409,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             self._migration_progress()
 
     def _call_connection_lost(self, exc) -> None:
-        c = self._c
+        c = self
         if c.state == _DONE:
             return
         c.state = _DONE
@@ -441,9 +423,9 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
             else:
                 # The close(2) rides with the next batch of SQEs: no syscall of its
                 # own (queued in C: no cffi call, which drops and retakes the GIL).
-                c.close_fd(sock.detach())
-            self._protocol = None
-            c.detach_objects()  # the stream no longer calls back into us
+                c._close_fd(sock.detach())
+            # _protocol becomes None and the stream no longer calls back into us
+            c._detach_objects()
             server = self._server
             if server is not None:
                 self._server = None
@@ -458,31 +440,17 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
                     except RuntimeError:  # the home loop closed meanwhile
                         pass
 
-    def __del__(self, _warn=warnings.warn):
-        c = getattr(self, "_c", None)
-        if getattr(self, "_sock", None) is not None and c is not None and c.state != _DONE:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+    # (An unclosed transport's ResourceWarning is the compiled base's
+    # finalizer: no Python frame when a transport is freed.)
 
     def __repr__(self) -> str:
-        c = self._c
-        state = StreamState(c.state).name.lower() if c is not None else "new"
-        return (f"<RingTransport #{self.conn_id} worker={getattr(self._loop, 'worker_id', '?')} "
-                f"slot={c.slot if c is not None else -1} {state}>")
+        state = StreamState(self.state).name.lower()
+        return (f"<RingTransport #{getattr(self, 'conn_id', '?')} "
+                f"worker={getattr(self._loop, 'worker_id', '?')} slot={self.slot} {state}>")
 
     # ------------------------------------------------------------ telemetry
-    # The counters live in the compiled stream (updated per completion there).
-    bytes_in = property(lambda self: self._c.bytes_in)
-    bytes_out = property(lambda self: self._c.bytes_out)
-    ops = property(lambda self: self._c.ops)
-    last_active = property(lambda self: self._c.last_active)
-
-    @property
-    def migrating(self) -> bool:
-        return self._c.migrating
-
-    @migrating.setter
-    def migrating(self, value: bool) -> None:
-        self._c.migrating = value
+    # bytes_in, bytes_out, ops, last_active and migrating are the compiled
+    # base's fields (updated per completion there).
 
     @property
     def migratable(self) -> bool:
@@ -492,7 +460,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         return self.migration_blocker() is None
 
     def conn_stats(self) -> ConnStats:
-        c = self._c
+        c = self
         peer = self.get_extra_info("peername")
         return ConnStats(conn_id=self.conn_id, worker=self._loop.worker_id, slot=c.slot,
                          peer=str(peer), bytes_in=c.bytes_in, bytes_out=c.bytes_out,
@@ -510,7 +478,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         """Why this transport cannot move now, or None.  ``moving``: asked by
         the move already under way (its own ``migrating`` flag is no reason).
         Reads state only, so any thread may ask."""
-        c = self._c
+        c = self
         if c.state >= _LOST:
             return "it is closed"
         if c.state == _CLOSING and not moving:
@@ -523,7 +491,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     def begin_migration(self, waiter) -> None:
         """Stop receiving and wait (``waiter``) until no send is in flight."""
-        self._c.migrating = True
+        self.migrating = True
         self._migrate_waiter = waiter
         self._cancel_recv()
         self._migration_progress()
@@ -532,7 +500,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         waiter = self._migrate_waiter
         if waiter is None or waiter.done():
             return
-        c = self._c
+        c = self
         if c.state >= _LOST:
             waiter.set_exception(ConnectionError("connection lost while migrating"))
         elif not c.recv_armed and c.inflight is None:
@@ -541,7 +509,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     def detach_for_move(self) -> int:
         """Leave the current loop (quiescent); returns the slot to hand over.
         Until attach_moved no ring operation may be made for it (slot -1)."""
-        c = self._c
+        c = self
         slot = c.slot
         self._unbind()
         c.slot = -1
@@ -551,9 +519,9 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     def abort_migration(self) -> None:
         """The move stops before detach_for_move: carry on here as if it never began
         (writes made meanwhile go out, bytes held meanwhile are delivered)."""
-        self._c.migrating = False
+        self.migrating = False
         self._migrate_waiter = None
-        if self._c.state < _LOST:
+        if self.state < _LOST:
             self._resume_here(self._loop)
 
     def attach_moved(self, loop, slot: int, moved: bool = True) -> None:
@@ -564,7 +532,7 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         connection is failed on this loop (its protocol sees connection_lost)
         and the error propagates to the move."""
         self._bind(loop, slot)
-        self._c.migrating = False
+        self.migrating = False
         if moved:
             self.migrations += 1
         hook = getattr(self._protocol, "connection_migrated", None)
@@ -577,15 +545,15 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         self._resume_here(loop)
 
     def _resume_here(self, loop) -> None:
-        c = self._c
+        c = self
         if c.held or c.eof_held:
             loop.call_soon(self._release_held)
         if c.state == _CLOSING and not c.wbuf and c.inflight is None:
             self._finish(None)
             return
         if c.wbuf:
-            c.mark_dirty()
-        c.arm_recv()
+            c._mark_dirty()
+        c._arm_recv()
 
 
 _LAZY_EXTRA = {"socket": trsock.TransportSocket, "sockname": socket.socket.getsockname,

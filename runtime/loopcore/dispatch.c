@@ -150,7 +150,7 @@ static PyObject *Core_dispatch(Core *c, PyObject *unused)
         h = PyDict_GetItemWithError(c->handlers, key);
         if (h != NULL && rc == 0) {
             Py_INCREF(h);
-            if (Py_IS_TYPE(h, &StreamType)) {
+            if (PyObject_TypeCheck(h, StreamType)) {
                 Stream *s = (Stream *)h;
                 if (ud == s->ud_recv)
                     rc = stream_on_recv(s, res, flags, data);

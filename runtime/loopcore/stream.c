@@ -1,15 +1,19 @@
-/* Stream: the hot half of a RingTransport (receive, write buffer, send, counters).
- * Part of _loopcore.c's single translation unit (included there, not compiled alone). */
+/* Stream: the per-event half of a RingTransport (receive, write buffer, send,
+ * counters).  The Stream type is RingTransport's compiled base class (the
+ * transport IS the stream; its construction, teardown and the type itself are
+ * in streamobj.c).  Part of _loopcore.c's single translation unit (included
+ * there, not compiled alone). */
 
 /* ------------------------------------------------------------ Stream */
 
-/* Call transport.<name>(*args); returns 0, or -1 with the exception set. */
+/* Call transport.<name>(*args) (a method of the Python subclass); returns 0,
+ * or -1 with the exception set.  Nothing once connection_lost ran (detached). */
 static int call_transport(Stream *s, PyObject *name, PyObject *arg1, PyObject *arg2)
 {
-    PyObject *args[3] = {s->transport, arg1, arg2};
+    PyObject *args[3] = {(PyObject *)s, arg1, arg2};
     size_t n = 1 + (arg1 != NULL) + (arg2 != NULL);
     PyObject *r;
-    if (s->transport == NULL)
+    if (s->detached)
         return 0;
     r = PyObject_VectorcallMethod(name, args, n | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (r == NULL)
@@ -183,8 +187,11 @@ static int stream_on_recv(Stream *s, int res, unsigned flags, PyObject *data)
         }
         if (s->state >= ST_LOST)
             return 0;
-        if (!s->reading || s->migrating || PyList_GET_SIZE(s->held)) {
-            /* Paused, moving, or older bytes still queued: keep the order. */
+        if (!s->reading || s->migrating || (s->held != NULL && PyList_GET_SIZE(s->held))) {
+            /* Paused, moving, or older bytes still queued: keep the order.
+             * (The list is made on first use: most connections never hold.) */
+            if (s->held == NULL && (s->held = PyList_New(0)) == NULL)
+                return -1;
             if (PyList_Append(s->held, data) < 0)
                 return -1;
         } else if (stream_deliver(s, data) < 0) {
@@ -271,7 +278,7 @@ static int stream_on_send(Stream *s, int res)
         PyObject *p;
         if (call_transport(s, s_maybe_resume, NULL, NULL) < 0)
             return -1;
-        p = s->transport ? PyObject_GetAttr(s->transport, s_protocol_paused) : NULL;
+        p = s->detached ? NULL : PyObject_GetAttr((PyObject *)s, s_protocol_paused);
         if (p == NULL && PyErr_Occurred())
             return -1;
         s->may_be_paused = p != NULL && PyObject_IsTrue(p);
@@ -379,154 +386,6 @@ static PyObject *Stream_mark_dirty(Stream *s, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* set_protocol(protocol, buffered, context=None): data_received is called
- * inside context (a contextvars.Context) when one is given. */
-static PyObject *Stream_set_protocol(Stream *s, PyObject *args)
-{
-    PyObject *protocol, *dr = NULL, *context = Py_None;
-    int buffered;
-    if (!PyArg_ParseTuple(args, "Op|O", &protocol, &buffered, &context))
-        return NULL;
-    if (context != Py_None && !PyContext_CheckExact(context)) {
-        PyErr_SetString(PyExc_TypeError, "context must be a contextvars.Context or None");
-        return NULL;
-    }
-    if (!buffered) {
-        dr = PyObject_GetAttr(protocol, s_data_received);
-        if (dr == NULL) {
-            /* asyncio looks data_received up when data arrives: a protocol
-             * without one (get_buffer, but not a BufferedProtocol) is accepted
-             * and fails then, through the fatal-error path (stream_deliver). */
-            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-                return NULL;
-            PyErr_Clear();
-        }
-    }
-    Py_INCREF(protocol);
-    Py_XSETREF(s->protocol, protocol);
-    Py_XSETREF(s->data_received, dr);
-    Py_XSETREF(s->context, context == Py_None ? NULL : Py_NewRef(context));
-    s->buffered = (char)buffered;
-    Py_RETURN_NONE;
-}
-
-/* Release the references to the transport and protocol (connection_lost ran). */
-static PyObject *Stream_detach_objects(Stream *s, PyObject *unused)
-{
-    Py_CLEAR(s->protocol);
-    Py_CLEAR(s->data_received);
-    Py_CLEAR(s->context);
-    Py_CLEAR(s->transport);
-    Py_RETURN_NONE;
-}
-
-/* release_ring(freed_ud_base): the ring half of a transport's _finish in one
- * call (it ran as four Python methods and three cffi calls per connection):
- * cancel the receive and the send still in flight by user_data (not by slot:
- * the slot is emptied now and may be reused before a cancel reaches the
- * kernel), keep the in-flight bytes alive until that send's last completion
- * (the ring's keep table), empty the fixed slot with a close SQE whose
- * completion (user_data freed_ud_base | slot) frees the slot for reuse, and
- * drop both user_data from the dispatcher, so late completions find no
- * handler.  Leaves slot -1.  A no-op when the slot is already released. */
-static PyObject *Stream_release_ring(Stream *s, PyObject *arg)
-{
-    Core *c = s->core;
-    unsigned long long freed = PyLong_AsUnsignedLongLong(arg);
-    PyObject *key;
-    int res = 0, slot = s->slot;
-    if (freed == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
-    if (slot < 0)
-        Py_RETURN_NONE;
-    if (!ring_live(c))
-        return NULL;
-    if (s->recv_armed)
-        res = rl_prep_cancel(c->r, s->ud_recv, 0, 0, 0);
-    if (!res && s->inflight != NULL) {
-        res = rl_prep_cancel(c->r, s->ud_send, 0, 0, 0);
-        if (!res) {
-            if ((key = PyLong_FromUnsignedLongLong(s->ud_send)) == NULL)
-                return NULL;
-            res = PyDict_SetItem(c->keep, key, s->inflight);
-            Py_DECREF(key);
-            if (res < 0)
-                return NULL;
-        }
-    }
-    if (!res)
-        res = rl_prep_close_direct(c->r, (unsigned)slot, freed | (unsigned)slot, 0);
-    if (res) {
-        errno = -res;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    s->slot = -1;
-    if (core_forget_ud(c, s->ud_recv) < 0 || core_forget_ud(c, s->ud_send) < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-/* start(protocol, transport): the handle a new transport schedules (in its
- * context): protocol.connection_made(transport), then arm the receive.  One
- * handle where there were two (connection_made, then arm_recv), in the same
- * order: no data can reach the protocol before connection_made ran, wherever
- * the transport was made (a dispatch, a ready handle, a deferred dispatch).
- * The receive is armed even when connection_made raised (the error is then
- * reported by the handle, as before). */
-static PyObject *Stream_start(Stream *s, PyObject *const *args, Py_ssize_t nargs)
-{
-    PyObject *r, *margs[2];
-    int armed;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "start(protocol, transport)");
-        return NULL;
-    }
-    margs[0] = args[0];
-    margs[1] = args[1];
-    r = PyObject_VectorcallMethod(s_connection_made, margs, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                  NULL);
-    if (r == NULL) {
-        PyObject *t, *v, *tb;
-        PyErr_Fetch(&t, &v, &tb);
-        armed = stream_arm_recv(s);
-        if (armed < 0) {
-            /* the arming's error is the newer one: report that */
-            Py_XDECREF(t);
-            Py_XDECREF(v);
-            Py_XDECREF(tb);
-            return NULL;
-        }
-        PyErr_Restore(t, v, tb);
-        return NULL;
-    }
-    Py_DECREF(r);
-    if (stream_arm_recv(s) < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-/* close_fd(fd): close(2) the transport's descriptor by an SQE riding the next
- * enter, result ignored.  Here rather than through the cffi binding's
- * Ring.close_fd: cffi's wrapper releases and retakes the GIL around every call
- * (a futex wake per connection once the process has other threads). */
-static PyObject *Stream_close_fd(Stream *s, PyObject *arg)
-{
-    long fd = PyLong_AsLong(arg);
-    int res;
-    if (fd == -1 && PyErr_Occurred())
-        return NULL;
-    if (fd < 0 || fd > INT_MAX)
-        return PyErr_Format(PyExc_ValueError, "bad fd %ld", fd);
-    if (!ring_live(s->core))
-        return NULL;
-    res = rl_prep_close(s->core->r, (int)fd, 0, 0);
-    if (res) {
-        errno = -res;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    Py_RETURN_NONE;
-}
-
 /* For tests and the cold path: feed one completion as the dispatcher would. */
 static PyObject *Stream_on_recv(Stream *s, PyObject *args)
 {
@@ -551,143 +410,3 @@ static PyObject *Stream_on_send(Stream *s, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static int Stream_init(Stream *s, PyObject *args, PyObject *kw)
-{
-    static char *kwlist[] = {"core", "transport", "slot", "ud_recv", "ud_send", "high_water",
-                             "telemetry", NULL};
-    PyObject *core, *transport;
-    int slot, telemetry = 1;
-    unsigned long long ur, us;
-    Py_ssize_t hw;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OiKKn|p", kwlist, &CoreType, &core, &transport,
-                                     &slot, &ur, &us, &hw, &telemetry))
-        return -1;
-    Py_INCREF(core);
-    Py_XSETREF(s->core, (Core *)core);
-    Py_INCREF(transport);
-    Py_XSETREF(s->transport, transport);
-    if (s->held == NULL && (s->held = PyList_New(0)) == NULL)
-        return -1;
-    if (s->wbuf == NULL && (s->wbuf = PyList_New(0)) == NULL)
-        return -1;
-    s->slot = slot;
-    s->ud_recv = ur;
-    s->ud_send = us;
-    s->high_water = hw;
-    s->reading = 1;
-    s->state = ST_OPEN;
-    return 0;
-}
-
-/* Move to another loop's Core (migration): new slot and user_data. */
-static PyObject *Stream_rebind(Stream *s, PyObject *args)
-{
-    PyObject *core;
-    int slot;
-    unsigned long long ur, us;
-    if (!PyArg_ParseTuple(args, "O!iKK", &CoreType, &core, &slot, &ur, &us))
-        return NULL;
-    Py_INCREF(core);
-    Py_XSETREF(s->core, (Core *)core);
-    s->slot = slot;
-    s->ud_recv = ur;
-    s->ud_send = us;
-    Py_RETURN_NONE;
-}
-
-static int Stream_traverse(Stream *s, visitproc visit, void *arg)
-{
-    Py_VISIT(s->core);
-    Py_VISIT(s->transport);
-    Py_VISIT(s->protocol);
-    Py_VISIT(s->data_received);
-    Py_VISIT(s->context);
-    Py_VISIT(s->held);
-    Py_VISIT(s->wbuf);
-    Py_VISIT(s->inflight);
-    return 0;
-}
-
-static int Stream_clear(Stream *s)
-{
-    Py_CLEAR(s->core);
-    Py_CLEAR(s->transport);
-    Py_CLEAR(s->protocol);
-    Py_CLEAR(s->data_received);
-    Py_CLEAR(s->context);
-    Py_CLEAR(s->held);
-    Py_CLEAR(s->wbuf);
-    Py_CLEAR(s->inflight);
-    return 0;
-}
-
-static void Stream_dealloc(Stream *s)
-{
-    PyObject_GC_UnTrack(s);
-    Stream_clear(s);
-    Py_TYPE(s)->tp_free((PyObject *)s);
-}
-
-static PyMethodDef Stream_methods[] = {
-    {"write", (PyCFunction)Stream_write, METH_O, "Queue bytes; flushed once per loop iteration."},
-    {"writelines", (PyCFunction)Stream_writelines, METH_O, "write(b''.join(iterable))"},
-    {"flush", (PyCFunction)Stream_flush, METH_NOARGS, "Hand queued writes to the ring now."},
-    {"arm_recv", (PyCFunction)Stream_arm_recv, METH_NOARGS, "Start the multishot receive."},
-    {"mark_dirty", (PyCFunction)Stream_mark_dirty, METH_NOARGS, "Queue for the next flush."},
-    {"start", (PyCFunction)(void (*)(void))Stream_start, METH_FASTCALL,
-     "start(protocol, transport): protocol.connection_made(transport), then arm the receive"},
-    {"close_fd", (PyCFunction)Stream_close_fd, METH_O,
-     "close_fd(fd): close the descriptor by an SQE on the next enter"},
-    {"release_ring", (PyCFunction)Stream_release_ring, METH_O,
-     "release_ring(freed_ud_base): cancel what is in flight, empty the slot, forget the user_data"},
-    {"set_protocol", (PyCFunction)Stream_set_protocol, METH_VARARGS, "set_protocol(p, buffered, context=None)"},
-    {"detach_objects", (PyCFunction)Stream_detach_objects, METH_NOARGS, "Drop transport/protocol."},
-    {"rebind", (PyCFunction)Stream_rebind, METH_VARARGS, "rebind(core, slot, ud_recv, ud_send)"},
-    {"on_recv", (PyCFunction)Stream_on_recv, METH_VARARGS, "on_recv(res, flags, data=None)"},
-    {"on_send", (PyCFunction)Stream_on_send, METH_VARARGS, "on_send(res, flags=0)"},
-    {NULL}
-};
-
-#define SM(name, type, field, fl) {name, type, offsetof(Stream, field), fl, NULL}
-static PyMemberDef Stream_members[] = {
-    SM("transport", T_OBJECT, transport, READONLY),
-    SM("protocol", T_OBJECT, protocol, READONLY),
-    SM("held", T_OBJECT, held, READONLY),
-    SM("wbuf", T_OBJECT, wbuf, READONLY),
-    SM("inflight", T_OBJECT, inflight, 0),
-    SM("wsize", T_PYSSIZET, wsize, 0),
-    SM("high_water", T_PYSSIZET, high_water, 0),
-    SM("lost_writes", T_PYSSIZET, lost_writes, 0),
-    SM("ud_recv", T_ULONGLONG, ud_recv, READONLY),
-    SM("ud_send", T_ULONGLONG, ud_send, READONLY),
-    SM("bytes_in", T_ULONGLONG, bytes_in, 0),
-    SM("bytes_out", T_ULONGLONG, bytes_out, 0),
-    SM("ops", T_ULONGLONG, ops, 0),
-    SM("last_active", T_DOUBLE, last_active, 0),
-    SM("slot", T_INT, slot, 0),
-    SM("state", T_INT, state, 0),
-    SM("reading", T_BOOL, reading, 0),
-    SM("recv_armed", T_BOOL, recv_armed, 0),
-    SM("eof_held", T_BOOL, eof_held, 0),
-    SM("dirty", T_BOOL, dirty, 0),
-    SM("write_state", T_INT, wstate, 0),
-    SM("migrating", T_BOOL, migrating, 0),
-    SM("buffered", T_BOOL, buffered, READONLY),
-    SM("may_be_paused", T_BOOL, may_be_paused, 0),
-    {NULL}
-};
-
-static PyTypeObject StreamType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "ringleader.runtime._loopcore.Stream",
-    .tp_basicsize = sizeof(Stream),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The hot half of a RingTransport: receive, write buffer, send.",
-    .tp_traverse = (traverseproc)Stream_traverse,
-    .tp_clear = (inquiry)Stream_clear,
-    .tp_dealloc = (destructor)Stream_dealloc,
-    .tp_methods = Stream_methods,
-    .tp_members = Stream_members,
-    .tp_init = (initproc)Stream_init,
-    .tp_new = PyType_GenericNew,
-};

@@ -209,7 +209,7 @@ def test_stream_write_checks_states_and_counters(caplog):
         a, b = socket.socketpair()
         b.setblocking(False)
         t, p = await loop.connect_accepted_socket(Sink, a)
-        c = t._c
+        c = t
         assert c.state == StreamState.OPEN and not t.is_closing()
         with pytest.raises(TypeError, match="bytes-like"):
             t.write("text")
@@ -244,7 +244,7 @@ def test_stream_write_checks_states_and_counters(caplog):
         assert await p2.lost is None
         for _ in range(6):
             t2.write(b"late")  # counted and dropped; asyncio warns from the 5th on
-        assert t2._c.lost_writes == 6
+        assert t2.lost_writes == 6
         b2.close()
     with caplog.at_level(logging.WARNING, logger="ringleader.runtime"):
         _loop_run(main())
@@ -295,7 +295,7 @@ def test_accepted_tcp_connections_have_nodelay_and_lazy_extra_info():
         port = srv.sockets[0].getsockname()[1]
         r, w = await asyncio.open_connection("127.0.0.1", port)
         t = await got
-        assert "peername" not in t._extra  # looked up only when asked
+        assert not t._extra  # peername and the rest are looked up only when asked
         assert t.get_extra_info("peername") == w.get_extra_info("sockname")
         assert t.get_extra_info("sockname") == ("127.0.0.1", port)
         sock = t.get_extra_info("socket")
@@ -322,7 +322,7 @@ def test_data_received_error_is_fatal_with_asyncios_message():
         t, p = await loop.connect_accepted_socket(Bad, a)
         b.send(b"x")
         assert await p.lost is not None  # connection_lost(the exception)
-        assert t.is_closing() and t._c.state == StreamState.DONE
+        assert t.is_closing() and t.state == StreamState.DONE
         b.close()
         return seen
     seen = _loop_run(main())
@@ -377,7 +377,7 @@ def test_buffered_protocol_gets_the_bytes_through_get_buffer():
         loop = asyncio.get_running_loop()
         a, b = socket.socketpair()
         t, p = await loop.connect_accepted_socket(Buf, a)
-        assert t._c.buffered
+        assert t.buffered
         b.sendall(b"0123456789")  # more than one small buffer's worth
         while len(p.got) < 10:
             await asyncio.sleep(0.001)

@@ -174,7 +174,7 @@ def test_large_write_queue_is_sent_without_copying_the_rest(ring_run, shape):
             sent_from = set()
             got = 0
             while got < total:
-                inflight = tr._c.inflight
+                inflight = tr.inflight
                 if inflight is not None:
                     sent_from.add(id(inflight) if inflight is big else len(inflight))
                 data = await asyncio.wait_for(loop.sock_recv(peer, 1 << 20), 30)
