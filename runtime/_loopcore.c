@@ -109,6 +109,7 @@ typedef struct {
     Py_ssize_t lost_writes;
     unsigned long long ud_recv, ud_send;
     unsigned long long bytes_in, bytes_out, ops;
+    unsigned long long sends;  /* sends begun by a flush (one per iteration with writes) */
     double last_active;
     int slot;
     int state;

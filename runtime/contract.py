@@ -18,6 +18,9 @@ the same role there).  It holds declarations only: no behaviour.
 * :class:`MovableTransport`, :class:`MigrationLoop`, :class:`RingMigrationLoop`,
   :class:`CarryingLoop` — what :mod:`~ringleader.runtime.migration` may use of
   a transport it moves and of the two loops (source and target).
+* :class:`CoalescingTransport` — what a driver may rely on of a transport
+  whose writes of one loop iteration leave as one send (the ring's stream):
+  it need not batch commands itself (drivers/redis/connection.py).
 * :class:`StreamState` — the transport's lifecycle, kept in the compiled
   stream's ``state`` field; :class:`WriteState` — its write side (half-close).
 
@@ -83,6 +86,28 @@ class WriteState(enum.IntEnum):
     OPEN = _loopcore.W_OPEN
     EOF_PENDING = _loopcore.W_EOF_PENDING
     SHUT = _loopcore.W_SHUT
+
+
+class CoalescingTransport(Protocol):
+    """A transport whose ``write`` only queues: every write made during one loop
+    iteration goes out as one send when the iteration ends (at most one send in
+    flight; writes made meanwhile form the next one).  The ring's stream
+    transport is one (``writes_coalesced`` is True on its class); asyncio's and
+    uvloop's transports are not (their ``write`` tries a send(2) at once), nor
+    is a TLS transport on top of either.
+
+    A driver that batches one iteration's commands itself (a ``call_soon``'d
+    flush, one join) may, on such a transport, write each command as it is
+    issued: the same single send, without the handle, the join and the extra
+    loop iteration.  Drivers check with ``drivers.contract.writes_coalesced``
+    (they do not import the runtime: they run on any loop)."""
+
+    writes_coalesced: bool
+
+    @property
+    def sends(self) -> int:
+        """Sends begun so far (one per loop iteration in which it was written
+        to, plus one per iteration a send was still in flight)."""
 
 
 class TransportLoop(Protocol):

@@ -126,6 +126,8 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
     # loop.sendfile() works through asyncio's read-and-send fallback (the
     # default, UNSUPPORTED, made it raise RuntimeError even with fallback=True).
     _sendfile_compatible = constants._SendfileMode.FALLBACK
+    # contract.CoalescingTransport: one iteration's writes leave as one send.
+    writes_coalesced = True
 
     def __init__(self, loop, sock: socket.socket | AcceptedSocket, protocol, waiter=None,
                  extra=None, server=None, nodelay_inherited: bool = False, context=None):
@@ -342,6 +344,11 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
 
     def get_write_buffer_size(self) -> int:
         return self._c.wsize
+
+    @property
+    def sends(self) -> int:
+        """Sends begun (contract.CoalescingTransport)."""
+        return self._c.sends
 
     def set_write_buffer_limits(self, high=None, low=None) -> None:
         super().set_write_buffer_limits(high, low)

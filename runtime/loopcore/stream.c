@@ -110,6 +110,7 @@ static int stream_flush(Stream *s)
      * if the transport dies first, _finish hands them to the ring's keep). */
     s->inflight = data;
     s->inflight_off = 0;
+    s->sends++;
     res = rl_prep_send_fixed(s->core->r, s->slot, PyBytes_AS_STRING(data),
                              (unsigned)PyBytes_GET_SIZE(data), s->ud_send);
     if (res) {
@@ -663,6 +664,7 @@ static PyMemberDef Stream_members[] = {
     SM("bytes_in", T_ULONGLONG, bytes_in, 0),
     SM("bytes_out", T_ULONGLONG, bytes_out, 0),
     SM("ops", T_ULONGLONG, ops, 0),
+    SM("sends", T_ULONGLONG, sends, READONLY),
     SM("last_active", T_DOUBLE, last_active, 0),
     SM("slot", T_INT, slot, 0),
     SM("state", T_INT, state, 0),
