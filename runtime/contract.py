@@ -21,6 +21,10 @@ the same role there).  It holds declarations only: no behaviour.
 * :class:`CoalescingTransport` — what a driver may rely on of a transport
   whose writes of one loop iteration leave as one send (the ring's stream):
   it need not batch commands itself (drivers/redis/connection.py).
+* :class:`ReplyMatchingTransport` — a transport that parses received bytes
+  with the protocol's reader and resolves the protocol's waiting futures in
+  order, in C (runtime/loopcore/replies.c), for pipelined request/reply
+  protocols (drivers/redis/connection.py).
 * :class:`StreamState` — the transport's lifecycle, kept in the compiled
   stream's ``state`` field; :class:`WriteState` — its write side (half-close).
 
@@ -108,6 +112,31 @@ class CoalescingTransport(Protocol):
     def sends(self) -> int:
         """Sends begun so far (one per loop iteration in which it was written
         to, plus one per iteration a send was still in flight)."""
+
+
+class ReplyMatchingTransport(Protocol):
+    """A transport that can match replies to their callers itself.
+
+    ``match_replies(reader, need_more, waiters, other, aside)``: from now on
+    each received chunk is passed to ``reader.feed(chunk)`` and every complete
+    reply ``reader.gets()`` returns (until it returns ``need_more``) resolves
+    the oldest future in ``waiters`` (a ``collections.deque`` the protocol
+    appends to as it sends): ``set_result(reply)``, or nothing when that future
+    is already done (its caller gave up; the reply is dropped).  ``other(item)``
+    (in the transport's context) gets what is not such a reply: one whose type
+    is ``aside`` (out-of-band data), one with no waiter, or the exception the
+    reader raised (the protocol then closes the connection; an exception
+    ``other`` raises is reported as a ``data_received`` failure).  ``reader``
+    and ``waiters`` stay the protocol's: with ``reader=None`` the bytes go to
+    ``data_received`` again and the protocol's own Python path carries on from
+    the reader's state.  ``eof_received``/``connection_lost`` are unchanged.
+
+    The ring's stream transport offers it (a receive of eight Redis replies
+    then runs no Python frame); drivers look for the method and use their
+    Python path where it is absent (asyncio, uvloop, the epoll fallback, TLS)."""
+
+    def match_replies(self, reader: Any, need_more: Any, waiters: Any,
+                      other: Callable[[Any], None], aside: type | None = None) -> None: ...
 
 
 class TransportLoop(Protocol):

@@ -350,6 +350,13 @@ class RingTransport(transports._FlowControlMixin, transports.Transport):
         """Sends begun (contract.CoalescingTransport)."""
         return self._c.sends
 
+    def match_replies(self, reader, need_more, waiters, other, aside=None) -> None:
+        """contract.ReplyMatchingTransport: received bytes go to ``reader`` and
+        each reply to the oldest future of ``waiters``, in C; ``reader=None``
+        gives them back to ``data_received``."""
+        self._c.set_fifo(None if reader is None else (
+            reader.feed, reader.gets, need_more, waiters, waiters.popleft, other, aside))
+
     def set_write_buffer_limits(self, high=None, low=None) -> None:
         super().set_write_buffer_limits(high, low)
         c = self._c

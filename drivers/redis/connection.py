@@ -114,7 +114,7 @@ class Connection(Movable, Commands, Iterators):
         self._close_callbacks: list[Callable[[Connection], None]] = []
         self.broken = False  # closed by a fault rather than by close()
         self.on_push: Callable[[Any], None] | None = None
-        self.pubsub_mode = False  # RESP2: pub/sub frames are pushes, not replies
+        self._pubsub_mode = False  # RESP2: pub/sub frames are pushes, not replies
         self.server_info: Any = None  # the HELLO reply (RESP3)
         self._writes = 0  # batches written by _flush (see the writes property)
         self.watching = False  # WATCH sent via watch() and not yet ended by EXEC/UNWATCH
@@ -214,6 +214,30 @@ class Connection(Movable, Commands, Iterators):
         self._loop = loop
         self._direct = writes_coalesced(transport)
         self._put = transport.write if self._direct else self._buffer
+        self._match()
+
+    def _match(self) -> None:
+        # Replies are matched to their futures by the transport, in C, where it
+        # can (runtime.contract.ReplyMatchingTransport), unless the per-reply
+        # checks only the Python path makes are needed (RESP2 pub/sub frames)
+        # or the connection is closed.  Either path goes on from the reader's state.
+        match = getattr(self._transport, "match_replies", None)
+        if match is None:
+            return
+        if self._pubsub_mode or self._closed_exc is not None:
+            match(None, None, None, None)
+        else:
+            match(self._parser.reader, Parser.NEED_MORE, self._waiters, self._on_other, Push)
+
+    @property
+    def pubsub_mode(self) -> bool:
+        """RESP2 pub/sub: frames that look like pub/sub messages go to ``on_push``."""
+        return self._pubsub_mode
+
+    @pubsub_mode.setter
+    def pubsub_mode(self, on: bool) -> None:
+        self._pubsub_mode = on
+        self._match()
 
     @property
     def writes(self) -> int:
@@ -381,6 +405,16 @@ class Connection(Movable, Commands, Iterators):
         except E.ProtocolError as exc:  # fed after a failure; the connection is going
             self._shutdown(exc, broken=True)
             return
+        self._on_replies(replies)
+
+    def _on_other(self, item: Any) -> None:
+        # From a transport matching replies itself: a push, a reply with no
+        # waiter, or the exception its reader raised.
+        if isinstance(item, BaseException):
+            item = self._parser.failed(item)
+        self._on_replies((item,))
+
+    def _on_replies(self, replies: Sequence[Any]) -> None:
         waiters = self._waiters
         for reply in replies:
             if isinstance(reply, E.ProtocolError):
@@ -421,6 +455,7 @@ class Connection(Movable, Commands, Iterators):
         self._closed_exc = exc
         self.broken = broken
         self._out.clear()
+        self._match()  # (off: the waiters are failed below)
         if self._transport is not None:
             # abort(): nothing buffered should still reach the server once its
             # callers have been told the command failed.

@@ -143,10 +143,14 @@ static PyObject *call_in_context(PyObject *context, PyObject *fn, PyObject *arg)
 
 static int stream_deliver(Stream *s, PyObject *data)
 {
-    PyObject *r;
+    PyObject *r = Py_None;
     if (s->buffered)
         return call_transport(s, s_deliver, data, NULL);
-    if (s->data_received != NULL) {
+    if (s->fifo != NULL) {
+        if (fifo_deliver(s, data) == 0)  /* replies matched to their waiters (replies.c) */
+            return 0;
+        r = NULL;
+    } else if (s->data_received != NULL) {
         r = call_in_context(s->context, s->data_received, data);
     } else if (s->protocol == NULL) {
         return 0;  /* detached: connection_lost ran */
@@ -414,6 +418,7 @@ static PyObject *Stream_set_protocol(Stream *s, PyObject *args)
 /* Release the references to the transport and protocol (connection_lost ran). */
 static PyObject *Stream_detach_objects(Stream *s, PyObject *unused)
 {
+    Py_CLEAR(s->fifo);
     Py_CLEAR(s->protocol);
     Py_CLEAR(s->data_received);
     Py_CLEAR(s->context);
@@ -606,6 +611,7 @@ static int Stream_traverse(Stream *s, visitproc visit, void *arg)
     Py_VISIT(s->held);
     Py_VISIT(s->wbuf);
     Py_VISIT(s->inflight);
+    Py_VISIT(s->fifo);
     return 0;
 }
 
@@ -619,6 +625,7 @@ static int Stream_clear(Stream *s)
     Py_CLEAR(s->held);
     Py_CLEAR(s->wbuf);
     Py_CLEAR(s->inflight);
+    Py_CLEAR(s->fifo);
     return 0;
 }
 
@@ -641,6 +648,7 @@ static PyMethodDef Stream_methods[] = {
      "close_fd(fd): close the descriptor by an SQE on the next enter"},
     {"release_ring", (PyCFunction)Stream_release_ring, METH_O,
      "release_ring(freed_ud_base): cancel what is in flight, empty the slot, forget the user_data"},
+    {"set_fifo", (PyCFunction)Stream_set_fifo, METH_O, "Match replies to futures (replies.c)."},
     {"set_protocol", (PyCFunction)Stream_set_protocol, METH_VARARGS, "set_protocol(p, buffered, context=None)"},
     {"detach_objects", (PyCFunction)Stream_detach_objects, METH_NOARGS, "Drop transport/protocol."},
     {"rebind", (PyCFunction)Stream_rebind, METH_VARARGS, "rebind(core, slot, ud_recv, ud_send)"},
