@@ -126,6 +126,8 @@ typedef struct {
     Py_ssize_t lost_writes;
     unsigned long long ud_recv, ud_send;
     unsigned long long bytes_in, bytes_out, ops;
+    unsigned long long sends;  /* sends begun by a flush (one per iteration with writes) */
+    PyObject *fifo;           /* reply matching (loopcore/replies.c), or NULL */
     double last_active;
     int slot;
     int state;
@@ -150,6 +152,8 @@ static PyObject *lost_write_hook;  /* set_lost_write_hook(): logs a write after 
 static int loop_now(Core *c, double *out);
 static PyObject *make_handle(Core *c, PyTypeObject *type, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *context);
+static int fifo_deliver(Stream *s, PyObject *data);
+static PyObject *Stream_set_fifo(Stream *s, PyObject *fifo);
 
 static PyObject *s_on_eof, *s_recv_failed, *s_send_failed, *s_fatal_error, *s_deliver,
     *s_maybe_pause, *s_maybe_resume, *s_migration_progress, *s_finish, *s_do_shutdown,
@@ -249,6 +253,7 @@ static PyObject *Core_file_table(Core *c, PyObject *arg)
 
 #include "loopcore/stream.c"
 #include "loopcore/streamobj.c"
+#include "loopcore/replies.c"
 #include "loopcore/dispatch.c"
 #include "loopcore/sched.c"
 #include "loopcore/timers.c"
@@ -450,6 +455,8 @@ PyMODINIT_FUNC PyInit__loopcore(void)
 {
     PyObject *m;
     INTERN(s_on_eof, "_on_eof");
+    INTERN(s_done, "done");
+    INTERN(s_set_result, "set_result");
     INTERN(s_recv_failed, "_recv_failed");
     INTERN(s_send_failed, "_send_failed");
     INTERN(s_fatal_error, "_fatal_error");
