@@ -28,6 +28,9 @@ class PoolObs:
     errors: int              # request + connection errors in the period
     timeouts: int            # acquire timeouts in the period
     connect_errors: int
+    # the workers a strict (per-worker) pool is split over: each has its own
+    # queue, served only by its own connections (1: one shared queue)
+    workers: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +133,8 @@ class Sampler:
                 wait_p99_ms=ps.acquire_wait_p99_ms,
                 # the pool counts an acquire timeout as a request error too; the
                 # guard must not read "pool too small" as "downstream failing"
-                errors=max(0, d[2] - d[4] - d[3]), timeouts=max(0, d[3]), connect_errors=max(0, d[4])))
+                errors=max(0, d[2] - d[4] - d[3]), timeouts=max(0, d[3]), connect_errors=max(0, d[4]),
+                workers=max(1, getattr(ps, "workers", 1))))
         conn_rate: dict[int, list[ConnObs]] = {}
         seen = {}
         for c in conns:

@@ -123,6 +123,7 @@ class Contender:
 
     name = "contender"
     lazy = True
+    warm = False  # opens up to the cap at once, spread over the workers (PoolAutoscale.warm)
     # the pool's burst_after / burst_linger (drivers/poolopen.py)
     burst_after = 0.01
     burst_linger = 1.0
@@ -180,9 +181,12 @@ class GrowOnWait(Contender):
 
 class Supervised(Contender):
     def __init__(self, controller: str = "littles", lo: int = 2, hi: int = 64, start: int = 4,
-                 guard: bool = True, slo_ms: float = 10.0, burst: int = PoolAutoscale.burst):
+                 guard: bool = True, slo_ms: float = 10.0, burst: int = PoolAutoscale.burst,
+                 down_window: float | None = None):
         self.cfg = PoolAutoscale(min=lo, max=hi, controller=controller, guard=guard, target_wait_ms=slo_ms,
-                                 burst=burst)
+                                 burst=burst, down_window=PoolAutoscale.down_window if down_window is None
+                                 else down_window)
+        self.warm = self.cfg.warm
         self.policy = Policy(SupervisorConfig(pools={"db": self.cfg}))
         self.start = start
         self.name = f"supervisor-{controller}" + ("" if guard else "-noguard")
@@ -192,8 +196,7 @@ class Supervised(Contender):
 
     def burst(self, cap):
         # as the live supervisor hands it to the pool (Supervisor._set_burst)
-        pol = self.policy.pools["db"]
-        return 0 if pol.guard_tripped else max(0, min(self.cfg.burst, self.cfg.max - cap))
+        return self.cfg.burst_for(cap, self.policy.pools["db"].guard_tripped)
 
     def on_period(self, obs, t, lag_ms=0.0):
         # the client's loop lag reaches the policy as the live sampler's does
@@ -347,7 +350,11 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     W = workers
     cap = contender.initial_cap()
     size = [0] * W
-    size[0] = cap if not contender.lazy else min(cap, 1)
+    # a static or warm pool opens its size before the load starts, spread over
+    # the workers (drivers/poolopen.py's _refill_places); a lazy one its first
+    first = cap if not contender.lazy or contender.warm else min(cap, 1)
+    for k in range(first):
+        size[k % W] += 1
     n_conn = [0] * W                                    # connects under way (their work in `active`)
     busy = [0] * W                                      # queries running
     active: list = []                                   # heap of (finish work-clock, start, is connect, worker)
@@ -358,7 +365,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     conn_s = oracle_s = 0.0
     per_wait, per_lat, per_hold, per_lag = [], [], [], []
     per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = 0
-    per_open = size[0]  # the pool's first connections
+    per_open = sum(size)  # the pool's first connections
     burst_idle_since = None
     backlog_ms = 0.0  # the client's work past saturation
     t, next_period = 0.0, period
@@ -368,7 +375,9 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
 
     def start_query(w: int, arr: float, first: float) -> None:
         nonlocal per_good
-        extra = lag()
+        # the loop's lag delays the wake-up of a caller that queued; one that
+        # found an idle connection never left its loop turn
+        extra = lag() if t > arr else 0.0
         per_wait.append((t - arr) * 1e3 + extra)
         demand = db.service_ms * rng.lognormvariate(0, db.jitter)
         per_lat.append((t - first) * 1e3 + demand * slow + extra)
@@ -484,7 +493,12 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         if not contender.lazy and sum(size) < cap:
             add = min(cap, db.max_connections) - sum(size)
             per_open += add
-            size[0] += add
+            for _ in range(add):
+                size[min(range(W), key=lambda v: size[v])] += 1
+        while contender.warm and sum(size) < min(cap, db.max_connections):
+            # warm: the floor follows the cap, so a grow opens now (real connects,
+            # database work), on the worker holding fewest
+            open_on(min(range(W), key=lambda v: size[v]))
         total, spare = sum(size), sum(idle)
         limit = cap + contender.burst(cap)
         if total > limit and spare > 0:
@@ -508,7 +522,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                           acquire_rate=per_acq / period,
                           hold_ms=(sum(per_hold) / len(per_hold)) if per_hold else None,
                           wait_p99_ms=_pct(per_wait, 0.99) if per_wait else 0.0,
-                          errors=0, timeouts=per_to, connect_errors=per_cerr)
+                          errors=0, timeouts=per_to, connect_errors=per_cerr, workers=W)
             mean_lag = sum(per_lag) / len(per_lag) if per_lag else 0.0
             new_cap, acts = contender.on_period(obs, t, mean_lag)
             decisions.extend(acts)

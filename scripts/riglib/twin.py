@@ -35,7 +35,7 @@ import statistics
 from ringleader.supervisor import sim
 
 from . import loadgen, realmode, simmode
-from .service import ACQUIRE_TIMEOUT
+from .service import ACQUIRE_TIMEOUT, down_window
 
 CALIBRATOR = "static-16"
 METRICS = (("slo_windows", "SLO windows", "{:.0%}"), ("good_share", "good", "{:.1%}"),
@@ -119,7 +119,8 @@ def run(real: list[dict], seeds: int = 3) -> list[dict]:
         workers = 1 if pat_name == "overload" else realmode.SERVICE_WORKERS
         for seed in range(1, seeds + 1):
             rec = simmode.record(pat, c, seed, seconds, pat.overload[1] if pat.overload else None,
-                                 mode="twin", db=db, client=client, workers=workers)
+                                 mode="twin", db=db, client=client, workers=workers,
+                                 down_window=down_window(seconds))
             rec["calibration"] = k
             out.append(rec)
     return out

@@ -103,8 +103,10 @@ def test_the_twin_is_calibrated_to_the_real_runs_client():
     """The simulator's twin of real runs (riglib.twin): its database service
     time is the real holds less the loop lag, and its client model reproduces
     the loop lag the real workers measured; with the lag the twin's SLO
-    windows fall, as the real ones did (issue 16: the sim must predict the
-    real figures, and the client's CPU is what the real runs showed matters)."""
+    windows fall for a pool that queues its callers (the lag delays a queued
+    caller's wake-up; one that finds an idle connection never leaves its loop
+    turn), and not for one that rarely queues anyone, as in the real runs
+    (issue 16: static-16 met the SLO in every window there)."""
     from riglib import twin
     real = [_real_record("steady", "static-16", hold=9.0, lag=5.0, rate=90.0, busy=0.3)]
     cal = twin.calibrate(real)["steady"]
@@ -114,8 +116,12 @@ def test_the_twin_is_calibrated_to_the_real_runs_client():
     assert {r["mode"] for r in twins} == {"twin"} and len(twins) == 2
     lags = [x for r in twins for x in r["series"]["lag_ms"]]
     assert sum(lags) / len(lags) == pytest.approx(5.0, rel=0.25)
-    calm = twin.run([_real_record("steady", "static-16", hold=4.0, lag=0.0, rate=90.0, busy=0.3)],
-                    seeds=2)
-    assert min(r["metrics"]["slo_windows"] for r in calm) > max(r["metrics"]["slo_windows"] for r in twins)
+    assert all(r["metrics"]["slo_windows"] == 1.0 for r in twins)  # 16 connections: nobody queues
+
+    def small(lag, hold):
+        return twin.run([_real_record("steady", "static-2", hold=hold, lag=lag, rate=90.0, busy=0.3)],
+                        seeds=2)
+    calm, lagged = small(0.0, 4.0), small(5.0, 9.0)
+    assert min(r["metrics"]["slo_windows"] for r in calm) > max(r["metrics"]["slo_windows"] for r in lagged)
     table = twin.side_by_side(real, twins)
     assert "| static-16 |" in table and "lag 5.0 ms" in table

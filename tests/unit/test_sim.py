@@ -40,8 +40,14 @@ def test_guard_never_grows_while_tripped_and_beats_no_guard_in_retry_storm():
 
 
 def test_steady_meets_slo_with_few_adjustments():
-    s = simulate(P["steady"], Supervised("littles"), seed=3).summary()
-    assert s["slo_windows"] >= 0.99
+    """Every window after the first; the first starts from a cap of 4 at L = 6
+    (1500/s x 4 ms), where the burst allowance needs burst_after plus a
+    connect (~18 ms) for its first opens: a start-up the real rig's ~90
+    acquires/s never sees, bounded here at twice the SLO."""
+    r = simulate(P["steady"], Supervised("littles"), seed=3)
+    s = r.summary()
+    assert all(w.wait_p99_ms <= 10.0 + 1e-6 for w in r.windows[1:])
+    assert r.windows[0].wait_p99_ms <= 20.0
     assert s["adjustments"] <= 5
     assert s["conn_vs_oracle"] <= 1.8
 
@@ -63,15 +69,16 @@ def test_hot_spot_converges_without_ping_pong():
     assert r["ping_pong"] == 0
 
 
-def test_strict_per_worker_pools_trade_slots_like_the_real_pool():
+def test_strict_per_worker_pools_open_spread_over_the_workers():
     """workers=2: each request is served only by its worker's connections.  A
-    static pool opened on the first worker trades slots toward the second
-    until each holds about half (the real static-16 runs opened 21-23 for a
-    size of 16; the model 16 + the trades), and then serves every request."""
+    static pool opens its size spread over the workers, as the real pool's
+    refill now does (drivers/poolopen.py, _refill_places), so it trades no
+    slots: before, it opened them all on the first worker and the real static-16
+    runs opened 20-23 for a size of 16, the second worker's trades."""
     pat = Pattern("steady", 10.0, lambda t: 300.0)
     one = simulate(pat, Static(16), seed=1).summary()
     two = simulate(pat, Static(16), seed=1, workers=2).summary()
     assert one["opened"] == 16
-    assert 16 + 4 <= two["opened"] <= 16 + 10
+    assert two["opened"] == 16
     assert two["good_share"] == pytest.approx(1.0, abs=0.01)
     assert two["conn_seconds"] == pytest.approx(one["conn_seconds"], rel=0.01)
