@@ -50,6 +50,15 @@ class DbModel:
     max_connections: int = 100
     connect_ms: float = 8.0     # measured: ringleader's connect to the rig's PostgreSQL, median of 40
     jitter: float = 0.3         # lognormal sigma of service time
+    # a share of the queries is slow (the real rig's report query): a caller
+    # queued behind one waits a long hold, whatever the mean hold says
+    slow_share: float = 0.0
+    slow_ms: float = 0.0
+
+    @property
+    def mean_ms(self) -> float:
+        """The mean service time over fast and slow queries."""
+        return (1.0 - self.slow_share) * self.service_ms + self.slow_share * self.slow_ms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -379,7 +388,8 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         # found an idle connection never left its loop turn
         extra = lag() if t > arr else 0.0
         per_wait.append((t - arr) * 1e3 + extra)
-        demand = db.service_ms * rng.lognormvariate(0, db.jitter)
+        base = db.slow_ms if db.slow_share and rng.random() < db.slow_share else db.service_ms
+        demand = base * rng.lognormvariate(0, db.jitter)
         per_lat.append((t - first) * 1e3 + demand * slow + extra)
         per_good += per_lat[-1] <= pattern.deadline * 1e3
         busy[w] += 1
@@ -527,7 +537,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             new_cap, acts = contender.on_period(obs, t, mean_lag)
             decisions.extend(acts)
             guard = any("guard" in a.reason for a in acts)
-            oracle = erlang_c_servers(rate, db.service_ms * slow / 1e3, slo_ms / 1e3)
+            oracle = erlang_c_servers(rate, db.mean_ms * slow / 1e3, slo_ms / 1e3)
             oracle_s += oracle * period
             windows.append(Window(t=t, offered=rate, cap=cap, size=total,
                                   wait_p99_ms=obs.wait_p99_ms,

@@ -177,7 +177,7 @@ def run_one(pattern, contender, rep, seconds, dsn, url, workers, debug_socket=No
     hogs = []
     try:
         scfg = {"pg_dsn": dsn, "redis_url": url, "contender": contender, "workers": workers,
-                "seconds": seconds, "duration": seconds + 30, "port_file": os.path.join(tmp, "port"),
+                "seconds": seconds, "duration": seconds + 30, "rebalance": pattern == "hot_spot", "port_file": os.path.join(tmp, "port"),
                 "out": os.path.join(tmp, "service-out.json"), "debug_socket": debug_socket}
         svc = _spawn("service", scfg, SERVICE_CORE, tmp)
         deadline = time.time() + 30
