@@ -374,7 +374,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     windows, decisions = [], []
     conn_s = oracle_s = 0.0
     per_wait, per_lat, per_hold, per_lag = [], [], [], []
-    per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = 0
+    per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = per_queued = 0
     per_open = sum(size)  # the pool's first connections
     burst_idle_since = None
     backlog_ms = 0.0  # the client's work past saturation
@@ -384,10 +384,11 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         return rng.expovariate(1.0 / lag_mean) if lag_mean > 0 else 0.0
 
     def start_query(w: int, arr: float, first: float) -> None:
-        nonlocal per_good
+        nonlocal per_good, per_queued
         # the loop's lag delays the wake-up of a caller that queued; one that
         # found an idle connection never left its loop turn
         extra = lag() if t > arr else 0.0
+        per_queued += t > arr
         per_wait.append((t - arr) * 1e3 + extra)
         base = db.slow_ms if db.slow_share and rng.random() < db.slow_share else db.service_ms
         demand = base * rng.lognormvariate(0, db.jitter)
@@ -544,7 +545,8 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                           acquire_rate=per_acq / period,
                           hold_ms=(sum(per_hold) / len(per_hold)) if per_hold else None,
                           wait_p99_ms=_pct(per_wait, 0.99) if per_wait else 0.0,
-                          errors=0, timeouts=per_to, connect_errors=per_cerr, workers=W)
+                          errors=0, timeouts=per_to, connect_errors=per_cerr, workers=W,
+                          queued=per_queued + per_to)
             mean_lag = sum(per_lag) / len(per_lag) if per_lag else 0.0
             new_cap, acts = contender.on_period(obs, t, mean_lag)
             decisions.extend(acts)
@@ -560,6 +562,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             cap = new_cap
             per_wait, per_lat, per_hold, per_lag = [], [], [], []
             per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = 0
+            per_queued = 0
     return SimResult(pattern.name, contender.name, seed, windows, decisions, conn_s, oracle_s, slo_ms,
                      overload=pattern.overload)
 

@@ -376,3 +376,17 @@ def test_warm_pools_open_on_grow_and_the_floor_follows_the_cap():
         (a,) = pol.decide(Observation(t=0.0, period=1.0, pools=(pobs(4, rate=3000.0),)))
         assert a.kind == "resize_pool" and a.new > 4
         assert a.floor == (a.new if warm else None)
+
+
+def test_a_stale_wait_percentile_bumps_nothing():
+    """Issue 16 (real diurnal run): after one 250-ms stall of the client, the
+    Redis pool's 10-s wait percentile stayed over the SLO with nobody queueing,
+    and the SLO bump added 25% a period, 10 -> 40 connections at 0.02 of
+    demand.  A bump needs a caller that queued in the period."""
+    def after(queued):
+        pol = Policy(SupervisorConfig(pools={"db": PoolAutoscale(min=1, max=64)}))
+        o = dataclasses.replace(pobs(8, rate=40.0, hold=0.5, wait=105.0), queued=queued)
+        acts = pol.decide(Observation(t=0.0, period=1.0, pools=(o,)))
+        return acts[0].new if acts else 8
+    assert after(queued=0) == 8
+    assert after(queued=3) == 10
