@@ -33,7 +33,7 @@ setup(
                            depends=["uring/_helpers.c", "uring/_resources.c", "runtime/loopcore/stream.c",
                                     "runtime/loopcore/watch.c", "runtime/loopcore/dispatch.c",
                                     "runtime/loopcore/sched.c", "runtime/loopcore/timers.c",
-                                    "runtime/loopcore/iterate.c"],
+                                    "runtime/loopcore/iterate.c", "runtime/loopcore/replies.c"],
                            extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"]),
                  Extension("ringleader.drivers.postgres._pgwire",
                            ["drivers/postgres/_pgwire.c"],

@@ -28,9 +28,18 @@ from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
 
 log = logging.getLogger("ringleader.drivers")
 
-__all__ = ["PooledConnection", "SharedPool", "Multiplexer", "Movable", "MovableWire"]
+__all__ = ["PooledConnection", "SharedPool", "Multiplexer", "Movable", "MovableWire",
+           "writes_coalesced"]
 
 MoveListener = Callable[[Any], None]
+
+
+def writes_coalesced(transport: Any) -> bool:
+    """Whether ``transport`` sends all writes of one loop iteration as one send
+    (``ringleader.runtime.contract.CoalescingTransport``: the ring's stream
+    transport; not asyncio's, uvloop's, the epoll fallback's or TLS).  Then a
+    driver need not batch an iteration's commands itself."""
+    return getattr(transport, "writes_coalesced", False) is True
 
 
 @runtime_checkable

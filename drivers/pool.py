@@ -161,6 +161,7 @@ class Pool(Opening, Upkeep, Generic[C]):
         # reaches its working size at once, then opens at connect_rate.
         self._budget = OpenBudget(connect_rate, connect_burst or max(16, max_size + burst), max_connecting)
         self._opening: collections.Counter[int] = collections.Counter()  # per worker, for waiters
+        self._loops: dict[int, asyncio.AbstractEventLoop] = {}  # the workers its callers came from
         self._open_timer: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()
         self._idle: dict[int, list[_Entry]] = {}  # per worker, most recently used last
@@ -194,7 +195,9 @@ class Pool(Opening, Upkeep, Generic[C]):
 
     async def open(self, wait: bool = True) -> None:
         """Start maintenance and open ``min_size`` connections (awaited if ``wait``;
-        a failure to connect then raises, and the pool keeps retrying)."""
+        a failure to connect then raises, and the pool keeps retrying).  A strict
+        pool in a runtime spreads them over its workers, and waits only for
+        those of the calling worker."""
         if self._closed:
             raise PoolClosed(f"{self.name} is closed")
         loop = asyncio.get_running_loop()
@@ -326,6 +329,8 @@ class Pool(Opening, Upkeep, Generic[C]):
         loop = running_loop()
         self.check_loop(loop)
         worker = getattr(loop, "worker_id", 0)
+        if self._loops.get(worker) is not loop:
+            self._loops[worker] = loop  # where a strict pool's refills go (_refill_places)
         if not self._opened and not self._closed:
             await self.open(wait=False)
         start = loop.time()
@@ -684,4 +689,5 @@ class Pool(Opening, Upkeep, Generic[C]):
                 errors_by_kind=types.MappingProxyType(dict(errors)),
                 pool_burst=max(0, self._size - self._max), burst_allowance=self._limit(1) - self._max,
                 connections_delayed=self._budget.delayed,
+                workers=max(1, len(self._loops)) if self.strict else 1,
             )

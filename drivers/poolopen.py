@@ -108,6 +108,10 @@ class Opening:
     _connect: Callable[[], Awaitable[Any]]
     _budget: OpenBudget
     _opening: collections.Counter[int]
+    _loops: dict[int, asyncio.AbstractEventLoop]
+    _runtime: Any
+    _idle: dict[int, list[_Entry]]
+    _in_use: dict[int, _Entry]
     _open_timer: asyncio.TimerHandle | None
     _waiters: collections.deque[_Waiter]
     _bg: set[asyncio.Task[Any]]
@@ -195,8 +199,9 @@ class Opening:
         self._open_timer = None
         self._schedule_opens()
 
-    def _spawn_on(self, loop: asyncio.AbstractEventLoop, coro: Awaitable[Any]) -> None:
-        """Runs ``coro`` as a background task of ``loop`` (from any thread)."""
+    def _spawn_on(self, loop: asyncio.AbstractEventLoop, coro: Awaitable[Any], refill: bool = False) -> None:
+        """Runs ``coro`` as a background task of ``loop`` (from any thread);
+        ``refill``: it holds no open-budget slot (see _reserve_refill)."""
         def start() -> None:
             t = loop.create_task(coro)
             self._bg.add(t)
@@ -211,7 +216,8 @@ class Opening:
             with self._lock:
                 self._size -= 1
                 self._opening[0 if loop is None else getattr(loop, "worker_id", 0)] -= 1
-                self._budget.done()
+                if not refill:
+                    self._budget.done()
 
     async def _open_for(self, waiter: _Waiter) -> None:
         """Opens one connection for the queue (reserved slot and budget) and hands
@@ -284,14 +290,54 @@ class Opening:
         return self._start_refill(loop, need)
 
     def _start_refill(self, loop: asyncio.AbstractEventLoop, need: int) -> list[asyncio.Task[Exception | None]]:
-        worker = getattr(loop, "worker_id", 0)
+        """Starts ``need`` reserved refills; returns the tasks started on ``loop``
+        (those a strict pool places on another worker run there in the
+        background: ``open()`` waits only for its own worker's)."""
         with self._lock:
-            self._opening[worker] += need  # a refill serves a queued caller too
-        tasks = [loop.create_task(self._refill_one(loop, worker)) for _ in range(need)]
-        for t in tasks:
-            self._bg.add(t)
-            t.add_done_callback(self._bg.discard)
+            places = self._refill_places(loop, need)
+            for _, worker in places:
+                self._opening[worker] += 1  # a refill serves a queued caller too
+        tasks = []
+        for where, worker in places:
+            if where is loop:
+                t = loop.create_task(self._refill_one(loop, worker))
+                self._bg.add(t)
+                t.add_done_callback(self._bg.discard)
+                tasks.append(t)
+            else:
+                self._spawn_on(where, self._refill_one(where, worker), refill=True)
         return tasks
+
+    def _refill_places(self, loop: asyncio.AbstractEventLoop,
+                       need: int) -> list[tuple[asyncio.AbstractEventLoop, int]]:
+        """Under the lock: the (loop, worker) each of ``need`` refills opens on.
+        A strict pool spreads them over the workers whose callers have used it,
+        the one holding fewest first: its refill used to open them all on the
+        worker running the maintenance timer, so every other worker's first
+        callers closed one of those to connect their own (a connect wait they
+        paid, and an open the pool did not need: issue 16, static-16 opened
+        20-23 connections for 16).  A pool opened in a runtime counts all its
+        workers from the start (their callers are coming).  Otherwise all on
+        ``loop``."""
+        here = getattr(loop, "worker_id", 0)
+        live = dict(self._loops)
+        for w in list(getattr(self._runtime, "workers", ())):
+            if getattr(w, "loop", None) is not None and not getattr(w, "draining", False):
+                live[w.id] = w.loop
+        live = {w: lp for w, lp in live.items() if not lp.is_closed()}
+        if not self.strict or len(live) <= 1:
+            return [(loop, here)] * need
+        held = collections.Counter(self._opening)
+        for w, entries in self._idle.items():
+            held[w] += len(entries)
+        for e in self._in_use.values():
+            held[e.worker] += 1
+        out = []
+        for _ in range(need):
+            w = min(live, key=lambda k: (held[k], k != here, k))
+            held[w] += 1
+            out.append((live[w], w))
+        return out
 
     async def _refill_one(self, loop: asyncio.AbstractEventLoop, worker: int) -> Exception | None:
         """Opens one connection into a reserved slot; returns (not raises) the

@@ -45,6 +45,7 @@ class PoolStats:
     pool_burst: int = 0  # connections above the cap now
     burst_allowance: int = 0  # how many may be opened above the cap now (0 while paused)
     connections_delayed: int = 0  # opens that waited for the open budget (rate limit)
+    workers: int = 1  # strict affinity: the workers whose callers used it (each has its own queue)
 
 
 class Window:

@@ -77,6 +77,8 @@ typedef struct {
     PyObject *task_type;   /* asyncio.Task (create_task) */
     Py_ssize_t off_callback, off_args, off_cancelled, off_loop, off_tb, off_repr, off_context;
     Py_ssize_t off_when, off_scheduled;
+    Py_ssize_t off_core;          /* the timer type's _core slot (timers.c), or -1 */
+    int own_cancel_count;         /* loop._timer_handle_cancelled is this core's */
     Py_ssize_t timer_cancelled;   /* loop._timer_cancelled_count */
     double clock_resolution;
     int debug, closed, sleeping;
@@ -87,6 +89,14 @@ typedef struct {
     unsigned long long enobufs;
     unsigned long long dispatched;
     int telemetry;
+    /* add_reader/add_writer (loopcore/watch.c, set_fd_watch) */
+    PyObject *readers, *writers;   /* loop._readers, loop._writers: fd -> Watch */
+    PyObject *stream_fds;          /* loop._stream_fds: fds the fast path leaves to Python */
+    PyObject *transports;          /* loop._transports.data: likewise */
+    PyObject *watch_slow;          /* the mixin's (add_reader, add_writer, remove_reader, remove_writer) */
+    PyObject *watch_rearm;         /* this core's bound rearm (the re-arm handle's callback) */
+    PyObject *watch_context;       /* the empty context re-arm handles run in */
+    unsigned long long watch_seq;  /* user_data of the next Watch, from WATCH_UD_BASE */
     /* install_file(): the fd each slot's queued FILES_UPDATE reads when the
      * kernel issues it (a slot's entry is stable until the slot is freed) */
     int *slot_fds;
@@ -116,6 +126,8 @@ typedef struct {
     Py_ssize_t lost_writes;
     unsigned long long ud_recv, ud_send;
     unsigned long long bytes_in, bytes_out, ops;
+    unsigned long long sends;  /* sends begun by a flush (one per iteration with writes) */
+    PyObject *fifo;           /* reply matching (loopcore/replies.c), or NULL */
     double last_active;
     int slot;
     int state;
@@ -141,6 +153,8 @@ static int loop_now(Core *c, double *out);
 static int stream_finish(Stream *s, PyObject *exc);
 static PyObject *make_handle(Core *c, PyTypeObject *type, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *context);
+static int fifo_deliver(Stream *s, PyObject *data);
+static PyObject *Stream_set_fifo(Stream *s, PyObject *fifo);
 
 static PyObject *s_start_method, *s_empty_tuple, *s_finish_stream, *s_unbind, *s_call_conn_lost,
     *s_call_soon, *s_context_kw;
@@ -242,11 +256,12 @@ static PyObject *Core_file_table(Core *c, PyObject *arg)
 
 #include "loopcore/stream.c"
 #include "loopcore/streamobj.c"
+#include "loopcore/replies.c"
 #include "loopcore/accept.c"
-#include "loopcore/watch.c"
 #include "loopcore/dispatch.c"
 #include "loopcore/sched.c"
 #include "loopcore/timers.c"
+#include "loopcore/watch.c"
 #include "loopcore/iterate.c"
 
 /* ------------------------------------------------------ the Core type */
@@ -273,6 +288,13 @@ static int Core_traverse(Core *c, visitproc visit, void *arg)
     Py_VISIT(c->loop_time);
     Py_VISIT(c->future_type);
     Py_VISIT(c->task_type);
+    Py_VISIT(c->readers);
+    Py_VISIT(c->writers);
+    Py_VISIT(c->stream_fds);
+    Py_VISIT(c->transports);
+    Py_VISIT(c->watch_slow);
+    Py_VISIT(c->watch_rearm);
+    Py_VISIT(c->watch_context);
     return 0;
 }
 
@@ -298,6 +320,13 @@ static int Core_clear(Core *c)
     Py_CLEAR(c->loop_time);
     Py_CLEAR(c->future_type);
     Py_CLEAR(c->task_type);
+    Py_CLEAR(c->readers);
+    Py_CLEAR(c->writers);
+    Py_CLEAR(c->stream_fds);
+    Py_CLEAR(c->transports);
+    Py_CLEAR(c->watch_slow);
+    Py_CLEAR(c->watch_rearm);
+    Py_CLEAR(c->watch_context);
     return 0;
 }
 
@@ -349,6 +378,19 @@ static PyMethodDef Core_methods[] = {
     {"get_debug", (PyCFunction)Core_get_debug, METH_NOARGS, "the loop's debug flag"},
     {"new_handle", (PyCFunction)(void (*)(void))Core_new_handle, METH_FASTCALL,
      "new_handle(callback, *args) -> asyncio.Handle (not scheduled)"},
+    {"set_fd_watch", (PyCFunction)Core_set_fd_watch, METH_VARARGS,
+     "set_fd_watch(readers, writers, stream_fds, transports, slow): the fast add_reader's tables"},
+    {"add_reader", (PyCFunction)(void (*)(void))Core_add_reader, METH_FASTCALL,
+     "add_reader(fd, callback, *args): asyncio's, in C (see loopcore/watch.c)"},
+    {"add_writer", (PyCFunction)(void (*)(void))Core_add_writer, METH_FASTCALL,
+     "add_writer(fd, callback, *args): asyncio's, in C"},
+    {"remove_reader", (PyCFunction)Core_remove_reader, METH_O, "remove_reader(fd) -> bool"},
+    {"remove_writer", (PyCFunction)Core_remove_writer, METH_O, "remove_writer(fd) -> bool"},
+    {"watch", (PyCFunction)Core_watch, METH_VARARGS,
+     "watch(table, fd, mask, handle): register handle for fd (after the Python checks)"},
+    {"unwatch", (PyCFunction)Core_unwatch, METH_VARARGS,
+     "unwatch(table, fd) -> bool: drop fd's registration (after the Python checks)"},
+    {"rearm", (PyCFunction)Core_rearm, METH_O, "rearm(watch): arm its poll again if still registered"},
     {"poll", (PyCFunction)Core_poll, METH_O,
      "poll(timeout): flush, wait (None: no deadline), dispatch or defer the completions"},
     {NULL}
@@ -364,6 +406,8 @@ static PyMemberDef Core_members[] = {
     {"closed", T_INT, offsetof(Core, closed), 0, "the loop is closed: call_soon raises"},
     {"sleeping", T_INT, offsetof(Core, sleeping), READONLY,
      "the loop is (about to be) blocked in the kernel: other threads must wake it"},
+    {"own_cancel_count", T_INT, offsetof(Core, own_cancel_count), 0,
+     "the loop counts cancelled timers with this core's timer_handle_cancelled"},
     {"timer_cancelled", T_PYSSIZET, offsetof(Core, timer_cancelled), 0,
      "cancelled timers still in the heap (asyncio's _timer_cancelled_count)"},
     {"iterations", T_ULONGLONG, offsetof(Core, iterations), READONLY, NULL},
@@ -396,6 +440,8 @@ static PyObject *set_lost_write_hook(PyObject *m, PyObject *fn)
 }
 
 static PyMethodDef module_methods[] = {
+    {"timer_handle_type", timer_handle_type, METH_O,
+     "timer_handle_type(asyncio.TimerHandle) -> the core's subclass, its cancel() in C"},
     {"set_lost_write_hook", set_lost_write_hook, METH_O,
      "set_lost_write_hook(fn): fn() runs for each write from the 5th after a connection's loss"},
     {NULL}
@@ -413,6 +459,8 @@ PyMODINIT_FUNC PyInit__loopcore(void)
 {
     PyObject *m;
     INTERN(s_on_eof, "_on_eof");
+    INTERN(s_done, "done");
+    INTERN(s_set_result, "set_result");
     INTERN(s_recv_failed, "_recv_failed");
     INTERN(s_send_failed, "_send_failed");
     INTERN(s_fatal_error, "_fatal_error");

@@ -18,6 +18,13 @@ the same role there).  It holds declarations only: no behaviour.
 * :class:`MovableTransport`, :class:`MigrationLoop`, :class:`RingMigrationLoop`,
   :class:`CarryingLoop` — what :mod:`~ringleader.runtime.migration` may use of
   a transport it moves and of the two loops (source and target).
+* :class:`CoalescingTransport` — what a driver may rely on of a transport
+  whose writes of one loop iteration leave as one send (the ring's stream):
+  it need not batch commands itself (drivers/redis/connection.py).
+* :class:`ReplyMatchingTransport` — a transport that parses received bytes
+  with the protocol's reader and resolves the protocol's waiting futures in
+  order, in C (runtime/loopcore/replies.c), for pipelined request/reply
+  protocols (drivers/redis/connection.py).
 * :class:`StreamState` — the transport's lifecycle, kept in the compiled
   stream's ``state`` field; :class:`WriteState` — its write side (half-close).
 
@@ -83,6 +90,53 @@ class WriteState(enum.IntEnum):
     OPEN = _loopcore.W_OPEN
     EOF_PENDING = _loopcore.W_EOF_PENDING
     SHUT = _loopcore.W_SHUT
+
+
+class CoalescingTransport(Protocol):
+    """A transport whose ``write`` only queues: every write made during one loop
+    iteration goes out as one send when the iteration ends (at most one send in
+    flight; writes made meanwhile form the next one).  The ring's stream
+    transport is one (``writes_coalesced`` is True on its class); asyncio's and
+    uvloop's transports are not (their ``write`` tries a send(2) at once), nor
+    is a TLS transport on top of either.
+
+    A driver that batches one iteration's commands itself (a ``call_soon``'d
+    flush, one join) may, on such a transport, write each command as it is
+    issued: the same single send, without the handle, the join and the extra
+    loop iteration.  Drivers check with ``drivers.contract.writes_coalesced``
+    (they do not import the runtime: they run on any loop)."""
+
+    writes_coalesced: bool
+
+    @property
+    def sends(self) -> int:
+        """Sends begun so far (one per loop iteration in which it was written
+        to, plus one per iteration a send was still in flight)."""
+
+
+class ReplyMatchingTransport(Protocol):
+    """A transport that can match replies to their callers itself.
+
+    ``match_replies(reader, need_more, waiters, other, aside)``: from now on
+    each received chunk is passed to ``reader.feed(chunk)`` and every complete
+    reply ``reader.gets()`` returns (until it returns ``need_more``) resolves
+    the oldest future in ``waiters`` (a ``collections.deque`` the protocol
+    appends to as it sends): ``set_result(reply)``, or nothing when that future
+    is already done (its caller gave up; the reply is dropped).  ``other(item)``
+    (in the transport's context) gets what is not such a reply: one whose type
+    is ``aside`` (out-of-band data), one with no waiter, or the exception the
+    reader raised (the protocol then closes the connection; an exception
+    ``other`` raises is reported as a ``data_received`` failure).  ``reader``
+    and ``waiters`` stay the protocol's: with ``reader=None`` the bytes go to
+    ``data_received`` again and the protocol's own Python path carries on from
+    the reader's state.  ``eof_received``/``connection_lost`` are unchanged.
+
+    The ring's stream transport offers it (a receive of eight Redis replies
+    then runs no Python frame); drivers look for the method and use their
+    Python path where it is absent (asyncio, uvloop, the epoll fallback, TLS)."""
+
+    def match_replies(self, reader: Any, need_more: Any, waiters: Any,
+                      other: Callable[[Any], None], aside: type | None = None) -> None: ...
 
 
 class TransportLoop(Protocol):

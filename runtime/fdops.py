@@ -22,11 +22,13 @@ import stat
 from asyncio import base_events, events
 
 from ..uring import consts
-from . import _loopcore
 from .contract import UD_IGNORE
 from .errors import builtin_error
 
 logger = logging.getLogger("ringleader.runtime")
+
+_READ = consts.POLLIN | consts.POLLERR | consts.POLLHUP
+_WRITE = consts.POLLOUT | consts.POLLERR | consts.POLLHUP
 
 
 class FdOpsMixin:
@@ -200,48 +202,35 @@ class FdOpsMixin:
         if transport is not None and not transport.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
+    # The loop binds the compiled core's add_reader/add_writer/remove_reader/
+    # remove_writer on itself (loop.py, _take_over_scheduling); these methods
+    # are their fallback for what needs asyncio's checks in full: fd objects
+    # that are not ints, fds a transport of this loop may own, a closed loop,
+    # debug mode.  Both register through the core (runtime/loopcore/watch.c).
     def _watch(self, table: dict, fd, mask: int, callback, args):
         self._check_closed()
         fd = _fileobj_to_fd(fd)
         self._ensure_fd_no_transport(fd)
-        core = self._core
         # asyncio's debug mode records where a handle was made: its own Handle then
         handle = (events.Handle(callback, args, self, None) if self._debug
-                  else core.new_handle(callback, *args))
-        w = table.get(fd)
-        if w is not None:
-            w.handle = handle
-            return
-        # A Watch is a one-shot poll the compiled dispatcher re-arms only after
-        # the callback has run (level-triggered, like epoll; see _loopcore.c).
-        ud = self._next_ud
-        self._next_ud = ud + 1
-        w = _loopcore.Watch(core, table, fd, mask, handle, ud)
-        table[fd] = w
-        self._handlers[ud] = w
-        w.arm()
+                  else self._core.new_handle(callback, *args))
+        self._core.watch(table, fd, mask, handle)
 
     def _unwatch(self, table: dict, fd) -> bool:
         fd = _fileobj_to_fd(fd)
         self._ensure_fd_no_transport(fd)
         if self.is_closed():
             return False  # as asyncio: close() already dropped every watch
-        w = table.pop(fd, None)
-        if w is None:
-            return False
-        w.handle.cancel()
-        self._ring.poll_remove(w.ud, UD_IGNORE)
-        self._handlers.pop(w.ud, None)
-        return True
+        return self._core.unwatch(table, fd)
 
     def add_reader(self, fd, callback, *args):
-        self._watch(self._readers, fd, consts.POLLIN | consts.POLLERR | consts.POLLHUP, callback, args)
+        self._watch(self._readers, fd, _READ, callback, args)
 
     def remove_reader(self, fd):
         return self._unwatch(self._readers, fd)
 
     def add_writer(self, fd, callback, *args):
-        self._watch(self._writers, fd, consts.POLLOUT | consts.POLLERR | consts.POLLHUP, callback, args)
+        self._watch(self._writers, fd, _WRITE, callback, args)
 
     def remove_writer(self, fd):
         return self._unwatch(self._writers, fd)

@@ -65,6 +65,9 @@ TAG_MIGRATE = 2 << 56      # res = our new fixed slot; payload = migration token
 TAG_WAKE = 3 << 56         # a bare wake-up
 TAG_SLOT_FREED = 4 << 56   # our own close of fixed slot <payload> completed (release_slot)
 _PAYLOAD = (1 << 48) - 1
+_FD_WATCH = ("add_reader", "add_writer", "remove_reader", "remove_writer")
+# The core's timers: asyncio.TimerHandle with cancel() in C (runtime/loopcore/timers.c).
+_TimerHandle = _loopcore.timer_handle_type(events.TimerHandle)
 _UD_WAKE = 1               # the eventfd read
 
 
@@ -138,17 +141,25 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         cls, base = type(self), base_events.BaseEventLoop
         own_time = None if cls.time is base.time else self.time
         self._core.set_scheduling(self, self._ready, self._scheduled, events.Handle,
-                                  events.TimerHandle, base.call_soon.__get__(self),
+                                  _TimerHandle, base.call_soon.__get__(self),
                                   _handle_failed, self._clock_resolution, self._debug, own_time)
         self._core.set_future_types(futures.Future, tasks.Task)
         for name in ("call_soon", "call_at", "call_later", "create_future", "create_task",
                      "get_debug"):
             if getattr(cls, name) is getattr(base, name):
                 setattr(self, name, getattr(self._core, name))
+        # add_reader & co.: the core's, with the mixin's methods as its fallback
+        slow = tuple(getattr(FdOpsMixin, name).__get__(self) for name in _FD_WATCH)
+        self._core.set_fd_watch(self._readers, self._writers, self._stream_fds,
+                                self._transports.data, slow)
+        for name in _FD_WATCH:
+            if getattr(cls, name) is getattr(FdOpsMixin, name):
+                setattr(self, name, getattr(self._core, name))
         if own_time is None:
             self.time = self._core.time
         if cls._timer_handle_cancelled is RingEventLoop._timer_handle_cancelled:
             self._timer_handle_cancelled = self._core.timer_handle_cancelled
+            self._core.own_cancel_count = True  # (the compiled TimerHandle.cancel counts directly)
 
     # Debug mode (or odd arguments): the compiled call_at/call_later hand over to asyncio's.
     def _slow_call_at(self, *args, **kwargs):
@@ -586,9 +597,8 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
             if fd in self._serving:
                 self._ring.accept(fd, state["ud"], multishot=True)
 
-        handler = on_accept
+        handler = on_accept  # (each connection set up in C when nothing is per socket)
         if not sslcontext and (nodelay or sock.family not in (socket.AF_INET, socket.AF_INET6)):
-            # each connection set up in C; on_accept does the rest
             handler = accept_handler(self, self._core, protocol_factory, context, server, kind,
                                      on_accept)
         state["ud"] = self._alloc_ud(handler)
@@ -609,10 +619,7 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
                                          ssl_shutdown_timeout=sd_timeout)
             else:
                 # (not through _make_socket_transport: nodelay_inherited saves a
-                # setsockopt per connection)
-                # (not in the weak _transports either: bind_stream keeps a plain
-                # fd -> transport entry for _ensure_fd_no_transport, no KeyedRef
-                # and weakref callback per connection)
+                # setsockopt; no weak _transports entry: bind_stream's fd map does)
                 RingTransport(self, conn, protocol, server=server, nodelay_inherited=nodelay,
                               context=context)
         except BaseException as exc:

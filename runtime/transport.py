@@ -129,6 +129,8 @@ class RingTransport(_loopcore.Stream):
     # loop.sendfile() works through asyncio's read-and-send fallback (the
     # default, UNSUPPORTED, made it raise RuntimeError even with fallback=True).
     _sendfile_compatible = constants._SendfileMode.FALLBACK
+    # contract.CoalescingTransport: one iteration's writes leave as one send.
+    writes_coalesced = True
 
     def __init__(self, loop, sock: socket.socket | AcceptedSocket, protocol, waiter=None,
                  extra=None, server=None, nodelay_inherited: bool = False, context=None):
@@ -326,6 +328,13 @@ class RingTransport(_loopcore.Stream):
             _FLOW._maybe_resume_protocol(self)
 
     # write, writelines, get_write_buffer_size and _flush are the compiled base's.
+
+    def match_replies(self, reader, need_more, waiters, other, aside=None) -> None:
+        """contract.ReplyMatchingTransport: received bytes go to ``reader`` and
+        each reply to the oldest future of ``waiters``, in C; ``reader=None``
+        gives them back to ``data_received``."""
+        self._set_fifo(None if reader is None else (
+            reader.feed, reader.gets, need_more, waiters, waiters.popleft, other, aside))
 
     def set_write_buffer_limits(self, high=None, low=None) -> None:
         _FLOW.set_write_buffer_limits(self, high, low)

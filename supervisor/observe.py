@@ -28,6 +28,12 @@ class PoolObs:
     errors: int              # request + connection errors in the period
     timeouts: int            # acquire timeouts in the period
     connect_errors: int
+    # the workers a strict (per-worker) pool is split over: each has its own
+    # queue, served only by its own connections (1: one shared queue)
+    workers: int = 1
+    # acquires that had to wait in the period (None: not known); the pool's
+    # wait percentile spans its own window, which can outlast the queue
+    queued: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,10 +121,10 @@ class Sampler:
             # exactly when a storm of timeouts makes it matter (issue 16)
             cur = (ps.requests_num, ps.usage_ms, ps.requests_errors + ps.connections_errors,
                    ps.requests_timeouts, ps.connections_errors,
-                   ps.requests_num - ps.requests_errors - ps.pool_in_use)
+                   ps.requests_num - ps.requests_errors - ps.pool_in_use, ps.requests_queued)
             self._prev_pool[name] = cur
             if prev is None or dt <= 0:
-                d = (0, 0.0, 0, 0, 0, 0)
+                d = (0, 0.0, 0, 0, 0, 0, None)
             else:
                 d = tuple(c - p for c, p in zip(cur, prev))
             released = d[5]
@@ -130,7 +136,9 @@ class Sampler:
                 wait_p99_ms=ps.acquire_wait_p99_ms,
                 # the pool counts an acquire timeout as a request error too; the
                 # guard must not read "pool too small" as "downstream failing"
-                errors=max(0, d[2] - d[4] - d[3]), timeouts=max(0, d[3]), connect_errors=max(0, d[4])))
+                errors=max(0, d[2] - d[4] - d[3]), timeouts=max(0, d[3]), connect_errors=max(0, d[4]),
+                workers=max(1, getattr(ps, "workers", 1)),
+                queued=None if d[6] is None else max(0, d[6])))
         conn_rate: dict[int, list[ConnObs]] = {}
         seen = {}
         for c in conns:

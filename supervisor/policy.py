@@ -43,6 +43,7 @@ class Action:
     new: int | None = None
     src: int | None = None
     dst: int | None = None
+    floor: int | None = None  # resize_pool: the pool's min_size too (PoolAutoscale.warm)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -233,7 +234,8 @@ class PoolPolicy:
             self.last_up = now
         else:
             self.last_down = now
-        return Action("resize_pool", self.name, reason, inputs, t=now, old=o.cap, new=clamped)
+        return Action("resize_pool", self.name, reason, inputs, t=now, old=o.cap, new=clamped,
+                      floor=clamped if c.warm else None)
 
 
 class WorkerPolicy:

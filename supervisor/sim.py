@@ -49,7 +49,17 @@ class DbModel:
     thrash: float = 0.3         # throughput lost per 100% oversubscription (contention)
     max_connections: int = 100
     connect_ms: float = 8.0     # measured: ringleader's connect to the rig's PostgreSQL, median of 40
+    connect_jitter: float = 0.32  # lognormal sigma of a connect (measured p10-p90: 4.6-10.4 ms)
     jitter: float = 0.3         # lognormal sigma of service time
+    # a share of the queries is slow (the real rig's report query): a caller
+    # queued behind one waits a long hold, whatever the mean hold says
+    slow_share: float = 0.0
+    slow_ms: float = 0.0
+
+    @property
+    def mean_ms(self) -> float:
+        """The mean service time over fast and slow queries."""
+        return (1.0 - self.slow_share) * self.service_ms + self.slow_share * self.slow_ms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +133,7 @@ class Contender:
 
     name = "contender"
     lazy = True
+    warm = False  # opens up to the cap at once, spread over the workers (PoolAutoscale.warm)
     # the pool's burst_after / burst_linger (drivers/poolopen.py)
     burst_after = 0.01
     burst_linger = 1.0
@@ -180,9 +191,12 @@ class GrowOnWait(Contender):
 
 class Supervised(Contender):
     def __init__(self, controller: str = "littles", lo: int = 2, hi: int = 64, start: int = 4,
-                 guard: bool = True, slo_ms: float = 10.0, burst: int = PoolAutoscale.burst):
+                 guard: bool = True, slo_ms: float = 10.0, burst: int = PoolAutoscale.burst,
+                 down_window: float | None = None):
         self.cfg = PoolAutoscale(min=lo, max=hi, controller=controller, guard=guard, target_wait_ms=slo_ms,
-                                 burst=burst)
+                                 burst=burst, down_window=PoolAutoscale.down_window if down_window is None
+                                 else down_window)
+        self.warm = self.cfg.warm
         self.policy = Policy(SupervisorConfig(pools={"db": self.cfg}))
         self.start = start
         self.name = f"supervisor-{controller}" + ("" if guard else "-noguard")
@@ -192,8 +206,7 @@ class Supervised(Contender):
 
     def burst(self, cap):
         # as the live supervisor hands it to the pool (Supervisor._set_burst)
-        pol = self.policy.pools["db"]
-        return 0 if pol.guard_tripped else max(0, min(self.cfg.burst, self.cfg.max - cap))
+        return self.cfg.burst_for(cap, self.policy.pools["db"].guard_tripped)
 
     def on_period(self, obs, t, lag_ms=0.0):
         # the client's loop lag reaches the policy as the live sampler's does
@@ -347,7 +360,11 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     W = workers
     cap = contender.initial_cap()
     size = [0] * W
-    size[0] = cap if not contender.lazy else min(cap, 1)
+    # a static or warm pool opens its size before the load starts, spread over
+    # the workers (drivers/poolopen.py's _refill_places); a lazy one its first
+    first = cap if not contender.lazy or contender.warm else min(cap, 1)
+    for k in range(first):
+        size[k % W] += 1
     n_conn = [0] * W                                    # connects under way (their work in `active`)
     busy = [0] * W                                      # queries running
     active: list = []                                   # heap of (finish work-clock, start, is connect, worker)
@@ -357,8 +374,8 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     windows, decisions = [], []
     conn_s = oracle_s = 0.0
     per_wait, per_lat, per_hold, per_lag = [], [], [], []
-    per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = 0
-    per_open = size[0]  # the pool's first connections
+    per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = per_queued = 0
+    per_open = sum(size)  # the pool's first connections
     burst_idle_since = None
     backlog_ms = 0.0  # the client's work past saturation
     t, next_period = 0.0, period
@@ -367,10 +384,14 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         return rng.expovariate(1.0 / lag_mean) if lag_mean > 0 else 0.0
 
     def start_query(w: int, arr: float, first: float) -> None:
-        nonlocal per_good
-        extra = lag()
+        nonlocal per_good, per_queued
+        # the loop's lag delays the wake-up of a caller that queued; one that
+        # found an idle connection never left its loop turn
+        extra = lag() if t > arr else 0.0
+        per_queued += t > arr
         per_wait.append((t - arr) * 1e3 + extra)
-        demand = db.service_ms * rng.lognormvariate(0, db.jitter)
+        base = db.slow_ms if db.slow_share and rng.random() < db.slow_share else db.service_ms
+        demand = base * rng.lognormvariate(0, db.jitter)
         per_lat.append((t - first) * 1e3 + demand * slow + extra)
         per_good += per_lat[-1] <= pattern.deadline * 1e3
         busy[w] += 1
@@ -381,7 +402,9 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         size[w] += 1
         per_open += 1
         n_conn[w] += 1
-        heapq.heappush(active, (work + db.connect_ms, t, True, w))
+        # a connect varies as much as the measured ones did: a caller waiting
+        # for one misses a 10-ms SLO about a quarter of the time (8 ms median)
+        heapq.heappush(active, (work + db.connect_ms * rng.lognormvariate(0, db.connect_jitter), t, True, w))
 
     def close_idle(n: int, idle: list) -> None:
         """Closes ``n`` idle connections, from the workers with the most idle first."""
@@ -448,6 +471,15 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             if queues[w]:
                 arr, attempt, first = queues[w].popleft()
                 start_query(w, arr, first)
+            elif W > 1 and not is_connect:
+                # the real pool's return path (drivers/pool.py, _give_back): with
+                # only other workers' callers waiting, one holding less than its
+                # even share gets the slot: this connection closes, one opens there
+                share = -(-cap // W)
+                v = next((v for v in range(W) if v != w and queues[v] and size[v] < share), None)
+                if v is not None and sum(size) < db.max_connections:
+                    size[w] -= 1
+                    open_on(v)
         if not active:
             work += budget
         idle = [size[w] - n_conn[w] - busy[w] for w in range(W)]
@@ -484,7 +516,12 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         if not contender.lazy and sum(size) < cap:
             add = min(cap, db.max_connections) - sum(size)
             per_open += add
-            size[0] += add
+            for _ in range(add):
+                size[min(range(W), key=lambda v: size[v])] += 1
+        while contender.warm and sum(size) < min(cap, db.max_connections):
+            # warm: the floor follows the cap, so a grow opens now (real connects,
+            # database work), on the worker holding fewest
+            open_on(min(range(W), key=lambda v: size[v]))
         total, spare = sum(size), sum(idle)
         limit = cap + contender.burst(cap)
         if total > limit and spare > 0:
@@ -508,12 +545,13 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                           acquire_rate=per_acq / period,
                           hold_ms=(sum(per_hold) / len(per_hold)) if per_hold else None,
                           wait_p99_ms=_pct(per_wait, 0.99) if per_wait else 0.0,
-                          errors=0, timeouts=per_to, connect_errors=per_cerr)
+                          errors=0, timeouts=per_to, connect_errors=per_cerr, workers=W,
+                          queued=per_queued + per_to)
             mean_lag = sum(per_lag) / len(per_lag) if per_lag else 0.0
             new_cap, acts = contender.on_period(obs, t, mean_lag)
             decisions.extend(acts)
             guard = any("guard" in a.reason for a in acts)
-            oracle = erlang_c_servers(rate, db.service_ms * slow / 1e3, slo_ms / 1e3)
+            oracle = erlang_c_servers(rate, db.mean_ms * slow / 1e3, slo_ms / 1e3)
             oracle_s += oracle * period
             windows.append(Window(t=t, offered=rate, cap=cap, size=total,
                                   wait_p99_ms=obs.wait_p99_ms,
@@ -524,6 +562,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             cap = new_cap
             per_wait, per_lat, per_hold, per_lag = [], [], [], []
             per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = 0
+            per_queued = 0
     return SimResult(pattern.name, contender.name, seed, windows, decisions, conn_s, oracle_s, slo_ms,
                      overload=pattern.overload)
 

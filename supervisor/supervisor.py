@@ -68,7 +68,9 @@ class Actuator:
             try:
                 if a.kind == "resize_pool":
                     pool = self.pools[a.target]
-                    pool.resize(min(pool.min_size, a.new), a.new)
+                    # warm: the floor follows the cap, so a grow opens its
+                    # connections now, not when a caller needs one
+                    pool.resize(a.floor if a.floor is not None else min(pool.min_size, a.new), a.new)
                     applied = True
                 elif a.kind == "add_worker":
                     loop = asyncio.get_running_loop()
@@ -162,6 +164,8 @@ class Supervisor:
         if cfg is not None:
             self.policy.add_pool(name, cfg)
             self._set_burst(name)
+            if cfg.enabled and cfg.warm and hasattr(pool, "resize") and pool.min_size < pool.max_size:
+                pool.resize(pool.max_size, pool.max_size)  # warm from the start (see PoolAutoscale.warm)
 
     def _set_burst(self, name: str) -> None:
         """Hands the pool its burst allowance: the configured one, bounded so cap
@@ -171,8 +175,7 @@ class Supervisor:
         pol, pool = self.policy.pools.get(name), self.pools.get(name)
         if pol is None or pool is None or not hasattr(pool, "set_burst"):
             return
-        c = pol.cfg
-        want = 0 if pol.guard_tripped or not c.enabled else max(0, min(c.burst, c.max - pool.max_size))
+        want = pol.cfg.burst_for(pool.max_size, pol.guard_tripped)
         if want != pool.burst:
             pool.set_burst(want)
 

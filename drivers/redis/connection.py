@@ -7,8 +7,12 @@ worker's ring, and on a plain asyncio loop it is a normal socket.
 
 Ordering guarantee (auto-pipelining): commands are written in the order their
 ``execute`` (or helper) calls were made on this connection.  All commands
-issued during one loop iteration are buffered and go out in a single
-``transport.write`` at the start of the next iteration; Redis answers in order,
+issued during one loop iteration go out in one send: on a transport that
+coalesces the writes of an iteration itself (the ring's, see
+``runtime.contract.CoalescingTransport``) each command is written as it is
+issued; on any other (asyncio's, uvloop's, the epoll fallback's, TLS) they are
+buffered here and go out in a single ``transport.write`` at the start of the
+next iteration.  Redis answers in order,
 so each reply is matched to the oldest waiting command (a FIFO of futures).  A
 caller that stops waiting (cancelled) leaves its slot in the FIFO, and its reply
 is read and dropped when it comes.  Commands from one task that awaits each
@@ -33,7 +37,8 @@ import collections
 import socket
 from typing import Any, Callable, Sequence
 
-from ..contract import Movable, MovableWire
+from ...runningloop import running_loop
+from ..contract import Movable, MovableWire, writes_coalesced
 from . import errors as E
 from .commands import DEFAULT, Commands, Iterators
 from .errors import ReplyError
@@ -42,8 +47,6 @@ from .protocol import Parser, Push, encode_command, encode_commands, pubsub_kind
 from .url import ConnectParams, parse_url
 
 __all__ = ["Connection", "connect"]
-
-_running_loop = asyncio.events._get_running_loop
 
 #: Commands that may wait server-side for a long time (or forever).
 BLOCKING = frozenset(b"""BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP
@@ -68,7 +71,7 @@ class _Protocol(MovableWire, asyncio.Protocol):
         self.conn = conn
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.conn._transport = transport  # type: ignore[assignment]
+        self.conn._rebind(transport, self.conn._loop)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         self.conn._on_data(data)
@@ -101,15 +104,19 @@ class Connection(Movable, Commands, Iterators):
         self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._out: list[bytes] = []
         self._flush_scheduled = False
+        # the transport sends one iteration's writes together: write each command as issued
+        self._direct = False
+        # where a command's bytes go: the transport's write (when _direct) or _buffer
+        self._put: Callable[[bytes], None] = self._buffer
         self._paused = False
         self._drainers: list[asyncio.Future[None]] = []
         self._closed_exc: E.RedisError | None = None
         self._close_callbacks: list[Callable[[Connection], None]] = []
         self.broken = False  # closed by a fault rather than by close()
         self.on_push: Callable[[Any], None] | None = None
-        self.pubsub_mode = False  # RESP2: pub/sub frames are pushes, not replies
+        self._pubsub_mode = False  # RESP2: pub/sub frames are pushes, not replies
         self.server_info: Any = None  # the HELLO reply (RESP3)
-        self.writes = 0  # transport.write calls (one per loop iteration with commands)
+        self._writes = 0  # batches written by _flush (see the writes property)
         self.watching = False  # WATCH sent via watch() and not yet ended by EXEC/UNWATCH
         self._connecting = True  # until the handshake is done (it must not move before)
 
@@ -200,8 +207,45 @@ class Connection(Movable, Commands, Iterators):
         return None
 
     def _rebind(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        old = self._transport
+        if old is not None and old is not transport and self._direct:
+            self._writes += old.sends  # type: ignore[attr-defined]
         self._transport = transport
         self._loop = loop
+        self._direct = writes_coalesced(transport)
+        self._put = transport.write if self._direct else self._buffer
+        self._match()
+
+    def _match(self) -> None:
+        # Replies are matched to their futures by the transport, in C, where it
+        # can (runtime.contract.ReplyMatchingTransport), unless the per-reply
+        # checks only the Python path makes are needed (RESP2 pub/sub frames)
+        # or the connection is closed.  Either path goes on from the reader's state.
+        match = getattr(self._transport, "match_replies", None)
+        if match is None:
+            return
+        if self._pubsub_mode or self._closed_exc is not None:
+            match(None, None, None, None)
+        else:
+            match(self._parser.reader, Parser.NEED_MORE, self._waiters, self._on_other, Push)
+
+    @property
+    def pubsub_mode(self) -> bool:
+        """RESP2 pub/sub: frames that look like pub/sub messages go to ``on_push``."""
+        return self._pubsub_mode
+
+    @pubsub_mode.setter
+    def pubsub_mode(self, on: bool) -> None:
+        self._pubsub_mode = on
+        self._match()
+
+    @property
+    def writes(self) -> int:
+        """Sends of commands to the server: one per loop iteration in which this
+        connection had commands to send (a coalescing transport counts them
+        itself; otherwise one per batched ``transport.write``)."""
+        t = self._transport
+        return self._writes + (t.sends if self._direct and t is not None else 0)  # type: ignore[attr-defined]
 
     @property
     def in_flight(self) -> int:
@@ -260,14 +304,11 @@ class Connection(Movable, Commands, Iterators):
         # _queue for one command, without the list: the hot path.
         if self._closed_exc is not None:
             raise self._reraise()
-        if _running_loop() is not self._loop:
+        if running_loop() is not self._loop:
             self._check_loop()
         fut = self._loop.create_future()
         self._waiters.append(fut)
-        self._out.append(payload)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        self._put(payload)
         return fut
 
     def _command(self, args: tuple, transform: Callable[[Any], Any] | None = None,
@@ -303,11 +344,16 @@ class Connection(Movable, Commands, Iterators):
         self._check_loop()
         futs = [self._loop.create_future() for _ in range(n)]
         self._waiters.extend(futs)
+        self._put(payload)
+        return futs
+
+    def _buffer(self, payload: bytes) -> None:
+        # _put on a transport that sends each write at once: this iteration's
+        # commands go out together in _flush, at the start of the next one.
         self._out.append(payload)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        return futs
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -315,7 +361,7 @@ class Connection(Movable, Commands, Iterators):
             return
         data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
         self._out.clear()
-        self.writes += 1
+        self._writes += 1
         self._transport.write(data)
 
     async def _writable(self) -> None:
@@ -359,6 +405,16 @@ class Connection(Movable, Commands, Iterators):
         except E.ProtocolError as exc:  # fed after a failure; the connection is going
             self._shutdown(exc, broken=True)
             return
+        self._on_replies(replies)
+
+    def _on_other(self, item: Any) -> None:
+        # From a transport matching replies itself: a push, a reply with no
+        # waiter, or the exception its reader raised.
+        if isinstance(item, BaseException):
+            item = self._parser.failed(item)
+        self._on_replies((item,))
+
+    def _on_replies(self, replies: Sequence[Any]) -> None:
         waiters = self._waiters
         for reply in replies:
             if isinstance(reply, E.ProtocolError):
@@ -399,6 +455,7 @@ class Connection(Movable, Commands, Iterators):
         self._closed_exc = exc
         self.broken = broken
         self._out.clear()
+        self._match()  # (off: the waiters are failed below)
         if self._transport is not None:
             # abort(): nothing buffered should still reach the server once its
             # callers have been told the command failed.

@@ -92,6 +92,9 @@ class Parser:
 
     __slots__ = ("_reader", "error")
 
+    #: what ``reader.gets()`` returns while no reply is complete
+    NEED_MORE = _NEED_MORE
+
     def __init__(self, decode: bool = False) -> None:
         kwargs: dict[str, Any] = dict(protocolError=ProtocolError, replyError=ReplyError,
                                       notEnoughData=_NEED_MORE)
@@ -101,6 +104,13 @@ class Parser:
             kwargs.update(encoding="utf-8", errors="surrogateescape")
         self._reader = hiredis.Reader(**kwargs)
         self.error: ProtocolError | None = None
+
+    @property
+    def reader(self) -> Any:
+        """The hiredis reader, for a transport that feeds it and takes the
+        replies itself (``runtime.contract.ReplyMatchingTransport``); its
+        state is this parser's, so ``feed`` carries on where it left off."""
+        return self._reader
 
     def feed(self, data: bytes) -> list[Any]:
         if self.error is not None:
@@ -114,10 +124,19 @@ class Parser:
                 if reply is _NEED_MORE:
                     return out
                 out.append(reply)
-        except ProtocolError as exc:
+        except (ProtocolError, TypeError, ValueError) as exc:
+            out.append(self.failed(exc))
+        return out
+
+    def failed(self, exc: BaseException) -> ProtocolError:
+        """The reader raised ``exc``: the stream is broken from here on (the
+        ProtocolError to report is returned and every later ``feed`` raises
+        it).  Anything but a parse error is raised again."""
+        if isinstance(exc, ProtocolError):
             self.error = exc
-        except (TypeError, ValueError) as exc:
+        elif isinstance(exc, (TypeError, ValueError)):
             # e.g. a RESP3 map with an aggregate (unhashable) key, a bad double
             self.error = ProtocolError(f"unparseable reply: {exc}")
-        out.append(self.error)
-        return out
+        else:
+            raise exc
+        return self.error

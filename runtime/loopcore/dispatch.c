@@ -3,6 +3,8 @@
 
 /* -------------------------------------------------------------- Core */
 
+static int watch_fired(PyObject *w, int res);  /* watch.c */
+
 static int Core_init(Core *c, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"ring_addr", "bufring_addr", "owners", "handlers", "keep",
@@ -155,7 +157,7 @@ static PyObject *Core_dispatch(Core *c, PyObject *unused)
                 else
                     rc = stream_on_send(s, res);
             } else if (Py_IS_TYPE(h, &WatchType)) {
-                rc = watch_fired((Watch *)h, res);
+                rc = watch_fired(h, res);
             } else {
                 PyObject *a[3];
                 PyObject *r;

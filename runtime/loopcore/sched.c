@@ -52,6 +52,9 @@ static PyObject *Core_set_scheduling(Core *c, PyObject *args)
     if ((c->off_when = slot_offset((PyTypeObject *)tt, "_when")) < 0 ||
         (c->off_scheduled = slot_offset((PyTypeObject *)tt, "_scheduled")) < 0)
         return NULL;
+    /* the core's own TimerHandle subclass (timers.c) has a _core slot; asyncio's has not */
+    if ((c->off_core = slot_offset((PyTypeObject *)tt, "_core")) < 0)
+        PyErr_Clear();
     if ((disp = PyObject_GetAttrString((PyObject *)c, "dispatch")) == NULL)
         return NULL;
     Py_XSETREF(c->dispatch, disp);

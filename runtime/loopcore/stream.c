@@ -114,6 +114,7 @@ static int stream_flush(Stream *s)
      * if the transport dies first, _finish hands them to the ring's keep). */
     s->inflight = data;
     s->inflight_off = 0;
+    s->sends++;
     res = rl_prep_send_fixed(s->core->r, s->slot, PyBytes_AS_STRING(data),
                              (unsigned)PyBytes_GET_SIZE(data), s->ud_send);
     if (res) {
@@ -146,10 +147,14 @@ static PyObject *call_in_context(PyObject *context, PyObject *fn, PyObject *arg)
 
 static int stream_deliver(Stream *s, PyObject *data)
 {
-    PyObject *r;
+    PyObject *r = Py_None;
     if (s->buffered)
         return call_transport(s, s_deliver, data, NULL);
-    if (s->data_received != NULL) {
+    if (s->fifo != NULL) {
+        if (fifo_deliver(s, data) == 0)  /* replies matched to their waiters (replies.c) */
+            return 0;
+        r = NULL;
+    } else if (s->data_received != NULL) {
         r = call_in_context(s->context, s->data_received, data);
     } else if (s->protocol == NULL) {
         return 0;  /* detached: connection_lost ran */

@@ -61,6 +61,7 @@ static PyObject *Stream_bind_protocol(Stream *s, PyObject *args)
 static PyObject *Stream_detach_objects(Stream *s, PyObject *unused)
 {
     s->detached = 1;
+    Py_CLEAR(s->fifo);
     Py_CLEAR(s->protocol);
     Py_CLEAR(s->data_received);
     Py_CLEAR(s->context);
@@ -338,6 +339,7 @@ static int Stream_traverse(Stream *s, visitproc visit, void *arg)
     Py_VISIT(s->held);
     Py_VISIT(s->wbuf);
     Py_VISIT(s->inflight);
+    Py_VISIT(s->fifo);
     Py_VISIT(s->sock);
     Py_VISIT(s->server);
     Py_VISIT(s->migrate_waiter);
@@ -356,6 +358,7 @@ static int Stream_clear(Stream *s)
     Py_CLEAR(s->held);
     Py_CLEAR(s->wbuf);
     Py_CLEAR(s->inflight);
+    Py_CLEAR(s->fifo);
     Py_CLEAR(s->sock);
     Py_CLEAR(s->server);
     Py_CLEAR(s->migrate_waiter);
@@ -392,6 +395,7 @@ static PyMethodDef Stream_methods[] = {
      "_close_fd(fd): close the descriptor by an SQE on the next enter"},
     {"_release_ring", (PyCFunction)Stream_release_ring, METH_O,
      "_release_ring(freed_ud_base): cancel what is in flight, empty the slot, forget the user_data"},
+    {"_set_fifo", (PyCFunction)Stream_set_fifo, METH_O, "Match replies to futures (replies.c)."},
     {"_bind_protocol", (PyCFunction)Stream_bind_protocol, METH_VARARGS,
      "_bind_protocol(p, buffered, context=None)"},
     {"_detach_objects", (PyCFunction)Stream_detach_objects, METH_NOARGS,
@@ -426,6 +430,7 @@ static PyMemberDef Stream_members[] = {
     SM("bytes_in", T_ULONGLONG, bytes_in, 0),
     SM("bytes_out", T_ULONGLONG, bytes_out, 0),
     SM("ops", T_ULONGLONG, ops, 0),
+    SM("sends", T_ULONGLONG, sends, READONLY),
     SM("last_active", T_DOUBLE, last_active, 0),
     SM("slot", T_INT, slot, 0),
     SM("state", T_INT, state, 0),

@@ -95,6 +95,10 @@ static PyObject *new_timer(Core *c, PyObject *when, PyObject *const *args, Py_ss
                   PyList_GET_SIZE(c->scheduled) - 1);
     Py_INCREF(Py_True);
     SLOT(h, c->off_scheduled) = Py_True;
+    if (c->off_core >= 0 && Py_IS_TYPE(h, c->timer_type)) {
+        Py_INCREF(c);
+        SLOT(h, c->off_core) = (PyObject *)c;
+    }
     return h;
 }
 
@@ -159,11 +163,128 @@ static PyObject *Core_call_later(Core *c, PyObject *const *args, size_t nargsf, 
 /* TimerHandle.cancel() reports here (BaseEventLoop._timer_handle_cancelled). */
 static PyObject *Core_timer_handle_cancelled(Core *c, PyObject *h)
 {
-    if (!PyObject_TypeCheck(h, c->timer_type)) {
+    /* asyncio's own TimerHandles too (debug mode makes them) */
+    if (!PyObject_TypeCheck(h, c->off_core >= 0 ? c->timer_type->tp_base : c->timer_type)) {
         PyErr_SetString(PyExc_TypeError, "not a TimerHandle");
         return NULL;
     }
     if (SLOT(h, c->off_scheduled) == Py_True)
         c->timer_cancelled++;
     Py_RETURN_NONE;
+}
+
+/* ------------------------------------------- TimerHandle.cancel in C */
+/* asyncio's TimerHandle.cancel is two Python frames (TimerHandle.cancel and
+ * Handle.cancel), run for every asyncio.timeout(), wait_for() and
+ * call_later(...).cancel() -- per command in redis-py, asyncpg and psycopg.
+ * The core's timers are of a subclass, made by timer_handle_type() below,
+ * whose cancel is this C function doing exactly the same:
+ *
+ *     if not self._cancelled:
+ *         self._loop._timer_handle_cancelled(self)   # the core's counter
+ *         self._cancelled = True
+ *         if self._loop.get_debug(): self._repr = repr(self)
+ *         self._callback = None
+ *         self._args = None
+ *
+ * The subclass is an asyncio.TimerHandle (isinstance holds, repr names it
+ * TimerHandle) with one more slot, _core, set by the core that made it. */
+
+static Py_ssize_t tc_off_core = -1, tc_off_cancelled, tc_off_loop, tc_off_callback, tc_off_args,
+    tc_off_repr, tc_off_scheduled;
+static PyObject *s_timer_handle_cancelled, *s_get_debug;
+
+static PyObject *timer_cancel(PyObject *h, PyObject *unused)
+{
+    PyObject *core = SLOT(h, tc_off_core), *loop = SLOT(h, tc_off_loop), *r;
+    int debug;
+    if (SLOT(h, tc_off_cancelled) == Py_True)
+        Py_RETURN_NONE;
+    if (loop == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_loop");
+        return NULL;
+    }
+    if (core != NULL && ((Core *)core)->loop == loop && ((Core *)core)->own_cancel_count) {
+        if (SLOT(h, tc_off_scheduled) == Py_True)
+            ((Core *)core)->timer_cancelled++;
+        debug = ((Core *)core)->debug;
+    } else {
+        PyObject *args[2] = {loop, h};
+        r = PyObject_VectorcallMethod(s_timer_handle_cancelled, args,
+                                      2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+        r = PyObject_CallMethodNoArgs(loop, s_get_debug);
+        if (r == NULL)
+            return NULL;
+        debug = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (debug < 0)
+            return NULL;
+    }
+    Py_INCREF(Py_True);
+    Py_XSETREF(SLOT(h, tc_off_cancelled), Py_True);
+    if (debug) {
+        r = PyObject_Repr(h);
+        if (r == NULL)
+            return NULL;
+        Py_XSETREF(SLOT(h, tc_off_repr), r);
+    }
+    Py_INCREF(Py_None);
+    Py_XSETREF(SLOT(h, tc_off_callback), Py_None);
+    Py_INCREF(Py_None);
+    Py_XSETREF(SLOT(h, tc_off_args), Py_None);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef timer_cancel_def = {
+    "cancel", (PyCFunction)timer_cancel, METH_NOARGS,
+    "Cancel the call (asyncio.TimerHandle.cancel, compiled)."};
+
+/* timer_handle_type(asyncio.TimerHandle) -> the core's subclass (made once). */
+static PyObject *timer_handle_type(PyObject *m, PyObject *base)
+{
+    static PyObject *made;
+    PyObject *cls, *descr;
+    if (made != NULL)
+        return Py_NewRef(made);
+    if (!PyType_Check(base)) {
+        PyErr_SetString(PyExc_TypeError, "timer_handle_type(asyncio.TimerHandle)");
+        return NULL;
+    }
+    cls = PyObject_CallFunction((PyObject *)&PyType_Type, "s(O){s:(s),s:s,s:s,s:s}",
+                                "TimerHandle", base, "__slots__", "_core",
+                                "__module__", "ringleader.runtime.loop",
+                                "__qualname__", "TimerHandle",
+                                "__doc__", "asyncio.TimerHandle with its cancel() in C "
+                                           "(runtime/loopcore/timers.c)");
+    if (cls == NULL)
+        return NULL;
+#define TOFF(var, name) if ((var = slot_offset((PyTypeObject *)cls, name)) < 0) goto fail
+    TOFF(tc_off_core, "_core");
+    TOFF(tc_off_cancelled, "_cancelled");
+    TOFF(tc_off_loop, "_loop");
+    TOFF(tc_off_callback, "_callback");
+    TOFF(tc_off_args, "_args");
+    TOFF(tc_off_repr, "_repr");
+    TOFF(tc_off_scheduled, "_scheduled");
+#undef TOFF
+    if ((s_timer_handle_cancelled = PyUnicode_InternFromString("_timer_handle_cancelled")) == NULL ||
+        (s_get_debug = PyUnicode_InternFromString("get_debug")) == NULL)
+        goto fail;
+    descr = PyDescr_NewMethod((PyTypeObject *)cls, &timer_cancel_def);
+    if (descr == NULL)
+        goto fail;
+    if (PyObject_SetAttrString(cls, "cancel", descr) < 0) {
+        Py_DECREF(descr);
+        goto fail;
+    }
+    Py_DECREF(descr);
+    made = Py_NewRef(cls);
+    return cls;
+fail:
+    tc_off_core = -1;
+    Py_DECREF(cls);
+    return NULL;
 }

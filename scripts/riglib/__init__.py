@@ -73,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=2, help="ringleader workers of the demo service")
     g.add_argument("--pg-dsn", help="use this PostgreSQL instead of starting one")
     g.add_argument("--redis-url", help="use this Redis instead of starting one")
+    g.add_argument("--from-runs", metavar="RUNS",
+                   help="comma list of runs.json files (or their directories) from earlier real "
+                        "runs: judge them together (twin, summary, plots) without running anything; "
+                        "a campaign split into short locked runs is summed up this way")
     g.add_argument("--debug-demo", action="store_true",
                    help="run the demo service under load for --real-seconds and show what the "
                         "debug socket reports (ringleader stats/decisions), then exit")
@@ -98,20 +102,24 @@ def _main(argv: list[str]) -> int:
         return realmode.debug_demo(args, console)
     records: list[dict] = []
     t0 = time.monotonic()
-    if args.mode in ("sim", "both"):
+    if args.mode in ("sim", "both") and not args.from_runs:
         try:
             records += run_sim(args, prof, console)
         except ValueError as exc:
             console.print(f"[red]rig: {exc}")
             return 2
-    if args.mode in ("real", "both"):
-        from . import realmode, twin
+    if args.from_runs:
+        records += _load_real(_csv(args.from_runs))
+    elif args.mode in ("real", "both"):
+        from . import realmode
         try:
-            real = realmode.run(args, prof, console)
+            records += realmode.run(args, prof, console)
         except (ValueError, realmode.RigError) as exc:
             console.print(f"[red]rig: {exc}")
             return 2
-        records += real
+    real = [r for r in records if r["mode"] == "real"]
+    if real:
+        from . import twin
         # minutes of real runs: on disk before anything else can fail
         with open(os.path.join(args.out, "runs.json"), "w") as f:
             json.dump(summary.clean(records), f)
@@ -126,6 +134,17 @@ def _main(argv: list[str]) -> int:
     finish(records, args.out, console)
     console.print(f"rig: done in {time.monotonic() - t0:.0f} s; results in {args.out}")
     return 0
+
+
+def _load_real(paths: list[str]) -> list[dict]:
+    """The real records of earlier runs (``runs.json`` files or their directories)."""
+    out = []
+    for path in paths:
+        if os.path.isdir(path):
+            path = os.path.join(path, "runs.json")
+        with open(path) as f:
+            out += [r for r in json.load(f) if r.get("mode") == "real"]
+    return out
 
 
 def run_sim(args, prof, console) -> list[dict]:

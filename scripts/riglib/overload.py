@@ -77,7 +77,7 @@ class Windows:
 
 
 async def amain(rt, cfg: dict):
-    lo, hi, auto = pool_sizing(cfg["contender"])
+    lo, hi, auto = pool_sizing(cfg["contender"], cfg["duration"])
     pool = postgres.Pool(cfg["pg_dsn"], min_size=lo, max_size=hi, acquire_timeout=cfg["acquire_timeout"],
                          window_s=1.0, autoscale=auto, name="postgres")
     await pool.open()

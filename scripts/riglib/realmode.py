@@ -177,7 +177,7 @@ def run_one(pattern, contender, rep, seconds, dsn, url, workers, debug_socket=No
     hogs = []
     try:
         scfg = {"pg_dsn": dsn, "redis_url": url, "contender": contender, "workers": workers,
-                "duration": seconds + 30, "port_file": os.path.join(tmp, "port"),
+                "seconds": seconds, "duration": seconds + 30, "rebalance": pattern == "hot_spot", "port_file": os.path.join(tmp, "port"),
                 "out": os.path.join(tmp, "service-out.json"), "debug_socket": debug_socket}
         svc = _spawn("service", scfg, SERVICE_CORE, tmp)
         deadline = time.time() + 30
@@ -344,6 +344,10 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
         "series": {"t": [float(i) for i in idx], "offered": [w.get("arrivals", 0) for w in g],
                    "achieved": [w.get("done", 0) for w in g], "pools": pools,
                    "request_p99_ms": req_p99, "failed": [w.get("failed", 0) for w in g],
+                   # the Postgres acquires over 5 ms and the workers' worst loop
+                   # lateness so far, per window: why a window missed the SLO
+                   "slow": [sw[i].get("slow", []) for i in idx],
+                   "lag_max_ms": [max(sw[i].get("lag_max_ms", {}).values(), default=0.0) for i in idx],
                    "workers": {"busy": busy, "batch": batch, "load": load, "lag_ms": lag}},
         "decisions": decisions, "metrics": m, "acceptance": stats.acceptance(m),
     }

@@ -21,7 +21,7 @@ times out answers 503 (the client may retry: the retry storm).
 The contender decides the pools' sizing: ``static-N`` (min = max = N),
 ``grow-on-wait`` (psycopg_pool's rule, applied here by polling the pools every
 10 ms) or ``supervisor-<controller>`` (``PoolAutoscale`` on both pools plus the
-worker-count and rebalancing mechanisms: all three on).  Once a second it
+worker-count mechanism; hot-connection rebalancing too in the hot-spot pattern).  Once a second it
 records the pools (cap, size, acquire rate, hold time, the acquire-wait p99 the
 handlers measured in that second), every worker's busy ratio, batch size and
 load, and every supervisor decision (captured from its log records); on
@@ -53,11 +53,21 @@ CREATE TABLE IF NOT EXISTS log (id bigserial PRIMARY KEY, k int NOT NULL, at tim
 INSERT INTO kv SELECT g, g, repeat('x', 100) FROM generate_series(1, 10000) g ON CONFLICT DO NOTHING;
 """
 READ_SQL = "SELECT v, (SELECT count(*) FROM generate_series(1, 3000)) FROM kv WHERE k = $1"
+SLOW_MS = 5.0
 REPORT_SQL = "SELECT count(*), sum(v), max(length(pad)) FROM kv a, generate_series(1, 4) g"
 
 
-def pool_sizing(contender: str) -> tuple[int, int, PoolAutoscale | None]:
-    """(min_size, initial max_size, autoscale) for a contender name."""
+def down_window(seconds: float | None) -> float:
+    """The supervisor's down window for a run of ``seconds``: the rig's patterns
+    are compressed (a diurnal period of half the run), and the default 30-s
+    window never acts in a 30-s run; a quarter of the run still outlasts the
+    gap between bursts (0.22 of the run), so the cap is held across it."""
+    return PoolAutoscale.down_window if not seconds else min(PoolAutoscale.down_window, seconds / 4)
+
+
+def pool_sizing(contender: str, seconds: float | None = None) -> tuple[int, int, PoolAutoscale | None]:
+    """(min_size, initial max_size, autoscale) for a contender name, in a run of
+    ``seconds`` (None: the supervisor's default windows)."""
     if contender.startswith("static-"):
         n = int(contender.split("-", 1)[1])
         return n, n, None
@@ -65,17 +75,22 @@ def pool_sizing(contender: str) -> tuple[int, int, PoolAutoscale | None]:
         return 2, 2, None
     if contender.startswith("supervisor-"):
         ctl = contender[len("supervisor-"):]
-        return 1, 4, PoolAutoscale(min=2, max=40, controller=ctl, target_wait_ms=10.0)
+        return 1, 4, PoolAutoscale(min=2, max=40, controller=ctl, target_wait_ms=10.0,
+                                   down_window=down_window(seconds))
     raise ValueError(f"unknown contender {contender!r}")
 
 
-def supervisor_config(contender: str, workers: bool = True) -> SupervisorConfig | None:
-    """The supervisor of a ``supervisor-*`` contender; ``workers=False``: pools only
-    (a one-worker run has nothing to rebalance)."""
+def supervisor_config(contender: str, workers: bool = True,
+                      rebalance: bool = False) -> SupervisorConfig | None:
+    """The supervisor of a ``supervisor-*`` contender; ``workers=False``: pools only.
+    ``rebalance``: hot-connection moves too, as the product ships them, off
+    unless the pattern is the hot spot: in the real steady run (issue 16) the
+    rebalancer moved a Postgres pool connection off worker 0 every two seconds,
+    and that worker's callers then waited for connects (2 of 29 windows missed)."""
     if not contender.startswith("supervisor-"):
         return None
     return SupervisorConfig(period=1.0, workers=WorkerAutoscale(enabled=workers, min=1, max=4),
-                            rebalance=Rebalance(enabled=workers))
+                            rebalance=Rebalance(enabled=workers and rebalance))
 
 
 class App:
@@ -86,9 +101,11 @@ class App:
         self.pg: postgres.Pool | None = None
         self.redis: redis.Pool | None = None
         self.big = b"b" * 65536
+        self.slow: list[dict] = []  # Postgres acquires over SLOW_MS (see _acquire)
 
     async def _acquire(self, name, pool):
         loop = asyncio.get_running_loop()
+        before = pool.stats() if name == "postgres" else None
         t0 = loop.time()
         try:
             conn = await pool.acquire(ACQUIRE_TIMEOUT)
@@ -96,7 +113,18 @@ class App:
             self.timeouts[name] += 1
             self.waits[name].append(ACQUIRE_TIMEOUT * 1e3)
             raise
-        self.waits[name].append((loop.time() - t0) * 1e3)
+        waited = (loop.time() - t0) * 1e3
+        self.waits[name].append(waited)
+        if before is not None and waited > SLOW_MS:
+            # why a wait was slow: the pool as the caller found it, and
+            # whether a connection was opened meanwhile (a connect, not a return)
+            after = pool.stats()
+            self.slow.append({"t": round(time.time(), 3), "ms": round(waited, 2),
+                              "worker": Runtime.current_worker(), "cap": before.pool_max,
+                              "size": before.pool_size, "idle": before.pool_available,
+                              "in_use": before.pool_in_use, "waiting": before.requests_waiting,
+                              "opened": after.connections_num - before.connections_num,
+                              "burst": after.connections_burst - before.connections_burst})
         return conn
 
     async def handle(self, path: str, key: int) -> bytes:
@@ -219,7 +247,7 @@ async def grow_on_wait(pools: dict, lo: int, hi: int, max_idle: float = 10.0):
 
 async def amain(rt, cfg: dict):
     app = App(cfg)
-    lo, hi, auto = pool_sizing(cfg["contender"])
+    lo, hi, auto = pool_sizing(cfg["contender"], cfg.get("seconds"))
     app.pg = postgres.Pool(cfg["pg_dsn"], min_size=lo, max_size=hi, acquire_timeout=ACQUIRE_TIMEOUT,
                            window_s=1.0, autoscale=auto, name="postgres")
     app.redis = redis.Pool(cfg["redis_url"], min_size=lo, max_size=hi, acquire_timeout=ACQUIRE_TIMEOUT,
@@ -253,9 +281,11 @@ async def amain(rt, cfg: dict):
         conns = [t.conn_stats() for w in rt.workers if w.loop is not None and not w.draining
                  for t in w.loop.connections()]
         # epoch times: the rig aligns them with the load generator's windows
-        obs = sampler.observe(time.time(), rt.stats(), conns, {n: p.stats() for n, p in pools.items()})
+        loops = rt.stats()
+        obs = sampler.observe(time.time(), loops, conns, {n: p.stats() for n, p in pools.items()})
         waits, app.waits = app.waits, {"postgres": [], "redis": []}
         tos, app.timeouts = app.timeouts, {"postgres": 0, "redis": 0}
+        slow, app.slow = app.slow, []
         windows.append({
             "t": round(obs.t, 3),
             "backend": rt.backend,   # "uring", or "epoll" where io_uring is denied
@@ -264,6 +294,9 @@ async def amain(rt, cfg: dict):
                                "wait_p99_ms": _p99(waits[p.name]), "timeouts": tos[p.name],
                                "opened": pools[p.name].stats().connections_num}
                       for p in obs.pools},
+            "slow": slow,
+            # the worst timer lateness since start, per worker: a rise is a stall
+            "lag_max_ms": {str(ls.worker): round(ls.lag_max_s * 1e3, 2) for ls in loops},
             "workers": [{"worker": w.worker, "busy": w.busy, "batch": w.batch, "load": w.load,
                          "lag_ms": w.lag_ms} for w in obs.workers],
         })
@@ -293,7 +326,8 @@ def main(argv: list[str]) -> int:
     cfg = json.load(open(argv[0]))
     log = capture_decisions()
     windows = ringleader.run(lambda rt: amain(rt, cfg), workers=cfg["workers"],
-                             supervisor=supervisor_config(cfg["contender"]),
+                             supervisor=supervisor_config(cfg["contender"],
+                                                          rebalance=cfg.get("rebalance", False)),
                              debug_socket=cfg.get("debug_socket") or False)
     with open(cfg["out"], "w") as f:
         json.dump({"windows": windows, "decisions": log.items}, f)

@@ -41,7 +41,8 @@ def contender_names() -> list[str]:
 HOT_SPOT_CONTENDERS = ("rebalance-off", "rebalance-on")
 
 
-def make_contender(name: str) -> sim.Contender:
+def make_contender(name: str, down_window: float | None = None) -> sim.Contender:
+    """``down_window``: the supervisor's, when the run sets it (the twin of a real run)."""
     if name.startswith("static-"):
         return sim.Static(int(name.split("-", 1)[1]))
     if name == "grow-on-wait":
@@ -52,7 +53,7 @@ def make_contender(name: str) -> sim.Contender:
         ctl = rest.removesuffix("-noguard")
         if ctl not in CONTROLLERS:
             raise ValueError(f"unknown controller {ctl!r} in contender {name!r}")
-        return sim.Supervised(ctl, guard=guard)
+        return sim.Supervised(ctl, guard=guard, down_window=down_window)
     raise ValueError(f"unknown contender {name!r}; known: {', '.join(contender_names())}")
 
 
@@ -72,11 +73,11 @@ def run_one(pattern: str, contender: str, seed: int, scale: float) -> dict:
 
 
 def record(pat: sim.Pattern, contender: str, seed: int, period: float, overload_end: float | None,
-           mode: str = "sim", **simulate_kw) -> dict:
+           mode: str = "sim", down_window: float | None = None, **simulate_kw) -> dict:
     """One simulated run of ``pat`` as a rig run record (``simulate_kw`` go to
     :func:`sim.simulate`: the database and client models)."""
     pattern = pat.name
-    c = make_contender(contender)
+    c = make_contender(contender, down_window)
     r = sim.simulate(pat, c, seed=seed, **simulate_kw)
     s = r.summary()
     w = r.windows

@@ -16,7 +16,9 @@ real rig's workload:
   one retry): approximations, said so;
 * the database's service time = the median hold time of the real static-16
   windows less the loop lag (one contender calibrates, the others are
-  predicted), connects as the measured 8 ms of database work;
+  predicted), split into reads/writes and the report query's share of the
+  Postgres acquires, ``REPORT_EXTRA_MS`` longer (measured), connects as
+  the measured 8 ms of database work;
 * the client (:class:`ringleader.supervisor.sim.ClientModel`): CPU per
   Postgres request from the workers' busy ratio, and the loop turn that
   makes the model's mean loop lag at that utilisation the measured one.
@@ -35,16 +37,41 @@ import statistics
 from ringleader.supervisor import sim
 
 from . import loadgen, realmode, simmode
-from .service import ACQUIRE_TIMEOUT
+from .service import ACQUIRE_TIMEOUT, down_window
 
 CALIBRATOR = "static-16"
 METRICS = (("slo_windows", "SLO windows", "{:.0%}"), ("good_share", "good", "{:.1%}"),
            ("conn_seconds", "Postgres conn-s", "{:.0f}"), ("opened", "opened", "{:.0f}"))
 
 
+# How much longer the report query holds its connection than a read: the demo
+# service's SQL against the rig's PostgreSQL (pinned to CPU 0), psycopg,
+# medians: report 9.48 ms (p10-p90 9.31-10.10, 55 runs), read 0.27 ms, write
+# 0.43 ms (docs/design.md, issue 16 third pass).  Additive: the client's own
+# work per query (~1 ms in the pool's hold times) is the same for both.
+REPORT_EXTRA_MS = 9.2
+
+
 def _pg_share(pattern: str, f: float) -> float:
     w = loadgen.mix(pattern, f)
     return sum(w[2:]) / sum(w)
+
+
+def _report_share(pattern: str) -> float:
+    """Of the Postgres acquires, the share that are reports (mid-run mix)."""
+    if pattern == "overload":
+        return 0.0  # its own load: pg_sleep only
+    w = loadgen.mix(pattern, 0.5)
+    return w[4] / sum(w[2:])
+
+
+def db_model(pattern: str, mean_ms: float) -> sim.DbModel:
+    """The database of a twin: the measured mean hold split into the fast
+    queries and the slow share (the report), so that a caller queued behind a
+    report waits as long as it did for real (issue 16's SLO misses)."""
+    share = _report_share(pattern)
+    fast = max(0.1, mean_ms - share * REPORT_EXTRA_MS)
+    return sim.DbModel(service_ms=fast, slow_share=share, slow_ms=fast + REPORT_EXTRA_MS)
 
 
 def calibrate(records: list[dict]) -> dict:
@@ -111,7 +138,7 @@ def run(real: list[dict], seeds: int = 3) -> list[dict]:
     for pat_name, c in sorted({(r["pattern"], r["contender"]) for r in real if r["pattern"] != "hot_spot"}):
         seconds = max(len(r["series"]["t"]) for r in real if r["pattern"] == pat_name)
         k = cal[pat_name]
-        db = sim.DbModel(service_ms=k["service_ms"])
+        db = db_model(pat_name, k["service_ms"])
         client = sim.ClientModel(cpu_ms=k["cpu_ms"], turn_ms=k["turn_ms"])
         pat = pattern(pat_name, float(seconds))
         # the demo service runs two workers (strict per-worker pools); the
@@ -119,7 +146,8 @@ def run(real: list[dict], seeds: int = 3) -> list[dict]:
         workers = 1 if pat_name == "overload" else realmode.SERVICE_WORKERS
         for seed in range(1, seeds + 1):
             rec = simmode.record(pat, c, seed, seconds, pat.overload[1] if pat.overload else None,
-                                 mode="twin", db=db, client=client, workers=workers)
+                                 mode="twin", db=db, client=client, workers=workers,
+                                 down_window=down_window(seconds))
             rec["calibration"] = k
             out.append(rec)
     return out

@@ -48,7 +48,9 @@ def test_timer_handles_are_asyncios_and_cancel_counts():
     async def main():
         loop = asyncio.get_running_loop()
         hs = [loop.call_later(10 + i, lambda: None) for i in range(300)]
-        assert all(type(h) is asyncio.TimerHandle and h._scheduled for h in hs)
+        # asyncio's TimerHandle, of a subclass whose cancel() is compiled
+        assert all(isinstance(h, asyncio.TimerHandle) and h._scheduled for h in hs)
+        assert type(hs[0]).__name__ == "TimerHandle" and repr(hs[0]).startswith("<TimerHandle when=")
         assert hs[0].when() == pytest.approx(loop.time() + 10, abs=0.5)
         for h in hs[:250]:
             h.cancel()
@@ -60,8 +62,43 @@ def test_timer_handles_are_asyncios_and_cancel_counts():
         assert all(not h.cancelled() for h in loop._scheduled)
         for h in hs[250:]:
             h.cancel()
+        # what asyncio's cancel() leaves behind, and a second cancel counts nothing
+        assert hs[260].cancelled() and hs[260]._callback is None and hs[260]._args is None
+        assert loop._timer_cancelled_count == 50
+        hs[260].cancel()
+        assert loop._timer_cancelled_count == 50
         assert loop.call_soon(lambda: None).__class__ is asyncio.Handle
     _loop_run(main())
+
+
+class CountsCancels(RingEventLoop):
+    """Its own _timer_handle_cancelled: the compiled cancel() must call it."""
+
+    def __init__(self):
+        self.reported = []
+        super().__init__()
+
+    def _timer_handle_cancelled(self, handle):
+        self.reported.append(handle)
+        super()._timer_handle_cancelled(handle)
+
+
+def test_compiled_timer_cancel_reports_to_an_overriding_loop_and_keeps_debug_reprs():
+    async def main():
+        loop = asyncio.get_running_loop()
+        h = loop.call_later(10, print, "x")
+        h.cancel()
+        h.cancel()
+        assert loop.reported == [h] and h.cancelled()
+        loop.set_debug(True)
+        t = loop.call_later(10, print, "y")
+        loop.set_debug(False)
+        t2 = loop.call_later(10, print, "z")   # made outside debug mode...
+        loop.set_debug(True)
+        t2.cancel()                            # ...cancelled in it: asyncio keeps its repr
+        assert "print" in t2._repr and t2._callback is None
+        t.cancel()
+    _loop_run(main(), loop_factory=CountsCancels)
 
 
 class VirtualClockLoop(RingEventLoop):

@@ -346,3 +346,47 @@ def test_waits_below_the_cap_are_connects_not_a_reason_to_grow():
     assert first(size=1) == []
     grown = first(size=5)
     assert grown and grown[0].new > 5
+
+
+def test_littles_staffs_each_worker_of_a_strict_pool():
+    """Issue 16: a strict pool is one queue per worker, served only by that
+    worker's connections.  Staffing the pool's total by Erlang C left a worker
+    with one connection (its callers queued behind it and, on a loaded
+    machine, were woken late).  Each worker now gets enough for its own share
+    of the arrivals that only ``queue_tail`` of its acquires wait at all."""
+    def cap_for(workers, queue_tail=0.001):
+        pol = Policy(SupervisorConfig(pools={"db": PoolAutoscale(min=1, max=64, queue_tail=queue_tail)}))
+        o = dataclasses.replace(pobs(2, rate=90.0, hold=2.5), workers=workers)
+        acts = pol.decide(Observation(t=0.0, period=1.0, pools=(o,)))
+        return acts[0].new if acts else 2
+    # 90/s x 2.5 ms (x 1.1 headroom): L = 0.25; one shared queue needs 4 for
+    # P(wait) <= 0.1%, two worker queues 3 each; without the queue bound the
+    # 10-ms SLO alone asks for 1 a worker
+    assert cap_for(1) == 4
+    assert cap_for(2) == 6
+    assert cap_for(2, queue_tail=0.5) == 2
+
+
+def test_warm_pools_open_on_grow_and_the_floor_follows_the_cap():
+    """``warm``: the resize carries the new cap as the pool's floor, so the
+    connections a grow asks for open at once (a caller who waits for a connect
+    misses a 10-ms SLO); ``warm=False`` leaves the floor to the pool."""
+    for warm in (True, False):
+        pol = Policy(SupervisorConfig(pools={"db": PoolAutoscale(min=1, max=64, warm=warm)}))
+        (a,) = pol.decide(Observation(t=0.0, period=1.0, pools=(pobs(4, rate=3000.0),)))
+        assert a.kind == "resize_pool" and a.new > 4
+        assert a.floor == (a.new if warm else None)
+
+
+def test_a_stale_wait_percentile_bumps_nothing():
+    """Issue 16 (real diurnal run): after one 250-ms stall of the client, the
+    Redis pool's 10-s wait percentile stayed over the SLO with nobody queueing,
+    and the SLO bump added 25% a period, 10 -> 40 connections at 0.02 of
+    demand.  A bump needs a caller that queued in the period."""
+    def after(queued):
+        pol = Policy(SupervisorConfig(pools={"db": PoolAutoscale(min=1, max=64)}))
+        o = dataclasses.replace(pobs(8, rate=40.0, hold=0.5, wait=105.0), queued=queued)
+        acts = pol.decide(Observation(t=0.0, period=1.0, pools=(o,)))
+        return acts[0].new if acts else 8
+    assert after(queued=0) == 8
+    assert after(queued=3) == 10

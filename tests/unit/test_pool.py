@@ -572,3 +572,31 @@ def test_strict_pool_trades_slots_only_toward_a_worker_below_its_share():
             assert c.worker == 3 and len(f.made) == 3 and (a.is_closed or b.is_closed)
             pool.release(c)
     run(main())
+
+
+def test_strict_pool_refills_spread_over_its_workers():
+    """Issue 16: a strict pool's refill opened every connection on the worker
+    running its timer, so the other workers' first callers each closed one of
+    them to connect their own (a connect wait, and an open the pool did not
+    need).  Now the refill goes to the worker holding fewest: after growing
+    the floor to 4 with callers from two workers, each finds two of its own."""
+    async def main():
+        f = Factory()
+        loop = asyncio.get_running_loop()
+        async with strict_pool(f, size=1) as pool:
+            for w in (1, 2):  # both workers have used it (a trade opens the second)
+                loop.worker_id = w
+                pool.release(await pool.acquire())
+            made = len(f.made)
+            pool.resize(4, 4)
+            await asyncio.sleep(0.1)
+            assert len(f.made) == made + 3
+            for w in (1, 2):
+                loop.worker_id = w
+                held = [await pool.acquire(), await pool.acquire()]
+                for c in held:
+                    pool.release(c)
+            assert len(f.made) == made + 3  # no caller had to open (or trade) one
+            assert not any(c.is_closed for c in f.made[made:])
+    run(main())
+

@@ -40,8 +40,14 @@ def test_guard_never_grows_while_tripped_and_beats_no_guard_in_retry_storm():
 
 
 def test_steady_meets_slo_with_few_adjustments():
-    s = simulate(P["steady"], Supervised("littles"), seed=3).summary()
-    assert s["slo_windows"] >= 0.99
+    """Every window after the first; the first starts from a cap of 4 at L = 6
+    (1500/s x 4 ms), where the burst allowance needs burst_after plus a
+    connect (~18 ms) for its first opens: a start-up the real rig's ~90
+    acquires/s never sees, bounded here at twice the SLO."""
+    r = simulate(P["steady"], Supervised("littles"), seed=3)
+    s = r.summary()
+    assert all(w.wait_p99_ms <= 10.0 + 1e-6 for w in r.windows[1:])
+    assert r.windows[0].wait_p99_ms <= 20.0
     assert s["adjustments"] <= 5
     assert s["conn_vs_oracle"] <= 1.8
 
@@ -63,15 +69,35 @@ def test_hot_spot_converges_without_ping_pong():
     assert r["ping_pong"] == 0
 
 
-def test_strict_per_worker_pools_trade_slots_like_the_real_pool():
+def test_strict_per_worker_pools_open_spread_over_the_workers():
     """workers=2: each request is served only by its worker's connections.  A
-    static pool opened on the first worker trades slots toward the second
-    until each holds about half (the real static-16 runs opened 21-23 for a
-    size of 16; the model 16 + the trades), and then serves every request."""
+    static pool opens its size spread over the workers, as the real pool's
+    refill now does (drivers/poolopen.py, _refill_places), so it trades no
+    slots: before, it opened them all on the first worker and the real static-16
+    runs opened 20-23 for a size of 16, the second worker's trades."""
     pat = Pattern("steady", 10.0, lambda t: 300.0)
     one = simulate(pat, Static(16), seed=1).summary()
     two = simulate(pat, Static(16), seed=1, workers=2).summary()
     assert one["opened"] == 16
-    assert 16 + 4 <= two["opened"] <= 16 + 10
+    assert two["opened"] == 16
     assert two["good_share"] == pytest.approx(1.0, abs=0.01)
     assert two["conn_seconds"] == pytest.approx(one["conn_seconds"], rel=0.01)
+
+
+def test_a_slow_query_share_makes_queued_callers_miss_at_the_same_mean_hold():
+    """The real rig's mix has a report query (about 1 in 15 Postgres acquires)
+    that holds its connection ~10x longer than a read; in the real runs the
+    callers queued behind one missed the SLO while the mean hold was 2 ms
+    (issue 16).  The model's slow share reproduces that: at the same mean
+    service time, a pool of one connection per worker misses windows it meets
+    when every query takes the mean."""
+    from ringleader.supervisor.sim import DbModel
+    pat = Pattern("steady", 30.0, lambda t: 90.0)
+    even = DbModel(service_ms=2.0)
+    tail = DbModel(service_ms=1.2, slow_share=0.067, slow_ms=13.2)
+    assert tail.mean_ms == pytest.approx(even.mean_ms, rel=0.01)
+
+    def slo(db):
+        return [simulate(pat, Static(2), seed=s, db=db, workers=2).summary()["slo_windows"] for s in (1, 2, 3)]
+    assert slo(even) == [1.0, 1.0, 1.0]
+    assert max(slo(tail)) < 0.9

@@ -14,6 +14,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "sc
 from riglib import servers  # noqa: E402
 from riglib.servers import free_port  # noqa: E402
 
+from ringleader.drivers.redis.protocol import Parser  # noqa: E402
+
 REDIS_SERVER = shutil.which("redis-server")
 
 
@@ -118,3 +120,48 @@ def run(request):
 
     runner.kind = request.param
     return runner
+
+
+class FakeRedis:
+    """An asyncio server speaking just enough RESP: ``script(n, command)`` gives
+    the raw bytes to answer command ``command`` on the n-th connection, a list
+    of byte strings to send as separate pieces (a short pause after each, so
+    they reach the client in separate receives), or None to hang up."""
+
+    def __init__(self, script):
+        self.script = script
+        self.connections = 0
+        self.server = None
+        self.handlers: set[asyncio.Task] = set()
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        self.url = f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+        await self.server.wait_closed()
+        for task in self.handlers:  # (one may still be pausing between pieces)
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
+
+    async def handle(self, reader, writer):
+        n = self.connections
+        self.connections += 1
+        self.handlers.add(asyncio.current_task())
+        parser = Parser()  # a request is a RESP array, which the reply parser reads
+        try:
+            while data := await reader.read(65536):
+                for command in parser.feed(data):
+                    answer = self.script(n, [c.decode() for c in command])
+                    if answer is None:
+                        writer.close()
+                        return
+                    for piece in answer if isinstance(answer, list) else [answer]:
+                        writer.write(piece)
+                        if isinstance(answer, list):
+                            await writer.drain()
+                            await asyncio.sleep(0.005)
+        finally:
+            writer.close()

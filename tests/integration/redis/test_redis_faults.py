@@ -11,10 +11,9 @@ import pytest
 
 from ringleader.drivers import errors as base
 from ringleader.drivers import redis
-from ringleader.drivers.redis.protocol import Parser
 
 from ...tutil import wait_until
-from .conftest import free_port
+from .conftest import FakeRedis, free_port
 
 
 async def _subscribers(pool, channel: str) -> int:
@@ -179,41 +178,6 @@ def test_refused_connection_is_a_typed_error(run, fd_guard):
         with pytest.raises(redis.InterfaceError):
             redis.Pool("redis://h:notaport")
     run(main())
-
-
-class FakeRedis:
-    """An asyncio server speaking just enough RESP: ``script(n, command)`` gives
-    the raw bytes to answer command ``command`` on the n-th connection, or None
-    to hang up."""
-
-    def __init__(self, script):
-        self.script = script
-        self.connections = 0
-        self.server = None
-
-    async def __aenter__(self):
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        self.url = f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc):
-        self.server.close()
-        await self.server.wait_closed()
-
-    async def handle(self, reader, writer):
-        n = self.connections
-        self.connections += 1
-        parser = Parser()  # a request is a RESP array, which the reply parser reads
-        try:
-            while data := await reader.read(65536):
-                for command in parser.feed(data):
-                    answer = self.script(n, [c.decode() for c in command])
-                    if answer is None:
-                        writer.close()
-                        return
-                    writer.write(answer)
-        finally:
-            writer.close()
 
 
 def test_malformed_reply_discards_connection(run, fd_guard):
