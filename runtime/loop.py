@@ -473,6 +473,8 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         core = self._core
         if core is not None:  # None: the ring could not be made (__init__ raised)
             self._close_signals()
+        # (A closed ring: a loop never closed whose Ring was freed first, at exit.)
+        if core is not None and not self._ring.closed:
             for t in list(self._conns.values()):
                 t.abort()
             for sock, ud, server in list(self._serving.values()):

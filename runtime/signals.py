@@ -120,7 +120,10 @@ class SignalMixin:
             pass
         self._sig_prev_wakeup = -1
         ud, self._sig_ud = self._sig_ud, 0
-        if not self.is_closed() and self._ring is not None:
+        # (The ring may be closed already though the loop is not: a loop never
+        # closed, freed with its Ring in one garbage collection at exit, whose
+        # Ring.__del__ ran first; an SQE on it would touch unmapped memory.)
+        if not self.is_closed() and self._ring is not None and not self._ring.closed:
             # The poll holds the socket's file until its cancel is reaped.
             self._ring.poll_remove(ud, UD_IGNORE)
         self._free_ud(ud)

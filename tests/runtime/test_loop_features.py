@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -373,6 +374,27 @@ def test_signal_handlers(ring_run, fd_guard):
     ring_run(main())
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
     assert signal.set_wakeup_fd(-1) == -1  # the loop gave the wake-up fd back
+
+
+def test_closing_a_loop_whose_ring_was_freed_first_does_not_touch_it():
+    """A loop never closed, with a signal handler, freed at exit in the same
+    garbage collection as its Ring, whose __del__ ran first: the loop's own
+    close (asyncio's __del__) must not queue SQEs on the exited ring (it
+    segfaulted: uvloop's test_signals_fork_in_thread).  Made deterministic
+    here by closing the ring first; in a child process, since the failure is
+    a crash."""
+    code = ("import signal\n"
+            "from ringleader.runtime import RingEventLoop\n"
+            "loop = RingEventLoop()\n"
+            "loop.add_signal_handler(signal.SIGUSR1, lambda: None)\n"
+            "loop._ring.close()\n"
+            "loop.close()\n"
+            "assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL\n"
+            "assert signal.set_wakeup_fd(-1) == -1\n"
+            "print('closed', loop.is_closed())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "closed True"
 
 
 def _signal_soon(sig, delay=0.2, times=1):
