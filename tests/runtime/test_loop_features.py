@@ -376,6 +376,7 @@ def test_signal_handlers(ring_run, fd_guard):
     assert signal.set_wakeup_fd(-1) == -1  # the loop gave the wake-up fd back
 
 
+@pytest.mark.ring_only("the ring loop's Ring and its close order")
 def test_closing_a_loop_whose_ring_was_freed_first_does_not_touch_it():
     """A loop never closed, with a signal handler, freed at exit in the same
     garbage collection as its Ring, whose __del__ ran first: the loop's own
