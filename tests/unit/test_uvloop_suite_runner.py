@@ -61,3 +61,21 @@ def test_junit_outcomes_by_test_id(runner, tmp_path):
     assert got.failed == {"tests/test_fs_event.py", "tests/test_tcp.py::Test_UV_TCP::test_torn",
                           "tests/test_tcp.py::Test_UV_TCP::test_bad"}
     assert got.skipped == {"tests/test_tcp.py::Test_UV_TCP::test_skip"}
+
+
+def test_which_failures_fail_the_run(runner):
+    E = runner.Expectation
+    expected = {"tests/test_a.py::T::listed_diff": E("tests/test_a.py::T::listed_diff", "difference", "r"),
+                "tests/test_a.py::T::listed_too": E("tests/test_a.py::T::listed_too", "asyncio-too", "r")}
+    still = {"tests/test_a.py::T::listed_diff", "tests/test_a.py::T::listed_too",
+             "tests/test_a.py::T::new_shared", "tests/test_a.py::T::new_real", "tests/test_a.py::T::unreached"}
+    # passes on asyncio: the two listed-as-difference/new ones and the mislabelled asyncio-too one
+    real = ["tests/test_a.py::T::listed_diff", "tests/test_a.py::T::listed_too", "tests/test_a.py::T::new_real"]
+    unchecked = {"tests/test_a.py::T::unreached"}
+    strict = runner.unexpected_failures(still, real, unchecked, expected, False)
+    assert strict == ["tests/test_a.py::T::listed_too", "tests/test_a.py::T::new_real",
+                      "tests/test_a.py::T::new_shared", "tests/test_a.py::T::unreached"]
+    lenient = runner.unexpected_failures(still, real, unchecked, expected, True)
+    # an unlisted failure asyncio's loop shares is let through; a real or unverified one is not
+    assert lenient == ["tests/test_a.py::T::listed_too", "tests/test_a.py::T::new_real",
+                       "tests/test_a.py::T::unreached"]
