@@ -19,7 +19,11 @@ The model (a time-stepped queue, step ``dt``):
   server's ``max_connections``), opens up to the burst allowance above the cap
   for callers that waited ``burst_after``, and closes idle ones above the cap;
 * the client's own CPU (:class:`ClientModel`): a loop lag added to every
-  wait, hold and latency, seen by the supervisor as the workers' lag.
+  queued caller's wait, every hold and latency, seen by the supervisor as the
+  workers' lag;
+* a share of slow queries (``DbModel.slow_share``, the real rig's report
+  query), connects that vary (``connect_jitter``), and ``workers`` > 1: a
+  strict pool split per worker, with the real pool's slot trading.
 
 What it leaves out: the network, connection failures other than the server
 limit, and workers/rings (the hot-spot model is separate:
@@ -322,8 +326,10 @@ class ClientModel:
     like an M/M/1 queue whose turns last ``turn_ms`` (default ``cpu_ms``):
     mean ``turn_ms * u / (1 - u)``, exponential; past saturation the lag
     grows with the backlog.
-    The lag is added to every acquire wait and hold time the pool measures
-    (the wake-up after a hand-over or a reply waits its turn) and to each
+    The lag is added to the wait of every acquire that queued and to every
+    hold time the pool measures (the wake-up after a hand-over or a reply
+    waits its turn; an acquire that finds an idle connection does not leave
+    its loop turn) and to each
     request's latency, and is observed by the supervisor as the workers' loop
     lag.  It does not lengthen the database's work."""
     cpu_ms: float = 0.0
