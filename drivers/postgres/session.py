@@ -138,6 +138,9 @@ class Session(Movable):
         self._listeners: dict[str, set[Callable]] = {}
         self._notice_handlers: list[Callable[[Notice], Any]] = []
         self._tasks: set[asyncio.Task] = set()
+        # Writes held back while a CancelRequest is being sent (see _cancel_head).
+        self._cancels_sending = 0
+        self._held: list[bytes] = []
         self._write_paused = False
         self._drain: asyncio.Future | None = None
         self._read_paused = False
@@ -475,17 +478,23 @@ class Session(Movable):
         self._check_open()
         if self._pending_closes:
             closes, self._pending_closes = self._pending_closes, []
-            self._transport.write(b"".join(m.close(b"S", n) for n in closes) + m.SYNC)
+            self._write(b"".join(m.close(b"S", n) for n in closes) + m.SYNC)
             self._ops.append(Op(self._loop))
-        self._transport.write(data)
+        self._write(data)
         self._ops.append(op)
         return op
+
+    def _write(self, data: bytes) -> None:
+        if self._cancels_sending:
+            self._held.append(data)
+        else:
+            self._transport.write(data)
 
     def send(self, data: bytes) -> None:
         """Writes bytes for the op already at the head (COPY data, a cursor's
         next batch request); no op is queued."""
         self._check_open()
-        self._transport.write(data)
+        self._write(data)
 
     async def drain(self) -> None:
         """Waits while the transport's write buffer is over its high mark."""
@@ -558,10 +567,24 @@ class Session(Movable):
         # ignored by it; so while the op is still the one running, try again.
         # (op.status, set at its ReadyForQuery, says it is over: its future may
         # have been cancelled by its caller long before.)
+        # The backend may finish the op before the request reaches it and be
+        # running the next Sync group when it does: that one would fail with
+        # QueryCanceled.  Groups already on the wire cannot be helped; those
+        # submitted meanwhile are held back until the server has taken the
+        # request (it closes the request's connection after signalling the
+        # backend), so a late request finds the backend idle, and is ignored.
         for _ in range(3):
             if op.status or not self._ops or self._ops[0] is not op:
                 return
-            await self.cancel()
+            self._cancels_sending += 1
+            try:
+                await self.cancel()
+            finally:
+                self._cancels_sending -= 1
+                if not self._cancels_sending and self._held:
+                    held, self._held = self._held, []
+                    if self._closed_exc is None:
+                        self._transport.write(b"".join(held))
             for _ in range(20):
                 if op.status:
                     return
