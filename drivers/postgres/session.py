@@ -558,11 +558,15 @@ class Session(Movable):
             op.cancel_at_head = True
 
     def _cancel_soon(self, op: Op) -> None:
-        t = self._loop.create_task(self._cancel_head(op))
+        # Writes are held from now, not from the task's first step: a query
+        # submitted in between would otherwise go out ahead of the request.
+        hold = self._hold_writes()
+        t = self._loop.create_task(self._cancel_head(op, hold))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
+        t.add_done_callback(lambda _: self._release_writes(hold))
 
-    async def _cancel_head(self, op: Op) -> None:
+    async def _cancel_head(self, op: Op, hold: list[bool]) -> None:
         # A CancelRequest that reaches the backend between two commands is
         # ignored by it; so while the op is still the one running, try again.
         # (op.status, set at its ReadyForQuery, says it is over: its future may
@@ -576,19 +580,31 @@ class Session(Movable):
         for _ in range(3):
             if op.status or not self._ops or self._ops[0] is not op:
                 return
-            self._cancels_sending += 1
+            if not hold[0]:
+                hold = self._hold_writes()
             try:
                 await self.cancel()
             finally:
-                self._cancels_sending -= 1
-                if not self._cancels_sending and self._held:
-                    held, self._held = self._held, []
-                    if self._closed_exc is None:
-                        self._transport.write(b"".join(held))
+                self._release_writes(hold)
             for _ in range(20):
                 if op.status:
                     return
                 await asyncio.sleep(0.05)
+
+    def _hold_writes(self) -> list[bool]:
+        """Holds writes back (see _cancel_head); the token is released once."""
+        self._cancels_sending += 1
+        return [True]
+
+    def _release_writes(self, hold: list[bool]) -> None:
+        if not hold[0]:
+            return
+        hold[0] = False
+        self._cancels_sending -= 1
+        if not self._cancels_sending and self._held:
+            held, self._held = self._held, []
+            if self._closed_exc is None:
+                self._transport.write(b"".join(held))
 
     def pause_reading(self) -> None:
         if not self._read_paused and self._closed_exc is None:
