@@ -77,8 +77,11 @@ def _perf_record(pid: int, seconds: int, kind: str) -> dict[str, float]:
     """Inclusive shares (fractions of the window's samples) of PATHS' symbols."""
     with tempfile.TemporaryDirectory() as d:
         data = os.path.join(d, "perf.data")
-        subprocess.run(["perf", "record", "-F", "999", "-g", "-o", data, "-p", str(pid), "--",
-                        "sleep", str(seconds)], capture_output=True, check=True)
+        rec = subprocess.run(["perf", "record", "-F", "999", "-g", "-o", data, "-p", str(pid), "--",
+                              "sleep", str(seconds)], capture_output=True, text=True)
+        if rec.returncode != 0:  # e.g. perf_event_paranoid too strict: no breakdown, say why
+            print(f"  perf record failed: {rec.stderr.strip().splitlines()[-1:]}", flush=True)
+            return {}
         rep = subprocess.run(["perf", "report", "-i", data, "--children", "--sort", "sym",
                               "--stdio", "-g", "none"], capture_output=True, text=True).stdout
     incl = {}
