@@ -68,7 +68,7 @@ from typing import Any, Awaitable, Callable, Generic, TypeVar
 from ..runningloop import running_loop
 from .errors import InterfaceError, PoolClosed, PoolTimeout, WrongLoop
 from .poolentries import LENT, _Acquire, _Entry, _is_bad, _pin, _wake, _Waiter
-from .poolopen import OpenBudget, Opening
+from .poolopen import BurstMemory, OpenBudget, Opening
 from .poolupkeep import Upkeep
 from .poolstats import PoolStats, Window, percentile
 
@@ -110,8 +110,9 @@ class Pool(Opening, Upkeep, Generic[C]):
         name: str = "pool",
         autoscale: Any = None,
         burst: int = 0,
-        burst_after: float = 0.01,
+        burst_after: float = 0.0,
         burst_linger: float = 1.0,
+        burst_recur: float = 60.0,
         connect_rate: float = 50.0,
         connect_burst: int | None = None,
         max_connecting: int = 4,
@@ -130,8 +131,10 @@ class Pool(Opening, Upkeep, Generic[C]):
             if not isinstance(value, int) or value < 0:
                 raise InterfaceError(f"{label} must be an int >= {0 if label == 'burst' else 1}, "
                                      f"got {value!r}")
-        if not isinstance(burst_linger, (int, float)) or burst_linger < 0:
-            raise InterfaceError(f"burst_linger must be >= 0, got {burst_linger!r}")
+        for label, value in (("burst_linger", burst_linger), ("burst_after", burst_after),
+                             ("burst_recur", burst_recur)):
+            if not isinstance(value, (int, float)) or value < 0:
+                raise InterfaceError(f"{label} must be a number >= 0, got {value!r}")
         if affinity not in ("prefer", "strict"):
             raise InterfaceError(f"affinity must be 'prefer' or 'strict', got {affinity!r}")
         self._connect = connect
@@ -157,6 +160,7 @@ class Pool(Opening, Upkeep, Generic[C]):
         self.burst_linger = burst_linger
         self.burst_after = burst_after
         self._burst = burst
+        self._edges = BurstMemory(max(1.0, burst_linger), burst_recur)
         # The bucket holds enough for a cold start: a pool created under load
         # reaches its working size at once, then opens at connect_rate.
         self._budget = OpenBudget(connect_rate, connect_burst or max(16, max_size + burst), max_connecting)
@@ -292,8 +296,7 @@ class Pool(Opening, Upkeep, Generic[C]):
             excess = self._size - max_size
             doomed: list[_Entry] = []
             if excess > 0:
-                # Oldest-used first: those are the ones idling the longest.
-                for e in sorted(self._all_idle(), key=lambda e: e.last_used)[:excess]:
+                for e in self._shed_order()[:excess]:
                     self._idle[e.worker].remove(e)
                     doomed.append(e)
                 self._size -= len(doomed)
@@ -370,6 +373,8 @@ class Pool(Opening, Upkeep, Generic[C]):
             self._w_wait.add(now, waited * 1000)
             entry.borrowed = now
             self._in_use[id(entry.conn)] = entry
+            if len(self._in_use) > self._max:
+                self._edges.note(now)  # lent above the cap: a burst (poolopen.BurstMemory)
         return entry.conn
 
     def _take(self, loop: asyncio.AbstractEventLoop, worker: int) -> tuple[_Entry | None, _Waiter | None]:

@@ -11,19 +11,22 @@ rate-limited (:class:`OpenBudget`: ``connect_rate`` per second,
 ``connect_burst`` at once, ``max_connecting`` in flight) and counted.
 
 Burst allowance: with ``burst=N`` the pool may open up to N connections above
-``max_size`` for callers that have waited ``burst_after`` seconds, so a demand
-step is absorbed at once instead of after a resize; such a connection serves
+``max_size`` for waiting callers, at once (``burst_after``, default 0: on the
+rising edge), but only for the waiters its own returns will not serve
+sooner: a worker's queue beyond the returns due within one connect (its
+connections in use x mean connect time / mean hold time) gets opens, a
+shorter one waits for returns.  Issue 16: ordinary queueing at a well-sized
+cap is over within a hold time, and a connect opened for it (~8 ms on the
+rig's PostgreSQL) arrived after the return it raced, cost the caller a
+10-ms SLO window whenever it won, and was closed again a second later (26
+opens for a cap of 6 in the real burst run).  A burst connection serves
 waiters while there are any and is closed once it idled ``burst_linger``
-seconds (or at once when ``burst_linger`` is 0).  The defaults, 10 ms and
-1 s, are issue 16's measurement: at 5 ms and 5 s ordinary Poisson queueing
-at a well-sized cap opened burst connections that were each used again
-within 5 s and so never left (the simulated drift held cap + 8 throughout,
-0.65x grow-on-wait's connection-seconds; 0.56x at 10 ms and 1 s); one
-supervisor period after a step, the cap is the supervisor's to set.
-``set_burst(0)`` withdraws
-the allowance (the supervisor does while its downstream-health guard holds):
-then nothing above the cap is opened and connections above it are closed when
-they come back.
+seconds (or at once when ``burst_linger`` is 0), unless bursts recur
+(:class:`BurstMemory`): then it is kept across the gap between them, so
+each edge after the second finds its connections open instead of opening
+them again.  ``set_burst(0)`` withdraws the allowance (the supervisor does
+while its downstream-health guard holds): then nothing above the cap is
+opened and connections above it are closed when they come back.
 
 What it does not do: decide who gets a connection (the pool's hand-over,
 ``_give_back``) or close one (:mod:`.poolupkeep`).
@@ -100,6 +103,43 @@ class OpenBudget:
         return now + (1.0 - self.tokens) / self.rate + 1e-6
 
 
+class BurstMemory:
+    """Whether bursts recur, so the pool keeps its burst connections across
+    the gaps between them (issue 16: the real burst run opened up to 8 at each
+    of its edges and closed them a second later, 4.3x the largest cap).
+
+    A *burst use* is a connection opened or lent above the cap.  The first
+    one after ``quiet`` seconds without any is an *edge*; two edges within
+    ``recur`` seconds make the bursts recurring, and then the burst
+    connections are held until ``1.5`` edge intervals (at most ``recur``)
+    after the last burst use: long enough to reach the next edge, short
+    enough that they go once the edges stop.  Pure arithmetic on the times
+    it is given, like :class:`OpenBudget` (the pool calls it under its lock)."""
+
+    __slots__ = ("quiet", "recur", "last_use", "last_edge", "hold", "edges")
+
+    def __init__(self, quiet: float, recur: float) -> None:
+        self.quiet, self.recur = quiet, recur
+        self.last_use: float | None = None
+        self.last_edge: float | None = None
+        self.hold = 0.0      # seconds after the last use the connections are kept
+        self.edges = 0       # edges seen (a counter)
+
+    def note(self, now: float) -> None:
+        """A connection was opened or lent above the cap at ``now``."""
+        if self.last_use is None or now - self.last_use > self.quiet:
+            if self.last_edge is not None:
+                gap = now - self.last_edge
+                self.hold = min(self.recur, 1.5 * gap) if gap <= self.recur else 0.0
+            self.last_edge = now
+            self.edges += 1
+        self.last_use = now
+
+    def holding(self, now: float) -> bool:
+        """Burst connections are to be kept (idle or not) at ``now``."""
+        return self.last_use is not None and now < self.last_use + self.hold
+
+
 class Opening:
     """The pool's opening methods (see the module docstring)."""
 
@@ -107,6 +147,7 @@ class Opening:
     _lock: threading.Lock
     _connect: Callable[[], Awaitable[Any]]
     _budget: OpenBudget
+    _edges: BurstMemory
     _opening: collections.Counter[int]
     _loops: dict[int, asyncio.AbstractEventLoop]
     _runtime: Any
@@ -146,6 +187,29 @@ class Opening:
         """Under the lock: how many connections may be open with ``waiting`` callers queued."""
         return self._max + (self._burst if waiting else 0)
 
+    def _beyond_returns(self) -> tuple[collections.Counter[int], float]:
+        """Under the lock: (per key, the worker or 0 unless strict: how many of
+        its queued callers no open covers exceed the returns due within one
+        connect; the mean connect in seconds).  Those callers a burst open
+        serves sooner than a return.  With no hold or connect measured yet,
+        every uncovered caller counts."""
+        holds = self._c["requests_num"] - len(self._waiters) - len(self._in_use)
+        n_conn = self._c["connections_num"]
+        connect_ms = self._ms["connections_ms"] / n_conn if n_conn else 0.0
+        # returns per connection within one connect (a microsecond's hold at least)
+        per_conn = connect_ms / max(1e-3, self._ms["usage_ms"] / holds) if holds > 0 else 0.0
+        out: collections.Counter[int] = collections.Counter()
+        for w in self._waiters:
+            out[w.worker if self.strict else 0] += 1
+        for worker, n in self._opening.items():
+            out[worker if self.strict else 0] -= n
+        busy: collections.Counter[int] = collections.Counter()
+        for e in self._in_use.values():
+            busy[e.worker if self.strict else 0] += 1
+        for key in busy:
+            out[key] -= int(busy[key] * per_conn)
+        return out, connect_ms / 1e3
+
     def _schedule_opens(self) -> list[_Waiter]:
         """Starts opens for queued callers no open is under way for, within the
         size limit (cap plus burst allowance) and the open budget; when only the
@@ -161,6 +225,8 @@ class Opening:
             now = loop.time() if loop is not None else time.monotonic()
             covered = collections.Counter(self._opening)
             total_covered = sum(covered.values())
+            beyond: collections.Counter[int] | None = None  # per key: waiters returns won't serve
+            connect_s = 0.0
             for w in self._waiters:
                 key = w.worker if self.strict else 0
                 if (covered[key] if self.strict else total_covered) > 0:
@@ -171,18 +237,26 @@ class Opening:
                     continue
                 if self._size >= self._limit(len(self._waiters)):
                     break
-                if self._size >= self._max and now < w.since + self.burst_after:
-                    # Above the cap only for a caller that has waited a while: a
-                    # return is usually due within a hold time, and opening for
-                    # every momentary queue would be churn, not burst absorption.
-                    retry_at = w.since + self.burst_after
-                    break
+                if self._size >= self._max:
+                    if now < w.since + self.burst_after:
+                        retry_at = w.since + self.burst_after
+                        break
+                    if beyond is None:
+                        beyond, connect_s = self._beyond_returns()
+                    if beyond[key] <= 0 and now < w.since + connect_s:
+                        # its worker's returns come sooner than a connect would;
+                        # if none came within one, they are slower than measured
+                        stale = w.since + connect_s
+                        retry_at = stale if retry_at is None else min(retry_at, stale)
+                        continue
+                    beyond[key] -= 1
                 if not self._budget.grant(now):
                     retry_at = self._budget.next_token(now)
                     break
                 self._size += 1
                 if self._size > self._max:
                     self._c["connections_burst"] += 1
+                    self._edges.note(now)
                 self._opening[w.worker] += 1
                 spawn.append(w)
             if retry_at is not None and loop is not None:

@@ -68,8 +68,8 @@ class LittlesLaw(Controller):
             # Erlang C per worker (a strict pool is one queue per worker, each
             # served only by its own connections, and the arrivals split among
             # them): the fewest connections for which an acquire waits past the
-            # SLO with probability <= wait_tail and at all with probability
-            # <= queue_tail (the exact form of square-root staffing, L + beta
+            # SLO with probability <= wait_tail and past queue_grace_ms with
+            # probability <= queue_tail (the exact form of square-root staffing, L + beta
             # sqrt L), for the rate times the headroom (the estimate's own
             # error: on the load, not on the count, which for a worker needing
             # 2 would be a third connection).  Why the second bound: a queued
@@ -81,7 +81,8 @@ class LittlesLaw(Controller):
             rate = obs.acquire_rate * self.cfg.headroom / workers
             per = erlang_c_servers(rate, hold_s, self.cfg.target_wait_ms / 1e3, self.cfg.wait_tail)
             if obs.acquire_rate * (dt or 1.0) < 100:
-                per = max(per, erlang_c_servers(rate, hold_s, 0.0, self.cfg.queue_tail))
+                per = max(per, erlang_c_servers(rate, hold_s, self.cfg.queue_grace_ms / 1e3,
+                                                self.cfg.queue_tail))
             target = per * workers
         else:
             target = 0

@@ -17,7 +17,9 @@ The model (a time-stepped queue, step ``dt``):
 * the pool opens connections lazily up to its cap (each open is database
   work, ``connect_ms`` at full speed, so churn costs capacity; bounded by the
   server's ``max_connections``), opens up to the burst allowance above the cap
-  for callers that waited ``burst_after``, and closes idle ones above the cap;
+  for the waiters its returns will not serve within a connect (or that waited
+  one), and closes idle ones above the cap after ``burst_linger``, unless
+  bursts recur (drivers/poolopen.py's rules, its ``BurstMemory`` itself);
 * the client's own CPU (:class:`ClientModel`): a loop lag added to every
   queued caller's wait, every hold and latency, seen by the supervisor as the
   workers' lag;
@@ -43,6 +45,7 @@ from .config import PoolAutoscale, Rebalance, SupervisorConfig
 from .observe import ConnObs, Observation, PoolObs, WorkerObs
 from .policy import Policy
 from .queueing import erlang_c_servers  # noqa: F401  (the rig imports it from here)
+from ..drivers.poolopen import BurstMemory
 from ..drivers.poolstats import percentile
 
 
@@ -138,9 +141,10 @@ class Contender:
     name = "contender"
     lazy = True
     warm = False  # opens up to the cap at once, spread over the workers (PoolAutoscale.warm)
-    # the pool's burst_after / burst_linger (drivers/poolopen.py)
-    burst_after = 0.01
+    # the pool's burst_after / burst_linger / burst_recur (drivers/poolopen.py)
+    burst_after = 0.0
     burst_linger = 1.0
+    burst_recur = 60.0
 
     def initial_cap(self) -> int:
         raise NotImplementedError
@@ -383,6 +387,8 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = per_queued = 0
     per_open = sum(size)  # the pool's first connections
     burst_idle_since = None
+    edges = BurstMemory(max(1.0, contender.burst_linger), contender.burst_recur)
+    hold_sum, hold_n = 0.0, 0  # the pool's lifetime mean hold (its _beyond_returns)
     backlog_ms = 0.0  # the client's work past saturation
     t, next_period = 0.0, period
 
@@ -401,6 +407,8 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         per_lat.append((t - first) * 1e3 + demand * slow + extra)
         per_good += per_lat[-1] <= pattern.deadline * 1e3
         busy[w] += 1
+        if sum(busy) > cap:
+            edges.note(t)  # lent above the cap: a burst use
         heapq.heappush(active, (work + demand, t, False, w))
 
     def open_on(w: int) -> None:
@@ -474,6 +482,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 busy[w] -= 1
                 per_done += 1
                 per_hold.append((t - started) * 1e3 + lag())
+                hold_sum, hold_n = hold_sum + per_hold[-1], hold_n + 1
             if queues[w]:
                 arr, attempt, first = queues[w].popleft()
                 start_query(w, arr, first)
@@ -499,13 +508,22 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         for w, queue in enumerate(queues):
             if not queue:
                 continue
-            # the pool's burst allowance: opens above the cap for callers that have
-            # waited burst_after (drivers/poolopen.py), closed after burst_linger idle
+            # the pool's burst allowance (drivers/poolopen.py): opens above the cap
+            # for the waiters this worker's returns will not serve within a
+            # connect, or once the oldest has waited a connect
             allowance = contender.burst(cap) if t - queue[0][0] >= contender.burst_after else 0
             limit = cap + allowance
-            # open one connection per waiter up to the cap (the connect is database
-            # work); a static pool opened all of its own at the start
-            need = min(len(queue) - n_conn[w], limit - sum(size)) if contender.lazy or allowance else 0
+            uncovered = len(queue) - n_conn[w]
+            need = max(0, min(uncovered, cap - sum(size))) if contender.lazy else 0
+            if allowance and uncovered > need:
+                due = int(busy[w] * db.connect_ms / (hold_sum / hold_n)) if hold_n else 0
+                extra = uncovered - need - due
+                if extra <= 0 and t - queue[0][0] >= db.connect_ms / 1e3:
+                    extra = 1
+                extra = max(0, min(extra, limit - sum(size) - need))
+                if extra:
+                    edges.note(t)
+                need += extra
             share = -(-limit // W)
             if need <= 0 and W > 1 and size[w] < share and len(queue) > n_conn[w]:
                 donor = max((v for v in range(W) if v != w and idle[v] > 0 and size[v] > share),
@@ -535,7 +553,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         total, spare = sum(size), sum(idle)
         if total > cap and spare > 0:
             burst_idle_since = t if burst_idle_since is None else burst_idle_since
-            if t - burst_idle_since >= contender.burst_linger:
+            if t - burst_idle_since >= contender.burst_linger and not edges.holding(t):
                 close_idle(min(total - cap, spare), idle)
                 burst_idle_since = None
         else:
