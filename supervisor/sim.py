@@ -524,9 +524,11 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 if extra:
                     edges.note(t)
                 need += extra
-            share = -(-limit // W)
-            if need <= 0 and W > 1 and size[w] < share and len(queue) > n_conn[w]:
-                donor = max((v for v in range(W) if v != w and idle[v] > 0 and size[v] > share),
+            # the real pool's eviction (drivers/pool.py, _take): at the limit, a
+            # worker below its even share of the cap closes another's idle one
+            share = -(-cap // W)
+            if need <= 0 and W > 1 and size[w] < share and len(queue) > n_conn[w] and sum(size) >= limit:
+                donor = max((v for v in range(W) if v != w and idle[v] > 0),
                             key=lambda v: idle[v], default=None)
                 if donor is not None:  # slot trading: close one there, open one here
                     idle[donor] -= 1

@@ -117,3 +117,38 @@ def test_a_shrink_leaves_each_worker_its_share():
             left = [c for c in f.made if not c.is_closed]
             assert sorted(c.worker for c in left) == [1, 1, 2, 2]
     run(main())
+
+
+def test_a_return_is_not_traded_to_a_worker_holding_its_share_of_the_cap():
+    """Issue 16: with the burst allowance counted in the fair share, every
+    worker was below it, and a return on one worker while only another's
+    callers waited was closed there and reopened there: a connect the caller
+    waited for (it usually got its own worker's return first), then a slot
+    traded back.  The share is of the cap: a worker holding its share waits
+    for its own returns."""
+    async def main():
+        f = Factory(delay=0.05)
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=2, burst=4, affinity="strict",
+                        maintain_every=1000.0) as pool:
+            for worker in (1, 2):  # one connection each, and holds of 1 ms measured
+                loop.worker_id = worker
+                for _ in range(3):
+                    c = await pool.acquire()
+                    await asyncio.sleep(0.001)
+                    pool.release(c)
+            loop.worker_id = 1
+            a = await pool.acquire()
+            loop.worker_id = 2
+            b = await pool.acquire()
+            c = asyncio.ensure_future(pool.acquire())
+            await asyncio.sleep(0)
+            loop.worker_id = 1
+            pool.release(a)  # worker 2 holds its share (1 of 2): no trade
+            assert not a.is_closed and pool.stats().pool_size == 2
+            loop.worker_id = 2
+            pool.release(b)
+            assert await c is b
+            assert len(f.made) == 2
+            pool.release(b)
+    run(main())
