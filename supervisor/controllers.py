@@ -62,7 +62,13 @@ class LittlesLaw(Controller):
 
     def recommend(self, obs, now, dt):
         hold_s = (obs.hold_ms or 0.0) / 1e3
-        demand = obs.acquire_rate * hold_s
+        # The attempts less those that timed out: a retry storm multiplies the
+        # attempts by up to 1 + retries, and sizing for them grew a real pool
+        # 16 -> 25 into a database still overloaded (issue 16, overload
+        # repetition 2: L = 1519/s x 46 ms).  Not the served rate: at a rising
+        # edge the queue grows, and the served rate is only what the cap allows.
+        arrivals = max(0.0, obs.acquire_rate - obs.timeouts / (dt or 1.0))
+        demand = arrivals * hold_s
         workers = max(1, obs.workers)
         if demand > 0:
             # Erlang C per worker (a strict pool is one queue per worker, each
@@ -78,7 +84,7 @@ class LittlesLaw(Controller):
             # fewer than 100 acquires, whose p99 (nearest rank) is their
             # maximum: one late wake-up misses the window (the real rig's
             # ~90 acquires/s).  Busier pools may lose 1% to the tail.
-            rate = obs.acquire_rate * self.cfg.headroom / workers
+            rate = arrivals * self.cfg.headroom / workers
             per = erlang_c_servers(rate, hold_s, self.cfg.target_wait_ms / 1e3, self.cfg.wait_tail)
             if obs.acquire_rate * (dt or 1.0) < 100:
                 per = max(per, erlang_c_servers(rate, hold_s, self.cfg.queue_grace_ms / 1e3,
@@ -86,7 +92,7 @@ class LittlesLaw(Controller):
             target = per * workers
         else:
             target = 0
-        rule = f"L = {obs.acquire_rate:.0f}/s x {hold_s * 1e3:.2f} ms = {demand:.2f}; " \
+        rule = f"L = {arrivals:.0f}/s x {hold_s * 1e3:.2f} ms = {demand:.2f}; " \
                f"Erlang C at x{self.cfg.headroom}: " + \
                (f"{workers} workers x {target // workers} = {target}" if workers > 1 else f"{target}")
         # Waits are evidence of too few connections only once the pool is at its

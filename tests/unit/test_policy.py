@@ -7,6 +7,7 @@ import pytest
 from ringleader.supervisor import (ConfigError, ConnObs, Observation, Policy, PoolAutoscale, PoolObs,
                                    Rebalance, SupervisorConfig, WorkerAutoscale, WorkerObs)
 from ringleader.supervisor.config import CONTROLLERS
+from ringleader.supervisor.controllers import LittlesLaw
 
 
 def pobs(cap, rate=1000.0, hold=4.0, wait=0.0, waiting=0, in_use=None, errors=0, timeouts=0,
@@ -398,3 +399,18 @@ def test_a_stale_wait_percentile_bumps_nothing():
         return acts[0].new if acts else 8
     assert after(queued=0) == 8
     assert after(queued=3) == 10
+
+
+def test_littles_sizes_for_the_attempts_less_the_timeouts():
+    """Issue 16 (overload repetition 2): a retry storm multiplies the acquire
+    attempts, and Little's law on them grew the pool into a database still
+    overloaded.  The demand is the attempts less those that timed out (each
+    retry's earlier attempt): 1500 attempts of which 1100 timed out are 400
+    arrivals, sized like 400 without a storm (the guard off, to read the
+    controller alone)."""
+    ctl = LittlesLaw(PoolAutoscale(min=1, max=64, guard=False))
+    storm = ctl.recommend(pobs(8, rate=1500.0, hold=10.0, timeouts=1100, in_use=8), 0.0, 1.0)
+    calm = ctl.recommend(pobs(8, rate=400.0, hold=10.0, in_use=8), 0.0, 1.0)
+    blind = ctl.recommend(pobs(8, rate=1500.0, hold=10.0, in_use=8), 0.0, 1.0)
+    assert storm.cap == calm.cap < blind.cap
+    assert "L = 400/s" in storm.rule
