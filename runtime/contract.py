@@ -25,6 +25,10 @@ the same role there).  It holds declarations only: no behaviour.
   with the protocol's reader and resolves the protocol's waiting futures in
   order, in C (runtime/loopcore/replies.c), for pipelined request/reply
   protocols (drivers/redis/connection.py).
+* :class:`WorkerLoop` — what the runtime, the supervisor and the debug socket
+  use of a worker's loop (either backend) to find and count its connections;
+  :class:`AcceptingLoop` — what the ring acceptor (runtime/serving.py) uses of
+  worker 0's ring loop for its multishot accept.
 * :class:`StreamState` — the transport's lifecycle, kept in the compiled
   stream's ``state`` field; :class:`WriteState` — its write side (half-close).
 
@@ -273,3 +277,36 @@ class CarryingLoop(MigrationLoop, Protocol):
 
     def carry(self, dst: Any, fd: int, arrive: Callable[[int], None]) -> bool:
         """``arrive(fd)`` on ``dst``'s thread; False when ``dst`` no longer runs."""
+
+
+class WorkerLoop(Protocol):
+    """What the runtime, the supervisor and the debug socket use of a worker's
+    loop, whatever the backend, besides ``stats()`` and ``hot_connections()``."""
+
+    worker_id: int
+
+    def connections(self) -> list[Any]:
+        """The loop's open stream transports (a copy: safe to iterate while
+        they close)."""
+
+    def connection(self, conn_id: int) -> Any | None:
+        """The open stream transport with this ``conn_id`` on this loop, or None."""
+
+    def in_owner_thread(self) -> bool:
+        """Whether the caller runs on the thread that runs this loop."""
+
+
+class AcceptingLoop(WorkerLoop, Protocol):
+    """What the ring acceptor uses of the ring loop it accepts on."""
+
+    @property
+    def ring(self) -> Any: ...
+
+    def handler_ud(self, handler: Callable[[int, int], None]) -> int:
+        """A user_data whose completions all go to ``handler``."""
+
+    def kick(self) -> None:
+        """Make what was queued go out soon even if nothing else is ready."""
+
+    def retire_accept(self, ud: int) -> None:
+        """Cancel multishot accept ``ud``; fds it still delivers are closed."""

@@ -636,7 +636,7 @@ class DebugServer:
             raise DebugCommandError("not_found", f"no worker {worker}: this runtime has "
                                                  f"{len(rt.workers)}")
         for wid, loop in self.views.loops():
-            t = loop._conns.get(conn_id)
+            t = loop.connection(conn_id)
             if t is not None:
                 break
         else:

@@ -209,6 +209,17 @@ class EpollEventLoop(OwnRawTransportTLS, unix_events.SelectorEventLoop):
     def connections(self) -> list[EpollTransport]:
         return list(self._conns.values())
 
+    # ------------------------------------------- the worker-loop contract
+    # (runtime/contract.py, WorkerLoop: what the runtime, supervisor and
+    # debug socket use of a worker's loop)
+    def connection(self, conn_id: int):
+        """The open stream transport with this ``conn_id`` on this loop, or None."""
+        return self._conns.get(conn_id)
+
+    def in_owner_thread(self) -> bool:
+        """Whether the caller runs on the thread that runs this loop."""
+        return threading.get_ident() == self._owner
+
     def hot_connections(self, n: int = 10) -> list[ConnStats]:
         """The ``n`` connections with the most bytes moved, busiest first."""
         return hottest(self._conns.values(), n)

@@ -326,7 +326,7 @@ class Runtime:
             g.close()
         deadline = time.monotonic() + drain_timeout
         while time.monotonic() < deadline:
-            if not any(w.loop is not None and not w.loop.is_closed() and w.loop._conns
+            if not any(w.loop is not None and not w.loop.is_closed() and w.loop.connections()
                        for w in self.workers):
                 break
             time.sleep(0.01)
@@ -347,7 +347,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_timeout
         while loop.time() < deadline:
-            if not any(w.loop is not None and not w.loop.is_closed() and w.loop._conns
+            if not any(w.loop is not None and not w.loop.is_closed() and w.loop.connections()
                        for w in self.workers):
                 break
             await asyncio.sleep(0.01)
@@ -361,7 +361,7 @@ async def _evacuate(rt: Runtime, loop, others: list[int], drain_timeout: float) 
     connection_lost rather than a dead ring.  Returns how many moved."""
     deadline = loop.time() + drain_timeout
     moved = 0
-    pending = list(loop._conns.values())
+    pending = loop.connections()
     k = 0
     while pending:
         retry = []
@@ -391,7 +391,7 @@ async def _evacuate(rt: Runtime, loop, others: list[int], drain_timeout: float) 
 
 
 def _abort_all(loop) -> None:
-    for t in list(loop._conns.values()):
+    for t in loop.connections():
         t.abort()
 
 

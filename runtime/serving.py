@@ -29,7 +29,6 @@ import itertools
 import logging
 import os
 import socket
-import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..uring import consts, error_from_result
@@ -61,7 +60,7 @@ class ServerGroup:
         for loop, srv in self._servers:
             if loop.is_closed():
                 continue
-            if threading.get_ident() == loop._owner:
+            if loop.in_owner_thread():
                 srv.close()
             else:
                 loop.call_soon_threadsafe(srv.close)
@@ -77,9 +76,9 @@ class RingAcceptor:
         self.factory = protocol_factory
         self.lid = lid
         self.rr = itertools.count()
-        self.ud = loop._alloc_ud(self._on_accept)
-        loop._ring.accept(sock.fileno(), self.ud, multishot=True)
-        loop._kick()
+        self.ud = loop.handler_ud(self._on_accept)
+        loop.ring.accept(sock.fileno(), self.ud, multishot=True)
+        loop.kick()
 
     def _on_accept(self, res: int, flags: int) -> None:
         from .loop import TAG_NEWFD
@@ -97,7 +96,7 @@ class RingAcceptor:
         elif res != -125:  # ECANCELED when closing
             logger.warning("acceptor: %s", error_from_result(res, "accept", self.sock.fileno()))
         if not flags & consts.CQE_F_MORE and self.sock.fileno() >= 0:
-            self.loop._ring.accept(self.sock.fileno(), self.ud, multishot=True)
+            self.loop.ring.accept(self.sock.fileno(), self.ud, multishot=True)
 
     def close(self) -> None:
         if self.sock.fileno() < 0:
@@ -105,7 +104,7 @@ class RingAcceptor:
         from .loop import _shutdown_listener
         # As the loop's own servers: late accepts are closed, not leaked, and
         # shutdown() stops the listener although the ring still references it.
-        self.loop._retire_accept(self.ud)
+        self.loop.retire_accept(self.ud)
         _shutdown_listener(self.sock)
         self.sock.close()
 

@@ -99,7 +99,7 @@ class Actuator:
         out on its own (see ringleader.runtime.migration)."""
         conn_id = int(a.target)
         loop = self.runtime.loop(a.src)
-        t = loop._conns.get(conn_id)
+        t = loop.connection(conn_id)
         if t is None or t.is_closing():
             return False
         self.moved_at[conn_id] = a.t  # also after a failure: residency spaces retries
@@ -201,7 +201,7 @@ class Supervisor:
             if loop is None or loop.is_closed() or w.draining:
                 continue
             loops.append(loop.stats())
-            conns.extend(t.conn_stats() for t in list(loop._conns.values()))
+            conns.extend(t.conn_stats() for t in loop.connections())
         pools = {name: p.stats() for name, p in self.pools.items()}
         return self.sampler.observe(self.now(), loops, conns, pools, self.actuator.moved_at)
 

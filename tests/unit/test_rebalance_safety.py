@@ -74,8 +74,13 @@ class _Runtime:
     """Just enough runtime for the actuator: one worker whose move is refused."""
 
     class _Loop:
+        """The WorkerLoop seam (runtime.contract) the actuator finds a connection through."""
+
         def __init__(self, t):
-            self._conns = {7: t}
+            self.conns = {7: t}
+
+        def connection(self, conn_id):
+            return self.conns.get(conn_id)
 
     class _T:
         def is_closing(self):

@@ -155,3 +155,43 @@ def test_both_backends_implement_the_migration_seam(cls, protocols):
     instance_attrs = {"worker_id", "migrations_in", "migrations_out"}
     missing = sorted(n for n in _declared(*protocols) - instance_attrs if not hasattr(cls, n))
     assert not missing, f"{cls.__name__} lacks {missing}"
+
+
+@pytest.mark.parametrize("cls,protocols", [
+    (RingEventLoop, (contract.AcceptingLoop,)),
+    (EpollEventLoop, (contract.WorkerLoop,)),
+], ids=lambda x: getattr(x, "__name__", ""))
+def test_both_backends_implement_the_worker_loop_seam(cls, protocols):
+    missing = sorted(n for n in _declared(*protocols) - {"worker_id"} if not hasattr(cls, n))
+    assert not missing, f"{cls.__name__} lacks {missing}"
+
+
+def _private_loop_uses(source: str) -> list[tuple[int, str]]:
+    """(line, attribute) of every private member used on a loop: ``loop._x``,
+    ``w.loop._x``, ``self.loop._x``."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        v = node.value
+        if (isinstance(v, ast.Name) and v.id == "loop") or \
+                (isinstance(v, ast.Attribute) and v.attr == "loop"):
+            out.append((node.lineno, node.attr))
+    return out
+
+
+@pytest.mark.parametrize("name", ["supervisor.supervisor", "runtime.debug", "runtime.serving",
+                                  "runtime.runtime"])
+def test_runtime_supervisor_and_debug_use_no_private_member_of_a_loop(name):
+    import importlib
+    module = importlib.import_module(f"ringleader.{name}")
+    stray = _private_loop_uses(inspect.getsource(module))
+    assert not stray, f"{name} reaches into a worker loop (runtime.contract.WorkerLoop): {stray}"
+
+
+def test_private_loop_use_check_catches_one():
+    from ringleader.runtime import serving
+    source = inspect.getsource(serving)
+    assert "loop.in_owner_thread()" in source
+    stray = _private_loop_uses(source.replace("loop.in_owner_thread()", "loop._owner == 1", 1))
+    assert [a for _, a in stray] == ["_owner"]
