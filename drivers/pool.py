@@ -180,7 +180,7 @@ class Pool(Opening, Upkeep, Generic[C]):
         self._c = dict.fromkeys(
             ("requests_num", "requests_queued", "requests_errors", "requests_timeouts",
              "connections_num", "connections_errors", "connections_lost", "returns_bad",
-             "connections_burst", "returns_drained"), 0)
+             "connections_burst", "returns_drained", "connections_moved"), 0)
         self._ms = dict.fromkeys(("requests_wait_ms", "connections_ms", "usage_ms"), 0.0)
         self._window_s = window_s
         self._w_wait = Window(window_s, window_samples)
@@ -379,7 +379,7 @@ class Pool(Opening, Upkeep, Generic[C]):
 
     def _take(self, loop: asyncio.AbstractEventLoop, worker: int) -> tuple[_Entry | None, _Waiter | None]:
         """An idle entry, or a queued waiter (for whom the caller schedules an open)."""
-        evicted = None
+        evicted = moving = None
         with self._lock:
             if self._closed:
                 raise PoolClosed(f"{self.name} is closed")
@@ -396,7 +396,9 @@ class Pool(Opening, Upkeep, Generic[C]):
                 self._idle[entry.worker].remove(entry)
                 _pin(entry.conn, LENT)
                 return entry, None
-            if foreign and self._size >= self._limit(waiting=1) and self._below_share(worker, 1):
+            moving = self._movable_to(worker) if foreign else None  # strict: move one here
+            if moving is None and foreign and self._size >= self._limit(waiting=1) \
+                    and self._below_share(worker, 1):
                 # strict: the pool is full but another worker has idle connections
                 # this one may not use; close the stalest so its slot opens one here
                 # (only while this worker holds less than its fair share: beyond
@@ -408,6 +410,8 @@ class Pool(Opening, Upkeep, Generic[C]):
             self._waiters.append(waiter)
         if evicted is not None:
             self._close_entry(evicted)
+        if moving is not None:
+            self._start_move(moving, worker)
         return None, waiter
 
     def _below_share(self, worker: int, extra_demand: int = 0, busy: int | None = None) -> bool:
@@ -523,6 +527,7 @@ class Pool(Opening, Upkeep, Generic[C]):
 
     def _give_back(self, entry: _Entry, bad: bool = False, now: float | None = None) -> None:
         now = self._now() if now is None else now
+        moving = None
         with self._lock:
             retire = (bad or self._closed or entry.retire or self._size > self._max + self._burst
                       or now - entry.created >= self.max_lifetime)
@@ -537,11 +542,13 @@ class Pool(Opening, Upkeep, Generic[C]):
                     _pin(entry.conn, LENT)
                     waiter.entry = entry
                     waiter.woken = True
-                elif self.strict and any(self._below_share(w.worker, busy=entry.worker)
-                                         for w in self._waiters):
+                elif self.strict and (short := next((w.worker for w in self._waiters if self._below_share(
+                        w.worker, busy=entry.worker)), None)) is not None:
                     # Only other workers wait: they cannot use it, but one that holds
-                    # less than its fair share of the pool can use its slot.
-                    retire = True
+                    # less than its fair share of the pool can: moved there, or its
+                    # slot (closed here, opened there) where it cannot move.
+                    moving = self._movable_to(short, entry)
+                    retire = moving is None
                 elif self._size > self._max and self.burst_linger == 0:
                     retire = True  # a burst connection nobody waits for
                 else:
@@ -551,6 +558,8 @@ class Pool(Opening, Upkeep, Generic[C]):
             self._discard(entry, lost=False)
         elif waiter is not None:
             _wake(waiter)
+        elif moving is not None:
+            self._start_move(moving, short)
 
     def _on_moved(self, conn: Any) -> None:
         """A connection's move listener (drivers.contract): runs on its old

@@ -352,7 +352,7 @@ class ClientModel:
 
 def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbModel = DbModel(),
              dt: float = 0.001, slo_ms: float = 10.0, period: float = 1.0,
-             client: ClientModel = ClientModel(), workers: int = 1) -> SimResult:
+             client: ClientModel = ClientModel(), workers: int = 1, moves: bool = True) -> SimResult:
     """Run one pattern against one contender; deterministic per ``seed``.
 
     The database keeps a *work clock* that advances at the processor-sharing
@@ -374,7 +374,10 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     worker opens while the total is under it, and a worker below its even
     share of it closes another worker's idle connection to open its own
     (drivers/pool.py's slot trading).  The pool opens its first connections
-    on the first worker, as the pool's refill does."""
+    on the first worker, as the pool's refill does.  ``moves``: as the pool
+    does inside a runtime, a worker whose callers queue with no idle
+    connection of its own gets another worker's idle one moved over (a
+    migration, well under a step) instead of trading a close for a connect."""
     rng = random.Random(seed)
     W = workers
     cap = contender.initial_cap()
@@ -504,15 +507,31 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 # the real pool's return path (drivers/pool.py, _give_back): with
                 # only other workers' callers waiting, one holding less than its
                 # even share gets the slot: this connection closes, one opens there
+                # (moved there when the pool runs in a runtime: no connect)
                 share = -(-cap // W)
                 v = next((v for v in range(W) if v != w and queues[v] and size[v] < share), None)
-                if v is not None and sum(size) < db.max_connections:
+                if v is not None and moves:
+                    size[w] -= 1
+                    size[v] += 1
+                    arr, attempt, first = queues[v].popleft()
+                    start_query(v, arr, first)
+                elif v is not None and sum(size) < db.max_connections:
                     size[w] -= 1
                     open_on(v)
         if not active:
             work += budget
         idle = [size[w] - n_conn[w] - busy[w] for w in range(W)]
         for w, queue in enumerate(queues):
+            # a caller with no idle connection of its own gets another worker's,
+            # moved here (drivers/poolopen.py, _movable_to): well under a step
+            while moves and W > 1 and len(queue) > idle[w] + n_conn[w]:
+                v = max((v for v in range(W) if v != w and idle[v] > 0), key=lambda v: idle[v], default=None)
+                if v is None:
+                    break
+                idle[v] -= 1
+                size[v] -= 1
+                idle[w] += 1
+                size[w] += 1
             while queue and idle[w] > 0:
                 arr, attempt, first = queue.popleft()
                 start_query(w, arr, first)
