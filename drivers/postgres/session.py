@@ -138,6 +138,9 @@ class Session(Movable):
         self._listeners: dict[str, set[Callable]] = {}
         self._notice_handlers: list[Callable[[Notice], Any]] = []
         self._tasks: set[asyncio.Task] = set()
+        # Writes held back while a CancelRequest is being sent (see _cancel_head).
+        self._cancels_sending = 0
+        self._held: list[bytes] = []
         self._write_paused = False
         self._drain: asyncio.Future | None = None
         self._read_paused = False
@@ -475,17 +478,23 @@ class Session(Movable):
         self._check_open()
         if self._pending_closes:
             closes, self._pending_closes = self._pending_closes, []
-            self._transport.write(b"".join(m.close(b"S", n) for n in closes) + m.SYNC)
+            self._write(b"".join(m.close(b"S", n) for n in closes) + m.SYNC)
             self._ops.append(Op(self._loop))
-        self._transport.write(data)
+        self._write(data)
         self._ops.append(op)
         return op
+
+    def _write(self, data: bytes) -> None:
+        if self._cancels_sending:
+            self._held.append(data)
+        else:
+            self._transport.write(data)
 
     def send(self, data: bytes) -> None:
         """Writes bytes for the op already at the head (COPY data, a cursor's
         next batch request); no op is queued."""
         self._check_open()
-        self._transport.write(data)
+        self._write(data)
 
     async def drain(self) -> None:
         """Waits while the transport's write buffer is over its high mark."""
@@ -549,23 +558,53 @@ class Session(Movable):
             op.cancel_at_head = True
 
     def _cancel_soon(self, op: Op) -> None:
-        t = self._loop.create_task(self._cancel_head(op))
+        # Writes are held from now, not from the task's first step: a query
+        # submitted in between would otherwise go out ahead of the request.
+        hold = self._hold_writes()
+        t = self._loop.create_task(self._cancel_head(op, hold))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
+        t.add_done_callback(lambda _: self._release_writes(hold))
 
-    async def _cancel_head(self, op: Op) -> None:
+    async def _cancel_head(self, op: Op, hold: list[bool]) -> None:
         # A CancelRequest that reaches the backend between two commands is
         # ignored by it; so while the op is still the one running, try again.
         # (op.status, set at its ReadyForQuery, says it is over: its future may
         # have been cancelled by its caller long before.)
+        # The backend may finish the op before the request reaches it and be
+        # running the next Sync group when it does: that one would fail with
+        # QueryCanceled.  Groups already on the wire cannot be helped; those
+        # submitted meanwhile are held back until the server has taken the
+        # request (it closes the request's connection after signalling the
+        # backend), so a late request finds the backend idle, and is ignored.
         for _ in range(3):
             if op.status or not self._ops or self._ops[0] is not op:
                 return
-            await self.cancel()
+            if not hold[0]:
+                hold = self._hold_writes()
+            try:
+                await self.cancel()
+            finally:
+                self._release_writes(hold)
             for _ in range(20):
                 if op.status:
                     return
                 await asyncio.sleep(0.05)
+
+    def _hold_writes(self) -> list[bool]:
+        """Holds writes back (see _cancel_head); the token is released once."""
+        self._cancels_sending += 1
+        return [True]
+
+    def _release_writes(self, hold: list[bool]) -> None:
+        if not hold[0]:
+            return
+        hold[0] = False
+        self._cancels_sending -= 1
+        if not self._cancels_sending and self._held:
+            held, self._held = self._held, []
+            if self._closed_exc is None:
+                self._transport.write(b"".join(held))
 
     def pause_reading(self) -> None:
         if not self._read_paused and self._closed_exc is None:

@@ -146,9 +146,11 @@ def cli_path() -> str:
 
 @pytest.fixture
 def no_thread_leak():
-    before = threading.active_count()
+    # Compared as sets, not counts: a thread of an earlier test that ends
+    # meanwhile must neither fail this test nor hide a leak of its own.
+    before = set(threading.enumerate())
     yield
     deadline = time.monotonic() + 5
-    while threading.active_count() > before and time.monotonic() < deadline:
+    while set(threading.enumerate()) - before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert threading.active_count() == before
+    assert not set(threading.enumerate()) - before

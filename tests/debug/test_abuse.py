@@ -222,7 +222,9 @@ def test_a_client_over_its_rate_is_slowed_and_loses_nothing(service, tmp_path):
 
 
 def test_views_are_computed_once_per_interval_and_served_as_copies(service, tmp_path):
-    with _own_server(service, tmp_path, svc_kw=dict(conns=6), snapshot_interval=1.0) as (svc, srv):
+    # 3 s: the eight requests below must all fall in one interval, which a
+    # starved debug thread can stretch past 1 s.
+    with _own_server(service, tmp_path, svc_kw=dict(conns=6), snapshot_interval=3.0) as (svc, srv):
         from ringleader.runtime.debug_cli import DebugClient
         # The first snapshot must see every connection: 6 clients on worker 0
         # and their 6 server ends (a loaded machine may still be connecting).
@@ -234,7 +236,7 @@ def test_views_are_computed_once_per_interval_and_served_as_copies(service, tmp_
             first = c.request("summary")
             again = [c.request("summary") for _ in range(5)]
             hot = c.request("hot", n=3), c.request("hot", n=7)
-            time.sleep(1.1)
+            time.sleep(3.1)
             later = c.request("summary")
         assert all(a["uptime_s"] == first["uptime_s"] for a in again)  # the same snapshot
         assert later["uptime_s"] > first["uptime_s"]

@@ -109,8 +109,12 @@ def test_reads_every_view_under_load(fd_guard, service):
         assert c.request("decisions") == {"registered": False, "decisions": []}
 
         svc.add_supervisor()
-        time.sleep(0.35)  # a few supervisor periods
-        sup = c.request("supervisor")
+        # Its first ticks (period 0.1 s), as a fresh snapshot shows them: polled,
+        # not slept on (a starved worker thread may take longer than a few periods).
+        deadline = time.monotonic() + 10
+        while not (sup := c.request("supervisor"))["registered"] or sup["ticks"] < 1:
+            assert time.monotonic() < deadline, f"the supervisor never ticked: {sup}"
+            time.sleep(0.05)
         assert sup["registered"] and sup["paused"] is False and sup["ticks"] >= 1
         assert sup["config"]["pools"]["echo"]["max"] == 8
         assert "echo" in sup["targets"]["pools"]
@@ -171,9 +175,12 @@ def test_snapshots_from_another_thread_while_connections_migrate(service):
     t.start()
     try:
         with svc.client() as c:
-            deadline = time.monotonic() + 2.0
+            # At least 2 s of reads, and on until enough moves overlapped them
+            # (a loaded machine may serve fewer in 2 s; 60 s bounds it).
+            t0 = time.monotonic()
             reads = 0
-            while time.monotonic() < deadline:
+            while time.monotonic() < t0 + 2.0 or reads <= 10 or len(moves) <= 5:
+                assert time.monotonic() < t0 + 60, (reads, len(moves))
                 for h in c.request("hot", n=100)["workers"]:
                     assert all(x["conn_id"] > 0 for x in h["connections"])
                 c.request("workers")
@@ -337,8 +344,17 @@ def test_reading_does_not_wake_the_workers(tmp_path, fd_guard):
     from ringleader.runtime.debug_cli import DebugClient
     rt = Runtime(2, debug_socket=str(tmp_path / "d.sock")).start()
     try:
-        time.sleep(0.2)
+        # Settled: the workers' start-up iterations are over (a starved
+        # machine may take longer than any fixed sleep).
+        deadline = time.monotonic() + 10
         before = [s.iterations for s in rt.stats()]
+        while True:
+            time.sleep(0.2)
+            now = [s.iterations for s in rt.stats()]
+            if now == before:
+                break
+            assert time.monotonic() < deadline, f"idle workers keep iterating: {before} -> {now}"
+            before = now
         with DebugClient(rt.debug_server.path) as c:
             for _ in range(20):
                 for cmd in ("summary", "workers", "hot", "pools", "metrics"):

@@ -1,6 +1,7 @@
-"""Ring tier: ``scripts/bench ring`` runs end to end (tiny durations) and writes JSON
+"""Ring tier: ``scripts/bench ring`` runs end to end (short durations) and writes JSON
 whose numbers are real rates with Python/C ratios."""
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ def test_bench_ring_smoke(tmp_path):
     out = tmp_path / "ring.json"
     # started with the system python3 on purpose: the script re-executes under .venv
     res = subprocess.run(["python3", os.path.join(ROOT, "scripts", "bench"), "ring", "--reps", "2",
-                          "--seconds", "0.02", "--batches", "32", "--depths", "1,4",
+                          "--seconds", "0.1", "--batches", "32", "--depths", "1,4",
                           "--json", str(out)],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -29,4 +30,6 @@ def test_bench_ring_smoke(tmp_path):
     for c in data["contenders"].values():
         assert len(c["samples"]) == 2 and c["min"] <= c["median"] <= c["max"] and c["min"] > 0
     ratios = {c["case"]: c["ratio"] for c in data["comparisons"]}
-    assert all(0 < r < 10 for r in ratios.values()), ratios
+    # Real ratios, of any size: no speed target here (that is the benchmark's
+    # job); a starved ping-pong peer once made one C rate 20x lower than usual.
+    assert ratios and all(0 < r < math.inf for r in ratios.values()), ratios

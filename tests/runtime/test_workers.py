@@ -286,7 +286,7 @@ def test_runtime_stop_leaves_no_fds_or_threads(fd_guard):
         rt.stop(drain_timeout=0.2)
     assert sorted(cancelled) == [0, 1]  # pending tasks were cancelled, not dropped
     assert all(w.loop.is_closed() for w in rt.workers)
-    assert set(threading.enumerate()) == threads_before
+    assert set(threading.enumerate()) <= threads_before  # (an earlier test's may have ended)
     rt.stop()  # idempotent
 
 
@@ -305,7 +305,7 @@ def test_run_returning_leaves_no_fds_or_threads(fd_guard):
     # threads still alive: run() must drain, cancel and close all of it.
     assert ringleader.run(main, workers=2, drain_timeout=0.2) == 12
     assert sorted(cancelled) == [0, 1]
-    assert set(threading.enumerate()) == threads_before
+    assert set(threading.enumerate()) <= threads_before  # (an earlier test's may have ended)
 
 
 

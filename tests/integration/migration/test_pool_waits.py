@@ -28,7 +28,7 @@ from migload import none_left
 pytestmark = pytest.mark.integration
 
 ACQUIRE_TIMEOUT = 1.0
-MARGIN = 1.5  # scheduling slack on a loaded machine; the bug was 19 s over
+MARGIN = 4.0  # scheduling slack on a loaded (niced, starved) machine; the bug was 19 s over
 CALLERS = 20
 
 

@@ -78,7 +78,7 @@ def test_task_cancellation_cancels_on_server(pg_server, run):
         with pytest.raises(asyncio.CancelledError):
             await slow
         assert await after == 5
-        assert loop.time() - t0 < 5
+        assert loop.time() - t0 < 15  # not the 30 s: cancelled (generous: a loaded machine)
         # cancelling the query at the head of the pipeline
         t = asyncio.ensure_future(c.execute("select pg_sleep(30)"))
         await _running(su, c.backend_pid, "select pg_sleep(30)")
@@ -86,7 +86,7 @@ def test_task_cancellation_cancels_on_server(pg_server, run):
         with pytest.raises(asyncio.CancelledError):
             await t
         assert await c.fetchval("select 3") == 3
-        assert loop.time() - t0 < 8
+        assert loop.time() - t0 < 20
         # the task preparing a statement is cancelled; another one waiting for
         # that statement prepares it itself
         t1 = asyncio.ensure_future(c.fetchval("select $1::int + 100", 1))
@@ -98,6 +98,45 @@ def test_task_cancellation_cancels_on_server(pg_server, run):
             await t1
         await c.close()
         await su.close()
+    run(main())
+
+
+def test_a_late_cancel_request_does_not_cancel_the_next_query(pg_server, run, monkeypatch):
+    """A CancelRequest cancels whatever the backend runs when it arrives.  One
+    sent for a query that then ends by itself must not hit a query submitted
+    while the request was under way: that one is held back until the server
+    has taken the request.  (Seen in a suite run: a statement re-prepared
+    after its first preparer was cancelled failed with QueryCanceled.)"""
+    from ringleader.drivers.postgres import session
+    real = session.send_cancel
+    late = []
+
+    async def main():
+        c = await pg.connect(pg_server.dsn())
+
+        async def cancel_after_the_head_ended(*args, **kw):
+            # the next query is submitted now; the request is sent once the
+            # cancelled one has ended, as when its answer crosses the request
+            late.append(asyncio.ensure_future(c.execute("select pg_sleep(0.5)")))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            for ops in (2, 1):  # the next query submitted; then the cancelled one ended
+                while c.in_flight != ops:
+                    assert loop.time() < deadline, f"never {ops} queries in flight"
+                    await asyncio.sleep(0.005)
+            await real(*args, **kw)
+
+        monkeypatch.setattr(session, "send_cancel", cancel_after_the_head_ended)
+        head = asyncio.ensure_future(c.execute("select pg_sleep(0.2)"))
+        await asyncio.sleep(0.05)
+        head.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await head
+        while not late:
+            await asyncio.sleep(0.005)
+        assert await late[0] == "SELECT 1"
+        assert await c.fetchval("select 4") == 4
+        await c.close()
     run(main())
 
 

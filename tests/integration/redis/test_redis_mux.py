@@ -81,7 +81,9 @@ def test_connection_loss_fails_all_in_flight_then_recovers(run, own_redis_server
         async with redis.Pool(own_redis_server.url, max_size=2, timeout=5.0) as pool:
             k = key()
             await pool.set(k, "v")
-            stall = asyncio.ensure_future(pool.execute("DEBUG", "SLEEP", "2"))
+            # 10 s: the kill below must come while it runs (it ends it at once),
+            # however long a loaded machine takes to get there
+            stall = asyncio.ensure_future(pool.execute("DEBUG", "SLEEP", "10"))
             await asyncio.sleep(0.05)
             behind = [asyncio.ensure_future(pool.get(k)) for _ in range(20)]
             await asyncio.sleep(0.1)
