@@ -32,7 +32,9 @@ for a burst: ``burst``, ``set_burst``) is :mod:`.poolopen`'s part; settling
 returned connections, the timer step and closing are :mod:`.poolupkeep`'s.
 
 What it does not do: it knows no protocol and never retries a command (drivers
-decide that), and it does not move connections between workers.  It does
+decide that), and it moves connections between workers in one case only: a
+strict pool in a runtime moves another worker's idle connection to a caller
+that found none of its own (:mod:`.poolopen`, ``_movable_to``).  It does
 follow moves the runtime makes: a connection implementing
 :class:`ringleader.drivers.contract.PooledConnection` is pinned while lent to
 one caller (it must not move under them), and its move listener re-files it

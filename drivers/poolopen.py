@@ -1,5 +1,5 @@
 """How the pool opens connections: for the queue, within a budget, and above
-its cap for a burst.  The opening half of :class:`ringleader.drivers.pool.Pool`
+its cap for a burst; and how a strict pool moves one between workers.  The opening half of :class:`ringleader.drivers.pool.Pool`
 (a mixin: it shares the pool's state, declared below, under the pool's lock).
 
 Opening connections: a caller that finds nothing idle queues as a waiter, and
@@ -27,6 +27,11 @@ each edge after the second finds its connections open instead of opening
 them again.  ``set_burst(0)`` withdraws the allowance (the supervisor does
 while its downstream-health guard holds): then nothing above the cap is
 opened and connections above it are closed when they come back.
+
+Moving connections (a strict pool in a runtime): a caller that finds no idle
+connection of its own worker gets another worker's idle one moved over by the
+runtime's migration, and a return toward a worker below its share of the cap
+is moved there, instead of a close there and a connect here.
 
 What it does not do: decide who gets a connection (the pool's hand-over,
 ``_give_back``) or close one (:mod:`.poolupkeep`).
