@@ -9,11 +9,14 @@ fixtures live in the conftest.py files, plain helpers here).
 * :func:`python_without`: runs Python code in a child interpreter in which some
   top-level modules cannot be imported, the way an install without an extra
   behaves (a meta-path blocker, so nothing is uninstalled).
+* :func:`cyclic_garbage`: the types of the reference cycles an awaited piece of
+  work leaves behind, counting only what it made.
 * :data:`REPO`: the root of the clone (the source tree of the package).
 """
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import os
 import subprocess
@@ -49,6 +52,35 @@ async def wait_until(predicate, *, timeout: float = 10.0, what: str = "the condi
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(interval)
 
+
+
+async def cyclic_garbage(work) -> list[str]:
+    """The type names of the cyclic garbage ``await work()`` leaves, found with
+    the collector off while it runs (warm ``work`` up first: first-use caches
+    are not garbage).
+
+    Only objects made inside the window count, whatever earlier tests left.
+    One ``gc.collect()`` before it is not enough for that: its weakref
+    callbacks and finalizers can free more cycles, which the next pass finds
+    (~11k matplotlib objects after the rig's plotting test).  So the collector
+    runs until it finds nothing, and every object alive before the window is
+    held for its length, so none of them can become garbage inside it."""
+    for _ in range(10):
+        if gc.collect() == 0:
+            break
+    gc.disable()
+    held = gc.get_objects()
+    saved = len(gc.garbage)
+    try:
+        await work()
+        gc.set_debug(gc.DEBUG_SAVEALL)  # what was found stays in gc.garbage, to name it
+        gc.collect()
+        return sorted({type(o).__qualname__ for o in gc.garbage[saved:]})
+    finally:
+        gc.set_debug(0)
+        del gc.garbage[saved:]
+        del held
+        gc.enable()
 
 _BLOCKER = '''
 import sys

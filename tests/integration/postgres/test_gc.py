@@ -6,38 +6,16 @@ gen-1 collections cost a quarter of a FETCH's client CPU.  Here the cyclic
 collector is switched off while queries run, and what it then finds is what
 refcounting could not free."""
 import asyncio
-import gc
 
 from ringleader.drivers import postgres as pg
 
+from ...tutil import cyclic_garbage
+
 
 def _cyclic_garbage(coro_fn, run) -> list[str]:
-    """The types of the cyclic garbage ``coro_fn()`` leaves, with the collector off.
-
-    Only objects made inside the window can count: the garbage earlier tests
-    left must not.  One ``gc.collect()`` is not enough for that: its weakref
-    callbacks and finalizers can free more cycles, which the next pass finds
-    (~11k matplotlib objects after the rig's plotting test).  So the collector
-    runs until it finds nothing, and every object alive before the window is
-    held for its length, so none of them can become garbage inside it."""
     async def main():
         await coro_fn()  # warm-up: connections, prepared statements, caches
-        for _ in range(10):
-            if gc.collect() == 0:
-                break
-        gc.disable()
-        held = gc.get_objects()
-        saved = len(gc.garbage)
-        try:
-            await coro_fn()
-            gc.set_debug(gc.DEBUG_SAVEALL)  # what was found stays in gc.garbage, to name it
-            gc.collect()
-            return sorted({type(o).__qualname__ for o in gc.garbage[saved:]})
-        finally:
-            gc.set_debug(0)
-            del gc.garbage[saved:]
-            del held
-            gc.enable()
+        return await cyclic_garbage(coro_fn)
     return run(main())
 
 
