@@ -32,7 +32,9 @@ for a burst: ``burst``, ``set_burst``) is :mod:`.poolopen`'s part; settling
 returned connections, the timer step and closing are :mod:`.poolupkeep`'s.
 
 What it does not do: it knows no protocol and never retries a command (drivers
-decide that), and it does not move connections between workers.  It does
+decide that), and it moves connections between workers in one case only: a
+strict pool in a runtime moves another worker's idle connection to a caller
+that found none of its own (:mod:`.poolopen`, ``_movable_to``).  It does
 follow moves the runtime makes: a connection implementing
 :class:`ringleader.drivers.contract.PooledConnection` is pinned while lent to
 one caller (it must not move under them), and its move listener re-files it
@@ -68,7 +70,7 @@ from typing import Any, Awaitable, Callable, Generic, TypeVar
 from ..runningloop import running_loop
 from .errors import InterfaceError, PoolClosed, PoolTimeout, WrongLoop
 from .poolentries import LENT, _Acquire, _Entry, _is_bad, _pin, _wake, _Waiter
-from .poolopen import OpenBudget, Opening
+from .poolopen import BurstMemory, OpenBudget, Opening
 from .poolupkeep import Upkeep
 from .poolstats import PoolStats, Window, percentile
 
@@ -110,8 +112,9 @@ class Pool(Opening, Upkeep, Generic[C]):
         name: str = "pool",
         autoscale: Any = None,
         burst: int = 0,
-        burst_after: float = 0.01,
+        burst_after: float = 0.0,
         burst_linger: float = 1.0,
+        burst_recur: float = 60.0,
         connect_rate: float = 50.0,
         connect_burst: int | None = None,
         max_connecting: int = 4,
@@ -130,8 +133,10 @@ class Pool(Opening, Upkeep, Generic[C]):
             if not isinstance(value, int) or value < 0:
                 raise InterfaceError(f"{label} must be an int >= {0 if label == 'burst' else 1}, "
                                      f"got {value!r}")
-        if not isinstance(burst_linger, (int, float)) or burst_linger < 0:
-            raise InterfaceError(f"burst_linger must be >= 0, got {burst_linger!r}")
+        for label, value in (("burst_linger", burst_linger), ("burst_after", burst_after),
+                             ("burst_recur", burst_recur)):
+            if not isinstance(value, (int, float)) or value < 0:
+                raise InterfaceError(f"{label} must be a number >= 0, got {value!r}")
         if affinity not in ("prefer", "strict"):
             raise InterfaceError(f"affinity must be 'prefer' or 'strict', got {affinity!r}")
         self._connect = connect
@@ -157,6 +162,7 @@ class Pool(Opening, Upkeep, Generic[C]):
         self.burst_linger = burst_linger
         self.burst_after = burst_after
         self._burst = burst
+        self._edges = BurstMemory(max(1.0, burst_linger), burst_recur)
         # The bucket holds enough for a cold start: a pool created under load
         # reaches its working size at once, then opens at connect_rate.
         self._budget = OpenBudget(connect_rate, connect_burst or max(16, max_size + burst), max_connecting)
@@ -176,7 +182,7 @@ class Pool(Opening, Upkeep, Generic[C]):
         self._c = dict.fromkeys(
             ("requests_num", "requests_queued", "requests_errors", "requests_timeouts",
              "connections_num", "connections_errors", "connections_lost", "returns_bad",
-             "connections_burst", "returns_drained"), 0)
+             "connections_burst", "returns_drained", "connections_moved"), 0)
         self._ms = dict.fromkeys(("requests_wait_ms", "connections_ms", "usage_ms"), 0.0)
         self._window_s = window_s
         self._w_wait = Window(window_s, window_samples)
@@ -292,8 +298,7 @@ class Pool(Opening, Upkeep, Generic[C]):
             excess = self._size - max_size
             doomed: list[_Entry] = []
             if excess > 0:
-                # Oldest-used first: those are the ones idling the longest.
-                for e in sorted(self._all_idle(), key=lambda e: e.last_used)[:excess]:
+                for e in self._shed_order()[:excess]:
                     self._idle[e.worker].remove(e)
                     doomed.append(e)
                 self._size -= len(doomed)
@@ -370,11 +375,13 @@ class Pool(Opening, Upkeep, Generic[C]):
             self._w_wait.add(now, waited * 1000)
             entry.borrowed = now
             self._in_use[id(entry.conn)] = entry
+            if len(self._in_use) > self._max:
+                self._edges.note(now)  # lent above the cap: a burst (poolopen.BurstMemory)
         return entry.conn
 
     def _take(self, loop: asyncio.AbstractEventLoop, worker: int) -> tuple[_Entry | None, _Waiter | None]:
         """An idle entry, or a queued waiter (for whom the caller schedules an open)."""
-        evicted = None
+        evicted = moving = None
         with self._lock:
             if self._closed:
                 raise PoolClosed(f"{self.name} is closed")
@@ -391,7 +398,9 @@ class Pool(Opening, Upkeep, Generic[C]):
                 self._idle[entry.worker].remove(entry)
                 _pin(entry.conn, LENT)
                 return entry, None
-            if foreign and self._size >= self._limit(waiting=1) and self._below_share(worker, 1):
+            moving = self._movable_to(worker) if foreign else None  # strict: move one here
+            if moving is None and foreign and self._size >= self._limit(waiting=1) \
+                    and self._below_share(worker, 1):
                 # strict: the pool is full but another worker has idle connections
                 # this one may not use; close the stalest so its slot opens one here
                 # (only while this worker holds less than its fair share: beyond
@@ -403,6 +412,8 @@ class Pool(Opening, Upkeep, Generic[C]):
             self._waiters.append(waiter)
         if evicted is not None:
             self._close_entry(evicted)
+        if moving is not None:
+            self._start_move(moving, worker)
         return None, waiter
 
     def _below_share(self, worker: int, extra_demand: int = 0, busy: int | None = None) -> bool:
@@ -411,13 +422,17 @@ class Pool(Opening, Upkeep, Generic[C]):
         that want them now (in use, waiting, or ``busy``: the one returning a
         connection this moment).  Issue 16: without this, two
         workers contending for a small full pool handed slots back and forth,
-        a close and a connect per hand-off (341 opens in a 24-s burst run)."""
+        a close and a connect per hand-off (341 opens in a 24-s burst run).
+        The split is of the cap, not of the cap plus the burst allowance: with
+        the allowance counted, every worker was "below its share" and every
+        return while only another worker's callers waited became a close
+        here and a connect there (the real burst run's 26 opens for a cap of 6)."""
         wanting = {e.worker for e in self._in_use.values()} | {w.worker for w in self._waiters}
         if extra_demand:
             wanting.add(worker)
         if busy is not None:
             wanting.add(busy)
-        share = -(-self._limit(len(self._waiters) + extra_demand) // max(1, len(wanting)))
+        share = -(-self._max // max(1, len(wanting)))
         held = (sum(1 for e in self._in_use.values() if e.worker == worker)
                 + len(self._idle.get(worker, ())) + self._opening[worker])
         return held < share
@@ -514,6 +529,7 @@ class Pool(Opening, Upkeep, Generic[C]):
 
     def _give_back(self, entry: _Entry, bad: bool = False, now: float | None = None) -> None:
         now = self._now() if now is None else now
+        moving = None
         with self._lock:
             retire = (bad or self._closed or entry.retire or self._size > self._max + self._burst
                       or now - entry.created >= self.max_lifetime)
@@ -528,11 +544,13 @@ class Pool(Opening, Upkeep, Generic[C]):
                     _pin(entry.conn, LENT)
                     waiter.entry = entry
                     waiter.woken = True
-                elif self.strict and any(self._below_share(w.worker, busy=entry.worker)
-                                         for w in self._waiters):
+                elif self.strict and (short := next((w.worker for w in self._waiters if self._below_share(
+                        w.worker, busy=entry.worker)), None)) is not None:
                     # Only other workers wait: they cannot use it, but one that holds
-                    # less than its fair share of the pool can use its slot.
-                    retire = True
+                    # less than its fair share of the pool can: moved there, or its
+                    # slot (closed here, opened there) where it cannot move.
+                    moving = self._movable_to(short, entry)
+                    retire = moving is None
                 elif self._size > self._max and self.burst_linger == 0:
                     retire = True  # a burst connection nobody waits for
                 else:
@@ -542,6 +560,8 @@ class Pool(Opening, Upkeep, Generic[C]):
             self._discard(entry, lost=False)
         elif waiter is not None:
             _wake(waiter)
+        elif moving is not None:
+            self._start_move(moving, short)
 
     def _on_moved(self, conn: Any) -> None:
         """A connection's move listener (drivers.contract): runs on its old

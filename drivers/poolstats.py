@@ -46,6 +46,7 @@ class PoolStats:
     burst_allowance: int = 0  # how many may be opened above the cap now (0 while paused)
     connections_delayed: int = 0  # opens that waited for the open budget (rate limit)
     workers: int = 1  # strict affinity: the workers whose callers used it (each has its own queue)
+    connections_moved: int = 0  # moved to another worker for a caller there (strict, in a runtime)
 
 
 class Window:

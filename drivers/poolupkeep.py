@@ -18,12 +18,14 @@ one (the pool's hand-over).
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
 import threading
 from typing import Any, Awaitable
 
 from .poolentries import _Entry, _is_bad
+from .poolopen import BurstMemory
 
 log = logging.getLogger("ringleader.drivers.pool")
 
@@ -34,6 +36,10 @@ class Upkeep:
     # The pool's state these methods share (set in Pool.__init__).
     _lock: threading.Lock
     _idle: dict[int, list[_Entry]]
+    _in_use: dict[int, _Entry]
+    _opening: collections.Counter[int]
+    _edges: BurstMemory
+    strict: bool
     _bg: set[asyncio.Task[Any]]
     _settles: set[asyncio.Task[None]]
     _c: dict[str, int]
@@ -117,6 +123,32 @@ class Upkeep:
             self._c["returns_drained" if not bad else "returns_bad"] += 1
         self._give_back(entry, bad=bad)
 
+    def _shed_order(self) -> list[_Entry]:
+        """Under the lock: the idle entries in the order to close them: a strict
+        pool's from the worker holding the most connections first (in use,
+        idle, opening), so that a shrink leaves each worker its share: a shrink
+        that took the stalest regardless of worker left one worker short, and
+        its callers then traded slots, a close there and a connect they waited
+        for (issue 16: the real burst run's missed windows); oldest-used first
+        within a worker (idling the longest)."""
+        idle = self._all_idle()
+        if not self.strict:
+            return sorted(idle, key=lambda e: e.last_used)
+        held: collections.Counter[int] = collections.Counter(self._opening)
+        for e in idle:
+            held[e.worker] += 1
+        for e in self._in_use.values():
+            held[e.worker] += 1
+        out = []
+        per = {w: sorted(v, key=lambda e: e.last_used) for w, v in self._idle.items() if v}
+        while per:
+            w = max(per, key=lambda k: (held[k], -per[k][0].last_used))
+            out.append(per[w].pop(0))
+            held[w] -= 1
+            if not per[w]:
+                del per[w]
+        return out
+
     def _maintain(self, now: float) -> int:
         """The timer step: closes idle connections past ``max_lifetime``, or idle
         longer than ``max_idle`` while above ``min_size`` (``burst_linger`` while
@@ -135,10 +167,12 @@ class Upkeep:
             self._size -= len(doomed)
             lost = sum(1 for e in doomed if _is_bad(e.conn))
             self._c["connections_lost"] += lost
-            for e in sorted(self._all_idle(), key=lambda e: e.last_used):
-                over_cap = self._size > self._max and now - e.last_used >= self.burst_linger
+            keep_burst = self._edges.holding(now)
+            for e in self._shed_order():
+                over_cap = (self._size > self._max and now - e.last_used >= self.burst_linger
+                            and not keep_burst)
                 if not over_cap and (self._size <= self._min or now - e.last_used < self.max_idle):
-                    break
+                    continue
                 self._idle[e.worker].remove(e)
                 doomed.append(e)
                 self._size -= 1

@@ -62,14 +62,20 @@ class LittlesLaw(Controller):
 
     def recommend(self, obs, now, dt):
         hold_s = (obs.hold_ms or 0.0) / 1e3
-        demand = obs.acquire_rate * hold_s
+        # The attempts less those that timed out: a retry storm multiplies the
+        # attempts by up to 1 + retries, and sizing for them grew a real pool
+        # 16 -> 25 into a database still overloaded (issue 16, overload
+        # repetition 2: L = 1519/s x 46 ms).  Not the served rate: at a rising
+        # edge the queue grows, and the served rate is only what the cap allows.
+        arrivals = max(0.0, obs.acquire_rate - obs.timeouts / (dt or 1.0))
+        demand = arrivals * hold_s
         workers = max(1, obs.workers)
         if demand > 0:
             # Erlang C per worker (a strict pool is one queue per worker, each
             # served only by its own connections, and the arrivals split among
             # them): the fewest connections for which an acquire waits past the
-            # SLO with probability <= wait_tail and at all with probability
-            # <= queue_tail (the exact form of square-root staffing, L + beta
+            # SLO with probability <= wait_tail and past queue_grace_ms with
+            # probability <= queue_tail (the exact form of square-root staffing, L + beta
             # sqrt L), for the rate times the headroom (the estimate's own
             # error: on the load, not on the count, which for a worker needing
             # 2 would be a third connection).  Why the second bound: a queued
@@ -78,14 +84,15 @@ class LittlesLaw(Controller):
             # fewer than 100 acquires, whose p99 (nearest rank) is their
             # maximum: one late wake-up misses the window (the real rig's
             # ~90 acquires/s).  Busier pools may lose 1% to the tail.
-            rate = obs.acquire_rate * self.cfg.headroom / workers
+            rate = arrivals * self.cfg.headroom / workers
             per = erlang_c_servers(rate, hold_s, self.cfg.target_wait_ms / 1e3, self.cfg.wait_tail)
             if obs.acquire_rate * (dt or 1.0) < 100:
-                per = max(per, erlang_c_servers(rate, hold_s, 0.0, self.cfg.queue_tail))
+                per = max(per, erlang_c_servers(rate, hold_s, self.cfg.queue_grace_ms / 1e3,
+                                                self.cfg.queue_tail))
             target = per * workers
         else:
             target = 0
-        rule = f"L = {obs.acquire_rate:.0f}/s x {hold_s * 1e3:.2f} ms = {demand:.2f}; " \
+        rule = f"L = {arrivals:.0f}/s x {hold_s * 1e3:.2f} ms = {demand:.2f}; " \
                f"Erlang C at x{self.cfg.headroom}: " + \
                (f"{workers} workers x {target // workers} = {target}" if workers > 1 else f"{target}")
         # Waits are evidence of too few connections only once the pool is at its

@@ -17,7 +17,9 @@ The model (a time-stepped queue, step ``dt``):
 * the pool opens connections lazily up to its cap (each open is database
   work, ``connect_ms`` at full speed, so churn costs capacity; bounded by the
   server's ``max_connections``), opens up to the burst allowance above the cap
-  for callers that waited ``burst_after``, and closes idle ones above the cap;
+  for the waiters its returns will not serve within a connect (or that waited
+  one), and closes idle ones above the cap after ``burst_linger``, unless
+  bursts recur (drivers/poolopen.py's rules, its ``BurstMemory`` itself);
 * the client's own CPU (:class:`ClientModel`): a loop lag added to every
   queued caller's wait, every hold and latency, seen by the supervisor as the
   workers' lag;
@@ -43,6 +45,7 @@ from .config import PoolAutoscale, Rebalance, SupervisorConfig
 from .observe import ConnObs, Observation, PoolObs, WorkerObs
 from .policy import Policy
 from .queueing import erlang_c_servers  # noqa: F401  (the rig imports it from here)
+from ..drivers.poolopen import BurstMemory
 from ..drivers.poolstats import percentile
 
 
@@ -138,9 +141,10 @@ class Contender:
     name = "contender"
     lazy = True
     warm = False  # opens up to the cap at once, spread over the workers (PoolAutoscale.warm)
-    # the pool's burst_after / burst_linger (drivers/poolopen.py)
-    burst_after = 0.01
+    # the pool's burst_after / burst_linger / burst_recur (drivers/poolopen.py)
+    burst_after = 0.0
     burst_linger = 1.0
+    burst_recur = 60.0
 
     def initial_cap(self) -> int:
         raise NotImplementedError
@@ -335,11 +339,20 @@ class ClientModel:
     cpu_ms: float = 0.0
     background: float = 0.0   # share of the core taken by others (neighbours, the load generator)
     turn_ms: float | None = None  # mean loop turn ahead of a wake-up (None: cpu_ms)
+    # Stalls: the loop does not run at all for a while (a neighbour's burst of
+    # CPU, a page fault storm, the collector): ``stall_rate`` per second, each
+    # ``stall_ms`` long on average (exponential).  A caller woken, or a reply
+    # read, during one waits out the rest of it.  Issue 16: on the loaded
+    # machine the real runs' missed windows held waits of 20-60 ms that were
+    # neither queueing nor connects, and the model without stalls predicted
+    # every window met.
+    stall_rate: float = 0.0
+    stall_ms: float = 0.0
 
 
 def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbModel = DbModel(),
              dt: float = 0.001, slo_ms: float = 10.0, period: float = 1.0,
-             client: ClientModel = ClientModel(), workers: int = 1) -> SimResult:
+             client: ClientModel = ClientModel(), workers: int = 1, moves: bool = True) -> SimResult:
     """Run one pattern against one contender; deterministic per ``seed``.
 
     The database keeps a *work clock* that advances at the processor-sharing
@@ -361,7 +374,10 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     worker opens while the total is under it, and a worker below its even
     share of it closes another worker's idle connection to open its own
     (drivers/pool.py's slot trading).  The pool opens its first connections
-    on the first worker, as the pool's refill does."""
+    on the first worker, as the pool's refill does.  ``moves``: as the pool
+    does inside a runtime, a worker whose callers queue with no idle
+    connection of its own gets another worker's idle one moved over (a
+    migration, well under a step) instead of trading a close for a connect."""
     rng = random.Random(seed)
     W = workers
     cap = contender.initial_cap()
@@ -383,11 +399,16 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = per_queued = 0
     per_open = sum(size)  # the pool's first connections
     burst_idle_since = None
+    edges = BurstMemory(max(1.0, contender.burst_linger), contender.burst_recur)
+    hold_sum, hold_n = 0.0, 0  # the pool's lifetime mean hold (its _beyond_returns)
     backlog_ms = 0.0  # the client's work past saturation
     t, next_period = 0.0, period
 
+    stall_until = 0.0  # the current stall's end (client.stall_rate)
+
     def lag() -> float:
-        return rng.expovariate(1.0 / lag_mean) if lag_mean > 0 else 0.0
+        late = rng.expovariate(1.0 / lag_mean) if lag_mean > 0 else 0.0
+        return late + max(0.0, stall_until - t) * 1e3
 
     def start_query(w: int, arr: float, first: float) -> None:
         nonlocal per_good, per_queued
@@ -401,6 +422,8 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         per_lat.append((t - first) * 1e3 + demand * slow + extra)
         per_good += per_lat[-1] <= pattern.deadline * 1e3
         busy[w] += 1
+        if sum(busy) > cap:
+            edges.note(t)  # lent above the cap: a burst use
         heapq.heappush(active, (work + demand, t, False, w))
 
     def open_on(w: int) -> None:
@@ -431,6 +454,8 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             lag_mean = (turn * min(u, 0.95) / (1.0 - min(u, 0.95))) + backlog_ms
         else:
             lag_mean = 0.0
+        if client.stall_rate > 0 and t >= stall_until and rng.random() < client.stall_rate * dt:
+            stall_until = t + rng.expovariate(1.0 / max(1e-3, client.stall_ms)) / 1e3
         per_lag.append(lag_mean)
         for _ in range(_poisson(rng, rate * dt)):
             queues[rng.randrange(W) if W > 1 else 0].append((t, 0, t))
@@ -474,6 +499,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 busy[w] -= 1
                 per_done += 1
                 per_hold.append((t - started) * 1e3 + lag())
+                hold_sum, hold_n = hold_sum + per_hold[-1], hold_n + 1
             if queues[w]:
                 arr, attempt, first = queues[w].popleft()
                 start_query(w, arr, first)
@@ -481,15 +507,31 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 # the real pool's return path (drivers/pool.py, _give_back): with
                 # only other workers' callers waiting, one holding less than its
                 # even share gets the slot: this connection closes, one opens there
+                # (moved there when the pool runs in a runtime: no connect)
                 share = -(-cap // W)
                 v = next((v for v in range(W) if v != w and queues[v] and size[v] < share), None)
-                if v is not None and sum(size) < db.max_connections:
+                if v is not None and moves:
+                    size[w] -= 1
+                    size[v] += 1
+                    arr, attempt, first = queues[v].popleft()
+                    start_query(v, arr, first)
+                elif v is not None and sum(size) < db.max_connections:
                     size[w] -= 1
                     open_on(v)
         if not active:
             work += budget
         idle = [size[w] - n_conn[w] - busy[w] for w in range(W)]
         for w, queue in enumerate(queues):
+            # a caller with no idle connection of its own gets another worker's,
+            # moved here (drivers/poolopen.py, _movable_to): well under a step
+            while moves and W > 1 and len(queue) > idle[w] + n_conn[w]:
+                v = max((v for v in range(W) if v != w and idle[v] > 0), key=lambda v: idle[v], default=None)
+                if v is None:
+                    break
+                idle[v] -= 1
+                size[v] -= 1
+                idle[w] += 1
+                size[w] += 1
             while queue and idle[w] > 0:
                 arr, attempt, first = queue.popleft()
                 start_query(w, arr, first)
@@ -499,16 +541,27 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         for w, queue in enumerate(queues):
             if not queue:
                 continue
-            # the pool's burst allowance: opens above the cap for callers that have
-            # waited burst_after (drivers/poolopen.py), closed after burst_linger idle
+            # the pool's burst allowance (drivers/poolopen.py): opens above the cap
+            # for the waiters this worker's returns will not serve within a
+            # connect, or once the oldest has waited a connect
             allowance = contender.burst(cap) if t - queue[0][0] >= contender.burst_after else 0
             limit = cap + allowance
-            # open one connection per waiter up to the cap (the connect is database
-            # work); a static pool opened all of its own at the start
-            need = min(len(queue) - n_conn[w], limit - sum(size)) if contender.lazy or allowance else 0
-            share = -(-limit // W)
-            if need <= 0 and W > 1 and size[w] < share and len(queue) > n_conn[w]:
-                donor = max((v for v in range(W) if v != w and idle[v] > 0 and size[v] > share),
+            uncovered = len(queue) - n_conn[w]
+            need = max(0, min(uncovered, cap - sum(size))) if contender.lazy else 0
+            if allowance and uncovered > need:
+                due = int(busy[w] * db.connect_ms / (hold_sum / hold_n)) if hold_n else 0
+                extra = uncovered - need - due
+                if extra <= 0 and t - queue[0][0] >= db.connect_ms / 1e3:
+                    extra = 1
+                extra = max(0, min(extra, limit - sum(size) - need))
+                if extra:
+                    edges.note(t)
+                need += extra
+            # the real pool's eviction (drivers/pool.py, _take): at the limit, a
+            # worker below its even share of the cap closes another's idle one
+            share = -(-cap // W)
+            if need <= 0 and W > 1 and size[w] < share and len(queue) > n_conn[w] and sum(size) >= limit:
+                donor = max((v for v in range(W) if v != w and idle[v] > 0),
                             key=lambda v: idle[v], default=None)
                 if donor is not None:  # slot trading: close one there, open one here
                     idle[donor] -= 1
@@ -535,7 +588,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         total, spare = sum(size), sum(idle)
         if total > cap and spare > 0:
             burst_idle_since = t if burst_idle_since is None else burst_idle_since
-            if t - burst_idle_since >= contender.burst_linger:
+            if t - burst_idle_since >= contender.burst_linger and not edges.holding(t):
                 close_idle(min(total - cap, spare), idle)
                 burst_idle_since = None
         else:

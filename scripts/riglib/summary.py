@@ -79,7 +79,8 @@ def summarise(records: list[dict]) -> dict:
                 vals = [r["acceptance"][crit] for r in rs if r["acceptance"].get(crit) is not None]
                 if vals:
                     row["acceptance"][crit] = {"passed": sum(vals), "runs": len(vals)}
-            fg = [r["metrics"].get("first_grow_periods") for r in rs
+            # float(): records read back from runs.json carry inf as "inf" (clean)
+            fg = [float(r["metrics"]["first_grow_periods"]) for r in rs
                   if r["metrics"].get("first_grow_periods") is not None]
             if fg:
                 row["metrics"]["first_grow_periods"] = {"median": stats.median_spread(fg)[0],

@@ -20,8 +20,9 @@ real rig's workload:
   Postgres acquires, ``REPORT_EXTRA_MS`` longer (measured), connects as
   the measured 8 ms of database work;
 * the client (:class:`ringleader.supervisor.sim.ClientModel`): CPU per
-  Postgres request from the workers' busy ratio, and the loop turn that
-  makes the model's mean loop lag at that utilisation the measured one.
+  Postgres request from the workers' busy ratio, the loop turn that
+  makes the model's mean loop lag at that utilisation the measured one, and
+  the loop stalls the service's worst timer lateness showed (:func:`_stalls`).
 
 * the demo service's two workers, each with its own share of the strict
   Postgres pool (``sim.simulate(workers=2)``).
@@ -96,6 +97,7 @@ def calibrate(records: list[dict]) -> dict:
                 vals = [x for x in row if x == x]
                 if vals:
                     busy.append(sum(vals))
+        stall_rate, stall_ms = _stalls(rs)
         service = statistics.median(holds) if holds else 4.0
         rate = statistics.median(rates) if rates else 1.0
         lag = statistics.median(lags) if lags else 0.0
@@ -105,8 +107,29 @@ def calibrate(records: list[dict]) -> dict:
         u = min(0.95, rate * cpu_ms / 1e3)
         turn_ms = lag * (1 - u) / u if u > 0 else 0.0
         out[pattern] = {"service_ms": service, "cpu_ms": cpu_ms, "turn_ms": turn_ms,
-                        "lag_ms": lag, "rate": rate}
+                        "lag_ms": lag, "rate": rate, "stall_rate": stall_rate, "stall_ms": stall_ms}
     return out
+
+
+# A loop stall shorter than this costs no SLO window (a 10-ms SLO with waits of
+# a hold time or two): below it, lateness is the loop turn's, modelled as lag.
+STALL_MIN_MS = 5.0
+
+
+def _stalls(records: list[dict]) -> tuple[float, float]:
+    """(stalls per second, their median length in ms) on the service's loops in
+    ``records`` (every contender's: a stall is the machine's, not the pool's).
+    A stall shows as a rise of a window's worst timer lateness so far
+    (``lag_max_ms``) past ``STALL_MIN_MS``; only stalls longer than every one
+    before them show, so this undercounts a run's later, shorter ones."""
+    rises, seconds = [], 0.0
+    for r in records:
+        lag = r["series"].get("lag_max_ms") or []
+        seconds += len(lag)
+        rises += [b for a, b in zip(lag, lag[1:]) if b - a > 1.0 and b >= STALL_MIN_MS]
+    if not rises or not seconds:
+        return 0.0, 0.0
+    return len(rises) / seconds, statistics.median(rises)
 
 
 def pattern(name: str, seconds: float) -> sim.Pattern:
@@ -139,7 +162,8 @@ def run(real: list[dict], seeds: int = 3) -> list[dict]:
         seconds = max(len(r["series"]["t"]) for r in real if r["pattern"] == pat_name)
         k = cal[pat_name]
         db = db_model(pat_name, k["service_ms"])
-        client = sim.ClientModel(cpu_ms=k["cpu_ms"], turn_ms=k["turn_ms"])
+        client = sim.ClientModel(cpu_ms=k["cpu_ms"], turn_ms=k["turn_ms"],
+                                 stall_rate=k["stall_rate"], stall_ms=k["stall_ms"])
         pat = pattern(pat_name, float(seconds))
         # the demo service runs two workers (strict per-worker pools); the
         # overload runner drives its pool from one
@@ -177,7 +201,8 @@ def side_by_side(real: list[dict], twins: list[dict]) -> str:
     for p in sorted({r["pattern"] for r in real if r["pattern"] != "hot_spot"}):
         k = cal[p]
         lines.append(f"## {p}: service {k['service_ms']:.2f} ms, client {k['cpu_ms']:.2f} ms CPU per "
-                     f"Postgres request, loop turn {k['turn_ms']:.2f} ms, lag {k['lag_ms']:.1f} ms")
+                     f"Postgres request, loop turn {k['turn_ms']:.2f} ms, lag {k['lag_ms']:.1f} ms, "
+                     f"stalls {k['stall_rate'] * 60:.1f}/min of {k['stall_ms']:.0f} ms")
         lines.append("")
         head = ["contender"] + [f"{label} real | sim" for _, label, _ in METRICS] + ["inside"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

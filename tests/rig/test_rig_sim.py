@@ -179,3 +179,13 @@ def test_the_rig_judges_earlier_runs_together(tmp_path):
         [("real", "static-16"), ("real", "supervisor-littles")]
     assert {r["mode"] for r in recs} == {"real", "twin"}
     assert "supervisor-littles" in open(out / "sim-vs-real.md").read()
+
+
+def test_records_read_back_summarise_a_grow_that_never_came():
+    """runs.json writes an infinite first-grow delay as "inf" (JSON has none):
+    judging the records read back (``--from-runs``) failed on the string."""
+    rec = simmode.run_one("burst", "supervisor-littles", 1, 0.5)
+    back = json.loads(json.dumps(summary.clean(rec)))
+    back["metrics"]["first_grow_periods"] = "inf"
+    row = summary.summarise([back])["groups"][0]["rows"][0]
+    assert row["metrics"]["first_grow_periods"]["median"] == float("inf")

@@ -1,0 +1,154 @@
+"""Unit tier: the pool's burst allowance in virtual time (issue 16): it opens
+above the cap only for callers its returns will not serve sooner, keeps its
+burst connections while bursts recur, and a shrink keeps the workers even."""
+import asyncio
+
+from ringleader.drivers.pool import Pool
+from ringleader.drivers.poolopen import BurstMemory
+from ringleader.testing import run
+
+from .test_pool import Factory
+
+
+def test_burst_memory_holds_while_edges_recur_and_lets_go_when_they_stop():
+    m = BurstMemory(quiet=1.0, recur=60.0)
+    assert not m.holding(0.0)
+    for t in (10.0, 10.5, 10.9):   # uses under a second apart: one burst, one edge
+        m.note(t)
+    assert m.edges == 1 and not m.holding(11.0)  # a single burst is not kept
+    m.note(30.0)                                 # the next edge, 20 s later: recurring
+    assert m.edges == 2 and m.hold == 30.0
+    assert m.holding(30.0 + 29.0)                # kept across the next gap
+    assert not m.holding(30.0 + 30.0)            # the edges stopped: let go
+    m.note(200.0)                                # 170 s later: past recur, not recurring
+    assert m.hold == 0.0 and not m.holding(200.5)
+
+
+def test_a_queue_its_returns_serve_opens_nothing_above_the_cap():
+    """A caller queued at the cap behind connections that come back well
+    within one connect gets the next return, and no burst connection is
+    opened for it (issue 16: such opens arrived after the return they raced
+    and were closed a second later)."""
+    async def main():
+        f = Factory(delay=0.05)  # a connect takes 50 ms
+        async with Pool(f, min_size=0, max_size=1, burst=2, maintain_every=1000.0) as pool:
+            for _ in range(5):  # holds of 1 ms: 50 returns per connect
+                c = await pool.acquire()
+                await asyncio.sleep(0.001)
+                pool.release(c)
+            a = await pool.acquire()
+            b = asyncio.ensure_future(pool.acquire())
+            await asyncio.sleep(0)
+            assert pool.stats().pool_size == 1 and pool.stats().requests_waiting == 1
+            pool.release(a)
+            assert await b is a
+            assert len(f.made) == 1 and pool.stats().connections_burst == 0
+            pool.release(a)
+    run(main())
+
+
+def test_returns_slower_than_measured_still_get_a_burst_connection():
+    """When no return came within one connect, the waiter's worker is slower
+    than its history said: a burst connection is opened for it."""
+    async def main():
+        f = Factory(delay=0.05)
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=1, burst=2, maintain_every=1000.0) as pool:
+            for _ in range(5):
+                pool.release(await pool.acquire())
+            a = await pool.acquire()  # held past any connect
+            t0 = loop.time()
+            b = await pool.acquire(timeout=1.0)
+            assert b is not a and pool.stats().connections_burst == 1
+            assert 0.049 <= loop.time() - t0 <= 0.11  # a connect's wait, then a connect
+            pool.release(a)
+            pool.release(b)
+    run(main())
+
+
+def test_burst_connections_are_kept_while_bursts_recur():
+    """A burst connection goes after ``burst_linger`` idle when bursts do not
+    recur; once two edges came within ``burst_recur`` it is kept across the
+    gap to the next one, and let go when the edges stop."""
+    async def burst(pool, n):
+        conns = await asyncio.gather(*(pool.acquire() for _ in range(n)))
+        for c in conns:
+            pool.release(c)
+
+    async def main():
+        f = Factory()
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=2, burst=3, burst_linger=1.0, burst_recur=60.0,
+                        maintain_every=1000.0) as pool:
+            await burst(pool, 5)
+            assert pool.stats().pool_burst == 3
+            pool._maintain(loop.time() + 2.0)
+            assert pool.stats().pool_size == 2  # one burst: released
+            await asyncio.sleep(10.0)
+            await burst(pool, 5)             # the second edge, 10 s later
+            made = len(f.made)
+            pool._maintain(loop.time() + 2.0)
+            assert pool.stats().pool_burst == 3  # kept across the gap
+            await asyncio.sleep(10.0)
+            await burst(pool, 5)             # the third edge finds them open
+            assert len(f.made) == made
+            pool._maintain(loop.time() + 14.0)
+            assert pool.stats().pool_burst == 3  # within 1.5 intervals of the last use
+            pool._maintain(loop.time() + 16.0)
+            assert pool.stats().pool_size == 2  # the edges stopped
+    run(main())
+
+
+def test_a_shrink_leaves_each_worker_its_share():
+    """Issue 16: a shrink closed the stalest idle connections wherever they
+    were and left a worker short, whose callers then traded slots (a close
+    and a connect they waited for).  It now sheds from the worker holding most."""
+    async def main():
+        f = Factory()
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=6, affinity="strict") as pool:
+            loop.worker_id = 1
+            one = [await pool.acquire() for _ in range(2)]
+            loop.worker_id = 2
+            two = [await pool.acquire() for _ in range(4)]
+            for c in two + one:  # worker 1's are the most recently used
+                pool.release(c)
+            pool.resize(0, 4)
+            left = [c for c in f.made if not c.is_closed]
+            assert sorted(c.worker for c in left) == [1, 1, 2, 2]
+    run(main())
+
+
+def test_a_return_is_not_traded_to_a_worker_holding_its_share_of_the_cap():
+    """Issue 16: with the burst allowance counted in the fair share, every
+    worker was below it, and a return on one worker while only another's
+    callers waited was closed there and reopened there: a connect the caller
+    waited for (it usually got its own worker's return first), then a slot
+    traded back.  The share is of the cap: a worker holding its share waits
+    for its own returns."""
+    async def main():
+        f = Factory(delay=0.05)
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=2, burst=4, affinity="strict",
+                        maintain_every=1000.0) as pool:
+            for worker in (1, 2):  # one connection each, and holds of 1 ms measured
+                loop.worker_id = worker
+                for _ in range(3):
+                    c = await pool.acquire()
+                    await asyncio.sleep(0.001)
+                    pool.release(c)
+            loop.worker_id = 1
+            a = await pool.acquire()
+            loop.worker_id = 2
+            b = await pool.acquire()
+            c = asyncio.ensure_future(pool.acquire())
+            await asyncio.sleep(0)
+            loop.worker_id = 1
+            pool.release(a)  # worker 2 holds its share (1 of 2): no trade
+            assert not a.is_closed and pool.stats().pool_size == 2
+            loop.worker_id = 2
+            pool.release(b)
+            assert await c is b
+            assert len(f.made) == 2
+            pool.release(b)
+    run(main())
