@@ -41,7 +41,8 @@ from asyncio import unix_events
 from ..runningloop import publish as _publish
 from .backend import Backend, Choice
 from .epoll_transport import EpollTransport
-from .stats import ConnStats, LoopStats, hottest
+from .conntable import ConnectionTable
+from .stats import LoopStats
 from .tls import OwnRawTransportTLS
 
 __all__ = ["EpollEventLoop"]
@@ -95,7 +96,7 @@ class _CountingDeque(collections.deque):
         return collections.deque.popleft(self)
 
 
-class EpollEventLoop(OwnRawTransportTLS, unix_events.SelectorEventLoop):
+class EpollEventLoop(ConnectionTable, OwnRawTransportTLS, unix_events.SelectorEventLoop):
     """A worker loop on epoll (see module docstring)."""
 
     backend = Backend.EPOLL.value
@@ -206,23 +207,6 @@ class EpollEventLoop(OwnRawTransportTLS, unix_events.SelectorEventLoop):
             connections=len(self._conns), migrations_in=self.migrations_in,
             migrations_out=self.migrations_out, enobufs=None, ring=None, backend=self.backend)
 
-    def connections(self) -> list[EpollTransport]:
-        return list(self._conns.values())
-
-    # ------------------------------------------- the worker-loop contract
-    # (runtime/contract.py, WorkerLoop: what the runtime, supervisor and
-    # debug socket use of a worker's loop)
-    def connection(self, conn_id: int):
-        """The open stream transport with this ``conn_id`` on this loop, or None."""
-        return self._conns.get(conn_id)
-
-    def in_owner_thread(self) -> bool:
-        """Whether the caller runs on the thread that runs this loop."""
-        return threading.get_ident() == self._owner
-
-    def hot_connections(self, n: int = 10) -> list[ConnStats]:
-        """The ``n`` connections with the most bytes moved, busiest first."""
-        return hottest(self._conns.values(), n)
 
 
 class EpollAcceptor:

@@ -44,7 +44,8 @@ from asyncio.log import logger as asyncio_logger
 from ..runningloop import publish as _publish
 from ..uring import Ring, RingStats, consts, error_from_result
 from . import _loopcore
-from .stats import ConnStats, LoopStats, hottest
+from .conntable import ConnectionTable
+from .stats import LoopStats
 from .contract import UD_IGNORE
 from .datagram import DatagramOpsMixin
 from .fdops import FdOpsMixin
@@ -71,8 +72,8 @@ _TimerHandle = _loopcore.timer_handle_type(events.TimerHandle)
 _UD_WAKE = 1               # the eventfd read
 
 
-class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin, FdOpsMixin,
-                    OwnRawTransportTLS, base_events.BaseEventLoop):
+class RingEventLoop(ConnectionTable, SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin,
+                    FdOpsMixin, OwnRawTransportTLS, base_events.BaseEventLoop):
     """asyncio event loop on one io_uring ring (see module docstring)."""
 
     _ssl_protocol_class = RingSSLProtocol   # flow control in the connection's context (tls.py)
@@ -532,23 +533,6 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
             migrations_in=self.migrations_in, migrations_out=self.migrations_out,
             enobufs=self._bufring.enobufs + core.enobufs, ring=ring_stats)
 
-    def connections(self) -> list[RingTransport]:
-        return list(self._conns.values())
-
-    # ------------------------------------------- the worker-loop contract
-    # (runtime/contract.py, WorkerLoop: what the runtime, supervisor and
-    # debug socket use of a worker's loop)
-    def connection(self, conn_id: int):
-        """The open stream transport with this ``conn_id`` on this loop, or None."""
-        return self._conns.get(conn_id)
-
-    def in_owner_thread(self) -> bool:
-        """Whether the caller runs on the thread that runs this loop."""
-        return threading.get_ident() == self._owner
-
-    def hot_connections(self, n: int = 10) -> list[ConnStats]:
-        """The ``n`` connections with the most bytes moved, busiest first."""
-        return hottest(self._conns.values(), n)
 
     # ------------------------------------------------------------ transports
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
@@ -647,7 +631,7 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         if entry is not None:
             # Cancel before closing: the ring holds its own reference to the
             # listening socket, and a live multishot accept would keep accepting.
-            self._retire_accept(entry[1])
+            self.retire_accept(entry[1])
         # The ring keeps its own reference to the listener until the cancelled
         # accept's completion is reaped, so close() alone would leave the port
         # accepting (asyncio's Server.close() refuses new connections at once).
@@ -656,10 +640,6 @@ class RingEventLoop(SignalMixin, SubprocessMixin, PipeOpsMixin, DatagramOpsMixin
         sock.close()
 
     def retire_accept(self, ud: int) -> None:
-        """Cancel multishot accept ``ud`` (the AcceptingLoop contract)."""
-        self._retire_accept(ud)
-
-    def _retire_accept(self, ud: int) -> None:
         """Cancel the multishot accept ``ud``.  Connections it accepted whose
         completions are not reaped yet are fds we own: close them as they come
         (their clients see the connection end, as with a listener closed while
