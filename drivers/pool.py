@@ -70,6 +70,7 @@ from typing import Any, Awaitable, Callable, Generic, TypeVar
 from ..runningloop import running_loop
 from .errors import InterfaceError, PoolClosed, PoolTimeout, WrongLoop
 from .poolentries import LENT, _Acquire, _Entry, _is_bad, _pin, _wake, _Waiter
+from .poolhandover import HandOver
 from .poolopen import BurstMemory, OpenBudget, Opening
 from .poolupkeep import Upkeep
 from .poolstats import PoolStats, Window, percentile
@@ -80,7 +81,7 @@ log = logging.getLogger(__name__)
 C = TypeVar("C")
 
 
-class Pool(Opening, Upkeep, Generic[C]):
+class Pool(HandOver, Opening, Upkeep, Generic[C]):
     """A pool of connections made by ``connect()``; see the module docstring.
 
     ``min_size``/``max_size``: bounds (``resize`` changes them);
@@ -184,6 +185,8 @@ class Pool(Opening, Upkeep, Generic[C]):
              "connections_num", "connections_errors", "connections_lost", "returns_bad",
              "connections_burst", "returns_drained", "connections_moved"), 0)
         self._ms = dict.fromkeys(("requests_wait_ms", "connections_ms", "usage_ms"), 0.0)
+        self._opens_by: collections.Counter[str] = collections.Counter()  # see PoolStats
+        self._closes_by: collections.Counter[str] = collections.Counter()
         self._window_s = window_s
         self._w_wait = Window(window_s, window_samples)
         self._w_usage = Window(window_s, window_samples)
@@ -302,6 +305,7 @@ class Pool(Opening, Upkeep, Generic[C]):
                     self._idle[e.worker].remove(e)
                     doomed.append(e)
                 self._size -= len(doomed)
+                self._closes_by["shrink"] += len(doomed)
             loop = self._running_loop()
             refill = self._reserve_refill() if loop is not None and self._opened else 0
         for e in doomed:
@@ -408,6 +412,7 @@ class Pool(Opening, Upkeep, Generic[C]):
                 evicted = min(foreign, key=lambda e: e.last_used)
                 self._idle[evicted.worker].remove(evicted)
                 self._size -= 1
+                self._closes_by["trade"] += 1
             waiter = _Waiter(loop, worker)
             self._waiters.append(waiter)
         if evicted is not None:
@@ -416,32 +421,12 @@ class Pool(Opening, Upkeep, Generic[C]):
             self._start_move(moving, worker)
         return None, waiter
 
-    def _below_share(self, worker: int, extra_demand: int = 0, busy: int | None = None) -> bool:
-        """Under the lock (strict pools): ``worker`` holds fewer connections
-        (in use, idle, opening) than an even split of the pool among the workers
-        that want them now (in use, waiting, or ``busy``: the one returning a
-        connection this moment).  Issue 16: without this, two
-        workers contending for a small full pool handed slots back and forth,
-        a close and a connect per hand-off (341 opens in a 24-s burst run).
-        The split is of the cap, not of the cap plus the burst allowance: with
-        the allowance counted, every worker was "below its share" and every
-        return while only another worker's callers waited became a close
-        here and a connect there (the real burst run's 26 opens for a cap of 6)."""
-        wanting = {e.worker for e in self._in_use.values()} | {w.worker for w in self._waiters}
-        if extra_demand:
-            wanting.add(worker)
-        if busy is not None:
-            wanting.add(busy)
-        share = -(-self._max // max(1, len(wanting)))
-        held = (sum(1 for e in self._in_use.values() if e.worker == worker)
-                + len(self._idle.get(worker, ())) + self._opening[worker])
-        return held < share
-
     async def _usable(self, entry: _Entry, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
         """Checks a borrowed idle entry; discards it (freeing its slot) if unusable."""
         now = loop.time()
         if _is_bad(entry.conn) or now - entry.created >= self.max_lifetime:
-            self._discard(entry, lost=_is_bad(entry.conn))
+            self._discard(entry, lost=_is_bad(entry.conn),
+                          reason="bad" if _is_bad(entry.conn) else "expired")
             return False
         ping = getattr(entry.conn, "ping", None)
         if ping is not None and now - entry.last_used >= self.check_after:
@@ -449,7 +434,7 @@ class Pool(Opening, Upkeep, Generic[C]):
                 async with asyncio.timeout_at(min(deadline, now + self.check_timeout)):
                     await ping()
             except asyncio.CancelledError:
-                self._discard(entry, lost=False)
+                self._discard(entry, lost=False, reason="cancelled")
                 raise
             except Exception as exc:  # any failure means: not this connection
                 log.info("%s: health check failed, discarding connection: %r", self.name, exc)
@@ -527,85 +512,15 @@ class Pool(Opening, Upkeep, Generic[C]):
             self._ms["usage_ms"] += held_ms
             self._w_usage.add(now, held_ms)
 
-    def _give_back(self, entry: _Entry, bad: bool = False, now: float | None = None) -> None:
-        now = self._now() if now is None else now
-        moving = None
-        with self._lock:
-            retire = (bad or self._closed or entry.retire or self._size > self._max + self._burst
-                      or now - entry.created >= self.max_lifetime)
-            waiter = None
-            if not retire:
-                entry.last_used = now
-                # The runtime may have migrated it to another worker meanwhile.
-                entry.worker = getattr(entry.conn, "worker_id", entry.worker)
-                entry.loop = getattr(entry.conn, "loop", entry.loop)
-                waiter = self._pop_waiter_for(entry.worker)
-                if waiter is not None:
-                    _pin(entry.conn, LENT)
-                    waiter.entry = entry
-                    waiter.woken = True
-                elif self.strict and (short := next((w.worker for w in self._waiters if self._below_share(
-                        w.worker, busy=entry.worker)), None)) is not None:
-                    # Only other workers wait: they cannot use it, but one that holds
-                    # less than its fair share of the pool can: moved there, or its
-                    # slot (closed here, opened there) where it cannot move.
-                    moving = self._movable_to(short, entry)
-                    retire = moving is None
-                elif self._size > self._max and self.burst_linger == 0:
-                    retire = True  # a burst connection nobody waits for
-                else:
-                    _pin(entry.conn, None)
-                    self._idle.setdefault(entry.worker, []).append(entry)
-        if retire:
-            self._discard(entry, lost=False)
-        elif waiter is not None:
-            _wake(waiter)
-        elif moving is not None:
-            self._start_move(moving, short)
-
-    def _on_moved(self, conn: Any) -> None:
-        """A connection's move listener (drivers.contract): runs on its old
-        worker's thread the instant it moves.  Its entry follows it; an idle
-        one is re-filed under the new worker, handed to a caller waiting
-        there, or, when only other workers' callers wait (strict), closed so
-        that its slot serves them (as ``_give_back`` does): a worker whose
-        idle connections were moved away must not starve its queued callers."""
-        worker = conn.worker_id
-        loop = conn.loop
-        waiter = None
-        retire = False
-        with self._lock:
-            entry = self._in_use.get(id(conn))
-            if entry is None:
-                entry = next((e for e in self._all_idle() if e.conn is conn), None)
-                if entry is None or entry.worker == worker:
-                    if entry is not None:
-                        entry.loop = loop
-                    return
-                self._idle[entry.worker].remove(entry)
-                waiter = self._pop_waiter_for(worker)
-                if waiter is not None:
-                    _pin(conn, LENT)
-                    waiter.entry = entry
-                elif self.strict and self._waiters:
-                    retire = True
-                else:
-                    self._idle.setdefault(worker, []).append(entry)
-            entry.worker, entry.loop = worker, loop
-        if retire:
-            self._discard(entry, lost=False)
-        elif waiter is not None:
-            _wake(waiter)
-
-    # -- maintenance ---------------------------------------------------------------
-
     # -- helpers (call without the lock unless noted) -------------------------------
 
-    def _discard(self, entry: _Entry, lost: bool) -> None:
-        if lost:
-            with self._lock:
+    def _discard(self, entry: _Entry, lost: bool, reason: str = "bad") -> None:
+        with self._lock:
+            if lost:
                 self._c["connections_lost"] += 1
                 self._w_errors.add(self._now(), "lost")
+            if reason != "closing":
+                self._closes_by[reason] += 1
         self._close_entry(entry)
         self._free_slot()
 
@@ -614,17 +529,6 @@ class Pool(Opening, Upkeep, Generic[C]):
         with self._lock:
             self._size -= 1
         self._schedule_opens()
-
-    def _pop_waiter_for(self, worker: int) -> _Waiter | None:
-        """Under the lock: the oldest waiter on ``worker``, else (unless strict)
-        the oldest one."""
-        for w in self._waiters:
-            if w.worker == worker:
-                self._waiters.remove(w)
-                return w
-        if self.strict or not self._waiters:
-            return None
-        return self._waiters.popleft()
 
     def _all_idle(self) -> list[_Entry]:
         return [e for entries in self._idle.values() for e in entries]
@@ -709,5 +613,7 @@ class Pool(Opening, Upkeep, Generic[C]):
                 errors_by_kind=types.MappingProxyType(dict(errors)),
                 pool_burst=max(0, self._size - self._max), burst_allowance=self._limit(1) - self._max,
                 connections_delayed=self._budget.delayed,
+                opens_by=types.MappingProxyType(+self._opens_by),  # (+: the causes seen)
+                closes_by=types.MappingProxyType(+self._closes_by),
                 workers=max(1, len(self._loops)) if self.strict else 1,
             )

@@ -166,6 +166,7 @@ class Opening:
     _bg: set[asyncio.Task[Any]]
     _c: dict[str, int]
     _ms: dict[str, float]
+    _opens_by: collections.Counter[str]
     _size: int
     _min: int
     _max: int
@@ -265,6 +266,7 @@ class Opening:
                 if self._size > self._max:
                     self._c["connections_burst"] += 1
                     self._edges.note(now)
+                self._opens_by["burst" if self._size > self._max else "queue"] += 1
                 self._opening[w.worker] += 1
                 spawn.append(w)
             if retry_at is not None and loop is not None:
@@ -417,6 +419,7 @@ class Opening:
         open budget too, without waiting for it)."""
         need = 0 if self._closed else max(0, self._min - self._size)
         self._size += need
+        self._opens_by["refill"] += need
         for _ in range(need):
             self._budget.charge(self._now_locked())
         return need

@@ -47,6 +47,15 @@ class PoolStats:
     connections_delayed: int = 0  # opens that waited for the open budget (rate limit)
     workers: int = 1  # strict affinity: the workers whose callers used it (each has its own queue)
     connections_moved: int = 0  # moved to another worker for a caller there (strict, in a runtime)
+    # Issue 16: why connections were opened and closed (counters; every open is
+    # a backend fork and an authentication, so each one should have a reason):
+    # opens_by: "refill" (up to min_size), "queue" (for a waiter, below the cap),
+    # "burst" (for a waiter, above the cap); closes_by: "shrink" (resize),
+    # "idle" (max_idle), "linger" (a burst connection idle past burst_linger),
+    # "over_limit" (returned above cap + allowance), "trade" (a strict pool's
+    # slot handed to another worker), "bad", "expired" (max_lifetime)
+    opens_by: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    closes_by: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 class Window:

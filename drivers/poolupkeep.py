@@ -43,6 +43,7 @@ class Upkeep:
     _bg: set[asyncio.Task[Any]]
     _settles: set[asyncio.Task[None]]
     _c: dict[str, int]
+    _closes_by: collections.Counter[str]
     _size: int
     _min: int
     _max: int
@@ -167,6 +168,8 @@ class Upkeep:
             self._size -= len(doomed)
             lost = sum(1 for e in doomed if _is_bad(e.conn))
             self._c["connections_lost"] += lost
+            self._closes_by["bad"] += lost
+            self._closes_by["expired"] += len(doomed) - lost
             keep_burst = self._edges.holding(now)
             for e in self._shed_order():
                 over_cap = (self._size > self._max and now - e.last_used >= self.burst_linger
@@ -176,6 +179,7 @@ class Upkeep:
                 self._idle[e.worker].remove(e)
                 doomed.append(e)
                 self._size -= 1
+                self._closes_by["linger" if over_cap else "idle"] += 1
         for e in doomed:
             self._close_entry(e)
         loop = self._running_loop()

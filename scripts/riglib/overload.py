@@ -38,7 +38,7 @@ from ringleader.drivers.errors import PoolTimeout
 from ringleader.supervisor import Sampler
 
 from .loadgen import close_windows
-from .service import _p99, capture_decisions, grow_on_wait, pool_sizing, supervisor_config
+from .service import _opens_closes, _p99, capture_decisions, grow_on_wait, pool_sizing, supervisor_config
 
 COUNTERS = ("connections_num", "connections_errors", "connections_lost", "connections_burst",
             "connections_delayed", "returns_bad", "returns_drained", "requests_timeouts")
@@ -137,7 +137,7 @@ async def amain(rt, cfg: dict):
                 "pools": {p.name: {"cap": p.cap, "size": p.size, "in_use": p.in_use,
                                    "waiting": p.waiting, "acquire_rate": p.acquire_rate,
                                    "hold_ms": p.hold_ms, "wait_p99_ms": _p99(waits_now),
-                                   "timeouts": tos, "opened": ps.connections_num,
+                                   "timeouts": tos, **_opens_closes(ps),
                                    "counters": {k: getattr(ps, k) for k in COUNTERS}}
                           for p in obs.pools}}
 

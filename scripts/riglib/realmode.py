@@ -239,7 +239,8 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
     nworkers = max((len(sw[i]["workers"]) for i in idx), default=0)
     names = sorted({n for i in idx for n in sw[i]["pools"]})
     pools = {n: {"cap": [], "size": [], "wait_p99_ms": [], "oracle": [], "hold_ms": [], "acquire_rate": [],
-                 "timeouts": []} for n in names}
+                 "timeouts": [], "opens_by": [], "closes_by": []} for n in names}
+    before: dict[str, dict[str, dict[str, int]]] = {}
     busy, batch, load, lag = [], [], [], []
     for i in idx:
         for n in names:
@@ -251,6 +252,11 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
             pools[n]["hold_ms"].append(hold)
             pools[n]["acquire_rate"].append(rate)
             pools[n]["timeouts"].append(p.get("timeouts", 0))
+            for key in ("opens_by", "closes_by"):
+                # per window: the counters' rise since the window before
+                now_c, was = p.get(key, {}), before.setdefault(n, {}).get(key, {})
+                pools[n][key].append({k: v - was.get(k, 0) for k, v in now_c.items() if v > was.get(k, 0)})
+                before[n][key] = now_c
             pools[n]["oracle"].append(erlang_c_servers(rate, hold / 1e3, 0.01) if rate and hold else 1)
         ws = {w["worker"]: w for w in sw[i]["workers"]}
         busy.append([ws[k]["busy"] if k in ws else math.nan for k in range(nworkers)])

@@ -292,7 +292,7 @@ async def amain(rt, cfg: dict):
             "pools": {p.name: {"cap": p.cap, "size": p.size, "in_use": p.in_use, "waiting": p.waiting,
                                "acquire_rate": p.acquire_rate, "hold_ms": p.hold_ms,
                                "wait_p99_ms": _p99(waits[p.name]), "timeouts": tos[p.name],
-                               "opened": pools[p.name].stats().connections_num}
+                               **_opens_closes(pools[p.name].stats())}
                       for p in obs.pools},
             "slow": slow,
             # the worst timer lateness since start, per worker: a rise is a stall
@@ -306,6 +306,12 @@ async def amain(rt, cfg: dict):
     await app.pg.close()
     await app.redis.close()
     return windows
+
+
+def _opens_closes(st) -> dict:
+    """The pool's opens so far, and by cause with its closes (issue 16: why
+    each connection was opened; the rig turns them into per-window counts)."""
+    return {"opened": st.connections_num, "opens_by": dict(st.opens_by), "closes_by": dict(st.closes_by)}
 
 
 def _p99(v: list[float]) -> float:
