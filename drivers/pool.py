@@ -292,20 +292,15 @@ class Pool(HandOver, Opening, Upkeep, Generic[C]):
 
     def resize(self, min_size: int, max_size: int) -> None:
         """Change the bounds while running.  Shrinking closes idle connections above
-        ``max_size`` now and retires in-use ones as they are released (beyond the
-        burst allowance, while callers wait); growing opens connections for
-        queued callers at once and refills to ``min_size``."""
+        ``max_size`` plus the burst allowance now and retires in-use ones as they
+        are released; those between the new cap and the allowance become burst
+        connections (closed once idle ``burst_linger``, kept while bursts recur),
+        so a cut the next step undoes costs no open.  Growing opens connections
+        for queued callers at once and refills to ``min_size``."""
         self._check_sizes(min_size, max_size)
         with self._lock:
             self._min, self._max = min_size, max_size
-            excess = self._size - max_size
-            doomed: list[_Entry] = []
-            if excess > 0:
-                for e in self._shed_order()[:excess]:
-                    self._idle[e.worker].remove(e)
-                    doomed.append(e)
-                self._size -= len(doomed)
-                self._closes_by["shrink"] += len(doomed)
+            doomed = self._shed_idle_above(max_size + self._burst, "shrink")
             loop = self._running_loop()
             refill = self._reserve_refill() if loop is not None and self._opened else 0
         for e in doomed:

@@ -135,7 +135,12 @@ class BurstMemory:
         if self.last_use is None or now - self.last_use > self.quiet:
             if self.last_edge is not None:
                 gap = now - self.last_edge
-                self.hold = min(self.recur, 1.5 * gap) if gap <= self.recur else 0.0
+                hold = min(self.recur, 1.5 * gap) if gap <= self.recur else 0.0
+                # A lull inside a burst (its uses a second or two apart) looks
+                # like an edge too; it must not shorten a hold that is still
+                # running, or the connections go before the next real edge
+                # and are opened again there (issue 16).
+                self.hold = max(hold, self.hold) if self.holding(now) else hold
             self.last_edge = now
             self.edges += 1
         self.last_use = now
@@ -155,6 +160,8 @@ class Opening:
     _edges: BurstMemory
     _opening: collections.Counter[int]
     _shed_order: Callable[[], list[_Entry]]
+    _shed_idle_above: Callable[[int, str], list[_Entry]]
+    _close_entry: Callable[..., Any]
     _give_back: Callable[..., None]
     _discard: Callable[[_Entry, bool], None]
     _loops: dict[int, asyncio.AbstractEventLoop]
@@ -179,12 +186,16 @@ class Opening:
 
     def set_burst(self, n: int) -> None:
         """Sets the burst allowance (0 withdraws it: the supervisor does while its
-        downstream-health guard holds, so nothing above the cap is opened and
-        connections above it close when they come back)."""
+        downstream-health guard holds, so nothing above the cap is opened, idle
+        connections above the cap plus the new allowance close now and in-use
+        ones when they come back)."""
         if not isinstance(n, int) or n < 0:
             raise InterfaceError(f"burst must be an int >= 0, got {n!r}")
         with self._lock:
             grew, self._burst = n > self._burst, n
+            doomed = self._shed_idle_above(self._max + n, "over_limit")
+        for e in doomed:
+            self._close_entry(e)
         if grew:
             self._schedule_opens()
 

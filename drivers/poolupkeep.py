@@ -150,6 +150,20 @@ class Upkeep:
                 del per[w]
         return out
 
+    def _shed_idle_above(self, limit: int, reason: str) -> list[_Entry]:
+        """Under the lock: takes idle connections out, in shed order, until at
+        most ``limit`` are open, and returns them for the caller to close
+        (without the lock).  Issue 16: a cut closed every idle connection above
+        the new cap at once, and the next up-step or burst edge opened them
+        again; above the cap but within the burst allowance they now stay, as
+        burst connections, until they idle past ``burst_linger``."""
+        doomed = self._shed_order()[:max(0, self._size - limit)]
+        for e in doomed:
+            self._idle[e.worker].remove(e)
+        self._size -= len(doomed)
+        self._closes_by[reason] += len(doomed)
+        return doomed
+
     def _maintain(self, now: float) -> int:
         """The timer step: closes idle connections past ``max_lifetime``, or idle
         longer than ``max_idle`` while above ``min_size`` (``burst_linger`` while

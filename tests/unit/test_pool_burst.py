@@ -24,6 +24,21 @@ def test_burst_memory_holds_while_edges_recur_and_lets_go_when_they_stop():
     assert m.hold == 0.0 and not m.holding(200.5)
 
 
+def test_a_lull_inside_a_burst_does_not_shorten_the_hold():
+    """Uses more than ``quiet`` apart inside one burst count as an edge; its
+    short gap used to replace the hold learned from the real edges, so the
+    burst connections closed before the next edge and were opened there again."""
+    m = BurstMemory(quiet=1.0, recur=60.0)
+    m.note(10.0)
+    m.note(20.0)                     # recurring every 10 s: hold 15 s
+    m.note(22.0)                     # a lull of 2 s inside the second burst
+    assert m.hold == 15.0
+    assert m.holding(22.0 + 14.0)    # still open at the next edge (t = 30)
+    m.note(30.0)
+    assert m.holding(30.0 + 11.0)    # the gap from the lull is 8 s: hold 12
+    assert not m.holding(30.0 + 15.0)  # the edges stopped: let go
+
+
 def test_a_queue_its_returns_serve_opens_nothing_above_the_cap():
     """A caller queued at the cap behind connections that come back well
     within one connect gets the next return, and no burst connection is

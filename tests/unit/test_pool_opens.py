@@ -74,7 +74,8 @@ def test_opens_and_closes_are_counted_by_cause():
             assert dict(s.opens_by) == {"refill": 1, "queue": 1, "burst": 1}
             assert sum(s.opens_by.values()) == s.connections_num == 3
             pool._maintain(loop.time() + 2.0)  # the burst connection idled past its linger
-            pool.resize(1, 1)                  # and a cut
+            pool.set_burst(0)
+            pool.resize(1, 1)                  # and a cut without an allowance
             assert dict(pool.stats().closes_by) == {"linger": 1, "shrink": 1}
     run(main())
 
@@ -105,4 +106,55 @@ def test_a_return_moves_to_the_worker_short_of_its_share_instead_of_trading():
             assert "trade" not in s.closes_by
             pool.release(got)
             pool.release(b)
+    run(main())
+
+
+def test_a_cut_keeps_idle_connections_within_the_burst_allowance_until_they_linger():
+    """A cut used to close every idle connection above the new cap at once,
+    and the next up-step (or burst edge) opened them again.  Within the burst
+    allowance they now stay as burst connections: an undo within
+    ``burst_linger`` costs no open, and they close once idle past it."""
+    async def main():
+        f = Factory()
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=4, burst=2, burst_linger=1.0,
+                        maintain_every=1000.0) as pool:
+            conns = [await pool.acquire() for _ in range(4)]
+            for c in conns:
+                pool.release(c)
+            pool.resize(0, 2)  # the cut: 2 above the cap, within the allowance of 2
+            assert pool.stats().pool_size == 4 and pool.stats().pool_burst == 2
+            pool.resize(0, 4)  # the next step undoes it: nothing to open
+            conns = [await pool.acquire() for _ in range(4)]
+            for c in conns:
+                pool.release(c)
+            assert len(f.made) == 4 and "shrink" not in pool.stats().closes_by
+            pool.resize(0, 2)
+            pool._maintain(loop.time() + 2.0)  # idle past the linger: closed
+            s = pool.stats()
+            assert s.pool_size == 2 and dict(s.closes_by) == {"linger": 2}
+            pool.resize(0, 1)  # without a burst allowance to hold it: closed at once
+            pool.set_burst(0)
+            assert pool.stats().pool_size == 1
+    run(main())
+
+
+def test_withdrawing_the_burst_allowance_closes_idle_connections_above_the_cap_now():
+    """The guard's set_burst(0): a sick database gets no connections above
+    the cap, idle ones included (they could be lent again at once)."""
+    async def main():
+        f = Factory()
+        async with Pool(f, min_size=0, max_size=4, burst=2, maintain_every=1000.0) as pool:
+            conns = [await pool.acquire() for _ in range(4)]
+            pool.release(conns.pop())
+            pool.resize(0, 2)
+            assert pool.stats().pool_size == 4
+            pool.set_burst(0)
+            s = pool.stats()
+            assert s.pool_size == 3 and s.pool_available == 0 and s.closes_by["over_limit"] == 1
+            pool.release(conns.pop())  # in use above the cap: closed on return
+            assert pool.stats().pool_size == 2 and pool.stats().closes_by["over_limit"] == 2
+            for c in conns:
+                pool.release(c)
+            assert pool.stats().pool_size == 2
     run(main())
