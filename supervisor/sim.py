@@ -245,6 +245,9 @@ class Window:
     good: int = 0           # first arrivals in this window answered within the deadline
     arrivals: int = 0
     opened: int = 0         # connections opened in this window
+    # ... and why, with the closes, by the pool's causes (PoolStats.opens_by/closes_by)
+    opens_by: dict = dataclasses.field(default_factory=dict)
+    closes_by: dict = dataclasses.field(default_factory=dict)
     lag_ms: float = 0.0     # the client's mean loop lag (ClientModel)
 
 
@@ -296,6 +299,7 @@ class SimResult:
             "failed": sum(x.failed for x in w),
             "good_share": sum(x.good for x in self.windows) / max(1, sum(x.arrivals for x in self.windows)),
             "opened": sum(x.opened for x in self.windows),
+            "opens_by": dict(sum((collections.Counter(x.opens_by) for x in self.windows), collections.Counter())),
             "timeouts": sum(x.timeouts for x in w),
             "conn_seconds": self.conn_seconds,
             "conn_vs_oracle": self.conn_seconds / self.oracle_conn_seconds if self.oracle_conn_seconds else 0.0,
@@ -398,6 +402,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     per_wait, per_lat, per_hold, per_lag = [], [], [], []
     per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = per_queued = 0
     per_open = sum(size)  # the pool's first connections
+    opens_by, closes_by = collections.Counter(refill=per_open), collections.Counter()
     burst_idle_since = None
     edges = BurstMemory(max(1.0, contender.burst_linger), contender.burst_recur)
     hold_sum, hold_n = 0.0, 0  # the pool's lifetime mean hold (its _beyond_returns)
@@ -426,16 +431,17 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             edges.note(t)  # lent above the cap: a burst use
         heapq.heappush(active, (work + demand, t, False, w))
 
-    def open_on(w: int) -> None:
+    def open_on(w: int, why: str) -> None:
         nonlocal per_open
         size[w] += 1
         per_open += 1
+        opens_by[why] += 1
         n_conn[w] += 1
         # a connect varies as much as the measured ones did: a caller waiting
         # for one misses a 10-ms SLO about a quarter of the time (8 ms median)
         heapq.heappush(active, (work + db.connect_ms * rng.lognormvariate(0, db.connect_jitter), t, True, w))
 
-    def close_idle(n: int, idle: list) -> None:
+    def close_idle(n: int, idle: list, why: str) -> None:
         """Closes ``n`` idle connections, from the workers with the most idle first."""
         for _ in range(n):
             w = max(range(W), key=lambda v: idle[v])
@@ -443,6 +449,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 return
             idle[w] -= 1
             size[w] -= 1
+            closes_by[why] += 1
 
     for _ in range(int(round(pattern.duration / dt))):
         t += dt
@@ -517,7 +524,8 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                     start_query(v, arr, first)
                 elif v is not None and sum(size) < db.max_connections:
                     size[w] -= 1
-                    open_on(v)
+                    closes_by["trade"] += 1
+                    open_on(v, "trade")
         if not active:
             work += budget
         idle = [size[w] - n_conn[w] - busy[w] for w in range(W)]
@@ -548,6 +556,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             limit = cap + allowance
             uncovered = len(queue) - n_conn[w]
             need = max(0, min(uncovered, cap - sum(size))) if contender.lazy else 0
+            why = ["queue"] * need
             if allowance and uncovered > need:
                 due = int(busy[w] * db.connect_ms / (hold_sum / hold_n)) if hold_n else 0
                 extra = uncovered - need - due
@@ -557,6 +566,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 if extra:
                     edges.note(t)
                 need += extra
+                why += ["burst"] * extra
             # the real pool's eviction (drivers/pool.py, _take): at the limit, a
             # worker below its even share of the cap closes another's idle one
             share = -(-cap // W)
@@ -566,30 +576,32 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 if donor is not None:  # slot trading: close one there, open one here
                     idle[donor] -= 1
                     size[donor] -= 1
-                    need = 1
-            for _ in range(max(0, need)):
+                    closes_by["trade"] += 1
+                    need, why = 1, ["trade"]
+            for k in range(max(0, need)):
                 if sum(size) >= db.max_connections:
                     per_cerr += 1
                     break
-                open_on(w)
+                open_on(w, why[k])
         if not contender.lazy and sum(size) < cap:
             add = min(cap, db.max_connections) - sum(size)
             per_open += add
+            opens_by["refill"] += add
             for _ in range(add):
                 size[min(range(W), key=lambda v: size[v])] += 1
         while contender.warm and sum(size) < min(cap, db.max_connections):
             # warm: the floor follows the cap, so a grow opens now (real connects,
             # database work), on the worker holding fewest
-            open_on(min(range(W), key=lambda v: size[v]))
+            open_on(min(range(W), key=lambda v: size[v]), "refill")
         total, spare = sum(size), sum(idle)
         limit = cap + contender.burst(cap)
         if total > limit and spare > 0:
-            close_idle(min(total - limit, spare), idle)
+            close_idle(min(total - limit, spare), idle, "shrink")
         total, spare = sum(size), sum(idle)
         if total > cap and spare > 0:
             burst_idle_since = t if burst_idle_since is None else burst_idle_since
             if t - burst_idle_since >= contender.burst_linger and not edges.holding(t):
-                close_idle(min(total - cap, spare), idle)
+                close_idle(min(total - cap, spare), idle, "linger")
                 burst_idle_since = None
         else:
             burst_idle_since = None
@@ -617,11 +629,12 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                                   latency_p99_ms=_pct(per_lat, 0.99) if per_lat else 0.0,
                                   completed=per_done, timeouts=per_to, failed=per_fail, oracle=oracle,
                                   guard=guard, good=per_good, arrivals=per_arr, opened=per_open,
-                                  lag_ms=mean_lag))
+                                  lag_ms=mean_lag, opens_by=+opens_by, closes_by=+closes_by))
             cap = new_cap
             per_wait, per_lat, per_hold, per_lag = [], [], [], []
             per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = 0
             per_queued = 0
+            opens_by, closes_by = collections.Counter(), collections.Counter()
     return SimResult(pattern.name, contender.name, seed, windows, decisions, conn_s, oracle_s, slo_ms,
                      overload=pattern.overload)
 

@@ -32,6 +32,7 @@ during a run.
 """
 from __future__ import annotations
 
+import collections
 import math
 import statistics
 
@@ -189,6 +190,25 @@ def _med(recs: list[dict], k: str) -> tuple[float, float, float] | None:
     return (statistics.median(v), min(v), max(v)) if v else None
 
 
+def by_cause(recs: list[dict], key: str = "opens_by") -> dict[str, float]:
+    """Per cause, the median over ``recs`` of the Postgres pool's opens (or
+    closes) in the run: why the connections were opened (PoolStats.opens_by),
+    real and twin alike.  Empty for records made before the causes were kept."""
+    totals = []
+    for r in recs:
+        per = r["series"]["pools"].get("postgres", {}).get(key)
+        if per is not None:
+            totals.append(collections.Counter())
+            for w in per:
+                totals[-1].update(w)
+    causes = sorted({k for t in totals for k in t})
+    return {k: statistics.median(t.get(k, 0) for t in totals) for k in causes}
+
+
+def _causes(by: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in by.items()) or "-"
+
+
 def side_by_side(real: list[dict], twins: list[dict]) -> str:
     """A markdown table: per pattern and contender, real median [min-max] beside
     the twin's, and whether the twin's median lies inside the real spread."""
@@ -222,6 +242,14 @@ def side_by_side(real: list[dict], twins: list[dict]) -> str:
                              f"{fmt.format(b[0])}")
             cells.append(f"{inside}/{len(METRICS)}")
             lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        for c in sorted({r["contender"] for r in real if r["pattern"] == p}):
+            rr = [r for r in real if r["pattern"] == p and r["contender"] == c]
+            tt = [r for r in twins if r["pattern"] == p and r["contender"] == c]
+            if by_cause(rr):
+                lines.append(f"* {c}: opens by cause (medians) real {_causes(by_cause(rr))} | "
+                             f"sim {_causes(by_cause(tt))}; closes real {_causes(by_cause(rr, 'closes_by'))} "
+                             f"| sim {_causes(by_cause(tt, 'closes_by'))}")
         lines.append("")
     return "\n".join(lines)
 

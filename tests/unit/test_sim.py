@@ -135,3 +135,18 @@ def test_a_strict_pool_in_a_runtime_moves_idle_connections_instead_of_trading_sl
         traded = simulate(pat, GrowOnWait(), seed=seed, db=db, workers=2, moves=False).summary()
         assert moved["opened"] * 4 < traded["opened"]
         assert moved["conn_seconds"] < traded["conn_seconds"]
+
+
+def test_opens_are_counted_by_the_pools_causes():
+    """The twin names each open as the pool does (PoolStats.opens_by), so a
+    real run's opens and the model's can be compared cause by cause (issue 16)."""
+    r = simulate(P["burst"], Supervised("littles"), seed=1, workers=2)
+    for w in r.windows:
+        assert sum(w.opens_by.values()) == w.opened
+        assert set(w.opens_by) <= {"refill", "queue", "burst", "trade"}
+    by = r.summary()["opens_by"]
+    assert by["refill"] >= 4 and sum(by.values()) == r.summary()["opened"]
+    # moves, as the pool in a runtime makes them: no slot trades
+    assert "trade" not in by
+    traded = simulate(P["burst"], GrowOnWait(), seed=1, workers=2, moves=False).summary()["opens_by"]
+    assert traded.get("trade", 0) > 0
