@@ -186,6 +186,7 @@ class Pool(HandOver, Opening, Upkeep, Generic[C]):
              "connections_burst", "returns_drained", "connections_moved"), 0)
         self._ms = dict.fromkeys(("requests_wait_ms", "connections_ms", "usage_ms"), 0.0)
         self._opens_by: collections.Counter[str] = collections.Counter()  # see PoolStats
+        self._hold_recent: float | None = None  # ms, a moving average of the holds
         self._closes_by: collections.Counter[str] = collections.Counter()
         self._window_s = window_s
         self._w_wait = Window(window_s, window_samples)
@@ -506,6 +507,9 @@ class Pool(HandOver, Opening, Upkeep, Generic[C]):
         with self._lock:
             self._ms["usage_ms"] += held_ms
             self._w_usage.add(now, held_ms)
+            # the recent hold (poolopen's _returns_slowed): ~10 returns' memory
+            self._hold_recent = held_ms if self._hold_recent is None else \
+                self._hold_recent + 0.1 * (held_ms - self._hold_recent)
 
     # -- helpers (call without the lock unless noted) -------------------------------
 

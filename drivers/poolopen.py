@@ -174,6 +174,7 @@ class Opening:
     _c: dict[str, int]
     _ms: dict[str, float]
     _opens_by: collections.Counter[str]
+    _hold_recent: float | None
     _size: int
     _min: int
     _max: int
@@ -230,6 +231,30 @@ class Opening:
             out[key] -= int(busy[key] * per_conn)
         return out, connect_ms / 1e3
 
+    # Returns count as slowed past this many times the mean hold, plus the floor
+    # (as the supervisor's guard needs an absolute rise too: noise is not a slowdown).
+    SLOWED_RATIO = 2.0
+    SLOWED_FLOOR_MS = 2.0
+
+    def _returns_slowed(self, now: float) -> bool:
+        """Under the lock: the connections come back much slower than they
+        used to (the recent holds, or every one of two or more in use now, past
+        SLOWED_RATIO x the mean hold + SLOWED_FLOOR_MS): the database is slowing,
+        not the arrivals surging.  Then no burst connection is opened: it would
+        add load, not service.  Issue 16: at the real overload's onset the pool
+        opened its whole allowance (7-8 connections) in the second before the
+        guard tripped, and the guard's set_burst(0) closed them again: half of
+        the run's opens."""
+        holds = self._c["requests_num"] - len(self._waiters) - len(self._in_use)
+        if holds <= 0 or self._hold_recent is None:
+            return False
+        limit = self.SLOWED_RATIO * self._ms["usage_ms"] / holds + self.SLOWED_FLOOR_MS
+        if self._hold_recent > limit:
+            return True
+        # (a multiplexer's shared connection is held for many commands: not a hold)
+        ages = [now - e.borrowed for e in self._in_use.values() if not e.shared]
+        return len(ages) >= 2 and min(ages) * 1e3 > limit
+
     def _schedule_opens(self) -> list[_Waiter]:
         """Starts opens for queued callers no open is under way for, within the
         size limit (cap plus burst allowance) and the open budget; when only the
@@ -246,6 +271,7 @@ class Opening:
             covered = collections.Counter(self._opening)
             total_covered = sum(covered.values())
             beyond: collections.Counter[int] | None = None  # per key: waiters returns won't serve
+            slowed: bool | None = None
             connect_s = 0.0
             for w in self._waiters:
                 key = w.worker if self.strict else 0
@@ -260,6 +286,10 @@ class Opening:
                 if self._size >= self._max:
                     if now < w.since + self.burst_after:
                         retry_at = w.since + self.burst_after
+                        break
+                    if slowed is None:
+                        slowed = self._returns_slowed(now)
+                    if slowed:
                         break
                     if beyond is None:
                         beyond, connect_s = self._beyond_returns()

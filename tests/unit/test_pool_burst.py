@@ -167,3 +167,38 @@ def test_a_return_is_not_traded_to_a_worker_holding_its_share_of_the_cap():
             assert len(f.made) == 2
             pool.release(b)
     run(main())
+
+
+def test_no_burst_connection_while_the_returns_slow_down():
+    """Issue 16: at the real overload's onset the pool opened its whole burst
+    allowance before the guard tripped (which then closed them): a queue that
+    forms because holds got slower is the database slowing, and more
+    connections add load to it, not service.  A queue of the same length
+    behind holds of the usual length still gets its burst connections."""
+    async def main():
+        f = Factory(delay=0.005)
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=2, burst=2, maintain_every=1000.0) as pool:
+            for _ in range(20):  # holds of 1 ms: the mean
+                c = await pool.acquire()
+                await asyncio.sleep(0.001)
+                pool.release(c)
+            a, b = await pool.acquire(), await pool.acquire()
+            made = len(f.made)
+            await asyncio.sleep(0.02)  # both held 20 ms, past 2 x 1 ms + 2 ms
+            waiter = asyncio.ensure_future(pool.acquire(timeout=1.0))
+            await asyncio.sleep(0.05)  # many connects long
+            assert not waiter.done() and len(f.made) == made
+            pool.release(a)
+            assert await waiter is a and pool.stats().connections_burst == 0
+            pool.release(a)
+            pool.release(b)
+            # the same queue behind fresh holds: a burst connection after a connect
+            a, b = await pool.acquire(), await pool.acquire()
+            t0 = loop.time()
+            c = await pool.acquire(timeout=1.0)
+            assert c not in (a, b) and pool.stats().connections_burst == 1
+            assert loop.time() - t0 < 0.02
+            for x in (a, b, c):
+                pool.release(x)
+    run(main())
