@@ -238,8 +238,8 @@ class Opening:
 
     def _returns_slowed(self, now: float) -> bool:
         """Under the lock: the connections come back much slower than they
-        used to (the recent holds, or every one of two or more in use now, past
-        SLOWED_RATIO x the mean hold + SLOWED_FLOOR_MS): the database is slowing,
+        used to (the recent holds, or the mean age of two or more in use now,
+        past SLOWED_RATIO x the mean hold + SLOWED_FLOOR_MS): the database is slowing,
         not the arrivals surging.  Then no burst connection is opened: it would
         add load, not service.  Issue 16: at the real overload's onset the pool
         opened its whole allowance (7-8 connections) in the second before the
@@ -253,7 +253,7 @@ class Opening:
             return True
         # (a multiplexer's shared connection is held for many commands: not a hold)
         ages = [now - e.borrowed for e in self._in_use.values() if not e.shared]
-        return len(ages) >= 2 and min(ages) * 1e3 > limit
+        return len(ages) >= 2 and sum(ages) / len(ages) * 1e3 > limit
 
     def _schedule_opens(self) -> list[_Waiter]:
         """Starts opens for queued callers no open is under way for, within the

@@ -45,8 +45,12 @@ from .config import PoolAutoscale, Rebalance, SupervisorConfig
 from .observe import ConnObs, Observation, PoolObs, WorkerObs
 from .policy import Policy
 from .queueing import erlang_c_servers  # noqa: F401  (the rig imports it from here)
-from ..drivers.poolopen import BurstMemory
+from ..drivers.poolopen import BurstMemory, Opening
 from ..drivers.poolstats import percentile
+
+
+# the pool's own thresholds for "the returns slow down" (poolopen.Opening)
+_SLOWED_RATIO, _SLOWED_FLOOR_MS = Opening.SLOWED_RATIO, Opening.SLOWED_FLOOR_MS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,6 +410,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     burst_idle_since = None
     edges = BurstMemory(max(1.0, contender.burst_linger), contender.burst_recur)
     hold_sum, hold_n = 0.0, 0  # the pool's lifetime mean hold (its _beyond_returns)
+    hold_recent = None  # the pool's moving average of the holds (its _returns_slowed)
     backlog_ms = 0.0  # the client's work past saturation
     t, next_period = 0.0, period
 
@@ -507,6 +512,8 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 per_done += 1
                 per_hold.append((t - started) * 1e3 + lag())
                 hold_sum, hold_n = hold_sum + per_hold[-1], hold_n + 1
+                hold_recent = per_hold[-1] if hold_recent is None else \
+                    hold_recent + 0.1 * (per_hold[-1] - hold_recent)
             if queues[w]:
                 arr, attempt, first = queues[w].popleft()
                 start_query(w, arr, first)
@@ -557,6 +564,12 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             uncovered = len(queue) - n_conn[w]
             need = max(0, min(uncovered, cap - sum(size))) if contender.lazy else 0
             why = ["queue"] * need
+            if allowance and uncovered > need and hold_n and hold_recent is not None:
+                # the pool's _returns_slowed: no burst while the returns slow down
+                slowed_ms = _SLOWED_RATIO * hold_sum / hold_n + _SLOWED_FLOOR_MS
+                ages = [t - st for _, st, is_connect, _ in active if not is_connect]
+                if hold_recent > slowed_ms or (len(ages) >= 2 and sum(ages) / len(ages) * 1e3 > slowed_ms):
+                    allowance = 0
             if allowance and uncovered > need:
                 due = int(busy[w] * db.connect_ms / (hold_sum / hold_n)) if hold_n else 0
                 extra = uncovered - need - due
@@ -596,7 +609,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         total, spare = sum(size), sum(idle)
         limit = cap + contender.burst(cap)
         if total > limit and spare > 0:
-            close_idle(min(total - limit, spare), idle, "shrink")
+            close_idle(min(total - limit, spare), idle, "shrink" if limit > cap else "over_limit")
         total, spare = sum(size), sum(idle)
         if total > cap and spare > 0:
             burst_idle_since = t if burst_idle_since is None else burst_idle_since

@@ -150,3 +150,16 @@ def test_opens_are_counted_by_the_pools_causes():
     assert "trade" not in by
     traded = simulate(P["burst"], GrowOnWait(), seed=1, workers=2, moves=False).summary()["opens_by"]
     assert traded.get("trade", 0) > 0
+
+
+def test_no_burst_opens_into_an_overload():
+    """The pool opens no burst connection while its returns slow down
+    (poolopen's _returns_slowed), and the model follows it: the overload's
+    onset used to open the whole allowance (8) for the guard to close again."""
+    p = P["overload"]
+    a, b = p.overload
+    for seed in (1, 2):
+        r = simulate(p, Supervised("littles"), seed=seed)
+        assert sum(x.opens_by.get("burst", 0) for x in r.windows if a - 1 <= x.t <= b + 1) == 0
+        s = r.summary()
+        assert s["opened"] <= 2 * s["max_cap"]
