@@ -244,10 +244,14 @@ class Opening:
         add load, not service.  Issue 16: at the real overload's onset the pool
         opened its whole allowance (7-8 connections) in the second before the
         guard tripped, and the guard's set_burst(0) closed them again: half of
-        the run's opens."""
+        the run's opens.  Also true before anything came back (see below)."""
         holds = self._c["requests_num"] - len(self._waiters) - len(self._in_use)
         if holds <= 0 or self._hold_recent is None:
-            return False
+            # Nothing came back yet: a cold start.  Its queue is served by the
+            # connections opening below the cap and their first returns; burst
+            # opens before any hold is known overshot (the real overload's
+            # start-up opened 8 above a cap of 4 and closed 4 a second later).
+            return True
         limit = self.SLOWED_RATIO * self._ms["usage_ms"] / holds + self.SLOWED_FLOOR_MS
         if self._hold_recent > limit:
             return True

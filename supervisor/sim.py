@@ -564,7 +564,9 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
             uncovered = len(queue) - n_conn[w]
             need = max(0, min(uncovered, cap - sum(size))) if contender.lazy else 0
             why = ["queue"] * need
-            if allowance and uncovered > need and hold_n and hold_recent is not None:
+            if allowance and (not hold_n or hold_recent is None):
+                allowance = 0  # nothing came back yet: a cold start (_returns_slowed)
+            if allowance and uncovered > need:
                 # the pool's _returns_slowed: no burst while the returns slow down
                 slowed_ms = _SLOWED_RATIO * hold_sum / hold_n + _SLOWED_FLOOR_MS
                 ages = [t - st for _, st, is_connect, _ in active if not is_connect]

@@ -499,6 +499,9 @@ def test_burst_allowance_absorbs_a_step_and_is_released():
         loop = asyncio.get_running_loop()
         async with Pool(f, min_size=0, max_size=2, burst=3, burst_after=0.002, burst_linger=1.0,
                         maintain_every=1000.0) as pool:
+            c = await pool.acquire()  # a hold of 5 ms measured: no cold start (no burst)
+            await asyncio.sleep(0.005)
+            pool.release(c)
             held = [await pool.acquire() for _ in range(2)]
             t0 = loop.time()
             more = await asyncio.gather(*(pool.acquire() for _ in range(3)))

@@ -95,6 +95,7 @@ def test_burst_connections_are_kept_while_bursts_recur():
         loop = asyncio.get_running_loop()
         async with Pool(f, min_size=0, max_size=2, burst=3, burst_linger=1.0, burst_recur=60.0,
                         maintain_every=1000.0) as pool:
+            pool.release(await pool.acquire())  # a hold measured: no cold start
             await burst(pool, 5)
             assert pool.stats().pool_burst == 3
             pool._maintain(loop.time() + 2.0)
@@ -201,4 +202,23 @@ def test_no_burst_connection_while_the_returns_slow_down():
             assert loop.time() - t0 < 0.02
             for x in (a, b, c):
                 pool.release(x)
+    run(main())
+
+
+def test_a_cold_start_opens_up_to_the_cap_and_no_burst():
+    """Before anything came back the pool knows no hold, so it cannot tell a
+    queue its returns will serve from one they will not: it opens up to the
+    cap for it and no burst connection (the real overload's start-up opened
+    8 above a cap of 4 and closed 4 a second later).  After the first return
+    the burst rules apply."""
+    async def main():
+        f = Factory(delay=0.01)
+        async with Pool(f, min_size=0, max_size=2, burst=4, maintain_every=1000.0) as pool:
+            async def once():
+                c = await pool.acquire(timeout=1.0)
+                await asyncio.sleep(0.001)
+                pool.release(c)
+            await asyncio.gather(*(once() for _ in range(6)))
+            s = pool.stats()
+            assert len(f.made) == 2 and s.connections_burst == 0 and dict(s.opens_by) == {"queue": 2}
     run(main())
