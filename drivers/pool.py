@@ -503,13 +503,16 @@ class Pool(HandOver, Opening, Upkeep, Generic[C]):
         self._give_back(entry, bad=bad, now=now)
 
     def _add_usage(self, entry: _Entry, now: float) -> None:
-        held_ms = (now - entry.borrowed) * 1000
         with self._lock:
-            self._ms["usage_ms"] += held_ms
-            self._w_usage.add(now, held_ms)
-            # the recent hold (poolopen's _returns_slowed): ~10 returns' memory
-            self._hold_recent = held_ms if self._hold_recent is None else \
-                self._hold_recent + 0.1 * (held_ms - self._hold_recent)
+            self._count_usage(now, (now - entry.borrowed) * 1000)
+
+    def _count_usage(self, now: float, held_ms: float) -> None:
+        """Under the lock: one hold (or multiplexed command) of ``held_ms``."""
+        self._ms["usage_ms"] += held_ms
+        self._w_usage.add(now, held_ms)
+        # the recent hold (poolopen's _returns_slowed): ~10 returns' memory
+        self._hold_recent = held_ms if self._hold_recent is None else \
+            self._hold_recent + 0.1 * (held_ms - self._hold_recent)
 
     # -- helpers (call without the lock unless noted) -------------------------------
 
@@ -567,8 +570,7 @@ class Pool(HandOver, Opening, Upkeep, Generic[C]):
         now = self._now()
         with self._lock:
             self._c["requests_num"] += 1
-            self._ms["usage_ms"] += usage_s * 1000
-            self._w_usage.add(now, usage_s * 1000)
+            self._count_usage(now, usage_s * 1000)
 
     def record_error(self, kind: str) -> None:
         """Lets a driver count a command error (``"reply"``, ``"timeout"``, ...) in

@@ -222,3 +222,20 @@ def test_a_cold_start_opens_up_to_the_cap_and_no_burst():
             s = pool.stats()
             assert len(f.made) == 2 and s.connections_burst == 0 and dict(s.opens_by) == {"queue": 2}
     run(main())
+
+
+def test_multiplexed_commands_teach_the_hold_too():
+    """A pool whose holds are counted only as multiplexed commands
+    (count_request) is past its cold start once they came back: an exclusive
+    caller queued above the cap still gets a burst connection."""
+    async def main():
+        f = Factory(delay=0.01)
+        async with Pool(f, min_size=0, max_size=1, burst=1, maintain_every=1000.0) as pool:
+            a = await pool.acquire()
+            for _ in range(5):
+                pool.count_request(0.001)
+            b = await pool.acquire(timeout=1.0)  # a held past a connect: a burst open
+            assert b is not a and pool.stats().connections_burst == 1
+            pool.release(a)
+            pool.release(b)
+    run(main())
