@@ -29,7 +29,8 @@ serving and churning.
 
 Opening connections (for the queue, within an open budget, and above the cap
 for a burst: ``burst``, ``set_burst``) is :mod:`.poolopen`'s part; settling
-returned connections, the timer step and closing are :mod:`.poolupkeep`'s.
+returned connections, the timer step and closing are :mod:`.poolupkeep`'s;
+who gets a returned connection (or whether it closes) is :mod:`.poolhandover`'s.
 
 What it does not do: it knows no protocol and never retries a command (drivers
 decide that), and it moves connections between workers in one case only: a

@@ -24,9 +24,12 @@ waiters while there are any and is closed once it idled ``burst_linger``
 seconds (or at once when ``burst_linger`` is 0), unless bursts recur
 (:class:`BurstMemory`): then it is kept across the gap between them, so
 each edge after the second finds its connections open instead of opening
-them again.  ``set_burst(0)`` withdraws the allowance (the supervisor does
-while its downstream-health guard holds): then nothing above the cap is
-opened and connections above it are closed when they come back.
+them again.  No burst connection is opened while the returns slow down
+(the database slowing, not the arrivals surging: ``_returns_slowed``) or
+before anything came back (a cold start).  ``set_burst(0)`` withdraws the
+allowance (the supervisor does while its downstream-health guard holds):
+then nothing above the cap is opened, idle connections above it close at
+once and in-use ones when they come back.
 
 Moving connections (a strict pool in a runtime): a caller that finds no idle
 connection of its own worker gets another worker's idle one moved over by the
