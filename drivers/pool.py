@@ -182,8 +182,8 @@ class Pool(Opening, Upkeep, Generic[C]):
         self._c = dict.fromkeys(
             ("requests_num", "requests_queued", "requests_errors", "requests_timeouts",
              "connections_num", "connections_errors", "connections_lost", "returns_bad",
-             "connections_burst", "returns_drained", "connections_moved"), 0)
-        self._ms = dict.fromkeys(("requests_wait_ms", "connections_ms", "usage_ms"), 0.0)
+             "connections_burst", "returns_drained", "connections_moved", "checks"), 0)
+        self._ms = dict.fromkeys(("requests_wait_ms", "connections_ms", "usage_ms", "checks_ms"), 0.0)
         self._window_s = window_s
         self._w_wait = Window(window_s, window_samples)
         self._w_usage = Window(window_s, window_samples)
@@ -455,6 +455,10 @@ class Pool(Opening, Upkeep, Generic[C]):
                 log.info("%s: health check failed, discarding connection: %r", self.name, exc)
                 self._discard(entry, lost=True)
                 return False
+            finally:
+                with self._lock:
+                    self._c["checks"] += 1
+                    self._ms["checks_ms"] += (loop.time() - now) * 1000
         return True
 
     async def _wait(self, waiter: _Waiter, deadline: float) -> _Entry | None:

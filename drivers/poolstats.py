@@ -47,6 +47,12 @@ class PoolStats:
     connections_delayed: int = 0  # opens that waited for the open budget (rate limit)
     workers: int = 1  # strict affinity: the workers whose callers used it (each has its own queue)
     connections_moved: int = 0  # moved to another worker for a caller there (strict, in a runtime)
+    # health checks: a borrowed connection idle ``check_after`` or longer is
+    # ping()-ed before it is lent, inside the caller's acquire wait (a database
+    # round trip); how many, and their total time (issue 16: the simulator's
+    # twin asks whether they cost SLO windows)
+    checks: int = 0
+    checks_ms: float = 0.0
 
 
 class Window:

@@ -138,6 +138,8 @@ async def amain(rt, cfg: dict):
                                    "waiting": p.waiting, "acquire_rate": p.acquire_rate,
                                    "hold_ms": p.hold_ms, "wait_p99_ms": _p99(waits_now),
                                    "timeouts": tos, "opened": ps.connections_num,
+                                   "connect_ms": ps.connections_ms, "checks": ps.checks,
+                                   "checks_ms": ps.checks_ms,
                                    "counters": {k: getattr(ps, k) for k in COUNTERS}}
                           for p in obs.pools}}
 

@@ -240,10 +240,22 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
     names = sorted({n for i in idx for n in sw[i]["pools"]})
     pools = {n: {"cap": [], "size": [], "wait_p99_ms": [], "oracle": [], "hold_ms": [], "acquire_rate": [],
                  "timeouts": []} for n in names}
+    # per window: connects and borrow-time health checks, with their time
+    # (deltas of the pool's totals; absent from records made before they were)
+    totals = {"opened": "opens", "connect_ms": "connects_ms", "checks": "checks", "checks_ms": "checks_ms"}
+    has_totals = bool(idx) and all(k in sw[i]["pools"].get(n, {}) for i in idx for n in names for k in totals)
+    if has_totals:
+        for n in names:
+            pools[n].update({v: [] for v in totals.values()})
+    last = {n: dict.fromkeys(totals, 0) for n in names}
     busy, batch, load, lag = [], [], [], []
     for i in idx:
         for n in names:
             p = sw[i]["pools"].get(n, {})
+            if has_totals:
+                for k, v in totals.items():
+                    pools[n][v].append(p[k] - last[n][k])
+                    last[n][k] = p[k]
             pools[n]["cap"].append(p.get("cap", 0))
             pools[n]["size"].append(p.get("size", 0))
             pools[n]["wait_p99_ms"].append(p.get("wait_p99_ms", 0.0))

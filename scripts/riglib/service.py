@@ -286,13 +286,18 @@ async def amain(rt, cfg: dict):
         waits, app.waits = app.waits, {"postgres": [], "redis": []}
         tos, app.timeouts = app.timeouts, {"postgres": 0, "redis": 0}
         slow, app.slow = app.slow, []
+        totals = {n: p.stats() for n, p in pools.items()}
         windows.append({
             "t": round(obs.t, 3),
             "backend": rt.backend,   # "uring", or "epoll" where io_uring is denied
+            # opened, connect_ms, checks, checks_ms: the pool's totals so far
+            # (connects and borrow-time health checks, with their time)
             "pools": {p.name: {"cap": p.cap, "size": p.size, "in_use": p.in_use, "waiting": p.waiting,
                                "acquire_rate": p.acquire_rate, "hold_ms": p.hold_ms,
                                "wait_p99_ms": _p99(waits[p.name]), "timeouts": tos[p.name],
-                               "opened": pools[p.name].stats().connections_num}
+                               "opened": totals[p.name].connections_num,
+                               "connect_ms": totals[p.name].connections_ms,
+                               "checks": totals[p.name].checks, "checks_ms": totals[p.name].checks_ms}
                       for p in obs.pools},
             "slow": slow,
             # the worst timer lateness since start, per worker: a rise is a stall
