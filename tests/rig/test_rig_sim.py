@@ -127,6 +127,47 @@ def test_the_twin_is_calibrated_to_the_real_runs_client():
     assert "| static-16 |" in table and "lag 5.0 ms" in table
 
 
+def test_the_twin_connects_as_long_as_the_real_runs_connects():
+    """Issue 16, fifth pass: the twin's connects are the real runs' connects
+    under load (per-window connect totals), not the idle loop's 8 ms; the
+    first window (the pool's first connections, before the load) and an
+    overload's windows are left out; records without the series keep the
+    model's default."""
+    from riglib import twin
+    from ringleader.supervisor.sim import DbModel
+    rec = _real_record("burst", "supervisor-littles", hold=2.0, lag=0.1, rate=90.0, busy=0.2)
+    pg = rec["series"]["pools"]["postgres"]
+    pg["opens"] = [4, 0, 1, 0, 2, 0, 0, 3, 0, 0, 0, 1]
+    pg["connects_ms"] = [80.0, 0, 10.0, 0, 24.0, 0, 0, 45.0, 0, 0, 0, 14.0]
+    med, sigma = twin.connects([rec])
+    # 7 connects: 10, 12, 12, 14, 15, 15, 15 ms (a window's mean, once per connect)
+    assert med == pytest.approx(14.0) and 0.0 < sigma < 0.2
+    cal = twin.calibrate([rec])["burst"]
+    assert cal["connect"] == (med, sigma)
+    db = twin.db_model("burst", 2.0, cal["connect"])
+    assert (db.connect_ms, db.connect_jitter) == (med, sigma)
+    assert "connect 14.0 ms" in twin.side_by_side([rec], twin.run([rec], seeds=1))
+    old = _real_record("burst", "static-16", hold=2.0, lag=0.1, rate=90.0, busy=0.2)
+    assert twin.connects([old]) is None and twin.calibrate([old])["burst"]["connect"] is None
+    assert twin.db_model("burst", 2.0, None).connect_ms == DbModel.connect_ms
+    # an overload's connects are its effect: left out (middle third and two periods after)
+    ovl = _real_record("overload", "supervisor-littles", hold=4.0, lag=0.0, rate=600.0, busy=0.2)
+    ovl["series"]["pools"]["postgres"].update(opens=[4] + [0] * 4 + [5] * 3 + [0] * 4,
+                                              connects_ms=[40.0] + [0] * 4 + [500.0] * 3 + [0] * 4)
+    assert twin.connects([ovl]) is None
+
+
+def test_the_twin_compares_connection_seconds_per_second_of_the_run():
+    """A real record drops a window now and then (the service's samples drift
+    against the run's seconds); its conn-s is compared per second of the run,
+    so static-16's 29 windows of 16 are its 480 conn-s, not 464."""
+    from riglib import twin
+    rec = _real_record("burst", "static-16", hold=2.0, lag=0.1, rate=90.0, busy=0.2, seconds=30)
+    del rec["series"]["t"][13]
+    rec["series"]["pools"]["postgres"]["size"].pop()
+    assert twin._value(rec, "conn_seconds") == pytest.approx(480.0)
+
+
 def _slow(ms, opened=0, **kw):
     return dict({"t": 0.0, "ms": ms, "worker": 0, "cap": 4, "size": 4, "idle": 2, "in_use": 2,
                  "waiting": 0, "opened": opened, "burst": 0}, **kw)
