@@ -66,19 +66,32 @@ def _markers(ax, rec, target, t_end, col):
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=m, s=18, zorder=3, color=col)
 
 
-def plot_pattern(records: list[dict], path: str) -> str:
-    recs = _first_seed(records)
-    if recs[0]["pattern"] == "hot_spot" and "max_over_mean" in recs[0]["series"]:
-        return _plot_hot(recs, path)
+def panels_for(recs: list[dict]) -> list[str]:
+    """The panels of a pattern's plot, in order: offered, each pool's cap, each
+    pool's wait, request p99, and only where the runs recorded them, worker
+    telemetry and moves.  The overload harness has no per-worker telemetry and
+    most patterns make no moves; an empty panel reads as "zero", which it is
+    not."""
     drivers = []
     for r in recs:
         for d in r["series"].get("pools", {}):
             if d not in drivers:
                 drivers.append(d)
-    has_workers = any("workers" in r["series"] for r in recs)
+    has_workers = any(any(row for row in r["series"].get("workers", {}).get("busy", [])) for r in recs)
+    has_moves = any(d["kind"] in ("migrate", "add_worker", "remove_worker") for r in recs for d in r["decisions"])
     panels = ["offered"] + [f"cap:{d}" for d in drivers] + [f"wait:{d}" for d in drivers] + ["req"]
     if has_workers:
-        panels += ["busy", "batch", "migrations"]
+        panels += ["busy", "batch"]
+    if has_moves:
+        panels += ["migrations"]
+    return panels
+
+
+def plot_pattern(records: list[dict], path: str) -> str:
+    recs = _first_seed(records)
+    if recs[0]["pattern"] == "hot_spot" and "max_over_mean" in recs[0]["series"]:
+        return _plot_hot(recs, path)
+    panels = panels_for(recs)
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 2.1 * len(panels)), sharex=True)
     title = f"{recs[0]['mode']} mode: {recs[0]['pattern']} (seed {recs[0]['seed']})"
     fig.suptitle(title, y=1.0 - 0.08 / fig.get_figheight())
