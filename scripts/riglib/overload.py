@@ -38,10 +38,8 @@ from ringleader.drivers.errors import PoolTimeout
 from ringleader.supervisor import Sampler
 
 from .loadgen import close_windows
-from .service import _p99, capture_decisions, grow_on_wait, pool_sizing, supervisor_config
+from .service import COUNTERS, _p99, capture_decisions, grow_on_wait, pool_sizing, supervisor_config
 
-COUNTERS = ("connections_num", "connections_errors", "connections_lost", "connections_burst",
-            "connections_delayed", "returns_bad", "returns_drained", "requests_timeouts")
 SLEEP_SQL = "SELECT pg_sleep(0.004)"
 BURN_SQL = "SELECT pg_sleep(0.004), (SELECT count(*) FROM generate_series(1, $1))"
 

@@ -57,6 +57,13 @@ SLOW_MS = 5.0
 REPORT_SQL = "SELECT count(*), sum(v), max(length(pad)) FROM kv a, generate_series(1, 4) g"
 
 
+# The pool's counters a run's windows carry (totals so far): where its opens
+# went (errors, lost, moved, burst, delayed by the open budget) and returns.
+COUNTERS = ("connections_num", "connections_errors", "connections_lost", "connections_burst",
+            "connections_delayed", "connections_moved", "returns_bad", "returns_drained",
+            "requests_timeouts")
+
+
 def down_window(seconds: float | None) -> float:
     """The supervisor's down window for a run of ``seconds``: the rig's patterns
     are compressed (a diurnal period of half the run), and the default 30-s
@@ -297,7 +304,10 @@ async def amain(rt, cfg: dict):
                                "wait_p99_ms": _p99(waits[p.name]), "timeouts": tos[p.name],
                                "opened": totals[p.name].connections_num,
                                "connect_ms": totals[p.name].connections_ms,
-                               "checks": totals[p.name].checks, "checks_ms": totals[p.name].checks_ms}
+                               "checks": totals[p.name].checks, "checks_ms": totals[p.name].checks_ms,
+                               "counters": {k: getattr(totals[p.name], k) for k in COUNTERS},
+                               # the hold's tail, not only its mean: a return is as late as it
+                               "hold_p99_ms": totals[p.name].usage_p99_ms}
                       for p in obs.pools},
             "slow": slow,
             # the worst timer lateness since start, per worker: a rise is a stall

@@ -81,7 +81,7 @@ def db_model(pattern: str, mean_ms: float, connect: tuple[float, float] | None =
     return sim.DbModel(service_ms=fast, slow_share=share, slow_ms=fast + REPORT_EXTRA_MS, **more)
 
 
-# Fewer connects than this in the runs: keep the model's default connect.
+# Fewer windows with connects than this in the runs: keep the model's default connect.
 MIN_CONNECTS = 5
 
 
@@ -90,17 +90,22 @@ def connects(records: list[dict]) -> tuple[float, float] | None:
     the real runs ``records`` (every contender's and pattern's: a connect is
     the driver's and the machine's, not the pool policy's), from the per-window
     connect totals the records carry (``opens``, ``connects_ms``); None when
-    they hold fewer than ``MIN_CONNECTS`` or predate those series.
+    they hold fewer than ``MIN_CONNECTS`` windows with connects or predate
+    those series.
 
     Issue 16, fifth pass: the model's 8-ms connect (median of 40 on an idle
-    loop) was shorter than the connects the burst runs made at their edges
-    (10-22 ms: several at once, on a loop serving the burst), and a caller at
-    an edge that waits for a connect waits all of it.  Left out: the first
-    window (the pool's first connections, opened before the load, which the
-    twin opens before its load too) and an overload's windows (the overload's
-    effect, which the twin's database adds itself).  A window's connects give
-    one mean, counted once per connect, so the sigma is a window-mean's, an
-    underestimate of a single connect's spread when a window holds several."""
+    loop) was shorter than the connects the burst runs made under their load
+    (window means 4-22 ms, median 11.2), and a caller at an edge that waits
+    for a connect waits all of it.  Left out: the first window (the pool's
+    first connections, opened before the load, which the twin opens before
+    its load too) and an overload's windows (the overload's effect, which the
+    twin's database adds itself).  A window's connects give one mean, counted
+    once: the windows with many opens are those where callers piled up behind
+    a stall (the fifth pass's diurnal: 16 opens of 36 ms in one window), and
+    counted per connect they made the median the stall's.  So the spread is a
+    window-mean's, an underestimate of a single connect's when a window holds
+    several.  Connects are longer the more open at once (the burst runs: ~8.5
+    ms alone, 10-20 ms with 6-19 in a window); the twin draws them from one distribution."""
     samples = []
     for r in records:
         pg = r["series"]["pools"].get("postgres", {})
@@ -110,11 +115,13 @@ def connects(records: list[dict]) -> tuple[float, float] | None:
         span = realmode.overload_span(r["pattern"], len(r["series"]["t"]))
         for t, n, ms in list(zip(r["series"]["t"], opens, total))[1:]:
             if n > 0 and ms > 0 and (span is None or not span[0] < t <= span[1] + 2.0):
-                samples += [ms / n] * n
+                samples.append(ms / n)
     if len(samples) < MIN_CONNECTS:
         return None
-    logs = [math.log(x) for x in samples]
-    return math.exp(statistics.median(logs)), statistics.pstdev(logs)
+    # the sigma from the quartiles: a stalled repetition's connects (86-161 ms
+    # in the fifth pass's diurnal) are the stall model's, not the connect's
+    q1, q2, q3 = statistics.quantiles([math.log(x) for x in samples], n=4)
+    return math.exp(q2), (q3 - q1) / 1.349
 
 
 def calibrate(records: list[dict]) -> dict:

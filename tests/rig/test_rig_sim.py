@@ -137,16 +137,16 @@ def test_the_twin_connects_as_long_as_the_real_runs_connects():
     from ringleader.supervisor.sim import DbModel
     rec = _real_record("burst", "supervisor-littles", hold=2.0, lag=0.1, rate=90.0, busy=0.2)
     pg = rec["series"]["pools"]["postgres"]
-    pg["opens"] = [4, 0, 1, 0, 2, 0, 0, 3, 0, 0, 0, 1]
-    pg["connects_ms"] = [80.0, 0, 10.0, 0, 24.0, 0, 0, 45.0, 0, 0, 0, 14.0]
+    pg["opens"] = [4, 0, 1, 0, 2, 0, 0, 3, 0, 1, 0, 1]
+    pg["connects_ms"] = [80.0, 0, 10.0, 0, 24.0, 0, 0, 45.0, 0, 13.0, 0, 14.0]
     med, sigma = twin.connects([rec])
-    # 7 connects: 10, 12, 12, 14, 15, 15, 15 ms (a window's mean, once per connect)
-    assert med == pytest.approx(14.0) and 0.0 < sigma < 0.2
+    # the windows' means, once each: 10, 12, 15, 13, 14 ms
+    assert med == pytest.approx(13.0) and 0.0 < sigma < 0.3
     cal = twin.calibrate([rec])["burst"]
     assert cal["connect"] == (med, sigma)
     db = twin.db_model("burst", 2.0, cal["connect"])
     assert (db.connect_ms, db.connect_jitter) == (med, sigma)
-    assert "connect 14.0 ms" in twin.side_by_side([rec], twin.run([rec], seeds=1))
+    assert "connect 13.0 ms" in twin.side_by_side([rec], twin.run([rec], seeds=1))
     old = _real_record("burst", "static-16", hold=2.0, lag=0.1, rate=90.0, busy=0.2)
     assert twin.connects([old]) is None and twin.calibrate([old])["burst"]["connect"] is None
     assert twin.db_model("burst", 2.0, None).connect_ms == DbModel.connect_ms
@@ -230,3 +230,31 @@ def test_records_read_back_summarise_a_grow_that_never_came():
     back["metrics"]["first_grow_periods"] = "inf"
     row = summary.summarise([back])["groups"][0]["rows"][0]
     assert row["metrics"]["first_grow_periods"]["median"] == float("inf")
+
+
+def test_real_records_carry_connects_checks_and_counters_per_window():
+    """The service reports the pool's totals so far (connects and their time,
+    borrow-time health checks and theirs, the open/return counters) and the
+    window's hold p99; the record holds them per window, so the twin can be calibrated on the
+    connects made under the load (issue 16, fifth pass)."""
+    from riglib import realmode
+    t0, n = 1000.0, 4
+    opened, connect_ms, checks = [4, 4, 6, 7], [40.0, 40.0, 64.0, 75.0], [0, 2, 2, 5]
+    svc = {"decisions": [], "windows": [
+        {"t": t0 + i + 1, "slow": [], "lag_max_ms": {"0": 1.0},
+         "pools": {"postgres": {"cap": 6, "size": 6, "in_use": 1, "waiting": 0, "acquire_rate": 90.0,
+                                "hold_ms": 2.0, "wait_p99_ms": 0.5, "timeouts": 0, "opened": opened[i],
+                                "connect_ms": connect_ms[i], "checks": checks[i], "checks_ms": 1.5 * checks[i],
+                                "counters": {"connections_moved": i, "connections_lost": 0},
+                                "hold_p99_ms": 9.0 + i}},
+         "workers": [{"worker": 0, "busy": 0.05, "batch": 1.0, "load": 0.0, "lag_ms": 0.1}]}
+        for i in range(n)]}
+    gen = {"windows": [{"t": i, "arrivals": 200, "done": 200, "p99_ms": 4.0} for i in range(1, n + 1)]}
+    pg = realmode.build_record("burst", "supervisor-littles", 1, float(n), t0, svc, gen)["series"]["pools"]["postgres"]
+    assert pg["opens"] == [4, 0, 2, 1] and pg["connects_ms"] == [40.0, 0.0, 24.0, 11.0]
+    assert pg["checks"] == [0, 2, 0, 3] and pg["checks_ms"] == [0.0, 3.0, 0.0, 4.5]
+    assert pg["counters"] == {"connections_lost": [0, 0, 0, 0], "connections_moved": [0, 1, 1, 1]}
+    assert pg["hold_p99_ms"] == [9.0, 10.0, 11.0, 12.0]
+    del svc["windows"][2]["pools"]["postgres"]["checks"]  # an older service: no per-window series
+    pg = realmode.build_record("burst", "supervisor-littles", 1, float(n), t0, svc, gen)["series"]["pools"]["postgres"]
+    assert "opens" not in pg and "checks" not in pg
