@@ -245,6 +245,7 @@ class Window:
     good: int = 0           # first arrivals in this window answered within the deadline
     arrivals: int = 0
     opened: int = 0         # connections opened in this window
+    moved: int = 0          # connections moved between workers in this window
     lag_ms: float = 0.0     # the client's mean loop lag (ClientModel)
 
 
@@ -296,6 +297,7 @@ class SimResult:
             "failed": sum(x.failed for x in w),
             "good_share": sum(x.good for x in self.windows) / max(1, sum(x.arrivals for x in self.windows)),
             "opened": sum(x.opened for x in self.windows),
+            "moved": sum(x.moved for x in self.windows),
             "timeouts": sum(x.timeouts for x in w),
             "conn_seconds": self.conn_seconds,
             "conn_vs_oracle": self.conn_seconds / self.oracle_conn_seconds if self.oracle_conn_seconds else 0.0,
@@ -405,6 +407,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     per_wait, per_lat, per_hold, per_lag = [], [], [], []
     per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = per_queued = 0
     per_open = sum(size)  # the pool's first connections
+    per_moved = 0
     burst_idle_since = None
     edges = BurstMemory(max(1.0, contender.burst_linger), contender.burst_recur)
     hold_sum, hold_n = 0.0, 0  # the pool's lifetime mean hold (its _beyond_returns)
@@ -449,6 +452,8 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         destination's loop takes it, ``move_wakeups`` loop wake-ups, each as late
         as the client model's lag; on the way it counts as an open for ``v``'s queue.
         True when it arrived at once (no client lag to wait for)."""
+        nonlocal per_moved
+        per_moved += 1
         size[src] -= 1
         size[v] += 1
         delay = sum(lag() for _ in range(move_wakeups)) / 1e3
@@ -639,11 +644,11 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                                   wait_p99_ms=obs.wait_p99_ms,
                                   latency_p99_ms=_pct(per_lat, 0.99) if per_lat else 0.0,
                                   completed=per_done, timeouts=per_to, failed=per_fail, oracle=oracle,
-                                  guard=guard, good=per_good, arrivals=per_arr, opened=per_open,
+                                  guard=guard, good=per_good, arrivals=per_arr, opened=per_open, moved=per_moved,
                                   lag_ms=mean_lag))
             cap = new_cap
             per_wait, per_lat, per_hold, per_lag = [], [], [], []
-            per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = 0
+            per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = per_moved = 0
             per_queued = 0
     return SimResult(pattern.name, contender.name, seed, windows, decisions, conn_s, oracle_s, slo_ms,
                      overload=pattern.overload)

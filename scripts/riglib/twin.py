@@ -45,7 +45,8 @@ from .service import ACQUIRE_TIMEOUT, down_window
 
 CALIBRATOR = "static-16"
 METRICS = (("slo_windows", "SLO windows", "{:.0%}"), ("good_share", "good", "{:.1%}"),
-           ("conn_seconds", "Postgres conn-s", "{:.0f}"), ("opened", "opened", "{:.0f}"))
+           ("conn_seconds", "Postgres conn-s", "{:.0f}"), ("opened", "opened", "{:.0f}"),
+           ("moved", "moved", "{:.0f}"))
 
 
 # How much longer the report query holds its connection than a read: the demo
@@ -240,6 +241,10 @@ def _value(r: dict, k: str) -> float | None:
             return 0.0
         seconds = max(len(sizes), round(max(r["series"]["t"])))
         return float(sum(sizes)) / len(sizes) * seconds
+    if k == "moved" and r.get("mode") == "real":
+        # the Postgres pool's moves between workers (records since the fifth pass)
+        moved = r["series"]["pools"].get("postgres", {}).get("counters", {}).get("connections_moved")
+        return float(sum(moved)) if moved is not None else None
     return r["metrics"].get(k)
 
 
@@ -266,22 +271,24 @@ def side_by_side(real: list[dict], twins: list[dict]) -> str:
                         else f"{sim.DbModel.connect_ms:.1f} ms (the model's default)"))
         lines.append("")
         head = ["contender"] + [f"{label} real | sim" for _, label, _ in METRICS] + ["inside"]
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        # each figure is two columns (real | sim)
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * (2 + 2 * len(METRICS))]
         for c in sorted({r["contender"] for r in real if r["pattern"] == p}):
             rr = [r for r in real if r["pattern"] == p and r["contender"] == c]
             tt = [r for r in twins if r["pattern"] == p and r["contender"] == c]
-            cells, inside = [c], 0
+            cells, inside, compared = [c], 0, 0
             for key, _, fmt in METRICS:
                 a, b = _med(rr, key), _med(tt, key)
                 if a is None or b is None:
-                    cells.append("-")
+                    cells.append("- | -")
                     continue
                 slack = 0.05 if key in ("slo_windows", "good_share") else 0.0
                 ok = a[1] - slack - 1e-9 <= b[0] <= a[2] + slack + 1e-9
                 inside += ok
+                compared += 1
                 cells.append(f"{fmt.format(a[0])} [{fmt.format(a[1])}-{fmt.format(a[2])}] | "
                              f"{fmt.format(b[0])}")
-            cells.append(f"{inside}/{len(METRICS)}")
+            cells.append(f"{inside}/{compared}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
