@@ -383,10 +383,9 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     of trading a close for a connect.  A move waits ``move_wakeups`` loop
     wake-ups (2: a task on the source worker's loop, the hand-over on the
     destination's), each as late as ``client``'s lag: instant without a
-    client model.  Issue 16,
-    fifth pass: with instant moves the twin's two workers shared their
-    connections as one pool, and its burst windows' wait p99 was 0.0 ms where
-    the real runs' were 0.5-3 ms (and, without moves at all, 1-4 ms)."""
+    client model.  Issue 16, fifth pass: with instant moves the twin's two
+    workers shared their connections as one pool, and its burst windows' wait
+    p99 was 0.0 ms where the real runs' were 0.5-3 ms (1-4 ms with no moves)."""
     rng = random.Random(seed)
     W = workers
     cap = contender.initial_cap()
