@@ -184,8 +184,8 @@ class Pool(HandOver, Opening, Upkeep, Generic[C]):
         self._c = dict.fromkeys(
             ("requests_num", "requests_queued", "requests_errors", "requests_timeouts",
              "connections_num", "connections_errors", "connections_lost", "returns_bad",
-             "connections_burst", "returns_drained", "connections_moved"), 0)
-        self._ms = dict.fromkeys(("requests_wait_ms", "connections_ms", "usage_ms"), 0.0)
+             "connections_burst", "returns_drained", "connections_moved", "checks"), 0)
+        self._ms = dict.fromkeys(("requests_wait_ms", "connections_ms", "usage_ms", "checks_ms"), 0.0)
         self._opens_by: collections.Counter[str] = collections.Counter()  # see PoolStats
         self._hold_recent: float | None = None  # ms, a moving average of the holds
         self._closes_by: collections.Counter[str] = collections.Counter()
@@ -437,6 +437,10 @@ class Pool(HandOver, Opening, Upkeep, Generic[C]):
                 log.info("%s: health check failed, discarding connection: %r", self.name, exc)
                 self._discard(entry, lost=True)
                 return False
+            finally:
+                with self._lock:
+                    self._c["checks"] += 1
+                    self._ms["checks_ms"] += (loop.time() - now) * 1000
         return True
 
     async def _wait(self, waiter: _Waiter, deadline: float) -> _Entry | None:

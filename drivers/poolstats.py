@@ -56,6 +56,12 @@ class PoolStats:
     # slot handed to another worker), "bad", "expired" (max_lifetime)
     opens_by: Mapping[str, int] = dataclasses.field(default_factory=dict)
     closes_by: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # health checks: a borrowed connection idle ``check_after`` or longer is
+    # ping()-ed before it is lent, inside the caller's acquire wait (a database
+    # round trip); how many, and their total time (issue 16: the simulator's
+    # twin asks whether they cost SLO windows)
+    checks: int = 0
+    checks_ms: float = 0.0
 
 
 class Window:

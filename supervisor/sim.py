@@ -252,6 +252,7 @@ class Window:
     # ... and why, with the closes, by the pool's causes (PoolStats.opens_by/closes_by)
     opens_by: dict = dataclasses.field(default_factory=dict)
     closes_by: dict = dataclasses.field(default_factory=dict)
+    moved: int = 0          # connections moved between workers in this window
     lag_ms: float = 0.0     # the client's mean loop lag (ClientModel)
 
 
@@ -304,6 +305,7 @@ class SimResult:
             "good_share": sum(x.good for x in self.windows) / max(1, sum(x.arrivals for x in self.windows)),
             "opened": sum(x.opened for x in self.windows),
             "opens_by": dict(sum((collections.Counter(x.opens_by) for x in self.windows), collections.Counter())),
+            "moved": sum(x.moved for x in self.windows),
             "timeouts": sum(x.timeouts for x in w),
             "conn_seconds": self.conn_seconds,
             "conn_vs_oracle": self.conn_seconds / self.oracle_conn_seconds if self.oracle_conn_seconds else 0.0,
@@ -360,7 +362,8 @@ class ClientModel:
 
 def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbModel = DbModel(),
              dt: float = 0.001, slo_ms: float = 10.0, period: float = 1.0,
-             client: ClientModel = ClientModel(), workers: int = 1, moves: bool = True) -> SimResult:
+             client: ClientModel = ClientModel(), workers: int = 1, moves: bool = True,
+             move_wakeups: int = 2) -> SimResult:
     """Run one pattern against one contender; deterministic per ``seed``.
 
     The database keeps a *work clock* that advances at the processor-sharing
@@ -384,8 +387,13 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     (drivers/pool.py's slot trading).  The pool opens its first connections
     on the first worker, as the pool's refill does.  ``moves``: as the pool
     does inside a runtime, a worker whose callers queue with no idle
-    connection of its own gets another worker's idle one moved over (a
-    migration, well under a step) instead of trading a close for a connect."""
+    connection of its own gets another worker's idle one moved over instead
+    of trading a close for a connect.  A move waits ``move_wakeups`` loop
+    wake-ups (2: a task on the source worker's loop, the hand-over on the
+    destination's), each as late as ``client``'s lag: instant without a
+    client model.  Issue 16, fifth pass: with instant moves the twin's two
+    workers shared their connections as one pool, and its burst windows' wait
+    p99 was 0.0 ms where the real runs' were 0.5-3 ms (1-4 ms with no moves)."""
     rng = random.Random(seed)
     W = workers
     cap = contender.initial_cap()
@@ -407,6 +415,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = per_queued = 0
     per_open = sum(size)  # the pool's first connections
     opens_by, closes_by = collections.Counter(refill=per_open), collections.Counter()
+    per_moved = 0
     burst_idle_since = None
     edges = BurstMemory(max(1.0, contender.burst_linger), contender.burst_recur)
     hold_sum, hold_n = 0.0, 0  # the pool's lifetime mean hold (its _beyond_returns)
@@ -415,6 +424,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
     t, next_period = 0.0, period
 
     stall_until = 0.0  # the current stall's end (client.stall_rate)
+    in_flight: list = []  # heap of (arrival time, worker) of connections being moved
 
     def lag() -> float:
         late = rng.expovariate(1.0 / lag_mean) if lag_mean > 0 else 0.0
@@ -445,6 +455,23 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         # a connect varies as much as the measured ones did: a caller waiting
         # for one misses a 10-ms SLO about a quarter of the time (8 ms median)
         heapq.heappush(active, (work + db.connect_ms * rng.lognormvariate(0, db.connect_jitter), t, True, w))
+
+    def move_to(v: int, src: int) -> bool:
+        """Moves one of ``src``'s connections to ``v`` (drivers/poolopen.py,
+        _start_move): a task on the source worker's loop hands it over and the
+        destination's loop takes it, ``move_wakeups`` loop wake-ups, each as late
+        as the client model's lag; on the way it counts as an open for ``v``'s queue.
+        True when it arrived at once (no client lag to wait for)."""
+        nonlocal per_moved
+        per_moved += 1
+        size[src] -= 1
+        size[v] += 1
+        delay = sum(lag() for _ in range(move_wakeups)) / 1e3
+        if delay <= 0:
+            return True
+        n_conn[v] += 1
+        heapq.heappush(in_flight, (t + delay, v))
+        return False
 
     def close_idle(n: int, idle: list, why: str) -> None:
         """Closes ``n`` idle connections, from the workers with the most idle first."""
@@ -525,28 +552,28 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 share = -(-cap // W)
                 v = next((v for v in range(W) if v != w and queues[v] and size[v] < share), None)
                 if v is not None and moves:
-                    size[w] -= 1
-                    size[v] += 1
-                    arr, attempt, first = queues[v].popleft()
-                    start_query(v, arr, first)
+                    if move_to(v, w):
+                        arr, attempt, first = queues[v].popleft()
+                        start_query(v, arr, first)
                 elif v is not None and sum(size) < db.max_connections:
                     size[w] -= 1
                     closes_by["trade"] += 1
                     open_on(v, "trade")
         if not active:
             work += budget
+        while in_flight and in_flight[0][0] <= t:
+            n_conn[heapq.heappop(in_flight)[1]] -= 1  # a moved connection arrived: idle there
         idle = [size[w] - n_conn[w] - busy[w] for w in range(W)]
         for w, queue in enumerate(queues):
             # a caller with no idle connection of its own gets another worker's,
-            # moved here (drivers/poolopen.py, _movable_to): well under a step
+            # moved here (drivers/poolopen.py, _movable_to); it arrives after
+            # two loop wake-ups (move_to), and the caller may get a return first
             while moves and W > 1 and len(queue) > idle[w] + n_conn[w]:
                 v = max((v for v in range(W) if v != w and idle[v] > 0), key=lambda v: idle[v], default=None)
                 if v is None:
                     break
                 idle[v] -= 1
-                size[v] -= 1
-                idle[w] += 1
-                size[w] += 1
+                idle[w] += move_to(w, v)
             while queue and idle[w] > 0:
                 arr, attempt, first = queue.popleft()
                 start_query(w, arr, first)
@@ -643,11 +670,11 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                                   wait_p99_ms=obs.wait_p99_ms,
                                   latency_p99_ms=_pct(per_lat, 0.99) if per_lat else 0.0,
                                   completed=per_done, timeouts=per_to, failed=per_fail, oracle=oracle,
-                                  guard=guard, good=per_good, arrivals=per_arr, opened=per_open,
+                                  guard=guard, good=per_good, arrivals=per_arr, opened=per_open, moved=per_moved,
                                   lag_ms=mean_lag, opens_by=+opens_by, closes_by=+closes_by))
             cap = new_cap
             per_wait, per_lat, per_hold, per_lag = [], [], [], []
-            per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = 0
+            per_acq = per_to = per_fail = per_done = per_cerr = per_good = per_arr = per_open = per_moved = 0
             per_queued = 0
             opens_by, closes_by = collections.Counter(), collections.Counter()
     return SimResult(pattern.name, contender.name, seed, windows, decisions, conn_s, oracle_s, slo_ms,

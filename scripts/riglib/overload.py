@@ -38,10 +38,8 @@ from ringleader.drivers.errors import PoolTimeout
 from ringleader.supervisor import Sampler
 
 from .loadgen import close_windows
-from .service import _opens_closes, _p99, capture_decisions, grow_on_wait, pool_sizing, supervisor_config
+from .service import COUNTERS, _opens_closes, _p99, capture_decisions, grow_on_wait, pool_sizing, supervisor_config
 
-COUNTERS = ("connections_num", "connections_errors", "connections_lost", "connections_burst",
-            "connections_delayed", "returns_bad", "returns_drained", "requests_timeouts")
 SLEEP_SQL = "SELECT pg_sleep(0.004)"
 BURN_SQL = "SELECT pg_sleep(0.004), (SELECT count(*) FROM generate_series(1, $1))"
 
@@ -137,7 +135,9 @@ async def amain(rt, cfg: dict):
                 "pools": {p.name: {"cap": p.cap, "size": p.size, "in_use": p.in_use,
                                    "waiting": p.waiting, "acquire_rate": p.acquire_rate,
                                    "hold_ms": p.hold_ms, "wait_p99_ms": _p99(waits_now),
-                                   "timeouts": tos, **_opens_closes(ps),
+                                   "timeouts": tos, "opened": ps.connections_num,
+                                   "connect_ms": ps.connections_ms, "checks": ps.checks,
+                                   "checks_ms": ps.checks_ms, **_opens_closes(ps),
                                    "counters": {k: getattr(ps, k) for k in COUNTERS}}
                           for p in obs.pools}}
 

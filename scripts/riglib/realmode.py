@@ -241,15 +241,39 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
     pools = {n: {"cap": [], "size": [], "wait_p99_ms": [], "oracle": [], "hold_ms": [], "acquire_rate": [],
                  "timeouts": [], "opens_by": [], "closes_by": []} for n in names}
     before: dict[str, dict[str, dict[str, int]]] = {}
+    # per window: connects and borrow-time health checks, with their time
+    # (deltas of the pool's totals; absent from records made before they were)
+    totals = {"opened": "opens", "connect_ms": "connects_ms", "checks": "checks", "checks_ms": "checks_ms"}
+    has_totals = bool(idx) and all(k in sw[i]["pools"].get(n, {}) for i in idx for n in names for k in totals)
+    if has_totals:
+        for n in names:
+            pools[n].update({v: [] for v in totals.values()})
+    last = {n: dict.fromkeys(totals, 0) for n in names}
+    # the pool's counters per window (deltas), where the service recorded them
+    counted = {n: sorted(set.intersection(*(set(sw[i]["pools"].get(n, {}).get("counters", {})) for i in idx)))
+               for n in names} if idx else {}
+    for n in names:
+        if counted.get(n):
+            pools[n]["counters"] = {k: [] for k in counted[n]}
+    prev = {n: dict.fromkeys(counted.get(n, ()), 0) for n in names}
     busy, batch, load, lag = [], [], [], []
     for i in idx:
         for n in names:
             p = sw[i]["pools"].get(n, {})
+            if has_totals:
+                for k, v in totals.items():
+                    pools[n][v].append(p[k] - last[n][k])
+                    last[n][k] = p[k]
+            for k in counted.get(n, ()):
+                pools[n]["counters"][k].append(p["counters"][k] - prev[n][k])
+                prev[n][k] = p["counters"][k]
             pools[n]["cap"].append(p.get("cap", 0))
             pools[n]["size"].append(p.get("size", 0))
             pools[n]["wait_p99_ms"].append(p.get("wait_p99_ms", 0.0))
             rate, hold = p.get("acquire_rate", 0.0), p.get("hold_ms") or 0.0
             pools[n]["hold_ms"].append(hold)
+            if "hold_p99_ms" in p:
+                pools[n].setdefault("hold_p99_ms", []).append(p["hold_p99_ms"] or 0.0)
             pools[n]["acquire_rate"].append(rate)
             pools[n]["timeouts"].append(p.get("timeouts", 0))
             for key in ("opens_by", "closes_by"):

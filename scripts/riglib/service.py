@@ -57,6 +57,13 @@ SLOW_MS = 5.0
 REPORT_SQL = "SELECT count(*), sum(v), max(length(pad)) FROM kv a, generate_series(1, 4) g"
 
 
+# The pool's counters a run's windows carry (totals so far): where its opens
+# went (errors, lost, moved, burst, delayed by the open budget) and returns.
+COUNTERS = ("connections_num", "connections_errors", "connections_lost", "connections_burst",
+            "connections_delayed", "connections_moved", "returns_bad", "returns_drained",
+            "requests_timeouts")
+
+
 def down_window(seconds: float | None) -> float:
     """The supervisor's down window for a run of ``seconds``: the rig's patterns
     are compressed (a diurnal period of half the run), and the default 30-s
@@ -286,13 +293,22 @@ async def amain(rt, cfg: dict):
         waits, app.waits = app.waits, {"postgres": [], "redis": []}
         tos, app.timeouts = app.timeouts, {"postgres": 0, "redis": 0}
         slow, app.slow = app.slow, []
+        totals = {n: p.stats() for n, p in pools.items()}
         windows.append({
             "t": round(obs.t, 3),
             "backend": rt.backend,   # "uring", or "epoll" where io_uring is denied
+            # opened, connect_ms, checks, checks_ms: the pool's totals so far
+            # (connects and borrow-time health checks, with their time)
             "pools": {p.name: {"cap": p.cap, "size": p.size, "in_use": p.in_use, "waiting": p.waiting,
                                "acquire_rate": p.acquire_rate, "hold_ms": p.hold_ms,
                                "wait_p99_ms": _p99(waits[p.name]), "timeouts": tos[p.name],
-                               **_opens_closes(pools[p.name].stats())}
+                               "opened": totals[p.name].connections_num,
+                               "connect_ms": totals[p.name].connections_ms,
+                               "checks": totals[p.name].checks, "checks_ms": totals[p.name].checks_ms,
+                               **_opens_closes(totals[p.name]),
+                               "counters": {k: getattr(totals[p.name], k) for k in COUNTERS},
+                               # the hold's tail, not only its mean: a return is as late as it
+                               "hold_p99_ms": totals[p.name].usage_p99_ms}
                       for p in obs.pools},
             "slow": slow,
             # the worst timer lateness since start, per worker: a rise is a stall
@@ -309,9 +325,9 @@ async def amain(rt, cfg: dict):
 
 
 def _opens_closes(st) -> dict:
-    """The pool's opens so far, and by cause with its closes (issue 16: why
-    each connection was opened; the rig turns them into per-window counts)."""
-    return {"opened": st.connections_num, "opens_by": dict(st.opens_by), "closes_by": dict(st.closes_by)}
+    """The pool's opens and closes so far by cause (issue 16: why each
+    connection was opened; the rig turns them into per-window counts)."""
+    return {"opens_by": dict(st.opens_by), "closes_by": dict(st.closes_by)}
 
 
 def _p99(v: list[float]) -> float:

@@ -95,6 +95,7 @@ def record(pat: sim.Pattern, contender: str, seed: int, period: float, overload_
         "failed": s["failed"],
         "good_share": s["good_share"],
         "opened": float(s["opened"]),
+        "moved": float(s["moved"]),
         "max_cap": float(s["max_cap"]),
         "conn_seconds": s["conn_seconds"],
         "conn_vs_oracle": s["conn_vs_oracle"],

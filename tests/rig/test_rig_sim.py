@@ -127,6 +127,64 @@ def test_the_twin_is_calibrated_to_the_real_runs_client():
     assert "| static-16 |" in table and "lag 5.0 ms" in table
 
 
+def test_the_twin_connects_as_long_as_the_real_runs_connects():
+    """Issue 16, fifth pass: the twin's connects are the real runs' connects
+    under load (per-window connect totals), not the idle loop's 8 ms; the
+    first window (the pool's first connections, before the load) and an
+    overload's windows are left out; records without the series keep the
+    model's default."""
+    from riglib import twin
+    from ringleader.supervisor.sim import DbModel
+    rec = _real_record("burst", "supervisor-littles", hold=2.0, lag=0.1, rate=90.0, busy=0.2)
+    pg = rec["series"]["pools"]["postgres"]
+    pg["opens"] = [4, 0, 1, 0, 2, 0, 0, 3, 0, 1, 0, 1]
+    pg["connects_ms"] = [80.0, 0, 10.0, 0, 24.0, 0, 0, 45.0, 0, 13.0, 0, 14.0]
+    med, sigma = twin.connects([rec])
+    # the windows' means, once each: 10, 12, 15, 13, 14 ms
+    assert med == pytest.approx(13.0) and 0.0 < sigma < 0.3
+    cal = twin.calibrate([rec])["burst"]
+    assert cal["connect"] == (med, sigma)
+    db = twin.db_model("burst", 2.0, cal["connect"])
+    assert (db.connect_ms, db.connect_jitter) == (med, sigma)
+    assert "connect 13.0 ms" in twin.side_by_side([rec], twin.run([rec], seeds=1))
+    old = _real_record("burst", "static-16", hold=2.0, lag=0.1, rate=90.0, busy=0.2)
+    assert twin.connects([old]) is None and twin.calibrate([old])["burst"]["connect"] is None
+    assert twin.db_model("burst", 2.0, None).connect_ms == DbModel.connect_ms
+    # an overload's connects are its effect: left out (middle third and two periods after)
+    ovl = _real_record("overload", "supervisor-littles", hold=4.0, lag=0.0, rate=600.0, busy=0.2)
+    ovl["series"]["pools"]["postgres"].update(opens=[4] + [0] * 4 + [5] * 3 + [0] * 4,
+                                              connects_ms=[40.0] + [0] * 4 + [500.0] * 3 + [0] * 4)
+    assert twin.connects([ovl]) is None
+
+
+def test_the_twin_compares_connection_seconds_per_second_of_the_run():
+    """A real record drops a window now and then (the service's samples drift
+    against the run's seconds); its conn-s is compared per second of the run,
+    so static-16's 29 windows of 16 are its 480 conn-s, not 464."""
+    from riglib import twin
+    rec = _real_record("burst", "static-16", hold=2.0, lag=0.1, rate=90.0, busy=0.2, seconds=30)
+    del rec["series"]["t"][13]
+    rec["series"]["pools"]["postgres"]["size"].pop()
+    assert twin._value(rec, "conn_seconds") == pytest.approx(480.0)
+
+
+def test_the_twin_compares_moves_where_the_real_records_count_them():
+    """Moves between workers are a figure of the twin since the real records
+    count them (the pool's connections_moved per window); older records show
+    none and the figure is left out of the count, not counted as a miss."""
+    from riglib import twin
+    rec = _real_record("burst", "supervisor-littles", hold=2.0, lag=0.1, rate=90.0, busy=0.2)
+    assert twin._value(rec, "moved") is None
+    tw = twin.run([rec], seeds=1)
+    assert tw[0]["metrics"]["moved"] >= 0
+    row = next(ln for ln in twin.side_by_side([rec], tw).splitlines() if ln.startswith("| supervisor"))
+    assert row.count("|") == 2 + 2 * len(twin.METRICS) + 1 and "- | -" in row and row.endswith("/4 |")
+    rec["series"]["pools"]["postgres"]["counters"] = {"connections_moved": [0, 3, 4] + [0] * 9}
+    assert twin._value(rec, "moved") == 7.0
+    row = next(ln for ln in twin.side_by_side([rec], tw).splitlines() if ln.startswith("| supervisor"))
+    assert "| 7 [7-7] |" in row and row.endswith("/5 |")
+
+
 def _slow(ms, opened=0, **kw):
     return dict({"t": 0.0, "ms": ms, "worker": 0, "cap": 4, "size": 4, "idle": 2, "in_use": 2,
                  "waiting": 0, "opened": opened, "burst": 0}, **kw)
@@ -189,3 +247,31 @@ def test_records_read_back_summarise_a_grow_that_never_came():
     back["metrics"]["first_grow_periods"] = "inf"
     row = summary.summarise([back])["groups"][0]["rows"][0]
     assert row["metrics"]["first_grow_periods"]["median"] == float("inf")
+
+
+def test_real_records_carry_connects_checks_and_counters_per_window():
+    """The service reports the pool's totals so far (connects and their time,
+    borrow-time health checks and theirs, the open/return counters) and the
+    window's hold p99; the record holds them per window, so the twin can be calibrated on the
+    connects made under the load (issue 16, fifth pass)."""
+    from riglib import realmode
+    t0, n = 1000.0, 4
+    opened, connect_ms, checks = [4, 4, 6, 7], [40.0, 40.0, 64.0, 75.0], [0, 2, 2, 5]
+    svc = {"decisions": [], "windows": [
+        {"t": t0 + i + 1, "slow": [], "lag_max_ms": {"0": 1.0},
+         "pools": {"postgres": {"cap": 6, "size": 6, "in_use": 1, "waiting": 0, "acquire_rate": 90.0,
+                                "hold_ms": 2.0, "wait_p99_ms": 0.5, "timeouts": 0, "opened": opened[i],
+                                "connect_ms": connect_ms[i], "checks": checks[i], "checks_ms": 1.5 * checks[i],
+                                "counters": {"connections_moved": i, "connections_lost": 0},
+                                "hold_p99_ms": 9.0 + i}},
+         "workers": [{"worker": 0, "busy": 0.05, "batch": 1.0, "load": 0.0, "lag_ms": 0.1}]}
+        for i in range(n)]}
+    gen = {"windows": [{"t": i, "arrivals": 200, "done": 200, "p99_ms": 4.0} for i in range(1, n + 1)]}
+    pg = realmode.build_record("burst", "supervisor-littles", 1, float(n), t0, svc, gen)["series"]["pools"]["postgres"]
+    assert pg["opens"] == [4, 0, 2, 1] and pg["connects_ms"] == [40.0, 0.0, 24.0, 11.0]
+    assert pg["checks"] == [0, 2, 0, 3] and pg["checks_ms"] == [0.0, 3.0, 0.0, 4.5]
+    assert pg["counters"] == {"connections_lost": [0, 0, 0, 0], "connections_moved": [0, 1, 1, 1]}
+    assert pg["hold_p99_ms"] == [9.0, 10.0, 11.0, 12.0]
+    del svc["windows"][2]["pools"]["postgres"]["checks"]  # an older service: no per-window series
+    pg = realmode.build_record("burst", "supervisor-littles", 1, float(n), t0, svc, gen)["series"]["pools"]["postgres"]
+    assert "opens" not in pg and "checks" not in pg

@@ -234,6 +234,39 @@ def test_health_check_after_idleness():
     run(main())
 
 
+def test_health_checks_counted_with_their_time():
+    """A check is a database round trip inside the caller's acquire wait: the
+    stats count each one and its time (a failed one too), and none for a
+    connection borrowed again within check_after."""
+    class SlowPing(FakeConn):
+        async def ping(self):
+            await asyncio.sleep(0.004)
+            await super().ping()
+
+    async def main():
+        async def connect():
+            return SlowPing(0, 0)
+        async with Pool(connect, min_size=0, max_size=1, check_after=1.0) as pool:
+            loop = asyncio.get_running_loop()
+            c = await pool.acquire()
+            pool.release(c)
+            async with pool.acquire():
+                pass
+            assert (pool.stats().checks, pool.stats().checks_ms) == (0, 0.0)
+            loop.vt += 2
+            async with pool.acquire():
+                pass
+            s = pool.stats()
+            assert s.checks == 1 and s.checks_ms == pytest.approx(4.0, abs=0.5)
+            assert s.acquire_wait_p99_ms >= 4.0  # the caller waited for it
+            loop.vt += 2
+            c.ping_ok = False
+            async with pool.acquire():
+                pass
+            assert pool.stats().checks == 2 and pool.stats().checks_ms >= s.checks_ms
+    run(main())
+
+
 def test_resize_shrinks_idle_now_and_in_use_on_release():
     async def main():
         f = Factory()
