@@ -153,6 +153,23 @@ class BurstMemory:
         return self.last_use is not None and now < self.last_use + self.hold
 
 
+# Returns count as slowed past this many times the mean hold, plus the floor
+# (as the supervisor's guard needs an absolute rise too: noise is not a slowdown).
+SLOWED_RATIO = 2.0
+SLOWED_FLOOR_MS = 2.0
+
+
+def returns_slowed(mean_hold_ms: float, recent_hold_ms: float, in_use_ages_ms: list[float]) -> bool:
+    """The rule of :meth:`Opening._returns_slowed`, on plain numbers (the
+    simulator applies it too): the recent holds, or the mean age of two or
+    more connections in use, past SLOWED_RATIO x the mean hold + SLOWED_FLOOR_MS."""
+    limit = SLOWED_RATIO * mean_hold_ms + SLOWED_FLOOR_MS
+    if recent_hold_ms > limit:
+        return True
+    ages = in_use_ages_ms
+    return len(ages) >= 2 and sum(ages) / len(ages) > limit
+
+
 class Opening:
     """The pool's opening methods (see the module docstring)."""
 
@@ -217,11 +234,11 @@ class Opening:
         connect; the mean connect in seconds).  Those callers a burst open
         serves sooner than a return.  With no hold or connect measured yet,
         every uncovered caller counts."""
-        holds = self._c["requests_num"] - len(self._waiters) - len(self._in_use)
+        hold_ms = self._mean_hold_ms()
         n_conn = self._c["connections_num"]
         connect_ms = self._ms["connections_ms"] / n_conn if n_conn else 0.0
         # returns per connection within one connect (a microsecond's hold at least)
-        per_conn = connect_ms / max(1e-3, self._ms["usage_ms"] / holds) if holds > 0 else 0.0
+        per_conn = connect_ms / max(1e-3, hold_ms) if hold_ms is not None else 0.0
         out: collections.Counter[int] = collections.Counter()
         for w in self._waiters:
             out[w.worker if self.strict else 0] += 1
@@ -234,10 +251,11 @@ class Opening:
             out[key] -= int(busy[key] * per_conn)
         return out, connect_ms / 1e3
 
-    # Returns count as slowed past this many times the mean hold, plus the floor
-    # (as the supervisor's guard needs an absolute rise too: noise is not a slowdown).
-    SLOWED_RATIO = 2.0
-    SLOWED_FLOOR_MS = 2.0
+    def _mean_hold_ms(self) -> float | None:
+        """Under the lock: the mean hold over the pool's life (None before any
+        came back)."""
+        holds = self._c["requests_num"] - len(self._waiters) - len(self._in_use)
+        return self._ms["usage_ms"] / holds if holds > 0 else None
 
     def _returns_slowed(self, now: float) -> bool:
         """Under the lock: the connections come back much slower than they
@@ -248,19 +266,16 @@ class Opening:
         opened its whole allowance (7-8 connections) in the second before the
         guard tripped, and the guard's set_burst(0) closed them again: half of
         the run's opens.  Also true before anything came back (see below)."""
-        holds = self._c["requests_num"] - len(self._waiters) - len(self._in_use)
-        if holds <= 0 or self._hold_recent is None:
+        hold_ms = self._mean_hold_ms()
+        if hold_ms is None or self._hold_recent is None:
             # Nothing came back yet: a cold start.  Its queue is served by the
             # connections opening below the cap and their first returns; burst
             # opens before any hold is known overshot (the real overload's
             # start-up opened 8 above a cap of 4 and closed 4 a second later).
             return True
-        limit = self.SLOWED_RATIO * self._ms["usage_ms"] / holds + self.SLOWED_FLOOR_MS
-        if self._hold_recent > limit:
-            return True
         # (a multiplexer's shared connection is held for many commands: not a hold)
-        ages = [now - e.borrowed for e in self._in_use.values() if not e.shared]
-        return len(ages) >= 2 and sum(ages) / len(ages) * 1e3 > limit
+        ages_ms = [(now - e.borrowed) * 1e3 for e in self._in_use.values() if not e.shared]
+        return returns_slowed(hold_ms, self._hold_recent, ages_ms)
 
     def _schedule_opens(self) -> list[_Waiter]:
         """Starts opens for queued callers no open is under way for, within the

@@ -29,7 +29,7 @@ The model (a time-stepped queue, step ``dt``):
 
 What it leaves out: the network, connection failures other than the server
 limit, and workers/rings (the hot-spot model is separate:
-:func:`simulate_hot_spot`).
+:func:`ringleader.supervisor.simhot.simulate_hot_spot`).
 """
 from __future__ import annotations
 
@@ -41,16 +41,12 @@ import math
 import random
 from typing import Callable
 
-from .config import PoolAutoscale, Rebalance, SupervisorConfig
-from .observe import ConnObs, Observation, PoolObs, WorkerObs
+from .config import PoolAutoscale, SupervisorConfig
+from .observe import Observation, PoolObs, WorkerObs
 from .policy import Policy
 from .queueing import erlang_c_servers  # noqa: F401  (the rig imports it from here)
-from ..drivers.poolopen import BurstMemory, Opening
+from ..drivers.poolopen import BurstMemory, returns_slowed
 from ..drivers.poolstats import percentile
-
-
-# the pool's own thresholds for "the returns slow down" (poolopen.Opening)
-_SLOWED_RATIO, _SLOWED_FLOOR_MS = Opening.SLOWED_RATIO, Opening.SLOWED_FLOOR_MS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -595,9 +591,8 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 allowance = 0  # nothing came back yet: a cold start (_returns_slowed)
             if allowance and uncovered > need:
                 # the pool's _returns_slowed: no burst while the returns slow down
-                slowed_ms = _SLOWED_RATIO * hold_sum / hold_n + _SLOWED_FLOOR_MS
-                ages = [t - st for _, st, is_connect, _ in active if not is_connect]
-                if hold_recent > slowed_ms or (len(ages) >= 2 and sum(ages) / len(ages) * 1e3 > slowed_ms):
+                ages_ms = [(t - st) * 1e3 for _, st, is_connect, _ in active if not is_connect]
+                if returns_slowed(hold_sum / hold_n, hold_recent, ages_ms):
                     allowance = 0
             if allowance and uncovered > need:
                 due = int(busy[w] * db.connect_ms / (hold_sum / hold_n)) if hold_n else 0
@@ -693,43 +688,3 @@ def first_grow_delay(result: SimResult, pattern: Pattern, period: float = 1.0) -
             continue
         worst = max(worst, (grows[i] - e) / period)
     return worst
-
-
-# ------------------------------------------------------------------ hot spot
-def simulate_hot_spot(*, workers: int = 4, conns: int = 64, hot: int = 8, seed: int = 1,
-                      duration: float = 120.0, cfg: Rebalance | None = None) -> dict:
-    """Connections with skewed load (a few heavy ones hashed onto worker 0) on
-    ``workers`` rings; the rebalancer moves them.  Returns max/mean over time,
-    the per-worker loads per tick, the moves, and ping-pong count (a connection
-    moved back within residency)."""
-    cfg = cfg or Rebalance(enabled=True)
-    rng = random.Random(seed)
-    pol = Policy(SupervisorConfig(rebalance=cfg))
-    rate = {c: rng.paretovariate(1.5) * 5e3 * (6 if c < hot else 1) for c in range(conns)}
-    where = {c: (0 if c < hot else rng.randrange(workers)) for c in range(conns)}
-    moved_at: dict[int, float] = {}
-    history, moves, loads = [], [], []
-    for i in range(int(duration)):
-        t = float(i)
-        ws = []
-        for w in range(workers):
-            cs = tuple(ConnObs(c, w, rate[c] * rng.uniform(0.9, 1.1), moved_at.get(c))
-                       for c in rate if where[c] == w)
-            ws.append(WorkerObs(worker=w, busy=0.5, lag_ms=0.1, batch=1.0, flush_depth=1.0,
-                                throughput=1.0, load=sum(x.rate for x in cs), conns=cs))
-        per = [x.load for x in ws]
-        loads.append(per)
-        history.append(max(per) / (sum(per) / workers))
-        for a in pol.decide(Observation(t=t, period=1.0, workers=tuple(ws))):
-            c = int(a.target)
-            moves.append((t, c, a.src, a.dst))
-            where[c] = a.dst
-            moved_at[c] = t
-    back = 0
-    last: dict[int, tuple] = {}
-    for t, c, s, d in moves:
-        if c in last and last[c][1] == d and t - last[c][0] < cfg.min_residency * 2:
-            back += 1
-        last[c] = (t, s)
-    return {"max_over_mean": history, "moves": moves, "ping_pong": back, "loads": loads,
-            "final_max_over_mean": history[-1], "start_max_over_mean": history[0]}

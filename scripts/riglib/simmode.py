@@ -2,7 +2,7 @@
 :mod:`ringleader.supervisor.sim`, turned into the rig's run records.
 
 One run = one (pattern, contender, seed) through ``sim.simulate`` (or, for the
-hot spot, ``sim.simulate_hot_spot``), deterministic per seed.  Runs are spread
+hot spot, ``simhot.simulate_hot_spot``), deterministic per seed.  Runs are spread
 over worker processes; the records are plain dicts (JSON-ready) holding the
 per-window series the plots need and the metrics the summary needs.
 
@@ -21,7 +21,7 @@ import multiprocessing
 import statistics
 
 from ringleader.supervisor import Rebalance
-from ringleader.supervisor import sim
+from ringleader.supervisor import sim, simhot
 
 from . import stats
 
@@ -143,7 +143,7 @@ def _hot_spot(contender: str, seed: int, scale: float) -> dict:
         raise ValueError(f"hot_spot contenders are {HOT_SPOT_CONTENDERS}, got {contender!r}")
     cfg = Rebalance(enabled=contender == "rebalance-on")
     duration = 120.0 * scale
-    r = sim.simulate_hot_spot(workers=4, conns=64, hot=8, seed=seed, duration=duration, cfg=cfg)
+    r = simhot.simulate_hot_spot(workers=4, conns=64, hot=8, seed=seed, duration=duration, cfg=cfg)
     hist = r["max_over_mean"]
     tail = hist[-max(1, len(hist) // 4):]
     # Per-tick loads carry +-10% noise by construction: judge the settled level

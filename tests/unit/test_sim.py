@@ -2,7 +2,8 @@
 import pytest
 
 from ringleader.supervisor.sim import (ClientModel, GrowOnWait, Pattern, Static, Supervised, erlang_c_servers,
-                                       first_grow_delay, patterns, simulate, simulate_hot_spot)
+                                       first_grow_delay, patterns, simulate)
+from ringleader.supervisor.simhot import simulate_hot_spot
 
 P = patterns()
 
