@@ -38,7 +38,7 @@ from ringleader.drivers.errors import PoolTimeout
 from ringleader.supervisor import Sampler
 
 from .loadgen import close_windows
-from .service import COUNTERS, _opens_closes, _p99, capture_decisions, grow_on_wait, pool_sizing, supervisor_config
+from .service import _p99, capture_decisions, grow_on_wait, pool_sizing, pool_totals, supervisor_config
 
 SLEEP_SQL = "SELECT pg_sleep(0.004)"
 BURN_SQL = "SELECT pg_sleep(0.004), (SELECT count(*) FROM generate_series(1, $1))"
@@ -135,10 +135,7 @@ async def amain(rt, cfg: dict):
                 "pools": {p.name: {"cap": p.cap, "size": p.size, "in_use": p.in_use,
                                    "waiting": p.waiting, "acquire_rate": p.acquire_rate,
                                    "hold_ms": p.hold_ms, "wait_p99_ms": _p99(waits_now),
-                                   "timeouts": tos, "opened": ps.connections_num,
-                                   "connect_ms": ps.connections_ms, "checks": ps.checks,
-                                   "checks_ms": ps.checks_ms, **_opens_closes(ps),
-                                   "counters": {k: getattr(ps, k) for k in COUNTERS}}
+                                   "timeouts": tos, **pool_totals(ps)}
                           for p in obs.pools}}
 
     start = time.time() + cfg.get("warmup", 1.0)

@@ -289,24 +289,18 @@ async def amain(rt, cfg: dict):
                  for t in w.loop.connections()]
         # epoch times: the rig aligns them with the load generator's windows
         loops = rt.stats()
-        obs = sampler.observe(time.time(), loops, conns, {n: p.stats() for n, p in pools.items()})
+        totals = {n: p.stats() for n, p in pools.items()}  # one snapshot: the sampler's and the record's
+        obs = sampler.observe(time.time(), loops, conns, totals)
         waits, app.waits = app.waits, {"postgres": [], "redis": []}
         tos, app.timeouts = app.timeouts, {"postgres": 0, "redis": 0}
         slow, app.slow = app.slow, []
-        totals = {n: p.stats() for n, p in pools.items()}
         windows.append({
             "t": round(obs.t, 3),
             "backend": rt.backend,   # "uring", or "epoll" where io_uring is denied
-            # opened, connect_ms, checks, checks_ms: the pool's totals so far
-            # (connects and borrow-time health checks, with their time)
             "pools": {p.name: {"cap": p.cap, "size": p.size, "in_use": p.in_use, "waiting": p.waiting,
                                "acquire_rate": p.acquire_rate, "hold_ms": p.hold_ms,
                                "wait_p99_ms": _p99(waits[p.name]), "timeouts": tos[p.name],
-                               "opened": totals[p.name].connections_num,
-                               "connect_ms": totals[p.name].connections_ms,
-                               "checks": totals[p.name].checks, "checks_ms": totals[p.name].checks_ms,
-                               **_opens_closes(totals[p.name]),
-                               "counters": {k: getattr(totals[p.name], k) for k in COUNTERS},
+                               **pool_totals(totals[p.name]),
                                # the hold's tail, not only its mean: a return is as late as it
                                "hold_p99_ms": totals[p.name].usage_p99_ms}
                       for p in obs.pools},
@@ -324,10 +318,16 @@ async def amain(rt, cfg: dict):
     return windows
 
 
-def _opens_closes(st) -> dict:
-    """The pool's opens and closes so far by cause (issue 16: why each
-    connection was opened; the rig turns them into per-window counts)."""
-    return {"opens_by": dict(st.opens_by), "closes_by": dict(st.closes_by)}
+def pool_totals(st) -> dict:
+    """A window's record of one pool's totals so far, from its stats (the
+    service and the overload runner both write it; realmode turns the totals
+    into per-window deltas): connects and borrow-time health checks with
+    their time, opens and closes by cause (issue 16: why each connection was
+    opened), and the counters in COUNTERS."""
+    return {"opened": st.connections_num, "connect_ms": st.connections_ms,
+            "checks": st.checks, "checks_ms": st.checks_ms,
+            "opens_by": dict(st.opens_by), "closes_by": dict(st.closes_by),
+            "counters": {k: getattr(st, k) for k in COUNTERS}}
 
 
 def _p99(v: list[float]) -> float:
