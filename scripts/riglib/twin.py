@@ -314,8 +314,9 @@ def side_by_side(real: list[dict], twins: list[dict]) -> str:
         for c in sorted({r["contender"] for r in real if r["pattern"] == p}):
             rr = [r for r in real if r["pattern"] == p and r["contender"] == c]
             tt = [r for r in twins if r["pattern"] == p and r["contender"] == c]
-            if by_cause(rr):
-                lines.append(f"* {c}: opens by cause (medians) real {_causes(by_cause(rr))} | "
+            opens_real = by_cause(rr)
+            if opens_real:
+                lines.append(f"* {c}: opens by cause (medians) real {_causes(opens_real)} | "
                              f"sim {_causes(by_cause(tt))}; closes real {_causes(by_cause(rr, 'closes_by'))} "
                              f"| sim {_causes(by_cause(tt, 'closes_by'))}")
         lines.append("")
