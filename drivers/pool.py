@@ -302,6 +302,7 @@ class Pool(HandOver, Opening, Upkeep, Generic[C]):
         self._check_sizes(min_size, max_size)
         with self._lock:
             self._min, self._max = min_size, max_size
+            self._edges.level(self._now(), len(self._in_use) > max_size)
             doomed = self._shed_idle_above(max_size + self._burst, "shrink")
             loop = self._running_loop()
             refill = self._reserve_refill() if loop is not None and self._opened else 0
@@ -376,8 +377,8 @@ class Pool(HandOver, Opening, Upkeep, Generic[C]):
             self._w_wait.add(now, waited * 1000)
             entry.borrowed = now
             self._in_use[id(entry.conn)] = entry
-            if len(self._in_use) > self._max:
-                self._edges.note(now)  # lent above the cap: a burst (poolopen.BurstMemory)
+            # lent above the cap: a burst use if the pool stays there (poolopen.BurstMemory)
+            self._edges.level(now, len(self._in_use) > self._max)
         return entry.conn
 
     def _take(self, loop: asyncio.AbstractEventLoop, worker: int) -> tuple[_Entry | None, _Waiter | None]:
@@ -481,6 +482,7 @@ class Pool(HandOver, Opening, Upkeep, Generic[C]):
             if entry is None:
                 raise InterfaceError("release() of a connection this pool did not hand out "
                                      "(or released twice)")
+            self._edges.level(now, len(self._in_use) > self._max)
             shared, entry.shared = entry.shared, False
             bad = _is_bad(conn)
         if not bad and self._reset is not None:

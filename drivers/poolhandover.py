@@ -1,7 +1,7 @@
 """The pool's hand-over: who gets a connection that comes back (a caller
 queued on its worker, a worker below its fair share of the cap, the idle
 set) and when a returned one is closed instead (broken, expired, above the
-cap plus the burst allowance, a burst connection nobody waits for), and how
+cap plus the burst allowance, a connection above the cap no burst needs), and how
 an idle connection follows a move the runtime made.  A mixin of
 :class:`ringleader.drivers.pool.Pool` (it shares the pool's state, declared
 below, under the pool's lock).
@@ -16,6 +16,7 @@ import threading
 from typing import Any, Callable
 
 from .poolentries import LENT, _Entry, _pin, _wake, _Waiter
+from .poolopen import BurstMemory
 
 
 class HandOver:
@@ -30,6 +31,8 @@ class HandOver:
     _size: int
     _max: int
     _burst: int
+    _edges: BurstMemory
+    _loops: dict[int, Any]
     _closed: bool
     strict: bool
     max_lifetime: float
@@ -56,10 +59,32 @@ class HandOver:
             wanting.add(worker)
         if busy is not None:
             wanting.add(busy)
-        share = -(-self._max // max(1, len(wanting)))
-        held = (sum(1 for e in self._in_use.values() if e.worker == worker)
+        return self._held(worker) < -(-self._max // max(1, len(wanting)))
+
+    def _held(self, worker: int) -> int:
+        """Under the lock: the connections ``worker`` holds (in use, idle, opening)."""
+        return (sum(1 for e in self._in_use.values() if e.worker == worker)
                 + len(self._idle.get(worker, ())) + self._opening[worker])
-        return held < share
+
+    def _surplus_unneeded(self, worker: int, now: float) -> bool:
+        """Under the lock: a connection coming back to ``worker`` above the cap,
+        with nobody waiting for it, is one no burst needs: bursts do not recur
+        (``BurstMemory.holding``), none was seen within ``burst_linger``, and
+        (strict) the worker holds more than its share of the cap among the
+        workers using the pool.  Issue 16: such connections (a cut's surplus,
+        kept within the burst allowance) went back on the worker's idle
+        stack, the next caller took them again at once, so none ever idled
+        ``burst_linger`` and the maintenance step never closed them: the cut
+        did not take effect."""
+        if self._edges.holding(now) or self._edges.recent(now, self.burst_linger):
+            return False
+        if not self.strict:
+            return True
+        # the split among every worker using the pool, not only those busy this
+        # instant: at a light load they seldom are at once, and each would keep
+        # the whole cap
+        share = -(-self._max // max(1, len(self._loops)))
+        return self._held(worker) + 1 > share  # + 1: the connection coming back
 
     def _give_back(self, entry: _Entry, bad: bool = False, now: float | None = None) -> None:
         now = self._now() if now is None else now
@@ -91,7 +116,8 @@ class HandOver:
                     _pin(entry.conn, None)
                     moving = self._movable_to(short, entry)
                     retire, why = moving is None, "trade"
-                elif self._size > self._max and self.burst_linger == 0:
+                elif self._size > self._max and (self.burst_linger == 0
+                                                  or self._surplus_unneeded(entry.worker, now)):
                     retire, why = True, "linger"  # a burst connection nobody waits for
                 else:
                     _pin(entry.conn, None)

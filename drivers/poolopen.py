@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import threading
 import time
 from typing import Any, Awaitable, Callable
@@ -111,6 +112,13 @@ class OpenBudget:
         return now + (1.0 - self.tokens) / self.rate + 1e-6
 
 
+# The share of the last second a pool must have spent above its cap for a
+# lend or return there to count as a burst use (BurstMemory.level): reached ~0.3 s into a
+# burst that keeps it above; a cap the supervisor sized for the load is
+# exceeded a few percent of the time.
+BURST_SHARE = 0.25
+
+
 class BurstMemory:
     """Whether bursts recur, so the pool keeps its burst connections across
     the gaps between them (issue 16: the real burst run opened up to 8 at each
@@ -122,9 +130,23 @@ class BurstMemory:
     connections are held until ``1.5`` edge intervals (at most ``recur``)
     after the last burst use: long enough to reach the next edge, short
     enough that they go once the edges stop.  Pure arithmetic on the times
-    it is given, like :class:`OpenBudget` (the pool calls it under its lock)."""
+    it is given, like :class:`OpenBudget` (the pool calls it under its lock).
 
-    __slots__ = ("quiet", "recur", "last_use", "last_edge", "hold", "edges")
+    A lend above the cap is a burst use only while the pool *stays* above its
+    cap: while the share of the last ``quiet`` seconds it spent with more
+    connections in use than its cap (an exponentially decayed time share,
+    fed by :meth:`level` on every lend and return) is at least
+    :data:`BURST_SHARE`; a return then counts too, so a burst of long holds
+    is seen though its lends all came at its start.  Issue 16: every lend above the cap counted, so after
+    a cut, two callers at once on a worker (every second or so at the rig's
+    steady 200/s) were "edges" that recurred, the cut's surplus was held as
+    burst connections for the whole run, and the cut never took effect
+    (14-56 connection-seconds above the cap per 30-s run).  A real burst
+    keeps the pool above its cap for most of a second; a steady load sized
+    by the supervisor is there a few percent of the time."""
+
+    __slots__ = ("quiet", "recur", "last_use", "last_edge", "hold", "edges",
+                 "share", "above", "at")
 
     def __init__(self, quiet: float, recur: float) -> None:
         self.quiet, self.recur = quiet, recur
@@ -132,6 +154,33 @@ class BurstMemory:
         self.last_edge: float | None = None
         self.hold = 0.0      # seconds after the last use the connections are kept
         self.edges = 0       # edges seen (a counter)
+        self.share = 0.0     # decayed share of recent time spent above the cap
+        self.above = False   # above the cap since ``at``
+        self.at: float | None = None
+
+    def _advance(self, now: float) -> None:
+        if self.at is not None and now > self.at:
+            w = math.exp(-(now - self.at) / self.quiet)
+            self.share = self.share * w + (1.0 - w) * (1.0 if self.above else 0.0)
+        self.at = now if self.at is None else max(self.at, now)
+
+    def level(self, now: float, above: bool) -> None:
+        """A lend or a return at ``now`` leaves more connections in use than
+        the cap (``above``) or not.  While the pool stays above its cap (see
+        the class) it is a burst use."""
+        self._advance(now)
+        if (above or self.above) and self.share >= BURST_SHARE:
+            self.note(now)
+        self.above = above
+
+    def share_above(self, now: float) -> float:
+        """The decayed share of the last ``quiet`` seconds spent above the cap."""
+        self._advance(now)
+        return self.share
+
+    def recent(self, now: float, within: float) -> bool:
+        """A burst use happened less than ``within`` seconds ago."""
+        return self.last_use is not None and now - self.last_use < within
 
     def note(self, now: float) -> None:
         """A connection was opened or lent above the cap at ``now``."""

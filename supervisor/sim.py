@@ -18,8 +18,9 @@ The model (a time-stepped queue, step ``dt``):
   work, ``connect_ms`` at full speed, so churn costs capacity; bounded by the
   server's ``max_connections``), opens up to the burst allowance above the cap
   for the waiters its returns will not serve within a connect (or that waited
-  one), and closes idle ones above the cap after ``burst_linger``, unless
-  bursts recur (drivers/poolopen.py's rules, its ``BurstMemory`` itself);
+  one), and closes idle ones above the cap after ``burst_linger`` or no
+  burst use within it, unless bursts recur (drivers/poolopen.py's rules,
+  its ``BurstMemory`` itself);
 * the client's own CPU (:class:`ClientModel`): a loop lag added to every
   queued caller's wait, every hold and latency, seen by the supervisor as the
   workers' lag;
@@ -438,8 +439,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         per_lat.append((t - first) * 1e3 + demand * slow + extra)
         per_good += per_lat[-1] <= pattern.deadline * 1e3
         busy[w] += 1
-        if sum(busy) > cap:
-            edges.note(t)  # lent above the cap: a burst use
+        edges.level(t, sum(busy) > cap)  # a burst use if the pool stays above its cap
         heapq.heappush(active, (work + demand, t, False, w))
 
     def open_on(w: int, why: str) -> None:
@@ -532,6 +532,7 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 n_conn[w] -= 1
             else:
                 busy[w] -= 1
+                edges.level(t, sum(busy) > cap)
                 per_done += 1
                 per_hold.append((t - started) * 1e3 + lag())
                 hold_sum, hold_n = hold_sum + per_hold[-1], hold_n + 1
@@ -637,7 +638,11 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
         total, spare = sum(size), sum(idle)
         if total > cap and spare > 0:
             burst_idle_since = t if burst_idle_since is None else burst_idle_since
-            if t - burst_idle_since >= contender.burst_linger and not edges.holding(t):
+            # the pool's maintenance step (idle past burst_linger) and its return
+            # path (drivers/poolhandover.py, _surplus_unneeded: no burst use within it)
+            quiet = (t - burst_idle_since >= contender.burst_linger
+                     or not edges.recent(t, contender.burst_linger))
+            if quiet and not edges.holding(t):
                 close_idle(min(total - cap, spare), idle, "linger")
                 burst_idle_since = None
         else:

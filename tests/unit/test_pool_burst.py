@@ -87,6 +87,7 @@ def test_burst_connections_are_kept_while_bursts_recur():
     gap to the next one, and let go when the edges stop."""
     async def burst(pool, n):
         conns = await asyncio.gather(*(pool.acquire() for _ in range(n)))
+        await asyncio.sleep(0.5)  # a burst lasts: the pool stays above its cap
         for c in conns:
             pool.release(c)
 
@@ -109,8 +110,8 @@ def test_burst_connections_are_kept_while_bursts_recur():
             await burst(pool, 5)             # the third edge finds them open
             assert len(f.made) == made
             pool._maintain(loop.time() + 14.0)
-            assert pool.stats().pool_burst == 3  # within 1.5 intervals of the last use
-            pool._maintain(loop.time() + 16.0)
+            assert pool.stats().pool_burst == 3  # within 1.5 intervals (~11 s) of the last use
+            pool._maintain(loop.time() + 17.0)
             assert pool.stats().pool_size == 2  # the edges stopped
     run(main())
 
@@ -238,4 +239,110 @@ def test_multiplexed_commands_teach_the_hold_too():
             assert b is not a and pool.stats().connections_burst == 1
             pool.release(a)
             pool.release(b)
+    run(main())
+
+
+def test_only_a_stay_above_the_cap_is_a_burst_use():
+    """Issue 16: every lend above the cap was a burst use, so a steady load
+    that briefly took two connections past a cut cap every second made
+    recurring "edges" and the cut's surplus was held for the whole run.  A
+    lend counts once the pool has spent a quarter of the last second above
+    its cap (a real burst: ~0.3 s in)."""
+    m = BurstMemory(quiet=1.0, recur=60.0)
+    t = 0.0
+    for _ in range(100):              # 10 s: above the cap for 5 ms every 100 ms
+        m.level(t, True)
+        m.level(t + 0.005, False)
+        t += 0.1
+    assert m.edges == 0 and m.last_use is None and m.share_above(t) < 0.1
+    m.level(t, True)                   # now it stays above
+    start = t
+    while m.last_use is None:
+        t += 0.01
+        m.level(t, True)
+    assert 0.2 <= t - start <= 0.4 and m.edges == 1
+    m.level(t, False)
+    assert m.share_above(t + 2.0) < 0.25  # it decays once the pool is back at its cap
+
+
+def test_a_cut_takes_effect_under_steady_traffic():
+    """Issue 16: a cut keeps the idle connections within the burst allowance
+    (a cut the next step undoes costs no open), but under steady traffic
+    they were lent again at once, never idled ``burst_linger``, and each lend
+    above the new cap counted as a burst: the cut never took effect.  Now a
+    connection coming back above the cap that no burst needs is closed."""
+    async def caller(pool):
+        async with pool.acquire(timeout=1.0):
+            await asyncio.sleep(0.002)
+
+    async def main():
+        f = Factory(delay=0.05)  # a connect costs 50 ms: a short queue waits for returns
+        async with Pool(f, min_size=0, max_size=4, burst=4, burst_linger=1.0,
+                        maintain_every=0.25) as pool:
+            held = [await pool.acquire() for _ in range(4)]
+            for c in held:
+                pool.release(c)
+            pool.resize(0, 2)
+            assert pool.stats().pool_size == 4  # within the allowance: kept for now
+            made = len(f.made)
+            for _ in range(30):  # 3 s: three callers at once every 100 ms (2 ms above the cap)
+                await asyncio.gather(*(caller(pool) for _ in range(3)))
+                await asyncio.sleep(0.1)
+            st = pool.stats()
+            assert st.pool_size == 2 and len(f.made) == made
+            assert st.closes_by.get("linger") == 2
+    run(main())
+
+
+def test_burst_connections_survive_returns_nobody_waits_for_during_a_burst():
+    """The other side of the rule above: inside a burst that keeps the pool
+    above its cap, a return that finds nobody waiting at that instant keeps
+    its connection (closing it would cost a connect a moment later)."""
+    async def worker(pool, until):
+        loop = asyncio.get_running_loop()
+        while loop.time() < until:
+            async with pool.acquire(timeout=1.0):
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.001)
+
+    async def main():
+        f = Factory(delay=0.001)
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=2, burst=4, burst_linger=1.0,
+                        maintain_every=0.25) as pool:
+            for _ in range(5):  # holds measured: no cold start
+                c = await pool.acquire()
+                await asyncio.sleep(0.005)
+                pool.release(c)
+            until = loop.time() + 3.0
+            await asyncio.gather(*(worker(pool, until) for _ in range(5)))
+            st = pool.stats()
+            assert st.connections_burst == 3 and len(f.made) == 5  # opened once, kept
+    run(main())
+
+
+def test_a_cut_takes_effect_on_each_worker_of_a_strict_pool():
+    """Strict pools split the cap among the workers using the pool: the
+    surplus above a worker's share closes on its return, even when the other
+    worker is not busy at that instant (at a light load they seldom are, and
+    each worker kept the whole cap); a worker at its share keeps its own."""
+    async def main():
+        f = Factory(delay=0.05)
+        loop = asyncio.get_running_loop()
+        async with Pool(f, min_size=0, max_size=4, burst=4, affinity="strict",
+                        maintain_every=1000.0) as pool:
+            for worker in (1, 2):  # two connections on each worker
+                loop.worker_id = worker
+                held = [await pool.acquire() for _ in range(2)]
+                for c in held:
+                    pool.release(c)
+            pool.resize(0, 2)
+            assert pool.stats().pool_size == 4
+            for worker in (1, 2, 1, 2):  # one caller at a time, on each worker in turn
+                loop.worker_id = worker
+                c = await pool.acquire()
+                await asyncio.sleep(0.002)
+                pool.release(c)
+            left = [c for c in f.made if not c.is_closed]
+            assert sorted(c.worker for c in left) == [1, 2] and len(f.made) == 4
     run(main())
