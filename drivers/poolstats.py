@@ -62,6 +62,10 @@ class PoolStats:
     # twin asks whether they cost SLO windows)
     checks: int = 0
     checks_ms: float = 0.0
+    # health checks that ended after their caller had left (its acquire
+    # deadline or its cancellation came first): the check went on, and the
+    # connection was kept if it passed (a failed one is in connections_lost)
+    checks_orphaned: int = 0
 
 
 class Window:
