@@ -5,7 +5,9 @@ async ``connect()`` factory; hands them out (``acquire``) with a timeout, FIFO
 among waiters; takes them back (``release``), discarding broken ones; closes
 connections past ``max_lifetime`` or idle past ``max_idle`` (down to
 ``min_size``) and refills to ``min_size``; health-checks a connection with its
-``ping()`` when it is borrowed after having been idle for ``check_after`` seconds;
+``ping()`` when it is borrowed after having been idle for ``check_after`` seconds
+(:mod:`.poolcheck`: a check its caller's deadline cuts short goes on, and a
+connection that passes it is kept);
 prefers connections made on the caller's worker (``loop.worker_id``); can be
 ``resize``-d while running; and reports ``stats()`` as a frozen snapshot with
 psycopg_pool's counter names plus percentiles over a recent window.
@@ -70,6 +72,7 @@ from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 from ..runningloop import running_loop
 from .errors import InterfaceError, PoolClosed, PoolTimeout, WrongLoop
+from .poolcheck import HealthCheck
 from .poolentries import LENT, _Acquire, _Entry, _is_bad, _pin, _wake, _Waiter
 from .poolhandover import HandOver
 from .poolopen import BurstMemory, OpenBudget, Opening
@@ -82,7 +85,7 @@ log = logging.getLogger(__name__)
 C = TypeVar("C")
 
 
-class Pool(HandOver, Opening, Upkeep, Generic[C]):
+class Pool(HandOver, HealthCheck, Opening, Upkeep, Generic[C]):
     """A pool of connections made by ``connect()``; see the module docstring.
 
     ``min_size``/``max_size``: bounds (``resize`` changes them);
@@ -184,7 +187,7 @@ class Pool(HandOver, Opening, Upkeep, Generic[C]):
         self._c = dict.fromkeys(
             ("requests_num", "requests_queued", "requests_errors", "requests_timeouts",
              "connections_num", "connections_errors", "connections_lost", "returns_bad",
-             "connections_burst", "returns_drained", "connections_moved", "checks"), 0)
+             "connections_burst", "returns_drained", "connections_moved", "checks", "checks_orphaned"), 0)
         self._ms = dict.fromkeys(("requests_wait_ms", "connections_ms", "usage_ms", "checks_ms"), 0.0)
         self._opens_by: collections.Counter[str] = collections.Counter()  # see PoolStats
         self._hold_recent: float | None = None  # ms, a moving average of the holds
@@ -418,31 +421,6 @@ class Pool(HandOver, Opening, Upkeep, Generic[C]):
         if moving is not None:
             self._start_move(moving, worker)
         return None, waiter
-
-    async def _usable(self, entry: _Entry, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
-        """Checks a borrowed idle entry; discards it (freeing its slot) if unusable."""
-        now = loop.time()
-        if _is_bad(entry.conn) or now - entry.created >= self.max_lifetime:
-            self._discard(entry, lost=_is_bad(entry.conn),
-                          reason="bad" if _is_bad(entry.conn) else "expired")
-            return False
-        ping = getattr(entry.conn, "ping", None)
-        if ping is not None and now - entry.last_used >= self.check_after:
-            try:
-                async with asyncio.timeout_at(min(deadline, now + self.check_timeout)):
-                    await ping()
-            except asyncio.CancelledError:
-                self._discard(entry, lost=False, reason="cancelled")
-                raise
-            except Exception as exc:  # any failure means: not this connection
-                log.info("%s: health check failed, discarding connection: %r", self.name, exc)
-                self._discard(entry, lost=True)
-                return False
-            finally:
-                with self._lock:
-                    self._c["checks"] += 1
-                    self._ms["checks_ms"] += (loop.time() - now) * 1000
-        return True
 
     async def _wait(self, waiter: _Waiter, deadline: float) -> _Entry | None:
         """Waits for a connection handed over (returned), an open's failure

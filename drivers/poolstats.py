@@ -53,7 +53,8 @@ class PoolStats:
     # "burst" (for a waiter, above the cap); closes_by: "shrink" (resize),
     # "idle" (max_idle), "linger" (a burst connection idle past burst_linger),
     # "over_limit" (returned above cap + allowance), "trade" (a strict pool's
-    # slot handed to another worker), "bad", "expired" (max_lifetime)
+    # slot handed to another worker), "bad", "expired" (max_lifetime),
+    # "cancelled" (its health check cancelled with the loop, the pool still open)
     opens_by: Mapping[str, int] = dataclasses.field(default_factory=dict)
     closes_by: Mapping[str, int] = dataclasses.field(default_factory=dict)
     # health checks: a borrowed connection idle ``check_after`` or longer is
@@ -62,6 +63,10 @@ class PoolStats:
     # twin asks whether they cost SLO windows)
     checks: int = 0
     checks_ms: float = 0.0
+    # health checks that ended after their caller had left (its acquire
+    # deadline or its cancellation came first): the check went on, and the
+    # connection was kept if it passed (a failed one is in connections_lost)
+    checks_orphaned: int = 0
 
 
 class Window:

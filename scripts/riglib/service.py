@@ -58,10 +58,11 @@ REPORT_SQL = "SELECT count(*), sum(v), max(length(pad)) FROM kv a, generate_seri
 
 
 # The pool's counters a run's windows carry (totals so far): where its opens
-# went (errors, lost, moved, burst, delayed by the open budget) and returns.
+# went (errors, lost, moved, burst, delayed by the open budget), returns, and
+# health checks that ended after their caller left (the connection kept if sound).
 COUNTERS = ("connections_num", "connections_errors", "connections_lost", "connections_burst",
             "connections_delayed", "connections_moved", "returns_bad", "returns_drained",
-            "requests_timeouts")
+            "requests_timeouts", "checks_orphaned")
 
 
 def down_window(seconds: float | None) -> float:

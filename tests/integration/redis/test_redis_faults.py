@@ -1,5 +1,6 @@
 """Fault tests of the Redis driver: server restart under load, CLIENT KILL, a
-stalled server (DEBUG SLEEP) against timeouts, refused connections, and fake
+stalled server (DEBUG SLEEP) against timeouts, a health check cut short by
+its caller (CLIENT PAUSE), refused connections, and fake
 servers (asyncio servers in the test) that send malformed RESP, unsolicited
 replies or hang up mid-command.  The property under test everywhere: every
 command ends in a result or a typed error, nothing hangs, and the pool recovers
@@ -157,6 +158,30 @@ def test_stalled_server_times_out_and_recovers(run, own_redis_server):
             assert pool.stats().errors_by_kind["timeout"] == 1
         for c in (admin, conn2):
             c.close()
+    run(main())
+
+
+def test_a_health_check_its_caller_gave_up_on_keeps_the_connection(run, own_redis_server):
+    """Issue 16: a PING the caller's acquire deadline cut short (the server
+    paused by CLIENT PAUSE) used to discard a sound connection as lost; the
+    check now goes on, and the connection passing it is lent to the next
+    caller: the same server-side client, no new connection."""
+    async def main():
+        async with redis.Pool(own_redis_server.url, min_size=1, max_size=1, check_after=0.0,
+                              check_timeout=10.0, timeout=10.0) as pool:
+            async with pool.acquire() as conn:
+                client_id = await conn.execute("CLIENT", "ID")
+            admin = await redis.connect(own_redis_server.url)
+            assert await admin.execute("CLIENT", "PAUSE", "1500", "ALL") == b"OK"
+            with pytest.raises(base.PoolTimeout, match="health check"):
+                await pool.acquire(timeout=0.1)
+            assert not conn.is_closed
+            async with pool.acquire(timeout=10.0) as again:  # served once the pause ends
+                assert again is conn and await again.execute("CLIENT", "ID") == client_id
+            s = pool.stats()
+            assert (s.connections_num, s.connections_lost, s.checks_orphaned) == (1, 0, 1)
+            assert s.closes_by == {} and s.requests_timeouts == 1
+            admin.close()
     run(main())
 
 
