@@ -144,3 +144,14 @@ def test_the_held_panel_shows_the_floor_and_the_goal():
         assert math.isclose(ax.get_ylim()[1], 1.5 * 8 + 1)
     finally:
         plt.close(fig)
+
+
+def test_the_service_records_the_workers_each_pool_serves():
+    """pool_totals (the service's and the overload runner's window of a pool)
+    carries PoolStats.workers: the floor of a new record is what the pool saw."""
+    from ringleader.drivers.pool import Pool
+    from riglib.service import pool_totals
+
+    async def connect():
+        raise AssertionError("no connection is opened here")
+    assert pool_totals(Pool(connect, min_size=0, max_size=2, affinity="strict").stats())["workers"] == 1
