@@ -117,7 +117,8 @@ def draw_held(ax, recs: list[dict], records: list[dict]) -> None:
         ax.step(r["series"]["t"][:len(ys)], ys, where="post", color=colour(r["contender"]), lw=1.1)
         if max(ys) > ymax:
             span = f"{min(ys)}" if min(ys) == max(ys) else f"{min(ys)}-{max(ys)}"
-            ax.annotate(f"{r['contender']} holds {span}: above the scale", xy=(0.01, 0.96 - 0.12 * above),
+            ax.annotate(f"{r['contender']} holds {span}: above the scale",
+                        xy=(0.01, 0.96 - 0.12 * above),
                         xycoords="axes fraction", va="top", fontsize=7, color=colour(r["contender"]))
             above += 1
     target = CONN_VS_GROW.get(recs[0]["pattern"])
@@ -133,7 +134,8 @@ def draw_held(ax, recs: list[dict], records: list[dict]) -> None:
         ax.fill_between(ts, 0, fl, step="post", color=FLOOR_COLOUR, alpha=0.07, lw=0)
         up = goal is None or fl[-1] >= goal
         ax.annotate(f"rails' floor {fl[-1]}", xy=(0.0, fl[-1]), xycoords=("axes fraction", "data"),
-                    xytext=(3, 3 if up else -9), textcoords="offset points", fontsize=7, color=FLOOR_COLOUR)
+                    xytext=(3, 3 if up else -9), textcoords="offset points", fontsize=7,
+                    color=FLOOR_COLOUR)
     if goal is not None:
         ax.axhline(goal, color="k", ls=":", lw=1.2)
         under = bool(fl) and goal < min(fl)
@@ -216,8 +218,10 @@ def plot_pattern(records: list[dict], path: str) -> str:
                 Line2D([], [], color="0.3", marker="x", ls="", label="guard")]
     if "held" in panels:
         handles.append(Line2D([], [], color=FLOOR_COLOUR, ls="--", lw=1.4, label="rails' floor"))
-        if CONN_VS_GROW.get(recs[0]["pattern"]) and any(r["contender"] == "grow-on-wait" for r in records):
-            handles.append(Line2D([], [], color="k", ls=":", lw=1.2, label="conn-s goal (x grow-on-wait)"))
+        if CONN_VS_GROW.get(recs[0]["pattern"]) and any(r["contender"] == "grow-on-wait"
+                                                        for r in records):
+            handles.append(Line2D([], [], color="k", ls=":", lw=1.2,
+                                  label="conn-s goal (x grow-on-wait)"))
     fig.legend(handles=handles, loc="upper center", ncol=5, fontsize=7, frameon=False,
                bbox_to_anchor=(0.5, 1.0 - 0.35 / fig.get_figheight()))
     axes[-1].set_xlabel("time (s" + (", virtual" if recs[0]["mode"] == "sim" else "") + ")")

@@ -102,11 +102,13 @@ def _floor_cells(rs: list[dict]) -> dict:
     held above its own floor (per run: a run of 29 windows has a 29-window
     floor), as summary cells; nothing where the floor is unknown."""
     pairs = [(f, r["metrics"]["conn_seconds"]) for r in rs
-             if (f := floor.conn_s_floor(r)) is not None and r["metrics"].get("conn_seconds") is not None]
+             if (f := floor.conn_s_floor(r)) is not None
+             and r["metrics"].get("conn_seconds") is not None]
     if not pairs:
         return {}
     out = {}
-    for k, vals in (("conn_s_floor", [f for f, _ in pairs]), ("conn_s_above_floor", [c - f for f, c in pairs])):
+    for k, vals in (("conn_s_floor", [f for f, _ in pairs]),
+                    ("conn_s_above_floor", [c - f for f, c in pairs])):
         m, sp = stats.median_spread(vals)
         out[k] = {"median": m, "spread": sp, "values": vals}
     return out
