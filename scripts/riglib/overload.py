@@ -38,7 +38,8 @@ from ringleader.drivers.errors import PoolTimeout
 from ringleader.supervisor import Sampler
 
 from .loadgen import close_windows
-from .service import _p99, capture_decisions, grow_on_wait, pool_sizing, pool_totals, supervisor_config
+from .service import (GROW_ON_WAIT, _p99, capture_decisions, grow_on_wait, pool_sizing, pool_totals,
+                      supervisor_config)
 
 SLEEP_SQL = "SELECT pg_sleep(0.004)"
 BURN_SQL = "SELECT pg_sleep(0.004), (SELECT count(*) FROM generate_series(1, $1))"
@@ -83,7 +84,7 @@ async def amain(rt, cfg: dict):
     bg = []
     loop = asyncio.get_running_loop()
     if cfg["contender"] == "grow-on-wait":
-        bg.append(loop.create_task(grow_on_wait({"postgres": pool}, 2, 32)))
+        bg.append(loop.create_task(grow_on_wait({"postgres": pool}, *GROW_ON_WAIT)))
     rng = random.Random(cfg["seed"])
     dur, rate, retries = cfg["duration"], cfg["rate"], cfg["retries"]
     waits: list[float] = []

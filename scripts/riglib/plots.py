@@ -6,7 +6,10 @@ them all), each in the same colour in every plot (:data:`COLOURS`), one legend
 above the panels: offered load (black) and each contender's completed
 requests per second on the same 1-s windows; the cap of each pool (driver)
 with the supervisor's decisions as markers inside the axes (^ grow, v shrink,
-x guard cut/hold); acquire-wait p99 (symlog); request p99; and, where the run
+x guard cut/hold); where the runs recorded pool sizes, the connections held
+(all pools summed) with the rails' floor dashed and the connection-seconds
+goal (issue 16: 0.5x or 0.7x grow-on-wait's mean) dotted, so a MISS under the
+floor shows as such (:mod:`.floor`); acquire-wait p99 (symlog); request p99; and, where the run
 recorded them (real mode), per-worker busy ratio and batch size (CQEs per
 io_uring enter) and migrations.  The hot-spot pattern gets
 max/mean ring load and the per-worker loads of the rebalancing run, with moves
@@ -22,6 +25,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from . import floor  # noqa: E402
+from .summary import CONN_VS_GROW  # noqa: E402
 
 
 # One colour per contender, the same in every plot.
@@ -79,12 +85,66 @@ def panels_for(recs: list[dict]) -> list[str]:
                 drivers.append(d)
     has_workers = any(any(row for row in r["series"].get("workers", {}).get("busy", [])) for r in recs)
     has_moves = any(d["kind"] in ("migrate", "add_worker", "remove_worker") for r in recs for d in r["decisions"])
-    panels = ["offered"] + [f"cap:{d}" for d in drivers] + [f"wait:{d}" for d in drivers] + ["req"]
+    has_sizes = any(p.get("size") for r in recs for p in r["series"].get("pools", {}).values())
+    panels = (["offered"] + [f"cap:{d}" for d in drivers] + (["held"] if has_sizes else [])
+              + [f"wait:{d}" for d in drivers] + ["req"])
     if has_workers:
         panels += ["busy", "batch"]
     if has_moves:
         panels += ["migrations"]
     return panels
+
+
+FLOOR_COLOUR = "#7f0000"
+
+
+def draw_held(ax, recs: list[dict], records: list[dict]) -> None:
+    """The connections held (every pool's size summed) per window and
+    contender, the rails' floor of the adaptive contenders (dashed, the
+    supervisor's where it ran) and the connection-seconds goal, ``target`` x
+    grow-on-wait's mean over all its runs (dotted).  The y axis is sized to
+    the adaptive contenders: a static size far above them is named at the top
+    edge instead of flattening the lines that matter."""
+    adaptive = [r for r in recs if not r["contender"].startswith("static-")] or recs
+    base = next((r for r in adaptive if r["contender"].startswith("supervisor-")), adaptive[0])
+    fl = floor.floor_held(base)
+    ymax = 1.5 * max([y for r in adaptive for y in floor.held(r)] + fl + [1]) + 1
+    above = 0
+    for r in recs:
+        ys = floor.held(r)
+        if not ys:
+            continue
+        ax.step(r["series"]["t"][:len(ys)], ys, where="post", color=colour(r["contender"]), lw=1.1)
+        if max(ys) > ymax:
+            span = f"{min(ys)}" if min(ys) == max(ys) else f"{min(ys)}-{max(ys)}"
+            ax.annotate(f"{r['contender']} holds {span}: above the scale",
+                        xy=(0.01, 0.96 - 0.12 * above),
+                        xycoords="axes fraction", va="top", fontsize=7, color=colour(r["contender"]))
+            above += 1
+    target = CONN_VS_GROW.get(recs[0]["pattern"])
+    runs = [floor.held(r) for r in records if r["contender"] == "grow-on-wait"]
+    grow = [y for ys in runs for y in ys]
+    goal = target * sum(grow) / len(grow) if target and grow else None
+    # labels: the floor's at the left, the goal's at the right, each on the
+    # side of its line away from the other line (they are often a connection apart)
+    if fl:
+        ts = base["series"]["t"][:len(fl)]
+        ax.step(ts, fl, where="post", color=FLOOR_COLOUR, ls="--", lw=1.4)
+        # under the floor: where no contender on these rails can be
+        ax.fill_between(ts, 0, fl, step="post", color=FLOOR_COLOUR, alpha=0.07, lw=0)
+        up = goal is None or fl[-1] >= goal
+        ax.annotate(f"rails' floor {fl[-1]}", xy=(0.0, fl[-1]), xycoords=("axes fraction", "data"),
+                    xytext=(3, 3 if up else -9), textcoords="offset points", fontsize=7,
+                    color=FLOOR_COLOUR)
+    if goal is not None:
+        ax.axhline(goal, color="k", ls=":", lw=1.2)
+        under = bool(fl) and goal < min(fl)
+        ax.annotate(f"goal: {target}x grow-on-wait's mean over {len(runs)} run{'s' * (len(runs) > 1)}"
+                    f" = {goal:.1f}" + (", under the floor: unreachable" if under else ""),
+                    xy=(1.0, goal), xycoords=("axes fraction", "data"), xytext=(-3, -9 if under else 3),
+                    textcoords="offset points", ha="right", fontsize=7)
+    ax.set_ylim(0, ymax)
+    ax.set_ylabel("connections held\n(all pools)")
 
 
 def plot_pattern(records: list[dict], path: str) -> str:
@@ -115,6 +175,9 @@ def plot_pattern(records: list[dict], path: str) -> str:
                         ax.step(t, s["pools"][d]["oracle"], where="post", color="k", ls="--", lw=0.8,
                                 label="oracle (Erlang C)")
                 ax.set_ylabel(f"{d}\npool cap")
+            elif panel == "held":
+                if i == 0:
+                    draw_held(ax, recs, records)
             elif panel.startswith("wait:"):
                 d = panel[5:]
                 if d in s.get("pools", {}):
@@ -149,9 +212,16 @@ def plot_pattern(records: list[dict], path: str) -> str:
     handles += [Line2D([], [], color="k", lw=1.2, label="offered"),
                 Line2D([], [], color="k", ls="--", lw=0.8, label="oracle cap (Erlang C)"),
                 Line2D([], [], color="r", ls=":", lw=0.8, label="SLO 10 ms"),
+
                 Line2D([], [], color="0.3", marker="^", ls="", label="grow"),
                 Line2D([], [], color="0.3", marker="v", ls="", label="shrink"),
                 Line2D([], [], color="0.3", marker="x", ls="", label="guard")]
+    if "held" in panels:
+        handles.append(Line2D([], [], color=FLOOR_COLOUR, ls="--", lw=1.4, label="rails' floor"))
+        if CONN_VS_GROW.get(recs[0]["pattern"]) and any(r["contender"] == "grow-on-wait"
+                                                        for r in records):
+            handles.append(Line2D([], [], color="k", ls=":", lw=1.2,
+                                  label="conn-s goal (x grow-on-wait)"))
     fig.legend(handles=handles, loc="upper center", ncol=5, fontsize=7, frameon=False,
                bbox_to_anchor=(0.5, 1.0 - 0.35 / fig.get_figheight()))
     axes[-1].set_xlabel("time (s" + (", virtual" if recs[0]["mode"] == "sim" else "") + ")")

@@ -32,8 +32,8 @@ import time
 from ringleader.drivers.poolstats import percentile
 from ringleader.supervisor.sim import erlang_c_servers
 
-from . import servers, stats
-from .service import pool_sizing
+from . import floor, servers, stats
+from .service import pool_sizing, rails
 
 PATTERNS = ("steady", "diurnal", "burst", "drift", "retry_storm", "hot_spot", "overload")
 SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -249,6 +249,11 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
         for n in names:
             pools[n].update({v: [] for v in totals.values()})
     last = {n: dict.fromkeys(totals, 0) for n in names}
+    # the workers whose callers used each pool, per window (records since the
+    # floor: a strict pool needs a connection on each, riglib.floor)
+    if idx and all("workers" in sw[i]["pools"].get(n, {}) for i in idx for n in names):
+        for n in names:
+            pools[n]["workers"] = [sw[i]["pools"][n]["workers"] for i in idx]
     # the pool's counters per window (deltas), where the service recorded them
     counted = {n: sorted(set.intersection(*(set(sw[i]["pools"].get(n, {}).get("counters", {})) for i in idx)))
                for n in names} if idx else {}
@@ -366,8 +371,11 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
                 back += 1
             last[d["target"]] = (d["t"], d["src"])
         m["ping_pong"] = back
-    return {
+    lo, hi = rails(contender)
+    rec = {
         "mode": "real", "pattern": pattern, "contender": contender, "seed": rep, "period": period,
+        # the sizes the contender's policy may give each pool (the floor's minimum)
+        "rails": {"min": lo, "max": hi},
         # what the service's workers ran on: "uring", or "epoll" where io_uring is denied
         "backend": next((w["backend"] for w in svc["windows"] if "backend" in w), None),
         # offered = the window's arrivals, on the same 1-s windows as completed
@@ -381,6 +389,9 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
                    "workers": {"busy": busy, "batch": batch, "load": load, "lag_ms": lag}},
         "decisions": decisions, "metrics": m, "acceptance": stats.acceptance(m),
     }
+    # what the rails force the run to hold, over the windows conn_seconds sums
+    m["conn_s_floor"] = floor.conn_s_floor(rec)
+    return rec
 
 
 # What the demo's closing table calls the hot-spot run's figures.

@@ -73,6 +73,10 @@ def down_window(seconds: float | None) -> float:
     return PoolAutoscale.down_window if not seconds else min(PoolAutoscale.down_window, seconds / 4)
 
 
+# psycopg_pool's defaults as the rig runs grow-on-wait: from 2 up to 32 per pool
+GROW_ON_WAIT = (2, 32)
+
+
 def pool_sizing(contender: str, seconds: float | None = None) -> tuple[int, int, PoolAutoscale | None]:
     """(min_size, initial max_size, autoscale) for a contender name, in a run of
     ``seconds`` (None: the supervisor's default windows)."""
@@ -80,12 +84,22 @@ def pool_sizing(contender: str, seconds: float | None = None) -> tuple[int, int,
         n = int(contender.split("-", 1)[1])
         return n, n, None
     if contender == "grow-on-wait":
-        return 2, 2, None
+        return GROW_ON_WAIT[0], GROW_ON_WAIT[0], None
     if contender.startswith("supervisor-"):
         ctl = contender[len("supervisor-"):]
         return 1, 4, PoolAutoscale(min=2, max=40, controller=ctl, target_wait_ms=10.0,
                                    down_window=down_window(seconds))
     raise ValueError(f"unknown contender {contender!r}")
+
+
+def rails(contender: str) -> tuple[int, int]:
+    """(min, max): the sizes a contender's policy may give each pool (the
+    supervisor's ``PoolAutoscale`` rails, grow-on-wait's, a static size's own);
+    the minimum is what the connection-seconds floor (:mod:`.floor`) is made of."""
+    if contender == "grow-on-wait":
+        return GROW_ON_WAIT
+    lo, hi, auto = pool_sizing(contender)
+    return (auto.min, auto.max) if auto else (lo, hi)
 
 
 def supervisor_config(contender: str, workers: bool = True,
@@ -269,7 +283,7 @@ async def amain(rt, cfg: dict):
     pools = {"postgres": app.pg, "redis": app.redis}
     bg = []
     if cfg["contender"] == "grow-on-wait":
-        bg.append(asyncio.get_running_loop().create_task(grow_on_wait(pools, 2, 32)))
+        bg.append(asyncio.get_running_loop().create_task(grow_on_wait(pools, *GROW_ON_WAIT)))
     group = await rt.serve(lambda: Http(app), "127.0.0.1", 0)
     with open(cfg["port_file"] + ".tmp", "w") as f:
         f.write(str(group.port))
@@ -324,8 +338,9 @@ def pool_totals(st) -> dict:
     service and the overload runner both write it; realmode turns the totals
     into per-window deltas): connects and borrow-time health checks with
     their time, opens and closes by cause (issue 16: why each connection was
-    opened), and the counters in COUNTERS."""
-    return {"opened": st.connections_num, "connect_ms": st.connections_ms,
+    opened), the counters in COUNTERS, and the workers whose callers used the
+    pool (a strict pool needs a connection on each: the floor, :mod:`.floor`)."""
+    return {"opened": st.connections_num, "connect_ms": st.connections_ms, "workers": st.workers,
             "checks": st.checks, "checks_ms": st.checks_ms,
             "opens_by": dict(st.opens_by), "closes_by": dict(st.closes_by),
             "counters": {k: getattr(st, k) for k in COUNTERS}}

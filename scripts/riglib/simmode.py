@@ -23,7 +23,7 @@ import statistics
 from ringleader.supervisor import Rebalance
 from ringleader.supervisor import sim, simhot
 
-from . import stats
+from . import floor, stats
 
 # small / medium / large static sizes, as in pool-anchors.md (16 and 32 there)
 STATIC_SIZES = (4, 16, 32)
@@ -115,15 +115,17 @@ def record(pat: sim.Pattern, contender: str, seed: int, period: float, overload_
     if pattern in ("retry_storm", "overload") and contender.startswith("supervisor-"):
         m["grows_while_guard_tripped"] = s["grows_while_guard_tripped"]
         m["guard_periods"] = sum(1 for x in w if x.guard)
-    return {
+    # the least the contender may hold: a strict pool (workers > 1) one per worker
+    serving = [simulate_kw.get("workers", 1)] * len(w)
+    rec = {
         "mode": mode, "pattern": pattern, "contender": contender, "seed": seed,
-        "period": period, "edges": list(pat.edges),
+        "period": period, "edges": list(pat.edges), "rails": _rails(c),
         "series": {
             # offered = the window's arrivals, on the same 1-s windows as completed
             "t": ts, "offered": [x.arrivals for x in w], "achieved": [x.completed for x in w],
             "pools": {"postgres": {"cap": caps, "size": [x.size for x in w],
                                    "wait_p99_ms": [x.wait_p99_ms for x in w],
-                                   "oracle": [x.oracle for x in w],
+                                   "oracle": [x.oracle for x in w], "workers": serving,
                                    "opens_by": [x.opens_by for x in w],
                                    "closes_by": [x.closes_by for x in w]}},
             "request_p99_ms": [x.latency_p99_ms for x in w],
@@ -136,6 +138,18 @@ def record(pat: sim.Pattern, contender: str, seed: int, period: float, overload_
         "metrics": m,
         "acceptance": stats.acceptance(m),
     }
+    m["conn_s_floor"] = floor.conn_s_floor(rec)
+    return rec
+
+
+def _rails(c: sim.Contender) -> dict:
+    """The sizes a simulated contender may give its pool (as the real ones':
+    :func:`riglib.service.rails`)."""
+    if isinstance(c, sim.Static):
+        return {"min": c.n, "max": c.n}
+    if isinstance(c, sim.GrowOnWait):
+        return {"min": c.lo, "max": c.hi}
+    return {"min": c.cfg.min, "max": c.cfg.max}
 
 
 def _hot_spot(contender: str, seed: int, scale: float) -> dict:

@@ -11,6 +11,10 @@ contender with the fewest connection-seconds among those whose median run
 meets the SLO in >= 99% of windows (or, if none does, the one with the highest
 SLO share).
 
+Each verdict line sets the connection-seconds against the floor the rails
+force (:mod:`.floor`), so a goal no contender can reach at the rig's load is
+called unreachable rather than left as a bare MISS.
+
 Reads run records (see :mod:`riglib.simmode`); writes nothing itself except
 through :func:`write`.
 """
@@ -21,7 +25,7 @@ import json
 import math
 import os
 
-from . import stats
+from . import floor, stats
 
 METRICS = ("slo_windows", "good_share", "failed", "acquire_wait_p99_ms", "request_p99_ms", "throughput",
            "conn_seconds", "opened", "max_cap", "conn_vs_oracle", "adjustments", "reversals")
@@ -79,6 +83,8 @@ def summarise(records: list[dict]) -> dict:
                 vals = [r["acceptance"][crit] for r in rs if r["acceptance"].get(crit) is not None]
                 if vals:
                     row["acceptance"][crit] = {"passed": sum(vals), "runs": len(vals)}
+            if not hot:
+                row["metrics"].update(_floor_cells(rs))
             # float(): records read back from runs.json carry inf as "inf" (clean)
             fg = [float(r["metrics"]["first_grow_periods"]) for r in rs
                   if r["metrics"].get("first_grow_periods") is not None]
@@ -89,6 +95,23 @@ def summarise(records: list[dict]) -> dict:
         out.append({"mode": mode, "pattern": pattern, "best_static": best, "rows": rows})
     return {"alpha": ALPHA, "test": "exact two-sided Mann-Whitney U on the repeats",
             "groups": out}
+
+
+def _floor_cells(rs: list[dict]) -> dict:
+    """The runs' connection-seconds floor (:mod:`.floor`) and what each run
+    held above its own floor (per run: a run of 29 windows has a 29-window
+    floor), as summary cells; nothing where the floor is unknown."""
+    pairs = [(f, r["metrics"]["conn_seconds"]) for r in rs
+             if (f := floor.conn_s_floor(r)) is not None
+             and r["metrics"].get("conn_seconds") is not None]
+    if not pairs:
+        return {}
+    out = {}
+    for k, vals in (("conn_s_floor", [f for f, _ in pairs]),
+                    ("conn_s_above_floor", [c - f for f, c in pairs])):
+        m, sp = stats.median_spread(vals)
+        out[k] = {"median": m, "spread": sp, "values": vals}
+    return out
 
 
 def _fmt(v: float, k: str) -> str:
@@ -145,7 +168,10 @@ def verdict(group: dict) -> str | None:
     """One line per pattern: the supervised pool against the best static size
     and grow-on-wait on SLO windows, good requests, connection-seconds and
     connections opened (medians), then PASS/MISS on issue 16's goals (good >=
-    both; conn-s against grow-on-wait's where a target exists)."""
+    both; conn-s against grow-on-wait's where a target exists).  Beside the
+    conn-s, what each held above its rails' floor (:mod:`.floor`); beside a
+    conn-s MISS, whether the goal is under the supervisor's floor (then no
+    contender on these rails can meet it at this load) or above it."""
     rows = {r["contender"]: r for r in group["rows"]}
     sup = _pick_supervisor(rows)
     if sup is None or group["pattern"] == "hot_spot":
@@ -156,8 +182,8 @@ def verdict(group: dict) -> str | None:
         cell = rows[c]["metrics"].get(k)
         return None if cell is None else cell["median"]
 
-    def col(k):
-        return " / ".join(_fmt(med(c, k), k) for c in names)
+    def col(k, fmt=_fmt):
+        return " / ".join(fmt(med(c, k), k) for c in names)
     goals = []
     others = names[1:]
     slo = med(sup, "slo_windows")
@@ -172,11 +198,31 @@ def verdict(group: dict) -> str | None:
         goals.append(f"opened {opened / top:.1f}x max cap {'PASS' if opened <= 2 * top else 'MISS'}")
     target = CONN_VS_GROW.get(group["pattern"])
     if target and "grow-on-wait" in rows and med("grow-on-wait", "conn_seconds"):
-        ratio = med(sup, "conn_seconds") / med("grow-on-wait", "conn_seconds")
-        goals.append(f"conn-s {ratio:.2f}x grow-on-wait (<= {target}) {'PASS' if ratio <= target else 'MISS'}")
+        grow = med("grow-on-wait", "conn_seconds")
+        ratio = med(sup, "conn_seconds") / grow
+        goals.append(f"conn-s {ratio:.2f}x grow-on-wait (<= {target}) {'PASS' if ratio <= target else 'MISS'}"
+                     + ("" if ratio <= target else _floor_note(target, grow, med(sup, "conn_s_floor"))))
+    above = (f" | above the floor {col('conn_s_above_floor', _above)}"
+             if med(sup, "conn_s_above_floor") is not None else "")
     return (f"{group['mode']} {group['pattern']}: {' vs '.join(names)} | SLO windows {col('slo_windows')}"
-            f" | good {col('good_share')} | conn-s {col('conn_seconds')} | opened {col('opened')}"
+            f" | good {col('good_share')} | conn-s {col('conn_seconds')}{above} | opened {col('opened')}"
             + (f" | {'; '.join(goals)}" if goals else ""))
+
+
+def _above(v: float | None, _k: str) -> str:
+    return "-" if v is None else f"{v:+.0f}"
+
+
+def _floor_note(target: float, grow: float, fl: float | None) -> str:
+    """Why a connection-seconds MISS is or is not the rails' doing: the goal
+    (``target`` x grow-on-wait's ``grow``) against the supervisor's floor."""
+    if fl is None:
+        return ""
+    goal = target * grow
+    if goal < fl:
+        return (f" ({target}x = {goal:.0f} is under the rails' floor {fl:.0f}, {fl / grow:.2f}x:"
+                f" unreachable at this load)")
+    return f" ({target}x = {goal:.0f} is above the rails' floor {fl:.0f}: reachable)"
 
 
 def markdown(summary: dict) -> str:
