@@ -49,7 +49,10 @@ def test_steady_meets_slo_with_few_adjustments():
     s = r.summary()
     assert all(w.wait_p99_ms <= 10.0 + 1e-6 for w in r.windows[1:])
     assert r.windows[0].wait_p99_ms <= 20.0
-    assert s["adjustments"] <= 5
+    # 6: with holds measured exactly (4.1-4.3 ms, not 4.3-4.4 to the step's
+    # end) Erlang C asks 9 where it asked 10, and the "waiting: +1" rule
+    # climbs the rest one step at a time
+    assert s["adjustments"] <= 6
     assert s["conn_vs_oracle"] <= 1.8
 
 
@@ -161,7 +164,10 @@ def test_no_burst_opens_into_an_overload():
     a, b = p.overload
     for seed in (1, 2):
         r = simulate(p, Supervised("littles"), seed=seed)
-        assert sum(x.opens_by.get("burst", 0) for x in r.windows if a - 1 <= x.t <= b + 1) == 0
+        # at most one, in the onset's first second before any return came
+        # back slow (as the real pool may: the sixth pass's real runs opened
+        # 0, 0 and 4 there); the rule-less model opened the whole allowance, 8
+        assert sum(x.opens_by.get("burst", 0) for x in r.windows if a - 1 <= x.t <= b + 1) <= 1
         s = r.summary()
         assert s["opened"] <= 2 * s["max_cap"]
 
@@ -185,3 +191,69 @@ def test_a_move_waits_for_two_loop_wake_ups():
         return sum(w.wait_p99_ms for r in rs for w in r.windows) / sum(len(r.windows) for r in rs)
     assert waits(ClientModel(), 2) < 0.1
     assert waits(lagged, 0) < 0.1 < 0.5 < waits(lagged, 2)
+
+
+class _Watch(Static):
+    """A static pool that keeps the hold time its pool reported each period."""
+
+    def __init__(self, n):
+        super().__init__(n)
+        self.holds = []
+
+    def on_period(self, obs, t, lag_ms=0.0):
+        self.holds.append(obs.hold_ms)
+        return obs.cap, []
+
+
+def test_holds_are_measured_from_the_instant_a_connection_comes_back():
+    """Issue 16, sixth pass: holds measured to the end of the 1-ms step they
+    ended in came out ~0.5 ms long (the twin's pools reported 2.2-2.6 ms where
+    the real ones reported 1.0-2.35), and littles, which sizes on them, raised
+    the twin's cap where the real supervisor's stayed.  Queries of exactly
+    1.5 ms report 1.5-ms holds, on idle connections (16) and on one handed
+    from caller to caller (1, callers queued)."""
+    from ringleader.supervisor.sim import DbModel
+    db = DbModel(service_ms=1.5, jitter=0.0)
+    pat = Pattern("steady", 10.0, lambda t: 300.0)
+    for n in (16, 1):
+        watch = _Watch(n)
+        r = simulate(pat, watch, seed=1, db=db)
+        holds = [h for h in watch.holds if h]
+        assert sum(holds) / len(holds) == pytest.approx(1.5, abs=0.02)
+        if n == 1:
+            assert max(w.wait_p99_ms for w in r.windows) > 0  # callers did queue
+
+
+def test_grow_on_wait_looks_every_10_ms_as_the_rigs_does():
+    """The rig's grow-on-wait (riglib.service.grow_on_wait) looks at its pools
+    every 10 ms; looking every 1-ms step, the model's saw a caller queued for a
+    connection being moved to it as a wait at the cap at nearly every move and
+    raised its cap with no open to follow (the twin's cap ran one above its
+    size where the real pool's never did).  A caller waiting at the cap for
+    20 ms grows the cap twice, not twenty times."""
+    g = GrowOnWait(2, 32)
+    cap = g.initial_cap()
+    for k in range(1, 21):
+        cap = g.on_step(k * 0.001, cap, 1, 0, cap)
+    assert cap == 4
+
+
+def test_the_loop_lag_floor_is_not_multiplied_by_the_load():
+    """ClientModel.floor_ms: the lag of a loop with nothing else to run, which
+    the real loops showed at every load (0.05-0.11 ms from 25 to 220 Postgres
+    requests/s); only the queueing term grows with the utilisation."""
+    pat = Pattern("burst", 20.0, lambda t: 220.0 if (t % 10.0) >= 5.0 else 25.0)
+    floor = ClientModel(cpu_ms=0.47, background=0.017, floor_ms=0.066)
+    r = simulate(pat, Static(4), seed=1, client=floor)
+    quiet = [w.lag_ms for w in r.windows if w.offered < 100]
+    busy = [w.lag_ms for w in r.windows if w.offered > 100]
+    assert 0.066 < sum(quiet) / len(quiet) < sum(busy) / len(busy) < 2 * sum(quiet) / len(quiet)
+
+
+def test_grow_on_wait_opens_its_min_size_before_the_load():
+    """The rig's grow-on-wait pool opens min_size (2) at once, one per worker
+    (the real runs' "refill 2"); the model's opened one, and the other
+    worker's first callers moved it back and forth."""
+    pat = Pattern("steady", 3.0, lambda t: 30.0)
+    r = simulate(pat, GrowOnWait(2, 32), seed=1, workers=2)
+    assert r.windows[0].opens_by.get("refill") == 2
