@@ -478,7 +478,16 @@ def simulate(pattern: Pattern, contender: Contender, *, seed: int = 1, db: DbMod
                 hold_sum, hold_n = hold_sum + per_hold[-1], hold_n + 1
                 hold_recent = per_hold[-1] if hold_recent is None else \
                     hold_recent + 0.1 * (per_hold[-1] - hold_recent)
-            if queues[w] and queues[w][0][0] < t:
+            if sum(size) > cap + contender.burst(cap):
+                # The pool's return path (poolhandover's _give_back): a connection
+                # coming back above the cap plus the allowance closes before any
+                # waiter gets it.  Issue 16, sixth pass: the model handed it to the
+                # queue, so the onset's burst connections served through the whole
+                # overload after the guard withdrew the allowance (the twin's
+                # supervisor held 10-13, the real one 5, at a cap of 5).
+                size[w] -= 1
+                closes_by["over_limit"] += 1
+            elif queues[w] and queues[w][0][0] < t:
                 # a caller queued since an earlier step takes it at that instant
                 arr, attempt, first = queues[w].popleft()
                 start_query(w, arr, first, done_at)
