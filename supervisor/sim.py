@@ -267,8 +267,8 @@ class ClientModel:
     # queueing term.  Issue 16, sixth pass: the real loops' lag stayed at
     # 0.05-0.11 ms from 25 to 220 Postgres requests/s (static-16's windows,
     # every pattern; busy 0.03-0.12 of the core), where an M/M/1 lag fitted to
-    # the quiet windows alone (a 2.4-ms turn) rose nine-fold at the burst's
-    # rate and lengthened every hold the twin's supervisor sized on by 0.7 ms.
+    # the quiet windows alone (a 2.4-ms turn) rose eight-fold at the burst's
+    # rate and lengthened every hold the twin's supervisor sized on by ~0.5 ms.
     floor_ms: float = 0.0
 
 

@@ -62,8 +62,10 @@ class GrowOnWait(Contender):
     connection being moved to it (a move waits two loop wake-ups) as a wait at
     the cap and raised the cap with no open to follow, so the twin's cap ran
     one or two above its size (diurnal: cap 4-5, size 3-4) where the real
-    pool's size equalled its cap in every window of the fifth-pass runs, and
-    its idle low-watermark, taken every step, reached zero at once."""
+    pool's size equalled its cap in every window of the fifth- and sixth-pass
+    runs, and its idle low-watermark, taken every step, reached zero at once.
+    (A move still lasts a whole step in the model, so a look now and then
+    still sees one: the cap runs one above the size in some twin runs.)"""
 
     def __init__(self, lo: int = 2, hi: int = 32, max_idle: float = 10.0, poll: float = 0.01):
         self.lo, self.hi, self.max_idle, self.poll = lo, hi, max_idle, poll

@@ -223,10 +223,10 @@ def _client(pairs: list[tuple[float, float]], rate: float, lag: float) -> dict:
     measured median ``lag`` the loop's wake-up floor, unless such turns alone
     lag more than measured (then the turn that makes the M/M/1 lag the
     measured one, no floor).  Issue 16, sixth pass: with the whole busy share
-    per request and the turn fitted to the quiet windows (the burst's: 1.1 ms
-    of CPU, a 2.4-ms turn) the twin's lag rose from 0.08 to 0.75 ms at the
-    burst's 220/s, where the real loops' stayed at 0.08 (busy 0.03 -> 0.12:
-    0.47 ms per request over a 0.017 background)."""
+    per request and the turn fitted to the quiet windows (the burst's: 0.86 ms
+    of CPU, a 2.4-ms turn) the twin's lag rose from 0.07 to ~0.55 ms at the
+    burst's 220/s, where the real loops' stayed at 0.07 (busy 0.03 -> 0.12:
+    0.39 ms per request over a 0.014 background)."""
     cpu_ms, background = 0.0, 0.0
     xs = sorted(a for a, _ in pairs)
     if len(xs) >= 10 and xs[len(xs) // 10] > 0 and xs[(9 * len(xs)) // 10] / xs[len(xs) // 10] >= FIT_SPAN:
