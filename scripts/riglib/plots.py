@@ -212,7 +212,6 @@ def plot_pattern(records: list[dict], path: str) -> str:
     handles += [Line2D([], [], color="k", lw=1.2, label="offered"),
                 Line2D([], [], color="k", ls="--", lw=0.8, label="oracle cap (Erlang C)"),
                 Line2D([], [], color="r", ls=":", lw=0.8, label="SLO 10 ms"),
-
                 Line2D([], [], color="0.3", marker="^", ls="", label="grow"),
                 Line2D([], [], color="0.3", marker="v", ls="", label="shrink"),
                 Line2D([], [], color="0.3", marker="x", ls="", label="guard")]

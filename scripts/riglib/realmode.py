@@ -240,7 +240,14 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
     names = sorted({n for i in idx for n in sw[i]["pools"]})
     pools = {n: {"cap": [], "size": [], "wait_p99_ms": [], "oracle": [], "hold_ms": [], "acquire_rate": [],
                  "timeouts": [], "opens_by": [], "closes_by": []} for n in names}
-    before: dict[str, dict[str, dict[str, int]]] = {}
+    # The service records its pools' totals so far; the record keeps each
+    # window's rise (per pool and group of totals: the last window's values).
+    last: dict[tuple[str, str], dict] = {}
+
+    def rise(n: str, group: str, now: dict) -> dict:
+        was, last[(n, group)] = last.get((n, group), {}), now
+        return {k: v - was.get(k, 0) for k, v in now.items()}
+
     # per window: connects and borrow-time health checks, with their time
     # (deltas of the pool's totals; absent from records made before they were)
     totals = {"opened": "opens", "connect_ms": "connects_ms", "checks": "checks", "checks_ms": "checks_ms"}
@@ -248,7 +255,6 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
     if has_totals:
         for n in names:
             pools[n].update({v: [] for v in totals.values()})
-    last = {n: dict.fromkeys(totals, 0) for n in names}
     # the workers whose callers used each pool, per window (records since the
     # floor: a strict pool needs a connection on each, riglib.floor)
     if idx and all("workers" in sw[i]["pools"].get(n, {}) for i in idx for n in names):
@@ -260,18 +266,18 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
     for n in names:
         if counted.get(n):
             pools[n]["counters"] = {k: [] for k in counted[n]}
-    prev = {n: dict.fromkeys(counted.get(n, ()), 0) for n in names}
     busy, batch, load, lag = [], [], [], []
     for i in idx:
         for n in names:
             p = sw[i]["pools"].get(n, {})
             if has_totals:
+                d = rise(n, "totals", {k: p[k] for k in totals})
                 for k, v in totals.items():
-                    pools[n][v].append(p[k] - last[n][k])
-                    last[n][k] = p[k]
-            for k in counted.get(n, ()):
-                pools[n]["counters"][k].append(p["counters"][k] - prev[n][k])
-                prev[n][k] = p["counters"][k]
+                    pools[n][v].append(d[k])
+            if counted.get(n):
+                d = rise(n, "counters", {k: p["counters"][k] for k in counted[n]})
+                for k in counted[n]:
+                    pools[n]["counters"][k].append(d[k])
             pools[n]["cap"].append(p.get("cap", 0))
             pools[n]["size"].append(p.get("size", 0))
             pools[n]["wait_p99_ms"].append(p.get("wait_p99_ms", 0.0))
@@ -281,11 +287,8 @@ def build_record(pattern, contender, rep, seconds, t0, svc: dict, gen: dict) -> 
                 pools[n].setdefault("hold_p99_ms", []).append(p["hold_p99_ms"] or 0.0)
             pools[n]["acquire_rate"].append(rate)
             pools[n]["timeouts"].append(p.get("timeouts", 0))
-            for key in ("opens_by", "closes_by"):
-                # per window: the counters' rise since the window before
-                now_c, was = p.get(key, {}), before.setdefault(n, {}).get(key, {})
-                pools[n][key].append({k: v - was.get(k, 0) for k, v in now_c.items() if v > was.get(k, 0)})
-                before[n][key] = now_c
+            for key in ("opens_by", "closes_by"):  # the causes that rose in the window
+                pools[n][key].append({k: d for k, d in rise(n, key, p.get(key, {})).items() if d > 0})
             pools[n]["oracle"].append(erlang_c_servers(rate, hold / 1e3, 0.01) if rate and hold else 1)
         ws = {w["worker"]: w for w in sw[i]["workers"]}
         busy.append([ws[k]["busy"] if k in ws else math.nan for k in range(nworkers)])

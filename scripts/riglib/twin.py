@@ -94,6 +94,11 @@ def db_model(pattern: str, mean_ms: float, connect: tuple[float, float] | None =
     return sim.DbModel(service_ms=fast, slow_share=share, slow_ms=fast + REPORT_EXTRA_MS, thrash=0.0, **more)
 
 
+# Queries the database was guessed to serve at full speed at once under the
+# burn, where the runs did not measure it: one core over 5 ms of CPU per 9-ms
+# query (at best 180/s).
+GUESSED_BURN_CAPACITY = 9.0 / 5.0
+
 # The overload's query in its middle third as a multiple of the healthy one:
 # pg_sleep(4 ms) plus ~5 ms of database CPU (realmode.OVERLOAD_BURN_MS) against
 # ~4 ms alone.
@@ -124,7 +129,7 @@ def overload_capacity(served: float | None, service_ms: float) -> float:
     Issue 16: the guess (one core over 5 ms of CPU per 9-ms query: 1.8 at
     once, 180/s at best) was below the real ~220/s.  None: the guess."""
     if not served:
-        return 9.0 / 5.0
+        return GUESSED_BURN_CAPACITY
     return served * service_ms * OVERLOAD_SLOWDOWN / 1e3
 
 
@@ -269,7 +274,7 @@ def _stalls(records: list[dict]) -> tuple[float, float]:
     return len(rises) / seconds, statistics.median(rises)
 
 
-def pattern(name: str, seconds: float, burn_capacity: float = 9.0 / 5.0) -> sim.Pattern:
+def pattern(name: str, seconds: float, burn_capacity: float = GUESSED_BURN_CAPACITY) -> sim.Pattern:
     """The real rig's pattern ``name`` as a simulator pattern of ``seconds``
     (``burn_capacity``: the overload's, :func:`overload_capacity`)."""
     third = (seconds / 3, 2 * seconds / 3)
